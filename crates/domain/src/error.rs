@@ -1,0 +1,55 @@
+//! Errors of the use cases in [`crate::service`]. The HTTP adapter alone maps them to status
+//! codes and envelope codes.
+
+use crate::{ports::StorageError, validation::FieldErrors};
+
+/// Why a presented credential was not accepted on the management API.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Missing, malformed, unknown, revoked or expired: one answer, so the response is no
+    /// oracle for which keys exist.
+    #[error("missing or invalid credential")]
+    Unauthorized,
+    /// The key exists but is disabled (`is_active = false`).
+    #[error("the key is disabled")]
+    KeyInactive,
+    /// The key's IP allowlist does not contain the client's address.
+    #[error("the key may not be used from this address")]
+    IpNotAllowed,
+    /// A service key presented to the management API.
+    #[error("service keys cannot call the management API")]
+    ServiceKey,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Why a management operation (keyspaces, keys, account) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// The credential lacks the management scope the operation needs.
+    #[error("this operation needs the {0} scope")]
+    InsufficientScope(&'static str),
+    /// No such object in the caller's account (objects of other accounts included).
+    #[error("not found")]
+    NotFound,
+    #[error("invalid input: {0}")]
+    Invalid(FieldErrors),
+    /// The account's plan allows no more active keys.
+    #[error("the plan's key limit is reached")]
+    KeyLimitReached,
+    /// The keyspace still holds active keys.
+    #[error("the keyspace still holds active keys")]
+    KeyspaceNotEmpty,
+    /// Refused for a reason the message gives (rotating a revoked key, deleting the
+    /// default keyspace).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<FieldErrors> for ManageError {
+    fn from(errors: FieldErrors) -> Self {
+        Self::Invalid(errors)
+    }
+}

@@ -1,0 +1,40 @@
+//! Keyward's domain: what an API key is, how it is written, hashed, scoped, tiered and
+//! verified, and the ports (traits) through which the domain reaches storage, time and
+//! randomness.
+//!
+//! Architecture invariant: this crate knows nothing of HTTP, SQL, async runtimes or caches.
+//! It depends on no tokio, diesel, actix, moka or redis (checked by `cargo xtask tidy`).
+//! The only ambient inputs are the system clock and the OS entropy source, and both come in
+//! through ports ([`Clock`], [`RandomSource`]) so tests replace them.
+
+pub mod account;
+pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod error;
+pub mod id;
+pub mod key;
+pub mod key_format;
+pub mod keyspace;
+pub mod plan;
+pub mod ports;
+pub mod random;
+pub mod scope;
+pub mod secret;
+pub mod service;
+pub mod validation;
+pub mod verify;
+
+pub use account::Account;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use id::{AccountId, EventId, KeyId, KeyspaceId, RequestId, UserId};
+pub use key::{Actor, Environment, Key, KeyKind, KeyStatus, Quota, RateLimitWindow, Refill};
+pub use key_format::{HashAlgorithm, KeyHash, KeyPrefix, ParsedKey};
+pub use keyspace::{IpPolicy, Keyspace};
+pub use plan::{Plan, PlanLimits, PlanTable, Tier, TierTable};
+pub use ports::{AccountStore, KeyStore, KeyspaceStore, StorageError, Store};
+pub use random::{OsRandom, RandomSource, SeededRandom};
+pub use scope::{Scope, ScopeSet};
+pub use secret::PlaintextKey;
+pub use validation::{FieldError, FieldErrors};
+pub use verify::{VerifyCode, VerifyRequest};

@@ -1,0 +1,197 @@
+//! Ports: what the domain needs from storage. Adapters (`store-pg`, `store-mem`) implement
+//! them and MUST return the error variants documented on each method; the conformance suite
+//! (`conformance` feature) checks that they do.
+//!
+//! Every method that changes more than one row is atomic: it happens entirely or not at all.
+
+use std::future::Future;
+
+use time::OffsetDateTime;
+
+use crate::{
+    account::Account,
+    id::{AccountId, KeyId, KeyspaceId},
+    key::{Environment, Key, KeyKind, KeyStatus},
+    key_format::KeyHash,
+    keyspace::{IpPolicy, Keyspace},
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure of the storage itself, as opposed to an answer about the data.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The storage cannot be reached or has no capacity now (pool exhausted, connection
+    /// refused, timeout). Retrying later may succeed; maps to 503 `unavailable`.
+    #[error("storage is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else; maps to 500 `internal`.
+    #[error("storage failed")]
+    Internal(#[source] BoxError),
+}
+
+/// Which keys a listing returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFilter {
+    pub kind: KeyKind,
+    pub keyspace_id: Option<KeyspaceId>,
+    pub environment: Option<Environment>,
+    pub status: Option<KeyStatus>,
+    pub owner_id: Option<String>,
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    /// Return keys created before this one (the previous page's last key).
+    pub before: Option<KeyId>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPage {
+    pub keys: Vec<Key>,
+    /// How many keys match the filter across all pages.
+    pub total: u64,
+    pub has_more: bool,
+}
+
+/// A key found for verification, with what verification needs of its keyspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiableKey {
+    pub key: Key,
+    pub ip_policy: IpPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertKeyError {
+    /// Inserting would take the account's non-revoked, unexpired service keys past `max_keys`.
+    #[error("the account's key limit is reached")]
+    KeyLimitReached,
+    /// A key with the same hash exists already; `index` is its position in the input.
+    #[error("key {index} has a hash that is already in use")]
+    DuplicateHash { index: usize },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// No such row in that account.
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertKeyspaceError {
+    /// The account has a keyspace of that name already.
+    #[error("a keyspace of that name exists")]
+    DuplicateName,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateKeyspaceError {
+    #[error("not found")]
+    NotFound,
+    #[error("a keyspace of that name exists")]
+    DuplicateName,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteKeyspaceError {
+    #[error("not found")]
+    NotFound,
+    /// The keyspace still holds keys that are neither revoked nor expired.
+    #[error("the keyspace holds active keys")]
+    NotEmpty,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Counts of an account's service keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyCounts {
+    /// Neither revoked nor past `expires_at`: what the plan's `max_keys` limits.
+    pub active: u64,
+    pub revoked: u64,
+}
+
+pub trait KeyStore: Send + Sync {
+    /// Inserts every key or none. `max_keys`, when set, is checked atomically against the
+    /// account's active service keys (only service keys count).
+    /// Errors: `KeyLimitReached`, `DuplicateHash`, `Storage`.
+    fn insert_keys(&self, keys: &[Key], max_keys: Option<u64>) -> impl Future<Output = Result<(), InsertKeyError>> + Send;
+
+    /// The key with this hash in any account, whatever its status. Must be an index lookup.
+    fn find_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<VerifiableKey>, StorageError>> + Send;
+
+    fn get_key(&self, account: AccountId, id: KeyId) -> impl Future<Output = Result<Option<Key>, StorageError>> + Send;
+
+    /// Keys of the account matching `filter`, newest first. `status` is derived at `now`.
+    fn list_keys(
+        &self,
+        account: AccountId,
+        filter: &KeyFilter,
+        page: PageRequest,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<KeyPage, StorageError>> + Send;
+
+    /// Writes every mutable attribute of `key` (matched by account and id). A `revoked_at`
+    /// already stored is never cleared or moved, whatever `key` says: revocation is
+    /// permanent even against a concurrent update. Errors: `NotFound`, `Storage`.
+    fn update_key(&self, key: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send;
+
+    /// Atomically writes `old` (its new `expires_at`, `rotated_to`, `updated_at`) and inserts
+    /// `new`. Errors: `NotFound` when `old` is gone or revoked meanwhile, `Storage`.
+    fn rotate_key(&self, old: &Key, new: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send;
+
+    fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send;
+}
+
+pub trait AccountStore: Send + Sync {
+    /// Creates the account, its default keyspace and, when given, its first key, atomically.
+    fn create_account(
+        &self,
+        account: &Account,
+        default_keyspace: &Keyspace,
+        first_key: Option<&Key>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    fn get_account(&self, id: AccountId) -> impl Future<Output = Result<Option<Account>, StorageError>> + Send;
+}
+
+pub trait KeyspaceStore: Send + Sync {
+    /// Errors: `DuplicateName` (names are unique per account), `Storage`.
+    fn insert_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), InsertKeyspaceError>> + Send;
+
+    fn get_keyspace(&self, account: AccountId, id: KeyspaceId) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send;
+
+    fn find_keyspace_by_name(&self, account: AccountId, name: &str) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send;
+
+    /// All keyspaces of the account, oldest first.
+    fn list_keyspaces(&self, account: AccountId) -> impl Future<Output = Result<Vec<Keyspace>, StorageError>> + Send;
+
+    /// Errors: `NotFound`, `DuplicateName`, `Storage`.
+    fn update_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), UpdateKeyspaceError>> + Send;
+
+    /// Deletes the keyspace and its revoked or expired keys, atomically, unless it holds a
+    /// key that is neither (checked at `now`). Errors: `NotFound`, `NotEmpty`, `Storage`.
+    fn delete_keyspace(
+        &self,
+        account: AccountId,
+        id: KeyspaceId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), DeleteKeyspaceError>> + Send;
+}
+
+/// Everything the services need from one storage backend.
+pub trait Store: KeyStore + AccountStore + KeyspaceStore + Clone + 'static {
+    /// Whether the storage answers and its schema is current; for `/readyz`.
+    fn ping(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+}

@@ -1,0 +1,173 @@
+//! Scopes: `resource:action` strings, deny by default. `resource:*` grants every action of
+//! a module, `*` grants everything.
+
+use std::{collections::BTreeSet, fmt};
+
+pub const MAX_SCOPES: usize = 100;
+const MAX_SCOPE_LEN: usize = 128;
+
+/// The management scopes, which guard the management API itself.
+pub mod management {
+    pub const KEYS_READ: &str = "keys:read";
+    pub const KEYS_WRITE: &str = "keys:write";
+    pub const KEYS_VERIFY: &str = "keys:verify";
+    pub const KEYSPACES_READ: &str = "keyspaces:read";
+    pub const KEYSPACES_WRITE: &str = "keyspaces:write";
+    pub const AUDIT_READ: &str = "audit:read";
+    pub const USAGE_READ: &str = "usage:read";
+    pub const USERS_READ: &str = "users:read";
+
+    pub const ALL: [&str; 8] =
+        [KEYS_READ, KEYS_WRITE, KEYS_VERIFY, KEYSPACES_READ, KEYSPACES_WRITE, AUDIT_READ, USAGE_READ, USERS_READ];
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Scope(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a scope is \"*\", \"resource:*\" or \"resource:action\" of letters, digits, _ . -, at most 128 characters")]
+pub struct InvalidScope;
+
+fn is_segment(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+impl Scope {
+    pub fn new(value: impl Into<String>) -> Result<Self, InvalidScope> {
+        let value = value.into();
+        if value.len() > MAX_SCOPE_LEN {
+            return Err(InvalidScope);
+        }
+        let valid = value == "*"
+            || value.split_once(':').is_some_and(|(resource, action)| is_segment(resource) && (action == "*" || is_segment(action)));
+        if valid { Ok(Self(value)) } else { Err(InvalidScope) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether holding `self` permits what `required` names.
+    pub fn grants(&self, required: &Scope) -> bool {
+        if self.0 == "*" || self.0 == required.0 {
+            return true;
+        }
+        match (self.0.split_once(':'), required.0.split_once(':')) {
+            (Some((resource, "*")), Some((required_resource, _))) => resource == required_resource,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The scopes a key holds. Empty means no permission at all.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct ScopeSet(BTreeSet<Scope>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidScopeSet {
+    #[error("at most {MAX_SCOPES} scopes")]
+    TooMany,
+    #[error("{0:?} is not a valid scope: {InvalidScope}")]
+    Invalid(String),
+}
+
+impl ScopeSet {
+    pub fn parse<S: AsRef<str>>(values: &[S]) -> Result<Self, InvalidScopeSet> {
+        if values.len() > MAX_SCOPES {
+            return Err(InvalidScopeSet::TooMany);
+        }
+        values
+            .iter()
+            .map(|v| Scope::new(v.as_ref()).map_err(|_| InvalidScopeSet::Invalid(v.as_ref().to_owned())))
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map(Self)
+    }
+
+    pub fn from_scopes(scopes: impl IntoIterator<Item = Scope>) -> Self {
+        Self(scopes.into_iter().collect())
+    }
+
+    /// Every management scope; what the operator's first account key holds.
+    pub fn all_management() -> Self {
+        Self(management::ALL.iter().map(|s| Scope((*s).to_owned())).collect())
+    }
+
+    pub fn grants(&self, required: &Scope) -> bool {
+        self.0.iter().any(|held| held.grants(required))
+    }
+
+    /// Like [`ScopeSet::grants`] for a scope given as text (management scopes are constants).
+    pub fn grants_str(&self, required: &str) -> bool {
+        Scope::new(required).is_ok_and(|required| self.grants(&required))
+    }
+
+    pub fn grants_all<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
+        required.into_iter().all(|r| self.grants(r))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Scope {
+        Scope::new(v).unwrap()
+    }
+
+    #[test]
+    fn wildcards_grant_what_they_should_and_no_more() {
+        assert!(s("*").grants(&s("server:list")));
+        assert!(s("server:*").grants(&s("server:list")));
+        assert!(s("server:*").grants(&s("server:*")));
+        assert!(!s("server:*").grants(&s("ip:setptr")));
+        assert!(!s("server:list").grants(&s("server:*")));
+        assert!(!s("server:list").grants(&s("server:delete")));
+        assert!(!s("serv:*").grants(&s("server:list")));
+        assert!(s("keys:read").grants(&s("keys:read")));
+    }
+
+    #[test]
+    fn empty_set_denies_everything() {
+        assert!(!ScopeSet::default().grants(&s("keys:read")));
+    }
+
+    #[test]
+    fn invalid_scopes_are_rejected() {
+        for bad in ["", "keys", ":read", "keys:", "keys:read:extra", "*:read", "a b:c", &"x".repeat(200)] {
+            assert!(Scope::new(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ScopeSet::parse(&["ok:x", "bad"]), Err(InvalidScopeSet::Invalid("bad".into())));
+    }
+}
