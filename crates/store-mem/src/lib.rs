@@ -1,1 +1,265 @@
-//! wip
+//! In-memory storage: the embedded default (`keyward serve` with no database) and a fast
+//! double for tests. It implements the same ports as `store-pg` and passes the same
+//! conformance suite, so trying Keyward out behaves like running it in production.
+//!
+//! Architecture invariant: every port method takes the lock once, does its work without
+//! awaiting, and releases it; no lock is held across an `.await`. Data is lost on exit.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::{Future, ready},
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use keyward_domain::{
+    Account, AccountId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId,
+    ports::{
+        AccountStore, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore,
+        KeyspaceStore, PageRequest, StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
+    },
+};
+use time::OffsetDateTime;
+
+#[derive(Debug, Default)]
+struct State {
+    accounts: HashMap<AccountId, Account>,
+    keyspaces: BTreeMap<KeyspaceId, Keyspace>,
+    keys: BTreeMap<KeyId, Key>,
+    by_hash: HashMap<KeyHash, KeyId>,
+}
+
+impl State {
+    fn active_service_keys(&self, account: AccountId, now: OffsetDateTime) -> u64 {
+        let active = self.keys.values().filter(|k| {
+            k.account_id == account && k.kind == KeyKind::Service && k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > now)
+        });
+        active.count() as u64
+    }
+}
+
+/// Storage in a process's memory. Cloning shares the same data.
+#[derive(Debug, Clone, Default)]
+pub struct MemStore {
+    state: Arc<RwLock<State>>,
+    hash_lookups: Arc<AtomicU64>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many times `find_by_hash` was called; lets tests prove a lookup did not happen.
+    pub fn hash_lookups(&self) -> u64 {
+        self.hash_lookups.load(Ordering::Relaxed)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.state.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.write().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn matches(key: &Key, account: AccountId, filter: &KeyFilter, now: OffsetDateTime) -> bool {
+    key.account_id == account
+        && key.kind == filter.kind
+        && filter.keyspace_id.is_none_or(|ks| key.keyspace_id == Some(ks))
+        && filter.environment.is_none_or(|env| key.environment == env)
+        && filter.status.is_none_or(|status| key.status(now) == status)
+        && filter.owner_id.as_ref().is_none_or(|owner| key.owner_id.as_ref() == Some(owner))
+}
+
+impl KeyStore for MemStore {
+    fn insert_keys(&self, keys: &[Key], max_keys: Option<u64>) -> impl Future<Output = Result<(), InsertKeyError>> + Send {
+        ready(self.write(|state| {
+            if let Some(index) = keys.iter().position(|k| state.by_hash.contains_key(&k.hash)) {
+                return Err(InsertKeyError::DuplicateHash { index });
+            }
+            if let (Some(max), Some(first)) = (max_keys, keys.first()) {
+                let now = first.created_at;
+                let adding = keys.iter().filter(|k| k.kind == KeyKind::Service).count() as u64;
+                if state.active_service_keys(first.account_id, now) + adding > max {
+                    return Err(InsertKeyError::KeyLimitReached);
+                }
+            }
+            for key in keys {
+                state.by_hash.insert(key.hash, key.id);
+                state.keys.insert(key.id, key.clone());
+            }
+            Ok(())
+        }))
+    }
+
+    fn find_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<VerifiableKey>, StorageError>> + Send {
+        self.hash_lookups.fetch_add(1, Ordering::Relaxed);
+        ready(Ok(self.read(|state| {
+            let key = state.keys.get(state.by_hash.get(hash)?)?.clone();
+            let ip_policy = key.keyspace_id.and_then(|ks| state.keyspaces.get(&ks)).map(|ks| ks.ip_policy).unwrap_or_default();
+            Some(VerifiableKey { key, ip_policy })
+        })))
+    }
+
+    fn get_key(&self, account: AccountId, id: KeyId) -> impl Future<Output = Result<Option<Key>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.keys.get(&id).filter(|k| k.account_id == account).cloned())))
+    }
+
+    fn list_keys(
+        &self,
+        account: AccountId,
+        filter: &KeyFilter,
+        page: PageRequest,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<KeyPage, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let matching = || state.keys.values().rev().filter(|k| matches(k, account, filter, now));
+            let total = matching().count() as u64;
+            let limit = page.limit as usize;
+            let mut keys: Vec<Key> =
+                matching().filter(|k| page.before.is_none_or(|before| k.id < before)).take(limit + 1).cloned().collect();
+            let has_more = keys.len() > limit;
+            keys.truncate(limit);
+            KeyPage { keys, total, has_more }
+        })))
+    }
+
+    fn update_key(&self, key: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
+        ready(self.write(|state| {
+            let stored = state.keys.get_mut(&key.id).filter(|k| k.account_id == key.account_id).ok_or(UpdateError::NotFound)?;
+            let revoked_at = stored.revoked_at.or(key.revoked_at);
+            let rotated_to = stored.rotated_to.or(key.rotated_to);
+            *stored = Key { revoked_at, rotated_to, ..key.clone() };
+            Ok(())
+        }))
+    }
+
+    fn rotate_key(&self, old: &Key, new: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
+        ready(self.write(|state| {
+            let stored = state
+                .keys
+                .get_mut(&old.id)
+                .filter(|k| k.account_id == old.account_id && k.revoked_at.is_none())
+                .ok_or(UpdateError::NotFound)?;
+            stored.expires_at = old.expires_at;
+            stored.rotated_to = old.rotated_to;
+            stored.updated_at = old.updated_at;
+            state.by_hash.insert(new.hash, new.id);
+            state.keys.insert(new.id, new.clone());
+            Ok(())
+        }))
+    }
+
+    fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let revoked = state
+                .keys
+                .values()
+                .filter(|k| k.account_id == account && k.kind == KeyKind::Service && k.revoked_at.is_some())
+                .count() as u64;
+            KeyCounts { active: state.active_service_keys(account, now), revoked }
+        })))
+    }
+}
+
+impl AccountStore for MemStore {
+    fn create_account(
+        &self,
+        account: &Account,
+        default_keyspace: &Keyspace,
+        first_key: Option<&Key>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| {
+            state.accounts.insert(account.id, account.clone());
+            state.keyspaces.insert(default_keyspace.id, default_keyspace.clone());
+            if let Some(key) = first_key {
+                state.by_hash.insert(key.hash, key.id);
+                state.keys.insert(key.id, key.clone());
+            }
+        });
+        ready(Ok(()))
+    }
+
+    fn get_account(&self, id: AccountId) -> impl Future<Output = Result<Option<Account>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.accounts.get(&id).cloned())))
+    }
+}
+
+impl KeyspaceStore for MemStore {
+    fn insert_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), InsertKeyspaceError>> + Send {
+        ready(self.write(|state| {
+            let taken = state.keyspaces.values().any(|k| k.account_id == keyspace.account_id && k.name == keyspace.name);
+            if taken {
+                return Err(InsertKeyspaceError::DuplicateName);
+            }
+            state.keyspaces.insert(keyspace.id, keyspace.clone());
+            Ok(())
+        }))
+    }
+
+    fn get_keyspace(&self, account: AccountId, id: KeyspaceId) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.keyspaces.get(&id).filter(|k| k.account_id == account).cloned())))
+    }
+
+    fn find_keyspace_by_name(&self, account: AccountId, name: &str) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.keyspaces.values().find(|k| k.account_id == account && k.name == name).cloned())))
+    }
+
+    fn list_keyspaces(&self, account: AccountId) -> impl Future<Output = Result<Vec<Keyspace>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.keyspaces.values().filter(|k| k.account_id == account).cloned().collect())))
+    }
+
+    fn update_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), UpdateKeyspaceError>> + Send {
+        ready(self.write(|state| {
+            let taken = state
+                .keyspaces
+                .values()
+                .any(|k| k.account_id == keyspace.account_id && k.name == keyspace.name && k.id != keyspace.id);
+            if taken {
+                return Err(UpdateKeyspaceError::DuplicateName);
+            }
+            let stored = state
+                .keyspaces
+                .get_mut(&keyspace.id)
+                .filter(|k| k.account_id == keyspace.account_id)
+                .ok_or(UpdateKeyspaceError::NotFound)?;
+            *stored = Keyspace { created_at: stored.created_at, ..keyspace.clone() };
+            Ok(())
+        }))
+    }
+
+    fn delete_keyspace(
+        &self,
+        account: AccountId,
+        id: KeyspaceId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), DeleteKeyspaceError>> + Send {
+        ready(self.write(|state| {
+            if !state.keyspaces.get(&id).is_some_and(|k| k.account_id == account) {
+                return Err(DeleteKeyspaceError::NotFound);
+            }
+            let in_keyspace = |k: &Key| k.keyspace_id == Some(id);
+            let live = |k: &Key| !matches!(k.status(now), KeyStatus::Revoked | KeyStatus::Expired);
+            if state.keys.values().any(|k| in_keyspace(k) && live(k)) {
+                return Err(DeleteKeyspaceError::NotEmpty);
+            }
+            let doomed: Vec<(KeyId, KeyHash)> = state.keys.values().filter(|k| in_keyspace(k)).map(|k| (k.id, k.hash)).collect();
+            for (key_id, hash) in doomed {
+                state.keys.remove(&key_id);
+                state.by_hash.remove(&hash);
+            }
+            state.keyspaces.remove(&id);
+            Ok(())
+        }))
+    }
+}
+
+impl Store for MemStore {
+    fn ping(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        ready(Ok(()))
+    }
+}
