@@ -1,7 +1,8 @@
 //! The storage conformance suite: one set of tests every storage adapter must pass, so the
 //! embedded default and PostgreSQL behave alike. An adapter's test crate runs it with
-//! [`conformance_tests!`](crate::conformance_tests), giving an expression that yields a
-//! fresh, empty store.
+//! [`conformance_tests!`](crate::conformance_tests), giving an async expression that yields
+//! a fresh, empty store and a guard that is dropped when the test ends (a test database,
+//! say, or `()`).
 //!
 //! The tests drive the ports both directly and through [`KeyService`], and use a
 //! [`ManualClock`] so that expiry and idle timeouts are exact.
@@ -47,8 +48,9 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test]
             async fn $name() {
-                let store = $make.await;
+                let (store, guard) = $make.await;
                 $crate::conformance::$name(store).await;
+                drop(guard);
             }
         )+
     };

@@ -2,4 +2,4 @@
 
 use keyward_store_mem::MemStore;
 
-keyward_domain::conformance_tests!(async { MemStore::new() });
+keyward_domain::conformance_tests!(async { (MemStore::new(), ()) });

@@ -1,1 +1,541 @@
-//! wip
+//! PostgreSQL storage for Keyward: diesel's query builder over diesel-async connections
+//! from a deadpool pool, with the migrations embedded in the binary (no libpq).
+//!
+//! Architecture invariant: diesel types never leave this crate. Rows are private structs
+//! converted to domain types at the boundary, and every database error is translated here,
+//! once, into the domain's error variants (unique violation → `DuplicateHash`/`DuplicateName`,
+//! pool exhaustion or a lost connection → `StorageError::Unavailable`).
+
+mod migrate;
+mod rows;
+mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::{future::Future, time::Duration};
+
+use diesel::{
+    dsl::sql,
+    pg::Pg,
+    prelude::*,
+    result::{DatabaseErrorKind, Error as DieselError},
+    sql_types::{Bool, Nullable, Timestamptz},
+};
+use diesel_async::{
+    AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+    pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig,
+        deadpool::{Object, Pool, PoolError},
+    },
+};
+use futures_util::FutureExt as _;
+use keyward_domain::{
+    Account, AccountId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId,
+    ports::{
+        AccountStore, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore,
+        KeyspaceStore, PageRequest, StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
+    },
+};
+pub use migrate::{MigrationError, pending_migrations, run_migrations};
+use rows::{AccountRow, CorruptRow, KeyChanges, KeyRow, KeyspaceRow};
+use schema::{accounts, keys, keyspaces};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Pool settings; every field has a default that suits one `keyward serve`.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_size: usize,
+    /// How long a request waits for a free connection before answering 503.
+    pub wait_timeout: Duration,
+    /// `statement_timeout` of every connection: no query holds a connection longer.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self { max_size: 16, wait_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Storage in PostgreSQL. Cloning shares the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL in the manager may hold a password: show only the pool's state.
+        f.debug_struct("PgStore").field("pool", &self.pool.status()).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the connection pool")]
+pub struct PoolBuildError(#[source] diesel_async::pooled_connection::deadpool::BuildError);
+
+impl PgStore {
+    /// Builds the pool; connections are opened lazily, on first use.
+    pub fn connect(database_url: &str, config: &PoolConfig) -> Result<Self, PoolBuildError> {
+        let statement_timeout_ms = config.statement_timeout.as_millis();
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = Box::new(move |url| {
+            async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.batch_execute(&format!(
+                    "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'keyward'"
+                ))
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+        let manager = AsyncDieselConnectionManager::new_with_config(database_url, manager_config);
+        let pool = Pool::builder(manager)
+            .max_size(config.max_size)
+            .wait_timeout(Some(config.wait_timeout))
+            .create_timeout(Some(config.wait_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(PoolBuildError)?;
+        Ok(Self { pool })
+    }
+
+    async fn conn(&self) -> Result<Object<AsyncPgConnection>, StorageError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+fn pool_error(error: PoolError) -> StorageError {
+    StorageError::Unavailable(Box::new(error))
+}
+
+fn db_error(error: DieselError) -> StorageError {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | DieselError::BrokenTransactionManager => {
+            StorageError::Unavailable(Box::new(error))
+        }
+        other => StorageError::Internal(Box::new(other)),
+    }
+}
+
+fn corrupt(error: CorruptRow) -> StorageError {
+    StorageError::Internal(Box::new(error))
+}
+
+fn is_unique_violation(error: &DieselError, constraint: &str) -> bool {
+    matches!(error, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) if info.constraint_name() == Some(constraint))
+}
+
+/// An error inside a transaction: either the database's or an answer the domain expects.
+/// Returning it from the closure rolls the transaction back.
+#[derive(Debug)]
+enum TxError<E> {
+    Db(DieselError),
+    Domain(E),
+}
+
+impl<E> From<DieselError> for TxError<E> {
+    fn from(error: DieselError) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl<E: From<StorageError>> TxError<E> {
+    fn into_domain(self) -> E {
+        match self {
+            Self::Db(e) => E::from(db_error(e)),
+            Self::Domain(e) => e,
+        }
+    }
+}
+
+/// `true` when the key is past `expires_at` or idle past its timeout at `now`; mirrors
+/// `Key::status`, so listing by status agrees with what verification would answer.
+fn expired_at(now: OffsetDateTime) -> diesel::expression::SqlLiteral<Bool, impl diesel::query_builder::QueryFragment<Pg> + Send> {
+    sql::<Bool>("(COALESCE(keys.expires_at <= ")
+        .bind::<Timestamptz, _>(now)
+        .sql(", false) OR COALESCE(COALESCE(keys.last_used_at, keys.created_at) + make_interval(secs => keys.idle_timeout_seconds) <= ")
+        .bind::<Timestamptz, _>(now)
+        .sql(", false))")
+}
+
+type BoxedKeys<'a> = keys::BoxedQuery<'a, Pg>;
+
+fn filtered_keys<'a>(account: AccountId, filter: &'a KeyFilter, now: OffsetDateTime) -> BoxedKeys<'a> {
+    let mut query = keys::table
+        .filter(keys::account_id.eq(account.as_uuid()))
+        .filter(keys::kind.eq(filter.kind.as_str()))
+        .into_boxed();
+    if let Some(ks) = filter.keyspace_id {
+        query = query.filter(keys::keyspace_id.eq(ks.as_uuid()));
+    }
+    if let Some(env) = filter.environment {
+        query = query.filter(keys::environment.eq(env.as_str()));
+    }
+    if let Some(owner) = &filter.owner_id {
+        query = query.filter(keys::owner_id.eq(owner));
+    }
+    match filter.status {
+        None => {}
+        Some(KeyStatus::Revoked) => query = query.filter(keys::revoked_at.is_not_null()),
+        Some(KeyStatus::Expired) => query = query.filter(keys::revoked_at.is_null()).filter(expired_at(now)),
+        Some(KeyStatus::Inactive) => {
+            query = query.filter(keys::revoked_at.is_null()).filter(expired_at(now).eq(false)).filter(keys::is_active.eq(false));
+        }
+        Some(KeyStatus::Active) => {
+            query = query.filter(keys::revoked_at.is_null()).filter(expired_at(now).eq(false)).filter(keys::is_active.eq(true));
+        }
+    }
+    query
+}
+
+/// Active service keys: neither revoked nor past `expires_at` (what `max_keys` limits).
+async fn count_active(conn: &mut AsyncPgConnection, account: Uuid, now: OffsetDateTime) -> QueryResult<i64> {
+    keys::table
+        .filter(keys::account_id.eq(account))
+        .filter(keys::kind.eq(KeyKind::Service.as_str()))
+        .filter(keys::revoked_at.is_null())
+        .filter(keys::expires_at.is_null().or(keys::expires_at.gt(now)))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+impl KeyStore for PgStore {
+    fn insert_keys(&self, new_keys: &[Key], max_keys: Option<u64>) -> impl Future<Output = Result<(), InsertKeyError>> + Send {
+        let rows: Vec<KeyRow> = new_keys.iter().map(KeyRow::from).collect();
+        let first = new_keys.first().map(|k| (k.account_id.as_uuid(), k.created_at));
+        let adding = new_keys.iter().filter(|k| k.kind == KeyKind::Service).count() as u64;
+        async move {
+            let Some((account, now)) = first else { return Ok(()) };
+            let mut conn = self.conn().await?;
+            let result = conn
+                .transaction::<_, TxError<InsertKeyError>, _>(async |conn| {
+                    // Serialises key creation per account, so two concurrent inserts
+                    // cannot both slip under the limit.
+                    accounts::table.find(account).select(accounts::id).for_update().first::<Uuid>(conn).await?;
+                    let hashes: Vec<&Vec<u8>> = rows.iter().map(|r| &r.hash).collect();
+                    let clashing: Vec<Vec<u8>> = keys::table.filter(keys::hash.eq_any(hashes)).select(keys::hash).load(conn).await?;
+                    if let Some(index) = rows.iter().position(|r| clashing.contains(&r.hash)) {
+                        return Err(TxError::Domain(InsertKeyError::DuplicateHash { index }));
+                    }
+                    if let Some(max) = max_keys {
+                        let active = u64::try_from(count_active(conn, account, now).await?).unwrap_or(0);
+                        if active + adding > max {
+                            return Err(TxError::Domain(InsertKeyError::KeyLimitReached));
+                        }
+                    }
+                    diesel::insert_into(keys::table).values(&rows).execute(conn).await?;
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(()) => Ok(()),
+                // A concurrent insert of the same hash won the race after our check.
+                Err(TxError::Db(e)) if is_unique_violation(&e, "keys_hash_key") => Err(InsertKeyError::DuplicateHash { index: 0 }),
+                Err(e) => Err(e.into_domain()),
+            }
+        }
+    }
+
+    fn find_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<VerifiableKey>, StorageError>> + Send {
+        let bytes = hash.to_bytes();
+        async move {
+            let mut conn = self.conn().await?;
+            let found: Option<(KeyRow, Option<String>)> = keys::table
+                .left_join(keyspaces::table)
+                .filter(keys::hash.eq(&bytes[..]))
+                .select((KeyRow::as_select(), keyspaces::ip_policy.nullable()))
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(db_error)?;
+            let Some((row, policy)) = found else { return Ok(None) };
+            let key = Key::try_from(row).map_err(corrupt)?;
+            let ip_policy = policy.map(|p| p.parse()).transpose().map_err(|e| StorageError::Internal(Box::new(e)))?;
+            Ok(Some(VerifiableKey { key, ip_policy: ip_policy.unwrap_or_default() }))
+        }
+    }
+
+    fn get_key(&self, account: AccountId, id: KeyId) -> impl Future<Output = Result<Option<Key>, StorageError>> + Send {
+        async move {
+            let mut conn = self.conn().await?;
+            let row: Option<KeyRow> = keys::table
+                .filter(keys::id.eq(id.as_uuid()))
+                .filter(keys::account_id.eq(account.as_uuid()))
+                .select(KeyRow::as_select())
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(db_error)?;
+            row.map(Key::try_from).transpose().map_err(corrupt)
+        }
+    }
+
+    fn list_keys(
+        &self,
+        account: AccountId,
+        filter: &KeyFilter,
+        page: PageRequest,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<KeyPage, StorageError>> + Send {
+        async move {
+            let mut conn = self.conn().await?;
+            let total: i64 = filtered_keys(account, filter, now).count().get_result(&mut conn).await.map_err(db_error)?;
+            let mut query = filtered_keys(account, filter, now);
+            if let Some(before) = page.before {
+                query = query.filter(keys::id.lt(before.as_uuid()));
+            }
+            let rows: Vec<KeyRow> = query
+                .order(keys::id.desc())
+                .limit(i64::from(page.limit) + 1)
+                .select(KeyRow::as_select())
+                .load(&mut conn)
+                .await
+                .map_err(db_error)?;
+            let has_more = rows.len() > page.limit as usize;
+            let keys = rows.into_iter().take(page.limit as usize).map(Key::try_from).collect::<Result<_, _>>().map_err(corrupt)?;
+            Ok(KeyPage { keys, total: u64::try_from(total).unwrap_or(0), has_more })
+        }
+    }
+
+    fn update_key(&self, key: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
+        let row = KeyRow::from(key);
+        async move {
+            let mut conn = self.conn().await?;
+            // `revoked_at` is only ever set, never cleared or moved: a writer holding a copy
+            // read before a revocation cannot undo it.
+            let keep_first_revocation = sql::<Nullable<Timestamptz>>("COALESCE(keys.revoked_at, ")
+                .bind::<Nullable<Timestamptz>, _>(row.revoked_at)
+                .sql(")");
+            let updated = diesel::update(keys::table)
+                .filter(keys::id.eq(row.id))
+                .filter(keys::account_id.eq(row.account_id))
+                .set((KeyChanges::from(&row), keys::revoked_at.eq(keep_first_revocation)))
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+            if updated == 0 { Err(UpdateError::NotFound) } else { Ok(()) }
+        }
+    }
+
+    fn rotate_key(&self, old: &Key, new: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
+        let (old_id, account) = (old.id.as_uuid(), old.account_id.as_uuid());
+        let (expires_at, rotated_to, updated_at) = (old.expires_at, old.rotated_to.map(|id| id.as_uuid()), old.updated_at);
+        let new_row = KeyRow::from(new);
+        async move {
+            let mut conn = self.conn().await?;
+            conn.transaction::<_, TxError<UpdateError>, _>(async |conn| {
+                let updated = diesel::update(keys::table)
+                    .filter(keys::id.eq(old_id))
+                    .filter(keys::account_id.eq(account))
+                    .filter(keys::revoked_at.is_null())
+                    .set((keys::expires_at.eq(expires_at), keys::rotated_to.eq(rotated_to), keys::updated_at.eq(updated_at)))
+                    .execute(conn)
+                    .await?;
+                if updated == 0 {
+                    return Err(TxError::Domain(UpdateError::NotFound));
+                }
+                diesel::insert_into(keys::table).values(&new_row).execute(conn).await?;
+                Ok(())
+            })
+            .await
+            .map_err(TxError::into_domain)
+        }
+    }
+
+    fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send {
+        async move {
+            let mut conn = self.conn().await?;
+            let active = count_active(&mut conn, account.as_uuid(), now).await.map_err(db_error)?;
+            let revoked: i64 = keys::table
+                .filter(keys::account_id.eq(account.as_uuid()))
+                .filter(keys::kind.eq(KeyKind::Service.as_str()))
+                .filter(keys::revoked_at.is_not_null())
+                .count()
+                .get_result(&mut conn)
+                .await
+                .map_err(db_error)?;
+            Ok(KeyCounts { active: u64::try_from(active).unwrap_or(0), revoked: u64::try_from(revoked).unwrap_or(0) })
+        }
+    }
+}
+
+impl AccountStore for PgStore {
+    fn create_account(
+        &self,
+        account: &Account,
+        default_keyspace: &Keyspace,
+        first_key: Option<&Key>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        let account = AccountRow::from(account);
+        let keyspace = KeyspaceRow::from(default_keyspace);
+        let key = first_key.map(KeyRow::from);
+        async move {
+            let mut conn = self.conn().await?;
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                diesel::insert_into(accounts::table).values(&account).execute(conn).await?;
+                diesel::insert_into(keyspaces::table).values(&keyspace).execute(conn).await?;
+                if let Some(key) = &key {
+                    diesel::insert_into(keys::table).values(key).execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(db_error)
+        }
+    }
+
+    fn get_account(&self, id: AccountId) -> impl Future<Output = Result<Option<Account>, StorageError>> + Send {
+        async move {
+            let mut conn = self.conn().await?;
+            let row: Option<AccountRow> =
+                accounts::table.find(id.as_uuid()).select(AccountRow::as_select()).first(&mut conn).await.optional().map_err(db_error)?;
+            row.map(Account::try_from).transpose().map_err(corrupt)
+        }
+    }
+}
+
+impl KeyspaceStore for PgStore {
+    fn insert_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), InsertKeyspaceError>> + Send {
+        let row = KeyspaceRow::from(keyspace);
+        async move {
+            let mut conn = self.conn().await?;
+            match diesel::insert_into(keyspaces::table).values(&row).execute(&mut conn).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e, "keyspaces_account_name_key") => Err(InsertKeyspaceError::DuplicateName),
+                Err(e) => Err(db_error(e).into()),
+            }
+        }
+    }
+
+    fn get_keyspace(&self, account: AccountId, id: KeyspaceId) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
+        async move {
+            let mut conn = self.conn().await?;
+            let row: Option<KeyspaceRow> = keyspaces::table
+                .filter(keyspaces::id.eq(id.as_uuid()))
+                .filter(keyspaces::account_id.eq(account.as_uuid()))
+                .select(KeyspaceRow::as_select())
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(db_error)?;
+            row.map(Keyspace::try_from).transpose().map_err(corrupt)
+        }
+    }
+
+    fn find_keyspace_by_name(&self, account: AccountId, name: &str) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
+        let name = name.to_owned();
+        async move {
+            let mut conn = self.conn().await?;
+            let row: Option<KeyspaceRow> = keyspaces::table
+                .filter(keyspaces::account_id.eq(account.as_uuid()))
+                .filter(keyspaces::name.eq(name))
+                .select(KeyspaceRow::as_select())
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(db_error)?;
+            row.map(Keyspace::try_from).transpose().map_err(corrupt)
+        }
+    }
+
+    fn list_keyspaces(&self, account: AccountId) -> impl Future<Output = Result<Vec<Keyspace>, StorageError>> + Send {
+        async move {
+            let mut conn = self.conn().await?;
+            let rows: Vec<KeyspaceRow> = keyspaces::table
+                .filter(keyspaces::account_id.eq(account.as_uuid()))
+                .order(keyspaces::id.asc())
+                .select(KeyspaceRow::as_select())
+                .load(&mut conn)
+                .await
+                .map_err(db_error)?;
+            rows.into_iter().map(Keyspace::try_from).collect::<Result<_, _>>().map_err(corrupt)
+        }
+    }
+
+    fn update_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), UpdateKeyspaceError>> + Send {
+        let row = KeyspaceRow::from(keyspace);
+        async move {
+            let mut conn = self.conn().await?;
+            let result = diesel::update(keyspaces::table)
+                .filter(keyspaces::id.eq(row.id))
+                .filter(keyspaces::account_id.eq(row.account_id))
+                .set((
+                    keyspaces::name.eq(&row.name),
+                    keyspaces::prefix.eq(&row.prefix),
+                    keyspaces::default_tier.eq(&row.default_tier),
+                    keyspaces::default_scopes.eq(&row.default_scopes),
+                    keyspaces::allowed_scopes.eq(&row.allowed_scopes),
+                    keyspaces::ip_policy.eq(&row.ip_policy),
+                    keyspaces::updated_at.eq(row.updated_at),
+                ))
+                .execute(&mut conn)
+                .await;
+            match result {
+                Ok(0) => Err(UpdateKeyspaceError::NotFound),
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e, "keyspaces_account_name_key") => Err(UpdateKeyspaceError::DuplicateName),
+                Err(e) => Err(db_error(e).into()),
+            }
+        }
+    }
+
+    fn delete_keyspace(
+        &self,
+        account: AccountId,
+        id: KeyspaceId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), DeleteKeyspaceError>> + Send {
+        async move {
+            let mut conn = self.conn().await?;
+            conn.transaction::<_, TxError<DeleteKeyspaceError>, _>(async |conn| {
+                // Locking the keyspace row makes a concurrent key creation in it wait for us
+                // (its foreign key check needs a share lock on the same row).
+                let found = keyspaces::table
+                    .filter(keyspaces::id.eq(id.as_uuid()))
+                    .filter(keyspaces::account_id.eq(account.as_uuid()))
+                    .select(keyspaces::id)
+                    .for_update()
+                    .first::<Uuid>(conn)
+                    .await
+                    .optional()?;
+                if found.is_none() {
+                    return Err(TxError::Domain(DeleteKeyspaceError::NotFound));
+                }
+                let live: i64 = keys::table
+                    .filter(keys::keyspace_id.eq(id.as_uuid()))
+                    .filter(keys::revoked_at.is_null())
+                    .filter(expired_at(now).eq(false))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                if live > 0 {
+                    return Err(TxError::Domain(DeleteKeyspaceError::NotEmpty));
+                }
+                diesel::delete(keys::table.filter(keys::keyspace_id.eq(id.as_uuid()))).execute(conn).await?;
+                diesel::delete(keyspaces::table.filter(keyspaces::id.eq(id.as_uuid()))).execute(conn).await?;
+                Ok(())
+            })
+            .await
+            .map_err(TxError::into_domain)
+        }
+    }
+}
+
+impl Store for PgStore {
+    fn ping(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        async move {
+            let mut conn = self.conn().await?;
+            conn.batch_execute("SELECT 1").await.map_err(db_error)?;
+            let pending = migrate::pending_on(&mut conn).await.map_err(|e| StorageError::Unavailable(Box::new(e)))?;
+            if pending > 0 {
+                return Err(StorageError::Unavailable(format!("{pending} migrations are pending").into()));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Row structs: the shape of the tables, private to this crate, converted to and from the
+//! domain's types at the boundary.
+
+use diesel::prelude::*;
+use ipnet::IpNet;
+use keyward_domain::{
+    Account, AccountId, Actor, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet,
+    key::ResourceBinding,
+    key_format::KeyPrefix,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::schema::{accounts, keys, keyspaces};
+
+/// A row that does not convert back into a domain value: the database holds something the
+/// domain would never have written.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt {table} row {id}: {what}")]
+pub(crate) struct CorruptRow {
+    table: &'static str,
+    id: Uuid,
+    what: String,
+}
+
+fn corrupt(table: &'static str, id: Uuid) -> impl Fn(String) -> CorruptRow {
+    move |what| CorruptRow { table, id, what }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct AccountRow {
+    pub id: Uuid,
+    pub name: String,
+    pub plan: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&Account> for AccountRow {
+    fn from(a: &Account) -> Self {
+        Self { id: a.id.as_uuid(), name: a.name.clone(), plan: a.plan.as_str().to_owned(), created_at: a.created_at }
+    }
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = CorruptRow;
+
+    fn try_from(row: AccountRow) -> Result<Self, Self::Error> {
+        let bad = corrupt("accounts", row.id);
+        Ok(Account {
+            id: AccountId::from_uuid(row.id),
+            name: row.name,
+            plan: row.plan.parse().map_err(|e| bad(format!("plan: {e}")))?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = keyspaces, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct KeyspaceRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub default_tier: String,
+    pub default_scopes: Vec<String>,
+    pub allowed_scopes: Option<Vec<String>>,
+    pub ip_policy: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+fn scope_strings(scopes: &ScopeSet) -> Vec<String> {
+    scopes.iter().map(|s| s.as_str().to_owned()).collect()
+}
+
+impl From<&Keyspace> for KeyspaceRow {
+    fn from(k: &Keyspace) -> Self {
+        Self {
+            id: k.id.as_uuid(),
+            account_id: k.account_id.as_uuid(),
+            name: k.name.clone(),
+            prefix: k.prefix.as_str().to_owned(),
+            default_tier: k.default_tier.as_str().to_owned(),
+            default_scopes: scope_strings(&k.default_scopes),
+            allowed_scopes: k.allowed_scopes.as_ref().map(scope_strings),
+            ip_policy: k.ip_policy.as_str().to_owned(),
+            created_at: k.created_at,
+            updated_at: k.updated_at,
+        }
+    }
+}
+
+impl TryFrom<KeyspaceRow> for Keyspace {
+    type Error = CorruptRow;
+
+    fn try_from(row: KeyspaceRow) -> Result<Self, Self::Error> {
+        let bad = corrupt("keyspaces", row.id);
+        Ok(Keyspace {
+            id: KeyspaceId::from_uuid(row.id),
+            account_id: AccountId::from_uuid(row.account_id),
+            name: row.name,
+            prefix: KeyPrefix::new(row.prefix).map_err(|e| bad(format!("prefix: {e}")))?,
+            default_tier: row.default_tier.parse().map_err(|e| bad(format!("default_tier: {e}")))?,
+            default_scopes: ScopeSet::parse(&row.default_scopes).map_err(|e| bad(format!("default_scopes: {e}")))?,
+            allowed_scopes: row
+                .allowed_scopes
+                .map(|s| ScopeSet::parse(&s))
+                .transpose()
+                .map_err(|e| bad(format!("allowed_scopes: {e}")))?,
+            ip_policy: row.ip_policy.parse().map_err(|e| bad(format!("ip_policy: {e}")))?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = keys, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct KeyRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub keyspace_id: Option<Uuid>,
+    pub kind: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub environment: String,
+    pub key_prefix: String,
+    pub hash: Vec<u8>,
+    pub scopes: Vec<String>,
+    pub resource: Option<String>,
+    pub tier: String,
+    pub rate_limits: serde_json::Value,
+    pub quota: Option<serde_json::Value>,
+    pub ip_allowlist: Vec<IpNet>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub idle_timeout_seconds: Option<i32>,
+    pub owner_id: Option<String>,
+    pub metadata: serde_json::Value,
+    pub is_active: bool,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub rotated_from: Option<Uuid>,
+    pub rotated_to: Option<Uuid>,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub usage_count: i64,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<&Key> for KeyRow {
+    fn from(k: &Key) -> Self {
+        Self {
+            id: k.id.as_uuid(),
+            account_id: k.account_id.as_uuid(),
+            keyspace_id: k.keyspace_id.map(|id| id.as_uuid()),
+            kind: k.kind.as_str().to_owned(),
+            name: k.name.clone(),
+            description: k.description.clone(),
+            environment: k.environment.as_str().to_owned(),
+            key_prefix: k.key_prefix.clone(),
+            hash: k.hash.to_bytes().to_vec(),
+            scopes: scope_strings(&k.scopes),
+            resource: k.resource.as_ref().map(|r| r.as_str().to_owned()),
+            tier: k.tier.as_str().to_owned(),
+            rate_limits: serde_json::to_value(&k.rate_limits).unwrap_or_default(),
+            quota: k.quota.as_ref().and_then(|q| serde_json::to_value(q).ok()),
+            ip_allowlist: k.ip_allowlist.clone(),
+            expires_at: k.expires_at,
+            idle_timeout_seconds: k.idle_timeout_seconds.map(|s| i32::try_from(s).unwrap_or(i32::MAX)),
+            owner_id: k.owner_id.clone(),
+            metadata: serde_json::Value::Object(k.metadata.clone()),
+            is_active: k.is_active,
+            revoked_at: k.revoked_at,
+            rotated_from: k.rotated_from.map(|id| id.as_uuid()),
+            rotated_to: k.rotated_to.map(|id| id.as_uuid()),
+            last_used_at: k.last_used_at,
+            usage_count: i64::try_from(k.usage_count).unwrap_or(i64::MAX),
+            created_at: k.created_at,
+            created_by: k.created_by.to_string(),
+            updated_at: k.updated_at,
+        }
+    }
+}
+
+impl TryFrom<KeyRow> for Key {
+    type Error = CorruptRow;
+
+    fn try_from(row: KeyRow) -> Result<Self, Self::Error> {
+        let bad = corrupt("keys", row.id);
+        let serde_error = |field: &str| {
+            let bad = &bad;
+            let field = field.to_owned();
+            move |e: serde_json::Error| bad(format!("{field}: {e}"))
+        };
+        Ok(Key {
+            id: KeyId::from_uuid(row.id),
+            account_id: AccountId::from_uuid(row.account_id),
+            keyspace_id: row.keyspace_id.map(KeyspaceId::from_uuid),
+            kind: row.kind.parse().map_err(|e| bad(format!("kind: {e}")))?,
+            name: row.name,
+            description: row.description,
+            environment: row.environment.parse().map_err(|e| bad(format!("environment: {e}")))?,
+            key_prefix: row.key_prefix,
+            hash: KeyHash::from_bytes(&row.hash).ok_or_else(|| bad("hash: not 33 bytes with a known tag".into()))?,
+            scopes: ScopeSet::parse(&row.scopes).map_err(|e| bad(format!("scopes: {e}")))?,
+            resource: row.resource.map(ResourceBinding::new).transpose().map_err(|e| bad(format!("resource: {e}")))?,
+            tier: row.tier.parse().map_err(|e| bad(format!("tier: {e}")))?,
+            rate_limits: serde_json::from_value(row.rate_limits).map_err(serde_error("rate_limits"))?,
+            quota: row.quota.map(serde_json::from_value).transpose().map_err(serde_error("quota"))?,
+            ip_allowlist: row.ip_allowlist,
+            expires_at: row.expires_at,
+            idle_timeout_seconds: row.idle_timeout_seconds.map(|s| u32::try_from(s).unwrap_or(0)),
+            owner_id: row.owner_id,
+            metadata: match row.metadata {
+                serde_json::Value::Object(map) => map,
+                _ => return Err(bad("metadata: not an object".into())),
+            },
+            is_active: row.is_active,
+            revoked_at: row.revoked_at,
+            rotated_from: row.rotated_from.map(KeyId::from_uuid),
+            rotated_to: row.rotated_to.map(KeyId::from_uuid),
+            last_used_at: row.last_used_at,
+            usage_count: u64::try_from(row.usage_count).unwrap_or(0),
+            created_at: row.created_at,
+            created_by: row.created_by.parse::<Actor>().map_err(|e| bad(format!("created_by: {e}")))?,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// The attributes `PATCH /v1/keys/{id}` may change. Identity, hash, kind, environment,
+/// succession and `revoked_at` are not among them (revocation has its own rule).
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = keys, treat_none_as_null = true)]
+pub(crate) struct KeyChanges<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub scopes: &'a [String],
+    pub resource: Option<&'a str>,
+    pub tier: &'a str,
+    pub rate_limits: &'a serde_json::Value,
+    pub quota: Option<&'a serde_json::Value>,
+    pub ip_allowlist: &'a [IpNet],
+    pub expires_at: Option<OffsetDateTime>,
+    pub idle_timeout_seconds: Option<i32>,
+    pub owner_id: Option<&'a str>,
+    pub metadata: &'a serde_json::Value,
+    pub is_active: bool,
+    pub updated_at: OffsetDateTime,
+}
+
+impl<'a> From<&'a KeyRow> for KeyChanges<'a> {
+    fn from(row: &'a KeyRow) -> Self {
+        Self {
+            name: &row.name,
+            description: row.description.as_deref(),
+            scopes: &row.scopes,
+            resource: row.resource.as_deref(),
+            tier: &row.tier,
+            rate_limits: &row.rate_limits,
+            quota: row.quota.as_ref(),
+            ip_allowlist: &row.ip_allowlist,
+            expires_at: row.expires_at,
+            idle_timeout_seconds: row.idle_timeout_seconds,
+            owner_id: row.owner_id.as_deref(),
+            metadata: &row.metadata,
+            is_active: row.is_active,
+            updated_at: row.updated_at,
+        }
+    }
+}

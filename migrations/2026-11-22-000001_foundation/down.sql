@@ -1,0 +1,3 @@
+DROP TABLE keys;
+DROP TABLE keyspaces;
+DROP TABLE accounts;
