@@ -274,8 +274,11 @@ impl<S: Store> KeyService<S> {
         &self.store
     }
 
+    /// The current time at microsecond precision, the precision PostgreSQL keeps, so a
+    /// key reads back exactly as it was returned when it was created.
     pub fn now(&self) -> OffsetDateTime {
-        self.clock.now()
+        let now = self.clock.now();
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
     }
 
     pub fn config(&self) -> &DomainConfig {
@@ -300,7 +303,7 @@ impl<S: Store> KeyService<S> {
     /// Authenticates a key presented to the API, of any kind (for `GET /v1/keys/self`).
     pub async fn authenticate(&self, presented: &PlaintextKey, client_ip: Option<IpAddr>) -> Result<Key, AuthError> {
         let found = self.lookup(presented.expose_secret()).await?.ok_or(AuthError::Unauthorized)?;
-        match verify::check(&found.key, found.ip_policy, &VerifyRequest { ip: client_ip, ..Default::default() }, self.now()) {
+        match verify::check(&found.key, found.ip_policy, &VerifyRequest { ip: client_ip, ..Default::default() }, self.clock.now()) {
             VerifyCode::Valid => Ok(found.key),
             VerifyCode::Inactive => Err(AuthError::KeyInactive),
             VerifyCode::IpNotAllowed => Err(AuthError::IpNotAllowed),
@@ -337,7 +340,7 @@ impl<S: Store> KeyService<S> {
             return Ok(not_found);
         }
         let request = VerifyRequest { scopes: &scopes, resource: resource.as_ref(), ip: input.ip };
-        let code = verify::check(&found.key, found.ip_policy, &request, self.now());
+        let code = verify::check(&found.key, found.ip_policy, &request, self.clock.now());
         // RATE_LIMITED and QUOTA_EXHAUSTED are decided here, after every static check
         // passed, once the limiter of issue #4 exists; `input.cost` is what the quota spends.
         Ok(VerifyOutcome { code, key: Some(found.key) })

@@ -1,1 +1,84 @@
-//! wip
+//! Keyward's HTTP adapter: the management and verification API of SPEC §4 on actix-web.
+//!
+//! [`app`] builds the whole application — routes, body limits, the error envelope — so the
+//! server and the tests run exactly the same thing.
+//!
+//! Architecture invariant: this crate holds no business rule. It parses requests into domain
+//! inputs, calls `KeyService`, and renders results and errors; the mapping from domain errors
+//! to status codes lives in `error.rs` and nowhere else. It knows nothing of the storage
+//! behind the `Store` it is given.
+
+pub mod docs;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod openapi;
+
+use actix_web::{
+    App, Route,
+    body::MessageBody,
+    dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    middleware::from_fn,
+    web,
+};
+use keyward_domain::{Store, service::KeyService};
+
+pub use error::{ApiError, PublicUrl};
+pub use extract::TrustedProxies;
+use extract::{BodyLimit, IMPORT_BODY_LIMIT};
+use handlers as h;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState<S> {
+    pub service: KeyService<S>,
+}
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Base of `documentation_url` in error envelopes, e.g. `https://keys.example.com`.
+    pub public_url: String,
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// A resource whose other methods answer 405 with the envelope.
+fn resource(path: &str, routes: Vec<Route>) -> actix_web::Resource {
+    routes.into_iter().fold(web::resource(path), |r, route| r.route(route)).default_service(web::to(h::method_not_allowed))
+}
+
+/// The application, for `HttpServer::new` and for `actix_web::test::init_service`.
+pub fn app<S: Store>(
+    state: web::Data<AppState<S>>,
+    settings: HttpSettings,
+) -> App<
+    impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error, InitError = ()>,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(web::Data::new(PublicUrl(settings.public_url.trim_end_matches('/').to_owned())))
+        .app_data(web::Data::new(settings.trusted_proxies))
+        .wrap(from_fn(error::envelope))
+        .service(resource("/healthz", vec![web::get().to(h::healthz)]))
+        .service(resource("/readyz", vec![web::get().to(h::readyz::<S>)]))
+        .service(resource("/v1/openapi.json", vec![web::get().to(h::openapi_json)]))
+        .service(resource("/docs/errors/{code}", vec![web::get().to(h::error_page)]))
+        .service(resource("/v1/account", vec![web::get().to(h::get_account::<S>)]))
+        .service(resource("/v1/keyspaces", vec![web::get().to(h::list_keyspaces::<S>), web::post().to(h::create_keyspace::<S>)]))
+        .service(resource(
+            "/v1/keyspaces/{id}",
+            vec![web::get().to(h::get_keyspace::<S>), web::patch().to(h::update_keyspace::<S>), web::delete().to(h::delete_keyspace::<S>)],
+        ))
+        .service(resource("/v1/keys", vec![web::get().to(h::list_keys::<S>), web::post().to(h::create_key::<S>)]))
+        // Fixed paths before `/v1/keys/{id}`, which would otherwise swallow them.
+        .service(resource("/v1/keys/self", vec![web::get().to(h::key_self::<S>)]))
+        .service(resource("/v1/keys/verify", vec![web::post().to(h::verify_key::<S>)]))
+        .service(resource("/v1/keys/import", vec![web::post().to(h::import_keys::<S>)]).app_data(BodyLimit(IMPORT_BODY_LIMIT)))
+        .service(resource(
+            "/v1/keys/{id}",
+            vec![web::get().to(h::get_key::<S>), web::patch().to(h::update_key::<S>), web::delete().to(h::revoke_key::<S>)],
+        ))
+        .service(resource("/v1/keys/{id}/rotate", vec![web::post().to(h::rotate_key::<S>)]))
+        .default_service(web::to(h::no_route))
+}

@@ -1,0 +1,202 @@
+//! Reading requests: JSON bodies (with errors that name the field), query strings, the
+//! client's IP, and the credential.
+
+use std::net::IpAddr;
+
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest,
+    dev::Payload,
+    http::{StatusCode, header},
+    web,
+};
+use base64::Engine as _;
+use futures_util::future::LocalBoxFuture;
+use ipnet::IpNet;
+use keyward_domain::{AccountId, PlaintextKey};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Body limits of SPEC §5.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+pub const IMPORT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A JSON body. Not JSON at all → 400 `invalid_json`; JSON of the wrong shape (unknown or
+/// missing field, wrong type) → 400 `validation_failed` naming the field; not
+/// `application/json` → 415; too large → 413.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+/// The body limit of a route, as app or resource data; 64 KiB when absent.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let invalid_json =
+        |e: serde_json::Error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"));
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            invalid_json(inner)
+        } else {
+            // serde's messages name types and variants, never values, so no secret leaks here.
+            let field = if path == "." { "body".to_owned() } else { path };
+            ApiError::field(&field, strip_position(&inner.to_string()))
+        }
+    })?;
+    // Trailing characters after the value are a syntax error too.
+    deserializer.end().map_err(invalid_json)?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 17"; the field name says more.
+fn strip_position(message: &str) -> String {
+    message.split(" at line ").next().unwrap_or(message).to_owned()
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.mime_type().ok().flatten().is_some_and(|m| {
+        m.essence_str() == "application/json" || m.suffix().is_some_and(|s| s == "json")
+    })
+}
+
+async fn read_body(req: &HttpRequest, payload: &mut Payload) -> Result<web::Bytes, ApiError> {
+    let limit = req.app_data::<BodyLimit>().map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"));
+    if req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = futures_util::StreamExt::next(payload).await {
+        let chunk = chunk.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(&req, &mut payload).await?;
+            if !is_json(&req) {
+                return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json"));
+            }
+            parse_json(&body).map(Json)
+        })
+    }
+}
+
+/// A JSON body that may be absent (`POST /v1/keys/{id}/rotate`): an empty body is `T::default()`.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(&req, &mut payload).await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJson(T::default()));
+            }
+            if !is_json(&req) {
+                return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json"));
+            }
+            parse_json(&body).map(OptionalJson)
+        })
+    }
+}
+
+/// A query string; an unknown or malformed parameter is 400 `validation_failed` naming it.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = serde_urlencoded_path(req.query_string());
+        std::future::ready(result.map(Query))
+    }
+}
+
+fn serde_urlencoded_path<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(query).map(web::Query::into_inner).map_err(|e| {
+        let message = e.to_string();
+        let message = message.strip_prefix("Query deserialize error: ").unwrap_or(&message).to_owned();
+        ApiError::field("query", message)
+    })
+}
+
+/// Proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<IpNet>);
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then
+/// `X-Forwarded-For` read right to left, skipping trusted hops.
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req.app_data::<web::Data<TrustedProxies>>().map(|t| t.0.clone()).unwrap_or_default();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let hops: Vec<IpAddr> = forwarded.split(',').filter_map(|hop| hop.trim().parse().ok()).collect();
+    Some(hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+}
+
+/// The API key a request presents, from whichever of the three SPEC §3 forms it uses.
+#[derive(Debug)]
+pub struct Credential {
+    pub key: PlaintextKey,
+    /// The account id given as the Basic user name, which must own the key.
+    pub basic_account: Option<AccountId>,
+}
+
+/// Reads the credential. `Ok(None)`: none presented. Two different keys → 400
+/// `ambiguous_credentials`; an unreadable header → 401 (no oracle about the format).
+pub fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
+    let mut found: Vec<Credential> = Vec::new();
+    for value in req.headers().get_all(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| ApiError::unauthorized())?.trim();
+        let (scheme, rest) = value.split_once(' ').ok_or_else(ApiError::unauthorized)?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            found.push(Credential { key: PlaintextKey::new(rest.to_owned()), basic_account: None });
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(rest).map_err(|_| ApiError::unauthorized())?;
+            let decoded = String::from_utf8(decoded).map_err(|_| ApiError::unauthorized())?;
+            let (user, key) = decoded.split_once(':').ok_or_else(ApiError::unauthorized)?;
+            let account = user.parse().map_err(|_| ApiError::unauthorized())?;
+            found.push(Credential { key: PlaintextKey::new(key.to_owned()), basic_account: Some(account) });
+        } else {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    for value in req.headers().get_all("x-api-key") {
+        let value = value.to_str().map_err(|_| ApiError::unauthorized())?.trim();
+        found.push(Credential { key: PlaintextKey::new(value.to_owned()), basic_account: None });
+    }
+    let first = found.pop();
+    if let Some(first) = &first {
+        if found.iter().any(|other| other.key != first.key) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "ambiguous_credentials", "send one credential, not several"));
+        }
+    }
+    Ok(first)
+}

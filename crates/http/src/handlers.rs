@@ -1,0 +1,309 @@
+//! The endpoints. Each handler authenticates, calls one use case of `KeyService`, and turns
+//! the result into a DTO; the rules live in the domain.
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use base64::Engine as _;
+use keyward_domain::{
+    KeyId, KeyKind, KeyspaceId, PlaintextKey, Store,
+    ports::{KeyFilter, PageRequest},
+    service::{Principal, VerifyInput},
+};
+use serde::Serialize;
+
+use crate::{
+    AppState,
+    dto::*,
+    error::ApiError,
+    extract::{Json, OptionalJson, Query, client_ip, credential},
+};
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Authenticates the management API's caller: an account or temporary key.
+async fn principal<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<Principal> {
+    let credential = credential(req)?.ok_or_else(ApiError::unauthorized)?;
+    let principal = state.service.authenticate_management(&credential.key, client_ip(req)).await?;
+    if credential.basic_account.is_some_and(|account| account != principal.account_id) {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(principal)
+}
+
+/// A path id that does not parse names nothing: 404, like an id of another account.
+fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+fn created<T: Serialize>(body: T) -> HttpResponse {
+    HttpResponse::Created().json(body)
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = HealthResponse)))]
+pub async fn healthz() -> web::Json<HealthResponse> {
+    web::Json(HealthResponse { status: "ok" })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = HealthResponse), (status = 503, body = ErrorEnvelope)))]
+pub async fn readyz<S: Store>(state: web::Data<AppState<S>>) -> Result<web::Json<HealthResponse>> {
+    state.service.store().ping().await.map_err(|e| ApiError::from(keyward_domain::error::ManageError::Storage(e)))?;
+    Ok(web::Json(HealthResponse { status: "ok" }))
+}
+
+#[utoipa::path(get, path = "/v1/account", tag = "account", security(("api_key" = [])),
+    responses((status = 200, body = AccountResponse), (status = 401, body = ErrorEnvelope)))]
+pub async fn get_account<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<AccountResponse>> {
+    let principal = principal(&state, &req).await?;
+    Ok(web::Json(state.service.account_overview(&principal).await?.into()))
+}
+
+// --- keyspaces ------------------------------------------------------------------------------
+
+#[utoipa::path(post, path = "/v1/keyspaces", tag = "keyspaces", security(("api_key" = [])), request_body = CreateKeyspaceRequest,
+    responses((status = 201, body = KeyspaceResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn create_keyspace<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    body: Json<CreateKeyspaceRequest>,
+) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    let keyspace = state.service.create_keyspace(&principal, body.0.into()).await?;
+    Ok(created(KeyspaceResponse::from(&keyspace)))
+}
+
+#[utoipa::path(get, path = "/v1/keyspaces", tag = "keyspaces", security(("api_key" = [])),
+    responses((status = 200, body = KeyspaceListResponse)))]
+pub async fn list_keyspaces<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<KeyspaceListResponse>> {
+    let principal = principal(&state, &req).await?;
+    let keyspaces = state.service.list_keyspaces(&principal).await?;
+    Ok(web::Json(KeyspaceListResponse { data: keyspaces.iter().map(Into::into).collect() }))
+}
+
+#[utoipa::path(get, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = KeyspaceResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_keyspace<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<web::Json<KeyspaceResponse>> {
+    let principal = principal(&state, &req).await?;
+    let keyspace = state.service.get_keyspace(&principal, parse_id::<KeyspaceId>(&id)?).await?;
+    Ok(web::Json((&keyspace).into()))
+}
+
+#[utoipa::path(patch, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])), request_body = UpdateKeyspaceRequest,
+    params(("id" = String, Path)), responses((status = 200, body = KeyspaceResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn update_keyspace<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Json<UpdateKeyspaceRequest>,
+) -> Result<web::Json<KeyspaceResponse>> {
+    let principal = principal(&state, &req).await?;
+    let keyspace = state.service.update_keyspace(&principal, parse_id(&id)?, body.0.into()).await?;
+    Ok(web::Json((&keyspace).into()))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeletedResponse {
+    pub id: String,
+    pub deleted: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn delete_keyspace<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<web::Json<DeletedResponse>> {
+    let principal = principal(&state, &req).await?;
+    let id: KeyspaceId = parse_id(&id)?;
+    state.service.delete_keyspace(&principal, id).await?;
+    Ok(web::Json(DeletedResponse { id: id.to_string(), deleted: true }))
+}
+
+// --- service keys ---------------------------------------------------------------------------
+
+fn issued(issued: &keyward_domain::service::IssuedKey, now: time::OffsetDateTime) -> HttpResponse {
+    created(IssuedKeyResponse {
+        record: KeyResponse::new(&issued.key, now),
+        key: issued.plaintext.expose_secret().to_owned(),
+    })
+}
+
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("api_key" = [])), request_body = CreateKeyRequest,
+    responses((status = 201, body = IssuedKeyResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn create_key<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, body: Json<CreateKeyRequest>) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    let key = state.service.create_key(&principal, body.0.into()).await?;
+    Ok(issued(&key, state.service.now()))
+}
+
+#[utoipa::path(post, path = "/v1/keys/import", tag = "keys", security(("api_key" = [])), request_body = ImportKeysRequest,
+    responses((status = 201, body = ImportKeysResponse), (status = 400, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope)))]
+pub async fn import_keys<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, body: Json<ImportKeysRequest>) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    let ImportKeysRequest { keyspace_id, keys } = body.0;
+    let entries = keys.into_iter().map(ImportKeyEntry::into_domain).collect();
+    let imported = state.service.import_keys(&principal, keyspace_id, entries).await?;
+    Ok(created(ImportKeysResponse {
+        imported: imported.len(),
+        keys: imported.into_iter().map(|k| ImportedKeyRef { id: k.id, name: k.name }).collect(),
+    }))
+}
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 100;
+
+fn encode_cursor(id: KeyId) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
+}
+
+fn decode_cursor(cursor: &str) -> Result<KeyId> {
+    let invalid = || ApiError::field("cursor", "not a cursor this API returned");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    std::str::from_utf8(&bytes).ok().and_then(|s| s.parse().ok()).ok_or_else(invalid)
+}
+
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("api_key" = [])), params(ListKeysQuery),
+    responses((status = 200, body = KeyListResponse), (status = 400, body = ErrorEnvelope)))]
+pub async fn list_keys<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    query: Query<ListKeysQuery>,
+) -> Result<web::Json<KeyListResponse>> {
+    let principal = principal(&state, &req).await?;
+    let query = query.0;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")));
+    }
+    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = KeyFilter {
+        kind: KeyKind::Service,
+        keyspace_id: query.keyspace_id,
+        environment: query.environment,
+        status: query.status,
+        owner_id: query.owner_id,
+    };
+    let page = state.service.list_keys(&principal, &filter, PageRequest { limit, before }).await?;
+    let now = state.service.now();
+    let next_cursor = if page.has_more { page.keys.last().map(|k| encode_cursor(k.id)) } else { None };
+    Ok(web::Json(KeyListResponse {
+        data: page.keys.iter().map(|k| KeyResponse::new(k, now)).collect(),
+        next_cursor,
+        total: page.total,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = KeyWithUsageResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_key<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, id: web::Path<String>) -> Result<web::Json<KeyWithUsageResponse>> {
+    let principal = principal(&state, &req).await?;
+    let key = state.service.get_key(&principal, parse_id(&id)?).await?;
+    Ok(web::Json(KeyWithUsageResponse { record: KeyResponse::new(&key, state.service.now()), usage: None }))
+}
+
+#[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
+    request_body = UpdateKeyRequest,
+    responses((status = 200, body = KeyResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn update_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Json<UpdateKeyRequest>,
+) -> Result<web::Json<KeyResponse>> {
+    let principal = principal(&state, &req).await?;
+    let key = state.service.update_key(&principal, parse_id(&id)?, body.0.into()).await?;
+    Ok(web::Json(KeyResponse::new(&key, state.service.now())))
+}
+
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = RevokeKeyResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn revoke_key<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, id: web::Path<String>) -> Result<web::Json<RevokeKeyResponse>> {
+    let principal = principal(&state, &req).await?;
+    let key = state.service.revoke_key(&principal, parse_id(&id)?).await?;
+    let revoked_at = key.revoked_at.ok_or_else(ApiError::internal)?;
+    Ok(web::Json(RevokeKeyResponse { id: key.id, revoked_at }))
+}
+
+#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
+    request_body(content = Option<RotateKeyRequest>),
+    responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn rotate_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: OptionalJson<RotateKeyRequest>,
+) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    let key = state.service.rotate_key(&principal, parse_id(&id)?, body.0.grace_period_seconds).await?;
+    Ok(issued(&key, state.service.now()))
+}
+
+#[utoipa::path(get, path = "/v1/keys/self", tag = "keys", security(("api_key" = [])),
+    responses((status = 200, body = KeyResponse), (status = 401, body = ErrorEnvelope)))]
+pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<KeyResponse>> {
+    let credential = credential(&req)?.ok_or_else(ApiError::unauthorized)?;
+    let key = state.service.authenticate(&credential.key, client_ip(&req)).await?;
+    if credential.basic_account.is_some_and(|account| account != key.account_id) {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(web::Json(KeyResponse::new(&key, state.service.now())))
+}
+
+#[utoipa::path(post, path = "/v1/keys/verify", tag = "verification", security(("api_key" = [])), request_body = VerifyKeyRequest,
+    responses((status = 200, body = VerifyKeyResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn verify_key<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, body: Json<VerifyKeyRequest>) -> Result<web::Json<VerifyKeyResponse>> {
+    let principal = principal(&state, &req).await?;
+    let body = body.0;
+    let input = VerifyInput {
+        key: PlaintextKey::new(body.key),
+        scopes: body.scopes,
+        resource: body.resource,
+        ip: body.ip,
+        cost: body.cost.unwrap_or(1),
+    };
+    let outcome = state.service.verify(&principal, &input).await?;
+    let key = outcome.key.as_ref();
+    Ok(web::Json(VerifyKeyResponse {
+        valid: outcome.code == keyward_domain::VerifyCode::Valid,
+        code: outcome.code,
+        key_id: key.map(|k| k.id),
+        keyspace_id: key.and_then(|k| k.keyspace_id),
+        name: key.map(|k| k.name.clone()),
+        environment: key.map(|k| k.environment),
+        scopes: key.map(|k| k.scopes.iter().map(|s| s.as_str().to_owned()).collect()),
+        resource: key.and_then(|k| k.resource.as_ref().map(|r| r.as_str().to_owned())),
+        tier: key.map(|k| k.tier),
+        owner_id: key.and_then(|k| k.owner_id.clone()),
+        metadata: key.map(|k| k.metadata.clone()),
+        expires_at: key.and_then(|k| k.expires_at),
+        ratelimit: None,
+        quota_remaining: key.and_then(|k| k.quota.map(|q| q.remaining)),
+    }))
+}
+
+// --- operations -----------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document())
+}
+
+#[utoipa::path(get, path = "/docs/errors/{code}", tag = "operations", params(("code" = String, Path)),
+    responses((status = 200, description = "The page of one error code, in Markdown", content_type = "text/markdown")))]
+pub async fn error_page(code: web::Path<String>) -> Result<HttpResponse> {
+    let page = crate::docs::error_page(&code).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such error code"))?;
+    Ok(HttpResponse::Ok().content_type("text/markdown; charset=utf-8").body(page))
+}
+
+pub async fn method_not_allowed() -> Result<HttpResponse> {
+    Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept this method"))
+}
+
+pub async fn no_route() -> Result<HttpResponse> {
+    Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /v1/openapi.json"))
+}

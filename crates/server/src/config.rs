@@ -1,0 +1,175 @@
+//! Configuration: defaults, then a TOML file (`--config` / `KEYWARD_CONFIG`), then
+//! environment variables and flags (`KEYWARD_*`, `DATABASE_URL`), each overriding the last.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use keyward_domain::{PlanTable, TierTable, key_format::KeyPrefix, service::DomainConfig};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DatabaseSettings {
+    pub(crate) max_connections: usize,
+    pub(crate) wait_timeout_ms: u64,
+    pub(crate) statement_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        let pool = keyward_store_pg::PoolConfig::default();
+        Self {
+            max_connections: pool.max_size,
+            wait_timeout_ms: pool.wait_timeout.as_millis() as u64,
+            statement_timeout_ms: pool.statement_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub(crate) fn pool_config(&self) -> keyward_store_pg::PoolConfig {
+        keyward_store_pg::PoolConfig {
+            max_size: self.max_connections,
+            wait_timeout: Duration::from_millis(self.wait_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct KeySettings {
+    pub(crate) default_keyspace_prefix: String,
+    pub(crate) account_key_prefix: String,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self { default_keyspace_prefix: "kw".into(), account_key_prefix: "kw_acct".into() }
+    }
+}
+
+/// The whole configuration file. Every field is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    pub(crate) listen: SocketAddr,
+    /// Base URL clients reach Keyward at; used in `documentation_url`.
+    pub(crate) public_url: Option<String>,
+    /// PostgreSQL; when absent, `serve` keeps everything in memory.
+    pub(crate) database_url: Option<String>,
+    pub(crate) log_format: LogFormat,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub(crate) workers: usize,
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) database: DatabaseSettings,
+    pub(crate) keys: KeySettings,
+    pub(crate) plans: PlanTable,
+    pub(crate) tiers: TierTable,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            database_url: None,
+            log_format: LogFormat::default(),
+            workers: 0,
+            trusted_proxies: Vec::new(),
+            database: DatabaseSettings::default(),
+            keys: KeySettings::default(),
+            plans: PlanTable::default(),
+            tiers: TierTable::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid configuration in {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: display, source })
+    }
+
+    pub(crate) fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    pub(crate) fn domain(&self) -> Result<DomainConfig, ConfigError> {
+        let prefix = |name: &str, value: &str| {
+            KeyPrefix::new(value).map_err(|e| ConfigError::Invalid(format!("keys.{name} = {value:?}: {e}")))
+        };
+        Ok(DomainConfig {
+            plans: self.plans.clone(),
+            tiers: self.tiers,
+            default_keyspace_prefix: prefix("default_keyspace_prefix", &self.keys.default_keyspace_prefix)?,
+            account_key_prefix: prefix("account_key_prefix", &self.keys.account_key_prefix)?,
+        })
+    }
+
+    pub(crate) fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::Invalid(format!("trusted_proxies: {p:?} is not an address or CIDR network")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses_and_unknown_keys_are_rejected() {
+        let config: Config = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            public_url = "https://keys.example.com"
+            log_format = "json"
+            trusted_proxies = ["10.0.0.0/8"]
+            [database]
+            max_connections = 4
+            [keys]
+            default_keyspace_prefix = "acme"
+            [plans.free]
+            max_keys = 5
+            audit_retention_days = 7
+            account_keys_allowed = false
+            default_tier = "free"
+            [tiers]
+            free = 20
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.plans.free.max_keys, Some(5));
+        assert_eq!(config.plans.pro.max_keys, Some(10_000), "unset plans keep their defaults");
+        assert_eq!(config.tiers.free, 20);
+        assert_eq!(config.domain().unwrap().default_keyspace_prefix.as_str(), "acme");
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}
