@@ -41,14 +41,28 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() {
             invalid_json(inner)
         } else {
-            // serde's messages name types and variants, never values, so no secret leaks here.
             let field = if path == "." { "body".to_owned() } else { path };
-            ApiError::field(&field, strip_position(&inner.to_string()))
+            ApiError::field(&field, redact_values(&strip_position(&inner.to_string())))
         }
     })?;
     // Trailing characters after the value are a syntax error too.
     deserializer.end().map_err(invalid_json)?;
     Ok(value)
+}
+
+/// serde quotes the string it could not use (`invalid type: string "…", expected u32`);
+/// that string may be a key sent in the wrong field, so it never reaches the response.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("string \"") {
+        out.push_str(&rest[..start]);
+        out.push_str("a string");
+        let after = &rest[start + "string \"".len()..];
+        rest = after.find("\", ").or_else(|| after.rfind('"')).map_or("", |end| &after[end + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// serde_json appends " at line 1 column 17"; the field name says more.
@@ -192,11 +206,23 @@ pub fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
         let value = value.to_str().map_err(|_| ApiError::unauthorized())?.trim();
         found.push(Credential { key: PlaintextKey::new(value.to_owned()), basic_account: None });
     }
-    let first = found.pop();
-    if let Some(first) = &first {
-        if found.iter().any(|other| other.key != first.key) {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "ambiguous_credentials", "send one credential, not several"));
-        }
+    let Some(mut first) = found.pop() else { return Ok(None) };
+    if found.iter().any(|other| other.key != first.key) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "ambiguous_credentials", "send one credential, not several"));
     }
-    Ok(first)
+    // The same key in two forms is one credential; a Basic user name in either still binds it.
+    first.basic_account = first.basic_account.or_else(|| found.iter().find_map(|c| c.basic_account));
+    Ok(Some(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_strings_are_not_echoed() {
+        let message = r#"invalid type: string "kw_live_secret", expected u32"#;
+        assert_eq!(redact_values(message), "invalid type: a string, expected u32");
+        assert_eq!(redact_values("missing field `name`"), "missing field `name`");
+    }
 }

@@ -1,0 +1,171 @@
+use std::sync::Arc;
+
+use actix_web::{
+    body::MessageBody,
+    dev::{Service, ServiceResponse},
+    http::{Method, StatusCode},
+    test, web,
+};
+use keyward_domain::{ManualClock, Plan, SeededRandom, Store, service::{DomainConfig, KeyService}};
+use keyward_http::{AppState, HttpSettings, TrustedProxies};
+use serde_json::Value;
+use time::macros::datetime;
+
+pub const START: time::OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+/// Runs a test body against both stores: `$name::memory` and `$name::postgres`.
+macro_rules! both_stores {
+    ($(async fn $name:ident($app:ident) $body:block)+) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run<S: keyward_domain::Store>($app: crate::helpers::TestApp<S>) $body
+
+                #[actix_web::test]
+                async fn memory() {
+                    run(crate::helpers::TestApp::new(keyward_store_mem::MemStore::new()).await).await;
+                }
+
+                #[actix_web::test]
+                async fn postgres() {
+                    let db = keyward_store_pg::testing::TestDatabase::new().await;
+                    run(crate::helpers::TestApp::new(db.store()).await).await;
+                    drop(db);
+                }
+            }
+        )+
+    };
+}
+pub(crate) use both_stores;
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: actix_web::http::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the SPEC §5 error envelope with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{:#}", self.body);
+        assert_eq!(self.body["error"], code, "{:#}", self.body);
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        let request_id = self.body["request_id"].as_str().expect("request_id");
+        assert!(request_id.starts_with("req_"));
+        assert_eq!(self.headers.get("x-request-id").unwrap().to_str().unwrap(), request_id);
+        assert_eq!(self.body["documentation_url"], format!("http://keyward.test/docs/errors/{code}"));
+        self
+    }
+
+    pub fn str(&self, field: &str) -> String {
+        self.body[field].as_str().unwrap_or_else(|| panic!("{field} in {:#}", self.body)).to_owned()
+    }
+}
+
+pub struct TestApp<S: Store> {
+    pub service: KeyService<S>,
+    pub clock: Arc<ManualClock>,
+    /// The bootstrap account key, with every management scope.
+    pub root_key: String,
+    pub account_id: String,
+    app: Box<dyn Service<actix_http::Request, Response = ServiceResponse<actix_web::body::BoxBody>, Error = actix_web::Error, Future = AppFuture>>,
+}
+
+impl<S: Store> TestApp<S> {
+    pub async fn new(store: S) -> Self {
+        Self::with_plan(store, Plan::Enterprise).await
+    }
+
+    pub async fn with_plan(store: S, plan: Plan) -> Self {
+        let clock = Arc::new(ManualClock::new(START));
+        let service = KeyService::new(store, clock.clone(), Arc::new(SeededRandom::new(plan as u64 + 1)), Arc::new(DomainConfig::default()));
+        let (account, issued) = service.create_account("Acme", plan, true).await.unwrap();
+        let root_key = issued.unwrap().plaintext.expose_secret().to_owned();
+        let settings = HttpSettings { public_url: "http://keyward.test/".into(), trusted_proxies: TrustedProxies::default() };
+        let state = web::Data::new(AppState { service: service.clone() });
+        let app = test::init_service(keyward_http::app(state, settings)).await;
+        let app = BoxedApp(app);
+        Self { service, clock, root_key, account_id: account.id.to_string(), app: Box::new(app) }
+    }
+
+    /// A second account in the same store, with its own root key.
+    pub async fn other_account_key(&self) -> String {
+        let (_, issued) = self.service.create_account("Other", Plan::Enterprise, true).await.unwrap();
+        issued.unwrap().plaintext.expose_secret().to_owned()
+    }
+
+    pub async fn send(&self, request: test::TestRequest) -> Reply {
+        let response = self.app.call(request.peer_addr("192.0.2.10:5000".parse().unwrap()).to_request()).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = test::read_body(response).await;
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        Reply { status, headers, body }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Reply {
+        let mut request = test::TestRequest::default().method(method).uri(path).insert_header(("authorization", format!("Bearer {key}")));
+        if let Some(body) = body {
+            request = request.set_json(body);
+        }
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, &self.root_key.clone(), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, &self.root_key.clone(), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, &self.root_key.clone(), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, &self.root_key.clone(), None).await
+    }
+
+    /// Creates a service key; returns (id, plaintext).
+    pub async fn create_key(&self, body: Value) -> (String, String) {
+        let reply = self.post("/v1/keys", body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+        (reply.str("id"), reply.str("key"))
+    }
+
+    pub async fn verify(&self, body: Value) -> Value {
+        let reply = self.post("/v1/keys/verify", body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+        reply.body
+    }
+}
+
+type AppFuture = futures_util::future::LocalBoxFuture<'static, Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>>;
+
+/// Erases the app's body type so `TestApp` has one nameable type.
+struct BoxedApp<T>(T);
+
+impl<T, B> Service<actix_http::Request> for BoxedApp<T>
+where
+    T: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    T::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<actix_web::body::BoxBody>;
+    type Error = actix_web::Error;
+    type Future = AppFuture;
+
+    fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&self, req: actix_http::Request) -> Self::Future {
+        let fut = self.0.call(req);
+        Box::pin(async move { fut.await.map(ServiceResponse::map_into_boxed_body) })
+    }
+}

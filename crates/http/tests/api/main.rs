@@ -1,0 +1,7 @@
+//! End-to-end tests of the HTTP API: the same `App` the server runs, in process, over the
+//! in-memory store and over a fresh PostgreSQL database per test.
+
+mod errors;
+mod helpers;
+mod keys;
+mod verify;
