@@ -182,13 +182,17 @@ struct Envelope<'a> {
 #[derive(Debug, Clone)]
 pub struct PublicUrl(pub String);
 
-/// Assigns the request id, sets `X-Request-Id`, and renders the envelope of every error.
+/// Assigns the request id, sets `X-Request-Id`, renders the envelope of every error, and
+/// writes the access log line.
 pub async fn envelope(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let request_id = RequestId::generate(time::OffsetDateTime::now_utc(), &OsRandom);
     req.extensions_mut().insert(request_id);
+    let started = std::time::Instant::now();
+    // The path only: query strings are the client's business, bodies may hold keys.
+    let (method, path) = (req.method().clone(), req.path().to_owned());
     // An Arc clone: the URL is only read when rendering an error.
     let public_url = req.app_data::<web::Data<PublicUrl>>().cloned();
     // A panic in a handler must not drop the connection: it becomes a 500 envelope. The
@@ -234,5 +238,14 @@ pub async fn envelope(
     if let Ok(value) = header::HeaderValue::from_str(&request_id.to_string()) {
         response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }
+    tracing::info!(
+        target: "keyward::access",
+        %request_id,
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
     Ok(response)
 }

@@ -1,0 +1,183 @@
+//! The built `keyward` binary, driven as an operator and a client would: migrate, create an
+//! account, serve on a free port, walk the key lifecycle over real HTTP, stop with SIGTERM.
+//! Afterwards neither the logs nor any table of the database holds a plaintext key.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
+
+use diesel::{QueryableByName, sql_types::Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use keyward_store_pg::testing::TestDatabase;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyward");
+
+/// A running `keyward serve`, with everything it printed collected.
+struct Server {
+    child: Child,
+    base: String,
+    output: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("DATABASE_URL")
+            .env("KEYWARD_LOG_FORMAT", "json")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let (port_tx, port_rx) = mpsc::channel();
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let output = output.clone();
+            let port_tx = port_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                        if event["message"] == "listening" {
+                            let _ = port_tx.send(event["addr"].as_str().unwrap().to_owned());
+                        }
+                    }
+                    output.lock().unwrap().push_str(&(line + "\n"));
+                }
+            });
+        }
+        let addr = port_rx.recv_timeout(Duration::from_secs(30)).expect("keyward printed its address");
+        Self { child, base: format!("http://{addr}"), output }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {key}");
+        let mut response = match (method, body) {
+            ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
+            ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
+            ("POST", Some(body)) => agent.post(&url).header("authorization", &auth).send_json(body),
+            ("PATCH", Some(body)) => agent.patch(&url).header("authorization", &auth).send_json(body),
+            _ => unreachable!(),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        assert!(response.headers().get("x-request-id").is_some());
+        (status, response.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    /// Sends SIGTERM and waits: a graceful stop exits 0.
+    fn stop(mut self) -> String {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "keyward exited with {status} on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+        self.output()
+    }
+}
+
+/// The lifecycle of the README walkthrough; returns the plaintext keys it saw.
+fn walk_lifecycle(server: &Server, root: &str) -> Vec<String> {
+    let (status, created) = server.call("POST", "/v1/keys", root, Some(json!({"name": "srv 42", "scopes": ["server:*"]})));
+    assert_eq!(status, 201, "{created}");
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+    let verify = |k: &str| server.call("POST", "/v1/keys/verify", root, Some(json!({"key": k, "scopes": ["server:list"]}))).1["code"].clone();
+    assert_eq!(verify(&key), "VALID");
+    let (status, listed) = server.call("GET", "/v1/keys", root, None);
+    assert_eq!(status, 200);
+    assert_eq!(listed["total"], 1);
+    let (status, rotated) = server.call("POST", &format!("/v1/keys/{id}/rotate"), root, Some(json!({"grace_period_seconds": 3600})));
+    assert_eq!(status, 201, "{rotated}");
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    assert_eq!(verify(&key), "VALID", "the old key works during the grace period");
+    assert_eq!(verify(&new_key), "VALID");
+    let (status, _) = server.call("DELETE", &format!("/v1/keys/{}", rotated["id"].as_str().unwrap()), root, None);
+    assert_eq!(status, 200);
+    assert_eq!(verify(&new_key), "REVOKED", "revocation is seen by the next verify");
+    let (status, error) = server.call("GET", "/v1/keys", "kw_live_nope", None);
+    assert_eq!(status, 401);
+    assert_eq!(error["error"], "unauthorized");
+    vec![key, new_key]
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    row: String,
+}
+
+/// Every row of every table of the database, as text: a data dump without pg_dump.
+async fn dump(url: &str) -> String {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let mut text = String::new();
+    for table in ["accounts", "keyspaces", "keys", "__diesel_schema_migrations"] {
+        let rows: Vec<Row> = diesel::sql_query(format!("SELECT t::text AS row FROM {table} t")).load(&mut conn).await.unwrap();
+        assert!(table == "__diesel_schema_migrations" || !rows.is_empty(), "{table} is empty: the dump would prove nothing");
+        for row in rows {
+            text.push_str(&row.row);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_flow_against_postgres_leaves_no_plaintext_anywhere() {
+    let db = TestDatabase::new().await;
+    // `migrate` on a database that is already current is a no-op that succeeds.
+    let migrate = Command::new(BIN).arg("migrate").env("DATABASE_URL", db.url()).output().unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+
+    let created = Command::new(BIN).args(["account", "create", "--name", "Acme", "--plan", "pro"]).env("DATABASE_URL", db.url()).output().unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    let root = stdout.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("the account key is printed").to_owned();
+
+    let server = Server::start(&[("DATABASE_URL", db.url())]);
+    let mut secrets = walk_lifecycle(&server, &root);
+    let logs = server.stop();
+    assert!(logs.contains("\"message\":\"listening\""), "{logs}");
+
+    let data = dump(db.url()).await;
+    secrets.push(root);
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a plaintext key is in the logs");
+        assert!(!data.contains(secret.as_str()), "a plaintext key is in the database");
+        // Not even the random part alone.
+        let random = &secret[secret.len() - 36..secret.len() - 6];
+        assert!(!data.contains(random) && !logs.contains(random));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_default_warns_and_prints_a_bootstrap_key_once() {
+    let server = Server::start(&[]);
+    let output = server.output();
+    assert!(output.contains("NO DATABASE CONFIGURED"), "{output}");
+    let root = output.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("bootstrap key printed").to_owned();
+    assert_eq!(output.matches(root.as_str()).count(), 1, "printed exactly once");
+    let secrets = walk_lifecycle(&server, &root);
+    let logs = server.stop();
+    for secret in secrets {
+        assert!(!logs.contains(&secret), "a service key reached the logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_a_database_with_pending_migrations() {
+    let db = TestDatabase::new().await;
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "DELETE FROM __diesel_schema_migrations").await.unwrap();
+    let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0"]).env("DATABASE_URL", db.url()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keyward migrate"));
+}
