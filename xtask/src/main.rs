@@ -123,8 +123,11 @@ const FORBIDDEN_IN_DOMAIN: &[&str] =
     &["tokio", "diesel", "diesel-async", "deadpool", "actix-web", "actix-rt", "moka", "redis", "tokio-postgres"];
 
 fn tidy() -> Result {
-    let tree = output("cargo", &["tree", "--locked", "-p", "keyward-domain", "-e", "normal", "--prefix", "none", "--all-features"])
-        .ok_or("cargo tree failed")?;
+    let tree = output(
+        "cargo",
+        &["tree", "--locked", "-p", "keyward-domain", "-e", "normal", "--prefix", "none", "--all-features"],
+    )
+    .ok_or("cargo tree failed")?;
     let offending: Vec<&str> = tree
         .lines()
         .filter(|line| FORBIDDEN_IN_DOMAIN.iter().any(|name| line.split(' ').next() == Some(*name)))
@@ -133,8 +136,17 @@ fn tidy() -> Result {
         return Err(format!("keyward-domain must stay pure but depends on: {}", offending.join(", ")));
     }
     let mut missing_lints = Vec::new();
-    for dir in ["crates/domain", "crates/store-mem", "crates/store-pg", "crates/ratelimit", "crates/http", "crates/server", "xtask"] {
-        let manifest = std::fs::read_to_string(root().join(dir).join("Cargo.toml")).map_err(|e| format!("{dir}: {e}"))?;
+    for dir in [
+        "crates/domain",
+        "crates/store-mem",
+        "crates/store-pg",
+        "crates/ratelimit",
+        "crates/http",
+        "crates/server",
+        "xtask",
+    ] {
+        let manifest =
+            std::fs::read_to_string(root().join(dir).join("Cargo.toml")).map_err(|e| format!("{dir}: {e}"))?;
         if !manifest.contains("[lints]\nworkspace = true") {
             missing_lints.push(dir);
         }
@@ -200,7 +212,11 @@ fn ensure_postgres() -> Result<String> {
     if is_root() && succeeds("sh", &["-c", "command -v apt-get"]) {
         step("installing PostgreSQL from the distribution's packages (apt-get install postgresql)");
         run("apt-get", &["update", "-q"], &[])?;
-        run("apt-get", &["install", "-y", "-q", "--no-install-recommends", "postgresql"], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+        run(
+            "apt-get",
+            &["install", "-y", "-q", "--no-install-recommends", "postgresql"],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
         if let Some(url) = start_debian_cluster(&url) {
             return Ok(url);
         }
@@ -225,11 +241,11 @@ fn start_debian_cluster(url: &str) -> Option<String> {
     let clusters = output("pg_lsclusters", &["--no-header"])?;
     for line in clusters.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if let [version, name, _port, status, ..] = fields.as_slice() {
-            if *status != "online" {
-                eprintln!("starting PostgreSQL cluster {version}/{name}");
-                let _ = run("pg_ctlcluster", &["--skip-systemctl-redirect", version, name, "start"], &[]);
-            }
+        if let [version, name, _port, status, ..] = fields.as_slice()
+            && *status != "online"
+        {
+            eprintln!("starting PostgreSQL cluster {version}/{name}");
+            let _ = run("pg_ctlcluster", &["--skip-systemctl-redirect", version, name, "start"], &[]);
         }
     }
     wait_reachable(url, Duration::from_secs(15)).then(|| url.to_owned())
@@ -242,7 +258,8 @@ fn find_pg_bindir() -> Option<PathBuf> {
             return Some(dir);
         }
     }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect();
+    let mut versions: Vec<PathBuf> =
+        std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect();
     versions.sort();
     versions.into_iter().rev().find(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
 }
@@ -277,5 +294,9 @@ fn start_private_cluster(bindir: &Path) -> Result<String> {
     let options = format!("-p {PRIVATE_PORT} -k {data_str} -c listen_addresses=127.0.0.1 -c fsync=off");
     let log = format!("{data_str}/server.log");
     as_user(&bindir.join("pg_ctl"), &["-D", &data_str, "-o", &options, "-l", &log, "-w", "start"])?;
-    if wait_reachable(&url, Duration::from_secs(15)) { Ok(url) } else { Err(format!("the private PostgreSQL did not start; see {log}")) }
+    if wait_reachable(&url, Duration::from_secs(15)) {
+        Ok(url)
+    } else {
+        Err(format!("the private PostgreSQL did not start; see {log}"))
+    }
 }

@@ -108,7 +108,8 @@ pub async fn keys_are_found_by_hash_only<S: Store>(store: S) {
     input.resource = Some("server:srv_42".into());
     input.expires_at = Some(START + Duration::days(30));
     let issued = f.service.create_key(&f.principal, input).await.unwrap();
-    let found = f.service.store().find_by_hash(&KeyHash::blake3(issued.plaintext.expose_secret())).await.unwrap().unwrap();
+    let found =
+        f.service.store().find_by_hash(&KeyHash::blake3(issued.plaintext.expose_secret())).await.unwrap().unwrap();
     assert_eq!(found.key, issued.key, "every attribute survives the round trip");
     assert_eq!(found.ip_policy, IpPolicy::Open);
     assert!(f.service.store().find_by_hash(&KeyHash::blake3("kw_live_nope")).await.unwrap().is_none());
@@ -124,7 +125,10 @@ pub async fn duplicate_hash_rejects_the_whole_batch<S: Store>(store: S) {
     clash.id = KeyId::generate(START, &SeededRandom::new(6));
     let error = f.service.store().insert_keys(&[fresh.clone(), clash], None).await.unwrap_err();
     assert!(matches!(error, InsertKeyError::DuplicateHash { index: 1 }), "{error:?}");
-    assert!(f.service.store().get_key(f.principal.account_id, fresh.id).await.unwrap().is_none(), "nothing half-written");
+    assert!(
+        f.service.store().get_key(f.principal.account_id, fresh.id).await.unwrap().is_none(),
+        "nothing half-written"
+    );
 }
 
 pub async fn key_limit_is_enforced_atomically<S: Store>(store: S) {
@@ -152,7 +156,8 @@ pub async fn other_accounts_objects_are_invisible<S: Store>(store: S) {
     let a = fixture(store.clone(), Plan::Pro).await;
     let b = fixture(store, Plan::Pro).await;
     let key = a.service.create_key(&a.principal, named("a's")).await.unwrap().key;
-    let ks = a.service.create_keyspace(&a.principal, NewKeyspace { name: "vg".into(), ..Default::default() }).await.unwrap();
+    let ks =
+        a.service.create_keyspace(&a.principal, NewKeyspace { name: "vg".into(), ..Default::default() }).await.unwrap();
     assert!(b.service.store().get_key(b.principal.account_id, key.id).await.unwrap().is_none());
     assert!(b.service.store().get_keyspace(b.principal.account_id, ks.id).await.unwrap().is_none());
     let mut stolen = key.clone();
@@ -164,7 +169,8 @@ pub async fn other_accounts_objects_are_invisible<S: Store>(store: S) {
         Err(DeleteKeyspaceError::NotFound)
     ));
     let filter = service_keys();
-    let listed = b.service.store().list_keys(b.principal.account_id, &filter, PageRequest { limit: 100, before: None }, START);
+    let listed =
+        b.service.store().list_keys(b.principal.account_id, &filter, PageRequest { limit: 100, before: None }, START);
     assert_eq!(listed.await.unwrap().total, 0);
     assert_eq!(a.service.store().get_key(a.principal.account_id, key.id).await.unwrap().unwrap().name, "a's");
 }
@@ -197,18 +203,27 @@ pub async fn listing_pages_newest_first_with_filters<S: Store>(store: S) {
     assert_eq!(seen, created, "every key once, newest first");
 
     let test_keys = KeyFilter { environment: Some(Environment::Test), ..service_keys() };
-    assert_eq!(store.list_keys(account, &test_keys, PageRequest { limit: 50, before: None }, now).await.unwrap().total, 3);
+    assert_eq!(
+        store.list_keys(account, &test_keys, PageRequest { limit: 50, before: None }, now).await.unwrap().total,
+        3
+    );
     let owned = KeyFilter { owner_id: Some("cust_1".into()), ..service_keys() };
     assert_eq!(store.list_keys(account, &owned, PageRequest { limit: 50, before: None }, now).await.unwrap().total, 3);
     let accounts = KeyFilter { kind: KeyKind::Account, ..service_keys() };
-    assert_eq!(store.list_keys(account, &accounts, PageRequest { limit: 50, before: None }, now).await.unwrap().total, 1);
+    assert_eq!(
+        store.list_keys(account, &accounts, PageRequest { limit: 50, before: None }, now).await.unwrap().total,
+        1
+    );
 }
 
 pub async fn status_filter_follows_expiry_and_idle_timeout<S: Store>(store: S) {
     let f = fixture(store, Plan::Pro).await;
     let active = f.service.create_key(&f.principal, named("active")).await.unwrap().key;
     let inactive = f.service.create_key(&f.principal, named("inactive")).await.unwrap().key;
-    f.service.update_key(&f.principal, inactive.id, KeyPatch { is_active: Some(false), ..Default::default() }).await.unwrap();
+    f.service
+        .update_key(&f.principal, inactive.id, KeyPatch { is_active: Some(false), ..Default::default() })
+        .await
+        .unwrap();
     let mut expiring = named("expiring");
     expiring.expires_at = Some(START + Duration::seconds(30));
     let expiring = f.service.create_key(&f.principal, expiring).await.unwrap().key;
@@ -305,7 +320,11 @@ pub async fn keyspace_names_are_unique_per_account<S: Store>(store: S) {
 
 pub async fn keyspace_delete_refuses_active_keys<S: Store>(store: S) {
     let f = fixture(store, Plan::Pro).await;
-    let ks = f.service.create_keyspace(&f.principal, NewKeyspace { name: "tmp".into(), ..Default::default() }).await.unwrap();
+    let ks = f
+        .service
+        .create_keyspace(&f.principal, NewKeyspace { name: "tmp".into(), ..Default::default() })
+        .await
+        .unwrap();
     let key = f.service.create_key(&f.principal, NewKey { keyspace_id: Some(ks.id), ..named("k") }).await.unwrap().key;
     let store = f.service.store();
     assert!(matches!(

@@ -81,10 +81,30 @@ pub struct PlanTable {
 impl Default for PlanTable {
     fn default() -> Self {
         Self {
-            free: PlanLimits { max_keys: Some(100), audit_retention_days: 30, account_keys_allowed: false, default_tier: Tier::Free },
-            basic: PlanLimits { max_keys: Some(1_000), audit_retention_days: 90, account_keys_allowed: false, default_tier: Tier::Basic },
-            pro: PlanLimits { max_keys: Some(10_000), audit_retention_days: 365, account_keys_allowed: true, default_tier: Tier::Pro },
-            enterprise: PlanLimits { max_keys: None, audit_retention_days: 730, account_keys_allowed: true, default_tier: Tier::Enterprise },
+            free: PlanLimits {
+                max_keys: Some(100),
+                audit_retention_days: 30,
+                account_keys_allowed: false,
+                default_tier: Tier::Free,
+            },
+            basic: PlanLimits {
+                max_keys: Some(1_000),
+                audit_retention_days: 90,
+                account_keys_allowed: false,
+                default_tier: Tier::Basic,
+            },
+            pro: PlanLimits {
+                max_keys: Some(10_000),
+                audit_retention_days: 365,
+                account_keys_allowed: true,
+                default_tier: Tier::Pro,
+            },
+            enterprise: PlanLimits {
+                max_keys: None,
+                audit_retention_days: 730,
+                account_keys_allowed: true,
+                default_tier: Tier::Enterprise,
+            },
         }
     }
 }

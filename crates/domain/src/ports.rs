@@ -126,7 +126,11 @@ pub trait KeyStore: Send + Sync {
     /// Inserts every key or none. `max_keys`, when set, is checked atomically against the
     /// account's active service keys (only service keys count).
     /// Errors: `KeyLimitReached`, `DuplicateHash`, `Storage`.
-    fn insert_keys(&self, keys: &[Key], max_keys: Option<u64>) -> impl Future<Output = Result<(), InsertKeyError>> + Send;
+    fn insert_keys(
+        &self,
+        keys: &[Key],
+        max_keys: Option<u64>,
+    ) -> impl Future<Output = Result<(), InsertKeyError>> + Send;
 
     /// The key with this hash in any account, whatever its status. Must be an index lookup.
     fn find_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<VerifiableKey>, StorageError>> + Send;
@@ -151,7 +155,11 @@ pub trait KeyStore: Send + Sync {
     /// `new`. Errors: `NotFound` when `old` is gone or revoked meanwhile, `Storage`.
     fn rotate_key(&self, old: &Key, new: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send;
 
-    fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send;
+    fn count_keys(
+        &self,
+        account: AccountId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send;
 }
 
 pub trait AccountStore: Send + Sync {
@@ -170,9 +178,17 @@ pub trait KeyspaceStore: Send + Sync {
     /// Errors: `DuplicateName` (names are unique per account), `Storage`.
     fn insert_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), InsertKeyspaceError>> + Send;
 
-    fn get_keyspace(&self, account: AccountId, id: KeyspaceId) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send;
+    fn get_keyspace(
+        &self,
+        account: AccountId,
+        id: KeyspaceId,
+    ) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send;
 
-    fn find_keyspace_by_name(&self, account: AccountId, name: &str) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send;
+    fn find_keyspace_by_name(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send;
 
     /// All keyspaces of the account, oldest first.
     fn list_keyspaces(&self, account: AccountId) -> impl Future<Output = Result<Vec<Keyspace>, StorageError>> + Send;

@@ -40,7 +40,9 @@ impl Scope {
             return Err(InvalidScope);
         }
         let valid = value == "*"
-            || value.split_once(':').is_some_and(|(resource, action)| is_segment(resource) && (action == "*" || is_segment(action)));
+            || value
+                .split_once(':')
+                .is_some_and(|(resource, action)| is_segment(resource) && (action == "*" || is_segment(action)));
         if valid { Ok(Self(value)) } else { Err(InvalidScope) }
     }
 

@@ -20,8 +20,8 @@ use crate::{
     keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy, Keyspace},
     plan::{Plan, PlanLimits, PlanTable, Tier, TierTable},
     ports::{
-        DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, PageRequest, StorageError,
-        Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
+        DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, PageRequest,
+        StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
     },
     random::RandomSource,
     scope::{ScopeSet, management},
@@ -177,6 +177,13 @@ pub struct AccountOverview {
     pub counts: KeyCounts,
 }
 
+/// What identifies a key in storage: its hash and how it is displayed.
+#[derive(Debug)]
+struct KeyMaterial {
+    hash: KeyHash,
+    display_prefix: String,
+}
+
 /// The use cases over one store.
 #[derive(Debug, Clone)]
 pub struct KeyService<S> {
@@ -303,7 +310,12 @@ impl<S: Store> KeyService<S> {
     /// Authenticates a key presented to the API, of any kind (for `GET /v1/keys/self`).
     pub async fn authenticate(&self, presented: &PlaintextKey, client_ip: Option<IpAddr>) -> Result<Key, AuthError> {
         let found = self.lookup(presented.expose_secret()).await?.ok_or(AuthError::Unauthorized)?;
-        match verify::check(&found.key, found.ip_policy, &VerifyRequest { ip: client_ip, ..Default::default() }, self.clock.now()) {
+        match verify::check(
+            &found.key,
+            found.ip_policy,
+            &VerifyRequest { ip: client_ip, ..Default::default() },
+            self.clock.now(),
+        ) {
             VerifyCode::Valid => Ok(found.key),
             VerifyCode::Inactive => Err(AuthError::KeyInactive),
             VerifyCode::IpNotAllowed => Err(AuthError::IpNotAllowed),
@@ -312,7 +324,11 @@ impl<S: Store> KeyService<S> {
     }
 
     /// Authenticates a credential for the management API: account and temporary keys only.
-    pub async fn authenticate_management(&self, presented: &PlaintextKey, client_ip: Option<IpAddr>) -> Result<Principal, AuthError> {
+    pub async fn authenticate_management(
+        &self,
+        presented: &PlaintextKey,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         let key = self.authenticate(presented, client_ip).await?;
         if key.kind == KeyKind::Service {
             return Err(AuthError::ServiceKey);
@@ -368,7 +384,8 @@ impl<S: Store> KeyService<S> {
         validate_name(&mut errors, "name", name, MAX_ACCOUNT_NAME_LEN);
         errors.into_result()?;
         let now = self.now();
-        let account = Account { id: AccountId::generate(now, &*self.rng), name: name.trim().to_owned(), plan, created_at: now };
+        let account =
+            Account { id: AccountId::generate(now, &*self.rng), name: name.trim().to_owned(), plan, created_at: now };
         let keyspace = Keyspace {
             id: KeyspaceId::generate(now, &*self.rng),
             account_id: account.id,
@@ -383,7 +400,16 @@ impl<S: Store> KeyService<S> {
         };
         let issued = with_account_key.then(|| {
             let plaintext = key_format::generate(&self.config.account_key_prefix, Environment::Live, &*self.rng);
-            let key = self.blank_key(&account, None, KeyKind::Account, "bootstrap", Environment::Live, &plaintext, Actor::System, now);
+            let key = self.blank_key(
+                &account,
+                None,
+                KeyKind::Account,
+                "bootstrap",
+                Environment::Live,
+                &plaintext,
+                Actor::System,
+                now,
+            );
             IssuedKey { key: Key { scopes: ScopeSet::all_management(), ..key }, plaintext }
         });
         self.store.create_account(&account, &keyspace, issued.as_ref().map(|i| &i.key)).await?;
@@ -444,7 +470,8 @@ impl<S: Store> KeyService<S> {
             Some(p) => errors.check("prefix", KeyPrefix::new(p)),
             None => Some(self.config.default_keyspace_prefix.clone()),
         };
-        let default_scopes = parse_scopes(&mut errors, "default_scopes", input.default_scopes.as_deref().unwrap_or_default());
+        let default_scopes =
+            parse_scopes(&mut errors, "default_scopes", input.default_scopes.as_deref().unwrap_or_default());
         let allowed_scopes = match &input.allowed_scopes {
             Some(values) => parse_scopes(&mut errors, "allowed_scopes", values).map(Some),
             None => Some(None),
@@ -453,7 +480,8 @@ impl<S: Store> KeyService<S> {
             check_catalogue(&mut errors, "default_scopes", defaults, catalogue.as_ref());
         }
         errors.into_result()?;
-        let (Some(prefix), Some(default_scopes), Some(allowed_scopes)) = (prefix, default_scopes, allowed_scopes) else {
+        let (Some(prefix), Some(default_scopes), Some(allowed_scopes)) = (prefix, default_scopes, allowed_scopes)
+        else {
             unreachable!("every None above recorded an error");
         };
         let account = self.store.get_account(principal.account_id).await?.ok_or(ManageError::NotFound)?;
@@ -471,7 +499,9 @@ impl<S: Store> KeyService<S> {
             updated_at: now,
         };
         self.store.insert_keyspace(&keyspace).await.map_err(|e| match e {
-            InsertKeyspaceError::DuplicateName => ManageError::Invalid(FieldErrors::single("name", "a keyspace of this name exists")),
+            InsertKeyspaceError::DuplicateName => {
+                ManageError::Invalid(FieldErrors::single("name", "a keyspace of this name exists"))
+            }
             InsertKeyspaceError::Storage(e) => ManageError::Storage(e),
         })?;
         Ok(keyspace)
@@ -487,7 +517,12 @@ impl<S: Store> KeyService<S> {
         self.store.get_keyspace(principal.account_id, id).await?.ok_or(ManageError::NotFound)
     }
 
-    pub async fn update_keyspace(&self, principal: &Principal, id: KeyspaceId, patch: KeyspacePatch) -> Result<Keyspace, ManageError> {
+    pub async fn update_keyspace(
+        &self,
+        principal: &Principal,
+        id: KeyspaceId,
+        patch: KeyspacePatch,
+    ) -> Result<Keyspace, ManageError> {
         principal.require(management::KEYSPACES_WRITE)?;
         let mut keyspace = self.store.get_keyspace(principal.account_id, id).await?.ok_or(ManageError::NotFound)?;
         let mut errors = FieldErrors::new();
@@ -520,7 +555,9 @@ impl<S: Store> KeyService<S> {
         keyspace.updated_at = self.now();
         self.store.update_keyspace(&keyspace).await.map_err(|e| match e {
             UpdateKeyspaceError::NotFound => ManageError::NotFound,
-            UpdateKeyspaceError::DuplicateName => ManageError::Invalid(FieldErrors::single("name", "a keyspace of this name exists")),
+            UpdateKeyspaceError::DuplicateName => {
+                ManageError::Invalid(FieldErrors::single("name", "a keyspace of this name exists"))
+            }
             UpdateKeyspaceError::Storage(e) => ManageError::Storage(e),
         })?;
         Ok(keyspace)
@@ -544,7 +581,9 @@ impl<S: Store> KeyService<S> {
     async fn resolve_keyspace(&self, account: AccountId, id: Option<KeyspaceId>) -> Result<Keyspace, ManageError> {
         match id {
             Some(id) => self.store.get_keyspace(account, id).await?.ok_or_else(|| invalid_id("keyspace_id")(())),
-            None => self.store.find_keyspace_by_name(account, DEFAULT_KEYSPACE_NAME).await?.ok_or(ManageError::NotFound),
+            None => {
+                self.store.find_keyspace_by_name(account, DEFAULT_KEYSPACE_NAME).await?.ok_or(ManageError::NotFound)
+            }
         }
     }
 
@@ -555,8 +594,7 @@ impl<S: Store> KeyService<S> {
         account: &Account,
         keyspace: &Keyspace,
         input: NewKey,
-        hash: KeyHash,
-        key_prefix: String,
+        material: KeyMaterial,
         created_by: Actor,
         now: OffsetDateTime,
     ) -> Result<Key, FieldErrors> {
@@ -595,8 +633,8 @@ impl<S: Store> KeyService<S> {
             name: input.name.trim().to_owned(),
             description: input.description,
             environment: input.environment.unwrap_or_default(),
-            key_prefix,
-            hash,
+            key_prefix: material.display_prefix,
+            hash: material.hash,
             scopes: scopes.unwrap_or_default(),
             resource,
             tier: input.tier.unwrap_or(keyspace.default_tier),
@@ -640,8 +678,11 @@ impl<S: Store> KeyService<S> {
         let now = self.now();
         let environment = input.environment.unwrap_or_default();
         let plaintext = key_format::generate(&keyspace.prefix, environment, &*self.rng);
-        let hash = KeyHash::blake3(plaintext.expose_secret());
-        let key = self.build_key(&account, &keyspace, input, hash, key_format::display_prefix(&plaintext), principal.actor(), now)?;
+        let material = KeyMaterial {
+            hash: KeyHash::blake3(plaintext.expose_secret()),
+            display_prefix: key_format::display_prefix(&plaintext),
+        };
+        let key = self.build_key(&account, &keyspace, input, material, principal.actor(), now)?;
         let max_keys = self.config.plans.limits(account.plan).max_keys;
         self.store.insert_keys(std::slice::from_ref(&key), max_keys).await.map_err(Self::map_insert)?;
         Ok(IssuedKey { key, plaintext })
@@ -664,7 +705,10 @@ impl<S: Store> KeyService<S> {
         let mut keys = Vec::with_capacity(entries.len());
         for (i, entry) in entries.into_iter().enumerate() {
             let Ok(hash) = KeyHash::parse_tagged(&entry.hash) else {
-                errors.push(format!("keys[{i}].hash"), "must be \"sha256:<64 hex digits>\" or \"blake3:<64 hex digits>\"");
+                errors.push(
+                    format!("keys[{i}].hash"),
+                    "must be \"sha256:<64 hex digits>\" or \"blake3:<64 hex digits>\"",
+                );
                 continue;
             };
             if keys.iter().any(|k: &Key| k.hash == hash) {
@@ -672,7 +716,8 @@ impl<S: Store> KeyService<S> {
                 continue;
             }
             let display = format!("{}:…", hash.algorithm().name());
-            match self.build_key(&account, &keyspace, entry.attributes, hash, display, principal.actor(), now) {
+            let material = KeyMaterial { hash, display_prefix: display };
+            match self.build_key(&account, &keyspace, entry.attributes, material, principal.actor(), now) {
                 Ok(key) => keys.push(key),
                 Err(e) => errors.extend_prefixed(&format!("keys[{i}]"), e),
             }
@@ -683,7 +728,12 @@ impl<S: Store> KeyService<S> {
         Ok(keys)
     }
 
-    pub async fn list_keys(&self, principal: &Principal, filter: &KeyFilter, page: PageRequest) -> Result<KeyPage, ManageError> {
+    pub async fn list_keys(
+        &self,
+        principal: &Principal,
+        filter: &KeyFilter,
+        page: PageRequest,
+    ) -> Result<KeyPage, ManageError> {
         principal.require(management::KEYS_READ)?;
         Ok(self.store.list_keys(principal.account_id, filter, page, self.now()).await?)
     }
@@ -794,10 +844,19 @@ impl<S: Store> KeyService<S> {
 
     /// Issues a successor with the same attributes and a new secret; the old key keeps
     /// working for `grace_period_seconds`, then expires.
-    pub async fn rotate_key(&self, principal: &Principal, id: KeyId, grace_period_seconds: u32) -> Result<IssuedKey, ManageError> {
+    pub async fn rotate_key(
+        &self,
+        principal: &Principal,
+        id: KeyId,
+        grace_period_seconds: u32,
+    ) -> Result<IssuedKey, ManageError> {
         principal.require(management::KEYS_WRITE)?;
         if grace_period_seconds > MAX_GRACE_PERIOD_SECONDS {
-            return Err(FieldErrors::single("grace_period_seconds", format!("must be 0 to {MAX_GRACE_PERIOD_SECONDS}")).into());
+            return Err(FieldErrors::single(
+                "grace_period_seconds",
+                format!("must be 0 to {MAX_GRACE_PERIOD_SECONDS}"),
+            )
+            .into());
         }
         let mut old = self.service_key(principal, id).await?;
         if old.revoked_at.is_some() {

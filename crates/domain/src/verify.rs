@@ -63,10 +63,10 @@ pub fn check(key: &Key, ip_policy: IpPolicy, request: &VerifyRequest<'_>, now: O
     if !key.allows_ip(request.ip, ip_policy) {
         return VerifyCode::IpNotAllowed;
     }
-    if let Some(bound) = &key.resource {
-        if request.resource != Some(bound) {
-            return VerifyCode::WrongResource;
-        }
+    if let Some(bound) = &key.resource
+        && request.resource != Some(bound)
+    {
+        return VerifyCode::WrongResource;
     }
     if !key.scopes.grants_all(request.scopes) {
         return VerifyCode::InsufficientScope;

@@ -3,7 +3,7 @@
 
 use keyward_domain::{
     Environment, IpPolicy, Key, KeyId, KeyStatus, Keyspace, KeyspaceId, Tier,
-    key::{RefillInterval, Refill},
+    key::{Refill, RefillInterval},
     service::{AccountOverview, KeyPatch, KeyspacePatch, Metadata, NewKey, NewKeyspace},
 };
 use serde::{Deserialize, Deserializer, Serialize};
@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`), so that
 /// `PATCH {"expires_at": null}` clears the value.
-fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
@@ -148,12 +150,36 @@ pub struct ImportKeyEntry {
 impl ImportKeyEntry {
     pub fn into_domain(self) -> keyward_domain::service::ImportedKey {
         let ImportKeyEntry {
-            hash, name, description, environment, scopes, resource, tier, rate_limits, quota, ip_allowlist,
-            expires_at, idle_timeout_seconds, owner_id, metadata,
+            hash,
+            name,
+            description,
+            environment,
+            scopes,
+            resource,
+            tier,
+            rate_limits,
+            quota,
+            ip_allowlist,
+            expires_at,
+            idle_timeout_seconds,
+            owner_id,
+            metadata,
         } = self;
         let attributes = CreateKeyRequest {
-            keyspace_id: None, name, description, environment, scopes, resource, tier, rate_limits, quota, ip_allowlist,
-            expires_at, idle_timeout_seconds, owner_id, metadata,
+            keyspace_id: None,
+            name,
+            description,
+            environment,
+            scopes,
+            resource,
+            tier,
+            rate_limits,
+            quota,
+            ip_allowlist,
+            expires_at,
+            idle_timeout_seconds,
+            owner_id,
+            metadata,
         };
         keyward_domain::service::ImportedKey { hash, attributes: attributes.into() }
     }
@@ -209,7 +235,9 @@ pub struct UpdateKeyRequest {
     pub is_active: Option<bool>,
 }
 
-fn double_option_rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
+fn double_option_rfc3339<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
     time::serde::rfc3339::option::deserialize(deserializer).map(Some)
 }
 

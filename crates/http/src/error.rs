@@ -13,12 +13,12 @@ use actix_web::{
     middleware::Next,
     web,
 };
+use futures_util::FutureExt as _;
 use keyward_domain::{
     FieldError, OsRandom, RequestId,
     error::{AuthError, ManageError},
     ports::StorageError,
 };
-use futures_util::FutureExt as _;
 use serde::Serialize;
 
 /// Every error code the API can answer with, its status and a one-line description.
@@ -95,9 +95,13 @@ impl ApiError {
     fn for_status(status: StatusCode) -> Self {
         match status {
             StatusCode::NOT_FOUND => Self::new(status, "not_found", "no such route"),
-            StatusCode::METHOD_NOT_ALLOWED => Self::new(status, "method_not_allowed", "this route does not accept this method"),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                Self::new(status, "method_not_allowed", "this route does not accept this method")
+            }
             StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "payload_too_large", "the body is too large"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(status, "unsupported_media_type", "the body must be application/json"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::new(status, "unsupported_media_type", "the body must be application/json")
+            }
             StatusCode::SERVICE_UNAVAILABLE => Self::new(status, "unavailable", "storage is unavailable"),
             s if s.is_client_error() => Self::new(status, "validation_failed", "the request is not valid"),
             _ => Self::internal(),
@@ -141,8 +145,12 @@ impl From<AuthError> for ApiError {
         match error {
             AuthError::Unauthorized => Self::unauthorized(),
             AuthError::KeyInactive => Self::new(StatusCode::FORBIDDEN, "key_inactive", "the key is disabled"),
-            AuthError::IpNotAllowed => Self::new(StatusCode::FORBIDDEN, "ip_not_allowed", "the key may not be used from this address"),
-            AuthError::ServiceKey => Self::new(StatusCode::FORBIDDEN, "forbidden", "service keys cannot call the management API"),
+            AuthError::IpNotAllowed => {
+                Self::new(StatusCode::FORBIDDEN, "ip_not_allowed", "the key may not be used from this address")
+            }
+            AuthError::ServiceKey => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", "service keys cannot call the management API")
+            }
             AuthError::Storage(e) => storage(&e),
         }
     }
@@ -151,17 +159,21 @@ impl From<AuthError> for ApiError {
 impl From<ManageError> for ApiError {
     fn from(error: ManageError) -> Self {
         match error {
-            ManageError::InsufficientScope(scope) => {
-                Self::new(StatusCode::FORBIDDEN, "insufficient_scope", format!("this operation needs the {scope} scope"))
-            }
+            ManageError::InsufficientScope(scope) => Self::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this operation needs the {scope} scope"),
+            ),
             ManageError::NotFound => Self::not_found(),
             ManageError::Invalid(errors) => Self::validation(errors.errors().to_vec()),
             ManageError::KeyLimitReached => {
                 Self::new(StatusCode::FORBIDDEN, "key_limit_reached", "the account's plan allows no more active keys")
             }
-            ManageError::KeyspaceNotEmpty => {
-                Self::new(StatusCode::CONFLICT, "keyspace_not_empty", "revoke the keyspace's active keys before deleting it")
-            }
+            ManageError::KeyspaceNotEmpty => Self::new(
+                StatusCode::CONFLICT,
+                "keyspace_not_empty",
+                "revoke the keyspace's active keys before deleting it",
+            ),
             ManageError::Forbidden(why) => Self::new(StatusCode::FORBIDDEN, "forbidden", why),
             ManageError::Storage(e) => storage(&e),
         }
@@ -206,15 +218,12 @@ pub async fn envelope(
         }
     };
     let mut response = if response.status().is_client_error() || response.status().is_server_error() {
-        let api_error = response
-            .response()
-            .error()
-            .and_then(|e| e.as_error::<ApiError>().cloned())
-            .unwrap_or_else(|| {
-                if response.status().is_server_error() {
-                    if let Some(e) = response.response().error() {
-                        tracing::error!(error = %e, "unhandled error");
-                    }
+        let api_error =
+            response.response().error().and_then(|e| e.as_error::<ApiError>().cloned()).unwrap_or_else(|| {
+                if response.status().is_server_error()
+                    && let Some(e) = response.response().error()
+                {
+                    tracing::error!(error = %e, "unhandled error");
                 }
                 ApiError::for_status(response.status())
             });
@@ -222,7 +231,11 @@ pub async fn envelope(
             error: api_error.code,
             message: &api_error.message,
             request_id,
-            documentation_url: format!("{}/docs/errors/{}", public_url.as_ref().map_or("", |u| u.0.as_str()), api_error.code),
+            documentation_url: format!(
+                "{}/docs/errors/{}",
+                public_url.as_ref().map_or("", |u| u.0.as_str()),
+                api_error.code
+            ),
             details: &api_error.details,
         };
         let mut rendered = HttpResponse::build(api_error.status).json(body);

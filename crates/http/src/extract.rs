@@ -32,8 +32,9 @@ pub struct Json<T>(pub T);
 pub struct BodyLimit(pub usize);
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let invalid_json =
-        |e: serde_json::Error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"));
+    let invalid_json = |e: serde_json::Error| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"))
+    };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -71,20 +72,29 @@ fn strip_position(message: &str) -> String {
 }
 
 fn is_json(req: &HttpRequest) -> bool {
-    req.mime_type().ok().flatten().is_some_and(|m| {
-        m.essence_str() == "application/json" || m.suffix().is_some_and(|s| s == "json")
-    })
+    req.mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.essence_str() == "application/json" || m.suffix().is_some_and(|s| s == "json"))
 }
 
 async fn read_body(req: &HttpRequest, payload: &mut Payload) -> Result<web::Bytes, ApiError> {
     let limit = req.app_data::<BodyLimit>().map_or(DEFAULT_BODY_LIMIT, |l| l.0);
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"));
-    if req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > limit) {
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"));
+    if req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > limit)
+    {
         return Err(too_large());
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = futures_util::StreamExt::next(payload).await {
-        let chunk = chunk.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body could not be read"))?;
+        let chunk =
+            chunk.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body could not be read"))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -103,7 +113,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         Box::pin(async move {
             let body = read_body(&req, &mut payload).await?;
             if !is_json(&req) {
-                return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json"));
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as application/json",
+                ));
             }
             parse_json(&body).map(Json)
         })
@@ -127,7 +141,11 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
                 return Ok(OptionalJson(T::default()));
             }
             if !is_json(&req) {
-                return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json"));
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as application/json",
+                ));
             }
             parse_json(&body).map(OptionalJson)
         })
@@ -169,7 +187,8 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let forwarded =
+        req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
     let hops: Vec<IpAddr> = forwarded.split(',').filter_map(|hop| hop.trim().parse().ok()).collect();
     Some(hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
 }
@@ -193,7 +212,8 @@ pub fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
         if scheme.eq_ignore_ascii_case("bearer") {
             found.push(Credential { key: PlaintextKey::new(rest.to_owned()), basic_account: None });
         } else if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(rest).map_err(|_| ApiError::unauthorized())?;
+            let decoded =
+                base64::engine::general_purpose::STANDARD.decode(rest).map_err(|_| ApiError::unauthorized())?;
             let decoded = String::from_utf8(decoded).map_err(|_| ApiError::unauthorized())?;
             let (user, key) = decoded.split_once(':').ok_or_else(ApiError::unauthorized)?;
             let account = user.parse().map_err(|_| ApiError::unauthorized())?;
@@ -208,7 +228,11 @@ pub fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
     }
     let Some(mut first) = found.pop() else { return Ok(None) };
     if found.iter().any(|other| other.key != first.key) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "ambiguous_credentials", "send one credential, not several"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_credentials",
+            "send one credential, not several",
+        ));
     }
     // The same key in two forms is one credential; a Basic user name in either still binds it.
     first.basic_account = first.basic_account.or_else(|| found.iter().find_map(|c| c.basic_account));

@@ -52,7 +52,10 @@ pub async fn readyz<S: Store>(state: web::Data<AppState<S>>) -> Result<web::Json
 
 #[utoipa::path(get, path = "/v1/account", tag = "account", security(("api_key" = [])),
     responses((status = 200, body = AccountResponse), (status = 401, body = ErrorEnvelope)))]
-pub async fn get_account<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<AccountResponse>> {
+pub async fn get_account<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+) -> Result<web::Json<AccountResponse>> {
     let principal = principal(&state, &req).await?;
     Ok(web::Json(state.service.account_overview(&principal).await?.into()))
 }
@@ -73,7 +76,10 @@ pub async fn create_keyspace<S: Store>(
 
 #[utoipa::path(get, path = "/v1/keyspaces", tag = "keyspaces", security(("api_key" = [])),
     responses((status = 200, body = KeyspaceListResponse)))]
-pub async fn list_keyspaces<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<KeyspaceListResponse>> {
+pub async fn list_keyspaces<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+) -> Result<web::Json<KeyspaceListResponse>> {
     let principal = principal(&state, &req).await?;
     let keyspaces = state.service.list_keyspaces(&principal).await?;
     Ok(web::Json(KeyspaceListResponse { data: keyspaces.iter().map(Into::into).collect() }))
@@ -135,7 +141,11 @@ fn issued(issued: &keyward_domain::service::IssuedKey, now: time::OffsetDateTime
 
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("api_key" = [])), request_body = CreateKeyRequest,
     responses((status = 201, body = IssuedKeyResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn create_key<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, body: Json<CreateKeyRequest>) -> Result<HttpResponse> {
+pub async fn create_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    body: Json<CreateKeyRequest>,
+) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
     let key = state.service.create_key(&principal, body.0.into()).await?;
     Ok(issued(&key, state.service.now()))
@@ -143,7 +153,11 @@ pub async fn create_key<S: Store>(state: web::Data<AppState<S>>, req: HttpReques
 
 #[utoipa::path(post, path = "/v1/keys/import", tag = "keys", security(("api_key" = [])), request_body = ImportKeysRequest,
     responses((status = 201, body = ImportKeysResponse), (status = 400, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope)))]
-pub async fn import_keys<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, body: Json<ImportKeysRequest>) -> Result<HttpResponse> {
+pub async fn import_keys<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    body: Json<ImportKeysRequest>,
+) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
     let ImportKeysRequest { keyspace_id, keys } = body.0;
     let entries = keys.into_iter().map(ImportKeyEntry::into_domain).collect();
@@ -200,7 +214,11 @@ pub async fn list_keys<S: Store>(
 
 #[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
     responses((status = 200, body = KeyWithUsageResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_key<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, id: web::Path<String>) -> Result<web::Json<KeyWithUsageResponse>> {
+pub async fn get_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<web::Json<KeyWithUsageResponse>> {
     let principal = principal(&state, &req).await?;
     let key = state.service.get_key(&principal, parse_id(&id)?).await?;
     Ok(web::Json(KeyWithUsageResponse { record: KeyResponse::new(&key, state.service.now()), usage: None }))
@@ -222,7 +240,11 @@ pub async fn update_key<S: Store>(
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
     responses((status = 200, body = RevokeKeyResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn revoke_key<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, id: web::Path<String>) -> Result<web::Json<RevokeKeyResponse>> {
+pub async fn revoke_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<web::Json<RevokeKeyResponse>> {
     let principal = principal(&state, &req).await?;
     let key = state.service.revoke_key(&principal, parse_id(&id)?).await?;
     let revoked_at = key.revoked_at.ok_or_else(ApiError::internal)?;
@@ -256,7 +278,11 @@ pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest)
 
 #[utoipa::path(post, path = "/v1/keys/verify", tag = "verification", security(("api_key" = [])), request_body = VerifyKeyRequest,
     responses((status = 200, body = VerifyKeyResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn verify_key<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest, body: Json<VerifyKeyRequest>) -> Result<web::Json<VerifyKeyResponse>> {
+pub async fn verify_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    body: Json<VerifyKeyRequest>,
+) -> Result<web::Json<VerifyKeyResponse>> {
     let principal = principal(&state, &req).await?;
     let body = body.0;
     let input = VerifyInput {
@@ -296,7 +322,8 @@ pub async fn openapi_json() -> HttpResponse {
 #[utoipa::path(get, path = "/docs/errors/{code}", tag = "operations", params(("code" = String, Path)),
     responses((status = 200, description = "The page of one error code, in Markdown", content_type = "text/markdown")))]
 pub async fn error_page(code: web::Path<String>) -> Result<HttpResponse> {
-    let page = crate::docs::error_page(&code).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such error code"))?;
+    let page = crate::docs::error_page(&code)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such error code"))?;
     Ok(HttpResponse::Ok().content_type("text/markdown; charset=utf-8").body(page))
 }
 

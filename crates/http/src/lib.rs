@@ -45,7 +45,10 @@ pub struct HttpSettings {
 
 /// A resource whose other methods answer 405 with the envelope.
 fn resource(path: &str, routes: Vec<Route>) -> actix_web::Resource {
-    routes.into_iter().fold(web::resource(path), |r, route| r.route(route)).default_service(web::to(h::method_not_allowed))
+    routes
+        .into_iter()
+        .fold(web::resource(path), |r, route| r.route(route))
+        .default_service(web::to(h::method_not_allowed))
 }
 
 /// The application, for `HttpServer::new` and for `actix_web::test::init_service`.
@@ -53,7 +56,13 @@ pub fn app<S: Store>(
     state: web::Data<AppState<S>>,
     settings: HttpSettings,
 ) -> App<
-    impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error, InitError = ()>,
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
 > {
     App::new()
         .app_data(state)
@@ -65,19 +74,33 @@ pub fn app<S: Store>(
         .service(resource("/v1/openapi.json", vec![web::get().to(h::openapi_json)]))
         .service(resource("/docs/errors/{code}", vec![web::get().to(h::error_page)]))
         .service(resource("/v1/account", vec![web::get().to(h::get_account::<S>)]))
-        .service(resource("/v1/keyspaces", vec![web::get().to(h::list_keyspaces::<S>), web::post().to(h::create_keyspace::<S>)]))
+        .service(resource(
+            "/v1/keyspaces",
+            vec![web::get().to(h::list_keyspaces::<S>), web::post().to(h::create_keyspace::<S>)],
+        ))
         .service(resource(
             "/v1/keyspaces/{id}",
-            vec![web::get().to(h::get_keyspace::<S>), web::patch().to(h::update_keyspace::<S>), web::delete().to(h::delete_keyspace::<S>)],
+            vec![
+                web::get().to(h::get_keyspace::<S>),
+                web::patch().to(h::update_keyspace::<S>),
+                web::delete().to(h::delete_keyspace::<S>),
+            ],
         ))
         .service(resource("/v1/keys", vec![web::get().to(h::list_keys::<S>), web::post().to(h::create_key::<S>)]))
         // Fixed paths before `/v1/keys/{id}`, which would otherwise swallow them.
         .service(resource("/v1/keys/self", vec![web::get().to(h::key_self::<S>)]))
         .service(resource("/v1/keys/verify", vec![web::post().to(h::verify_key::<S>)]))
-        .service(resource("/v1/keys/import", vec![web::post().to(h::import_keys::<S>)]).app_data(BodyLimit(IMPORT_BODY_LIMIT)))
+        .service(
+            resource("/v1/keys/import", vec![web::post().to(h::import_keys::<S>)])
+                .app_data(BodyLimit(IMPORT_BODY_LIMIT)),
+        )
         .service(resource(
             "/v1/keys/{id}",
-            vec![web::get().to(h::get_key::<S>), web::patch().to(h::update_key::<S>), web::delete().to(h::revoke_key::<S>)],
+            vec![
+                web::get().to(h::get_key::<S>),
+                web::patch().to(h::update_key::<S>),
+                web::delete().to(h::revoke_key::<S>),
+            ],
         ))
         .service(resource("/v1/keys/{id}/rotate", vec![web::post().to(h::rotate_key::<S>)]))
         .default_service(web::to(h::no_route))

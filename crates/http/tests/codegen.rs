@@ -1,6 +1,8 @@
 //! `docs/openapi.json` is the OpenAPI document the code generates. `cargo xtask codegen`
 //! rewrites it (`KEYWARD_CODEGEN=write`); otherwise this test fails when it drifts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
 #[test]
 fn docs_openapi_json_matches_the_code() {
     let generated = keyward_http::openapi::document_json();

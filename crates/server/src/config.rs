@@ -107,7 +107,8 @@ impl Config {
     pub(crate) fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let Some(path) = path else { return Ok(Self::default()) };
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path: display, source })
     }
 
@@ -131,9 +132,9 @@ impl Config {
         self.trusted_proxies
             .iter()
             .map(|p| {
-                p.parse::<ipnet::IpNet>()
-                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| ConfigError::Invalid(format!("trusted_proxies: {p:?} is not an address or CIDR network")))
+                p.parse::<ipnet::IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(
+                    |_| ConfigError::Invalid(format!("trusted_proxies: {p:?} is not an address or CIDR network")),
+                )
             })
             .collect()
     }

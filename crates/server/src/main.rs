@@ -114,7 +114,8 @@ fn service<S: Store>(store: S, config: &Config) -> Result<KeyService<S>, CliErro
 }
 
 async fn run_server<S: Store>(service: KeyService<S>, config: &Config) -> Result<(), CliError> {
-    let settings = HttpSettings { public_url: config.public_url(), trusted_proxies: TrustedProxies(config.trusted_proxies()?) };
+    let settings =
+        HttpSettings { public_url: config.public_url(), trusted_proxies: TrustedProxies(config.trusted_proxies()?) };
     let state = web::Data::new(AppState { service });
     let factory_settings = settings.clone();
     let mut server = HttpServer::new(move || keyward_http::app(state.clone(), factory_settings.clone()))
@@ -136,15 +137,21 @@ async fn run_server<S: Store>(service: KeyService<S>, config: &Config) -> Result
 async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<(), CliError> {
     match &config.database_url {
         Some(url) => {
-            let pending = keyward_store_pg::pending_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
+            let pending =
+                keyward_store_pg::pending_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
             if pending > 0 {
-                return Err(CliError::Other(format!("{pending} database migrations are pending: run `keyward migrate` first")));
+                return Err(CliError::Other(format!(
+                    "{pending} database migrations are pending: run `keyward migrate` first"
+                )));
             }
-            let store = PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
+            let store =
+                PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
             run_server(service(store, &config)?, &config).await
         }
         None => {
-            tracing::warn!("NO DATABASE CONFIGURED: storing everything in memory. All data is lost when keyward stops. Set DATABASE_URL for PostgreSQL.");
+            tracing::warn!(
+                "NO DATABASE CONFIGURED: storing everything in memory. All data is lost when keyward stops. Set DATABASE_URL for PostgreSQL."
+            );
             let service = service(MemStore::new(), &config)?;
             let (account, issued) = service
                 .create_account("bootstrap", Plan::Enterprise, true)
@@ -191,12 +198,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Account { command: AccountCommand::Create { name, plan, key_file } } => {
             let url = config.database_url.as_deref().ok_or(CliError::NoDatabase)?;
-            let store = PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
+            let store =
+                PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
             let service = service(store, &config)?;
-            let (account, issued) =
-                service.create_account(&name, plan, true).await.map_err(|e| CliError::Other(format!("cannot create the account: {e}")))?;
+            let (account, issued) = service
+                .create_account(&name, plan, true)
+                .await
+                .map_err(|e| CliError::Other(format!("cannot create the account: {e}")))?;
             let issued = issued.ok_or_else(|| CliError::Other("the account has no key".into()))?;
-            print_once(&format!("Account {} ({}) created.\nAccount key, shown once: {}", account.id, plan, issued.plaintext.expose_secret()));
+            print_once(&format!(
+                "Account {} ({}) created.\nAccount key, shown once: {}",
+                account.id,
+                plan,
+                issued.plaintext.expose_secret()
+            ));
             if let Some(path) = &key_file {
                 write_secret_file(path, issued.plaintext.expose_secret())?;
             }

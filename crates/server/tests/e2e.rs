@@ -2,6 +2,8 @@
 //! account, serve on a free port, walk the key lifecycle over real HTTP, stop with SIGTERM.
 //! Afterwards neither the logs nor any table of the database holds a plaintext key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
@@ -36,15 +38,18 @@ impl Server {
             .unwrap();
         let output = Arc::new(Mutex::new(String::new()));
         let (port_tx, port_rx) = mpsc::channel();
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let output = output.clone();
             let port_tx = port_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                        if event["message"] == "listening" {
-                            let _ = port_tx.send(event["addr"].as_str().unwrap().to_owned());
-                        }
+                    if let Ok(event) = serde_json::from_str::<Value>(&line)
+                        && event["message"] == "listening"
+                    {
+                        let _ = port_tx.send(event["addr"].as_str().unwrap().to_owned());
                     }
                     output.lock().unwrap().push_str(&(line + "\n"));
                 }
@@ -87,15 +92,20 @@ impl Server {
 
 /// The lifecycle of the README walkthrough; returns the plaintext keys it saw.
 fn walk_lifecycle(server: &Server, root: &str) -> Vec<String> {
-    let (status, created) = server.call("POST", "/v1/keys", root, Some(json!({"name": "srv 42", "scopes": ["server:*"]})));
+    let (status, created) =
+        server.call("POST", "/v1/keys", root, Some(json!({"name": "srv 42", "scopes": ["server:*"]})));
     assert_eq!(status, 201, "{created}");
     let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
-    let verify = |k: &str| server.call("POST", "/v1/keys/verify", root, Some(json!({"key": k, "scopes": ["server:list"]}))).1["code"].clone();
+    let verify = |k: &str| {
+        server.call("POST", "/v1/keys/verify", root, Some(json!({"key": k, "scopes": ["server:list"]}))).1["code"]
+            .clone()
+    };
     assert_eq!(verify(&key), "VALID");
     let (status, listed) = server.call("GET", "/v1/keys", root, None);
     assert_eq!(status, 200);
     assert_eq!(listed["total"], 1);
-    let (status, rotated) = server.call("POST", &format!("/v1/keys/{id}/rotate"), root, Some(json!({"grace_period_seconds": 3600})));
+    let (status, rotated) =
+        server.call("POST", &format!("/v1/keys/{id}/rotate"), root, Some(json!({"grace_period_seconds": 3600})));
     assert_eq!(status, 201, "{rotated}");
     let new_key = rotated["key"].as_str().unwrap().to_owned();
     assert_eq!(verify(&key), "VALID", "the old key works during the grace period");
@@ -120,8 +130,12 @@ async fn dump(url: &str) -> String {
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
     let mut text = String::new();
     for table in ["accounts", "keyspaces", "keys", "__diesel_schema_migrations"] {
-        let rows: Vec<Row> = diesel::sql_query(format!("SELECT t::text AS row FROM {table} t")).load(&mut conn).await.unwrap();
-        assert!(table == "__diesel_schema_migrations" || !rows.is_empty(), "{table} is empty: the dump would prove nothing");
+        let rows: Vec<Row> =
+            diesel::sql_query(format!("SELECT t::text AS row FROM {table} t")).load(&mut conn).await.unwrap();
+        assert!(
+            table == "__diesel_schema_migrations" || !rows.is_empty(),
+            "{table} is empty: the dump would prove nothing"
+        );
         for row in rows {
             text.push_str(&row.row);
             text.push('\n');
@@ -137,10 +151,18 @@ async fn operator_flow_against_postgres_leaves_no_plaintext_anywhere() {
     let migrate = Command::new(BIN).arg("migrate").env("DATABASE_URL", db.url()).output().unwrap();
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
 
-    let created = Command::new(BIN).args(["account", "create", "--name", "Acme", "--plan", "pro"]).env("DATABASE_URL", db.url()).output().unwrap();
+    let created = Command::new(BIN)
+        .args(["account", "create", "--name", "Acme", "--plan", "pro"])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
-    let root = stdout.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("the account key is printed").to_owned();
+    let root = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("kw_acct_live_"))
+        .expect("the account key is printed")
+        .to_owned();
 
     let server = Server::start(&[("DATABASE_URL", db.url())]);
     let mut secrets = walk_lifecycle(&server, &root);
@@ -163,7 +185,8 @@ async fn embedded_default_warns_and_prints_a_bootstrap_key_once() {
     let server = Server::start(&[]);
     let output = server.output();
     assert!(output.contains("NO DATABASE CONFIGURED"), "{output}");
-    let root = output.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("bootstrap key printed").to_owned();
+    let root =
+        output.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("bootstrap key printed").to_owned();
     assert_eq!(output.matches(root.as_str()).count(), 1, "printed exactly once");
     let secrets = walk_lifecycle(&server, &root);
     let logs = server.stop();
@@ -176,8 +199,11 @@ async fn embedded_default_warns_and_prints_a_bootstrap_key_once() {
 async fn serve_refuses_a_database_with_pending_migrations() {
     let db = TestDatabase::new().await;
     let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
-    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "DELETE FROM __diesel_schema_migrations").await.unwrap();
-    let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0"]).env("DATABASE_URL", db.url()).output().unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "DELETE FROM __diesel_schema_migrations")
+        .await
+        .unwrap();
+    let out =
+        Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0"]).env("DATABASE_URL", db.url()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("keyward migrate"));
 }

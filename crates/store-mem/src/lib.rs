@@ -17,8 +17,8 @@ use std::{
 use keyward_domain::{
     Account, AccountId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId,
     ports::{
-        AccountStore, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore,
-        KeyspaceStore, PageRequest, StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
+        AccountStore, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage,
+        KeyStore, KeyspaceStore, PageRequest, StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
     },
 };
 use time::OffsetDateTime;
@@ -34,7 +34,10 @@ struct State {
 impl State {
     fn active_service_keys(&self, account: AccountId, now: OffsetDateTime) -> u64 {
         let active = self.keys.values().filter(|k| {
-            k.account_id == account && k.kind == KeyKind::Service && k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > now)
+            k.account_id == account
+                && k.kind == KeyKind::Service
+                && k.revoked_at.is_none()
+                && k.expires_at.is_none_or(|at| at > now)
         });
         active.count() as u64
     }
@@ -76,7 +79,11 @@ fn matches(key: &Key, account: AccountId, filter: &KeyFilter, now: OffsetDateTim
 }
 
 impl KeyStore for MemStore {
-    fn insert_keys(&self, keys: &[Key], max_keys: Option<u64>) -> impl Future<Output = Result<(), InsertKeyError>> + Send {
+    fn insert_keys(
+        &self,
+        keys: &[Key],
+        max_keys: Option<u64>,
+    ) -> impl Future<Output = Result<(), InsertKeyError>> + Send {
         ready(self.write(|state| {
             if let Some(index) = keys.iter().position(|k| state.by_hash.contains_key(&k.hash)) {
                 return Err(InsertKeyError::DuplicateHash { index });
@@ -100,7 +107,8 @@ impl KeyStore for MemStore {
         self.hash_lookups.fetch_add(1, Ordering::Relaxed);
         ready(Ok(self.read(|state| {
             let key = state.keys.get(state.by_hash.get(hash)?)?.clone();
-            let ip_policy = key.keyspace_id.and_then(|ks| state.keyspaces.get(&ks)).map(|ks| ks.ip_policy).unwrap_or_default();
+            let ip_policy =
+                key.keyspace_id.and_then(|ks| state.keyspaces.get(&ks)).map(|ks| ks.ip_policy).unwrap_or_default();
             Some(VerifiableKey { key, ip_policy })
         })))
     }
@@ -120,8 +128,11 @@ impl KeyStore for MemStore {
             let matching = || state.keys.values().rev().filter(|k| matches(k, account, filter, now));
             let total = matching().count() as u64;
             let limit = page.limit as usize;
-            let mut keys: Vec<Key> =
-                matching().filter(|k| page.before.is_none_or(|before| k.id < before)).take(limit + 1).cloned().collect();
+            let mut keys: Vec<Key> = matching()
+                .filter(|k| page.before.is_none_or(|before| k.id < before))
+                .take(limit + 1)
+                .cloned()
+                .collect();
             let has_more = keys.len() > limit;
             keys.truncate(limit);
             KeyPage { keys, total, has_more }
@@ -130,7 +141,8 @@ impl KeyStore for MemStore {
 
     fn update_key(&self, key: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
         ready(self.write(|state| {
-            let stored = state.keys.get_mut(&key.id).filter(|k| k.account_id == key.account_id).ok_or(UpdateError::NotFound)?;
+            let stored =
+                state.keys.get_mut(&key.id).filter(|k| k.account_id == key.account_id).ok_or(UpdateError::NotFound)?;
             let revoked_at = stored.revoked_at.or(key.revoked_at);
             let rotated_to = stored.rotated_to.or(key.rotated_to);
             *stored = Key { revoked_at, rotated_to, ..key.clone() };
@@ -154,7 +166,11 @@ impl KeyStore for MemStore {
         }))
     }
 
-    fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send {
+    fn count_keys(
+        &self,
+        account: AccountId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send {
         ready(Ok(self.read(|state| {
             let revoked = state
                 .keys
@@ -192,7 +208,8 @@ impl AccountStore for MemStore {
 impl KeyspaceStore for MemStore {
     fn insert_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), InsertKeyspaceError>> + Send {
         ready(self.write(|state| {
-            let taken = state.keyspaces.values().any(|k| k.account_id == keyspace.account_id && k.name == keyspace.name);
+            let taken =
+                state.keyspaces.values().any(|k| k.account_id == keyspace.account_id && k.name == keyspace.name);
             if taken {
                 return Err(InsertKeyspaceError::DuplicateName);
             }
@@ -201,12 +218,22 @@ impl KeyspaceStore for MemStore {
         }))
     }
 
-    fn get_keyspace(&self, account: AccountId, id: KeyspaceId) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
+    fn get_keyspace(
+        &self,
+        account: AccountId,
+        id: KeyspaceId,
+    ) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
         ready(Ok(self.read(|state| state.keyspaces.get(&id).filter(|k| k.account_id == account).cloned())))
     }
 
-    fn find_keyspace_by_name(&self, account: AccountId, name: &str) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
-        ready(Ok(self.read(|state| state.keyspaces.values().find(|k| k.account_id == account && k.name == name).cloned())))
+    fn find_keyspace_by_name(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
+        ready(Ok(
+            self.read(|state| state.keyspaces.values().find(|k| k.account_id == account && k.name == name).cloned())
+        ))
     }
 
     fn list_keyspaces(&self, account: AccountId) -> impl Future<Output = Result<Vec<Keyspace>, StorageError>> + Send {
@@ -239,7 +266,7 @@ impl KeyspaceStore for MemStore {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), DeleteKeyspaceError>> + Send {
         ready(self.write(|state| {
-            if !state.keyspaces.get(&id).is_some_and(|k| k.account_id == account) {
+            if state.keyspaces.get(&id).is_none_or(|k| k.account_id != account) {
                 return Err(DeleteKeyspaceError::NotFound);
             }
             let in_keyspace = |k: &Key| k.keyspace_id == Some(id);
@@ -247,7 +274,8 @@ impl KeyspaceStore for MemStore {
             if state.keys.values().any(|k| in_keyspace(k) && live(k)) {
                 return Err(DeleteKeyspaceError::NotEmpty);
             }
-            let doomed: Vec<(KeyId, KeyHash)> = state.keys.values().filter(|k| in_keyspace(k)).map(|k| (k.id, k.hash)).collect();
+            let doomed: Vec<(KeyId, KeyHash)> =
+                state.keys.values().filter(|k| in_keyspace(k)).map(|k| (k.id, k.hash)).collect();
             for (key_id, hash) in doomed {
                 state.keys.remove(&key_id);
                 state.by_hash.remove(&hash);

@@ -32,8 +32,8 @@ use futures_util::FutureExt as _;
 use keyward_domain::{
     Account, AccountId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId,
     ports::{
-        AccountStore, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore,
-        KeyspaceStore, PageRequest, StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
+        AccountStore, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage,
+        KeyStore, KeyspaceStore, PageRequest, StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
     },
 };
 pub use migrate::{MigrationError, pending_migrations, run_migrations};
@@ -154,7 +154,9 @@ impl<E: From<StorageError>> TxError<E> {
 
 /// `true` when the key is past `expires_at` or idle past its timeout at `now`; mirrors
 /// `Key::status`, so listing by status agrees with what verification would answer.
-fn expired_at(now: OffsetDateTime) -> diesel::expression::SqlLiteral<Bool, impl diesel::query_builder::QueryFragment<Pg> + Send> {
+fn expired_at(
+    now: OffsetDateTime,
+) -> diesel::expression::SqlLiteral<Bool, impl diesel::query_builder::QueryFragment<Pg> + Send> {
     sql::<Bool>("(COALESCE(keys.expires_at <= ")
         .bind::<Timestamptz, _>(now)
         .sql(", false) OR COALESCE(COALESCE(keys.last_used_at, keys.created_at) + make_interval(secs => keys.idle_timeout_seconds) <= ")
@@ -183,10 +185,16 @@ fn filtered_keys<'a>(account: AccountId, filter: &'a KeyFilter, now: OffsetDateT
         Some(KeyStatus::Revoked) => query = query.filter(keys::revoked_at.is_not_null()),
         Some(KeyStatus::Expired) => query = query.filter(keys::revoked_at.is_null()).filter(expired_at(now)),
         Some(KeyStatus::Inactive) => {
-            query = query.filter(keys::revoked_at.is_null()).filter(expired_at(now).eq(false)).filter(keys::is_active.eq(false));
+            query = query
+                .filter(keys::revoked_at.is_null())
+                .filter(expired_at(now).eq(false))
+                .filter(keys::is_active.eq(false));
         }
         Some(KeyStatus::Active) => {
-            query = query.filter(keys::revoked_at.is_null()).filter(expired_at(now).eq(false)).filter(keys::is_active.eq(true));
+            query = query
+                .filter(keys::revoked_at.is_null())
+                .filter(expired_at(now).eq(false))
+                .filter(keys::is_active.eq(true));
         }
     }
     query
@@ -205,7 +213,11 @@ async fn count_active(conn: &mut AsyncPgConnection, account: Uuid, now: OffsetDa
 }
 
 impl KeyStore for PgStore {
-    fn insert_keys(&self, new_keys: &[Key], max_keys: Option<u64>) -> impl Future<Output = Result<(), InsertKeyError>> + Send {
+    fn insert_keys(
+        &self,
+        new_keys: &[Key],
+        max_keys: Option<u64>,
+    ) -> impl Future<Output = Result<(), InsertKeyError>> + Send {
         let rows: Vec<KeyRow> = new_keys.iter().map(KeyRow::from).collect();
         let first = new_keys.first().map(|k| (k.account_id.as_uuid(), k.created_at));
         let adding = new_keys.iter().filter(|k| k.kind == KeyKind::Service).count() as u64;
@@ -218,7 +230,8 @@ impl KeyStore for PgStore {
                     // cannot both slip under the limit.
                     accounts::table.find(account).select(accounts::id).for_update().first::<Uuid>(conn).await?;
                     let hashes: Vec<&Vec<u8>> = rows.iter().map(|r| &r.hash).collect();
-                    let clashing: Vec<Vec<u8>> = keys::table.filter(keys::hash.eq_any(hashes)).select(keys::hash).load(conn).await?;
+                    let clashing: Vec<Vec<u8>> =
+                        keys::table.filter(keys::hash.eq_any(hashes)).select(keys::hash).load(conn).await?;
                     if let Some(index) = rows.iter().position(|r| clashing.contains(&r.hash)) {
                         return Err(TxError::Domain(InsertKeyError::DuplicateHash { index }));
                     }
@@ -235,7 +248,9 @@ impl KeyStore for PgStore {
             match result {
                 Ok(()) => Ok(()),
                 // A concurrent insert of the same hash won the race after our check.
-                Err(TxError::Db(e)) if is_unique_violation(&e, "keys_hash_key") => Err(InsertKeyError::DuplicateHash { index: 0 }),
+                Err(TxError::Db(e)) if is_unique_violation(&e, "keys_hash_key") => {
+                    Err(InsertKeyError::DuplicateHash { index: 0 })
+                }
                 Err(e) => Err(e.into_domain()),
             }
         }
@@ -260,46 +275,43 @@ impl KeyStore for PgStore {
         }
     }
 
-    fn get_key(&self, account: AccountId, id: KeyId) -> impl Future<Output = Result<Option<Key>, StorageError>> + Send {
-        async move {
-            let mut conn = self.conn().await?;
-            let row: Option<KeyRow> = keys::table
-                .filter(keys::id.eq(id.as_uuid()))
-                .filter(keys::account_id.eq(account.as_uuid()))
-                .select(KeyRow::as_select())
-                .first(&mut conn)
-                .await
-                .optional()
-                .map_err(db_error)?;
-            row.map(Key::try_from).transpose().map_err(corrupt)
-        }
+    async fn get_key(&self, account: AccountId, id: KeyId) -> Result<Option<Key>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<KeyRow> = keys::table
+            .filter(keys::id.eq(id.as_uuid()))
+            .filter(keys::account_id.eq(account.as_uuid()))
+            .select(KeyRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Key::try_from).transpose().map_err(corrupt)
     }
 
-    fn list_keys(
+    async fn list_keys(
         &self,
         account: AccountId,
         filter: &KeyFilter,
         page: PageRequest,
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<KeyPage, StorageError>> + Send {
-        async move {
-            let mut conn = self.conn().await?;
-            let total: i64 = filtered_keys(account, filter, now).count().get_result(&mut conn).await.map_err(db_error)?;
-            let mut query = filtered_keys(account, filter, now);
-            if let Some(before) = page.before {
-                query = query.filter(keys::id.lt(before.as_uuid()));
-            }
-            let rows: Vec<KeyRow> = query
-                .order(keys::id.desc())
-                .limit(i64::from(page.limit) + 1)
-                .select(KeyRow::as_select())
-                .load(&mut conn)
-                .await
-                .map_err(db_error)?;
-            let has_more = rows.len() > page.limit as usize;
-            let keys = rows.into_iter().take(page.limit as usize).map(Key::try_from).collect::<Result<_, _>>().map_err(corrupt)?;
-            Ok(KeyPage { keys, total: u64::try_from(total).unwrap_or(0), has_more })
+    ) -> Result<KeyPage, StorageError> {
+        let mut conn = self.conn().await?;
+        let total: i64 = filtered_keys(account, filter, now).count().get_result(&mut conn).await.map_err(db_error)?;
+        let mut query = filtered_keys(account, filter, now);
+        if let Some(before) = page.before {
+            query = query.filter(keys::id.lt(before.as_uuid()));
         }
+        let rows: Vec<KeyRow> = query
+            .order(keys::id.desc())
+            .limit(i64::from(page.limit) + 1)
+            .select(KeyRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        let has_more = rows.len() > page.limit as usize;
+        let keys =
+            rows.into_iter().take(page.limit as usize).map(Key::try_from).collect::<Result<_, _>>().map_err(corrupt)?;
+        Ok(KeyPage { keys, total: u64::try_from(total).unwrap_or(0), has_more })
     }
 
     fn update_key(&self, key: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
@@ -324,7 +336,8 @@ impl KeyStore for PgStore {
 
     fn rotate_key(&self, old: &Key, new: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
         let (old_id, account) = (old.id.as_uuid(), old.account_id.as_uuid());
-        let (expires_at, rotated_to, updated_at) = (old.expires_at, old.rotated_to.map(|id| id.as_uuid()), old.updated_at);
+        let (expires_at, rotated_to, updated_at) =
+            (old.expires_at, old.rotated_to.map(|id| id.as_uuid()), old.updated_at);
         let new_row = KeyRow::from(new);
         async move {
             let mut conn = self.conn().await?;
@@ -333,7 +346,11 @@ impl KeyStore for PgStore {
                     .filter(keys::id.eq(old_id))
                     .filter(keys::account_id.eq(account))
                     .filter(keys::revoked_at.is_null())
-                    .set((keys::expires_at.eq(expires_at), keys::rotated_to.eq(rotated_to), keys::updated_at.eq(updated_at)))
+                    .set((
+                        keys::expires_at.eq(expires_at),
+                        keys::rotated_to.eq(rotated_to),
+                        keys::updated_at.eq(updated_at),
+                    ))
                     .execute(conn)
                     .await?;
                 if updated == 0 {
@@ -347,20 +364,18 @@ impl KeyStore for PgStore {
         }
     }
 
-    fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send {
-        async move {
-            let mut conn = self.conn().await?;
-            let active = count_active(&mut conn, account.as_uuid(), now).await.map_err(db_error)?;
-            let revoked: i64 = keys::table
-                .filter(keys::account_id.eq(account.as_uuid()))
-                .filter(keys::kind.eq(KeyKind::Service.as_str()))
-                .filter(keys::revoked_at.is_not_null())
-                .count()
-                .get_result(&mut conn)
-                .await
-                .map_err(db_error)?;
-            Ok(KeyCounts { active: u64::try_from(active).unwrap_or(0), revoked: u64::try_from(revoked).unwrap_or(0) })
-        }
+    async fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> Result<KeyCounts, StorageError> {
+        let mut conn = self.conn().await?;
+        let active = count_active(&mut conn, account.as_uuid(), now).await.map_err(db_error)?;
+        let revoked: i64 = keys::table
+            .filter(keys::account_id.eq(account.as_uuid()))
+            .filter(keys::kind.eq(KeyKind::Service.as_str()))
+            .filter(keys::revoked_at.is_not_null())
+            .count()
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(KeyCounts { active: u64::try_from(active).unwrap_or(0), revoked: u64::try_from(revoked).unwrap_or(0) })
     }
 }
 
@@ -389,13 +404,16 @@ impl AccountStore for PgStore {
         }
     }
 
-    fn get_account(&self, id: AccountId) -> impl Future<Output = Result<Option<Account>, StorageError>> + Send {
-        async move {
-            let mut conn = self.conn().await?;
-            let row: Option<AccountRow> =
-                accounts::table.find(id.as_uuid()).select(AccountRow::as_select()).first(&mut conn).await.optional().map_err(db_error)?;
-            row.map(Account::try_from).transpose().map_err(corrupt)
-        }
+    async fn get_account(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<AccountRow> = accounts::table
+            .find(id.as_uuid())
+            .select(AccountRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Account::try_from).transpose().map_err(corrupt)
     }
 }
 
@@ -406,28 +424,32 @@ impl KeyspaceStore for PgStore {
             let mut conn = self.conn().await?;
             match diesel::insert_into(keyspaces::table).values(&row).execute(&mut conn).await {
                 Ok(_) => Ok(()),
-                Err(e) if is_unique_violation(&e, "keyspaces_account_name_key") => Err(InsertKeyspaceError::DuplicateName),
+                Err(e) if is_unique_violation(&e, "keyspaces_account_name_key") => {
+                    Err(InsertKeyspaceError::DuplicateName)
+                }
                 Err(e) => Err(db_error(e).into()),
             }
         }
     }
 
-    fn get_keyspace(&self, account: AccountId, id: KeyspaceId) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
-        async move {
-            let mut conn = self.conn().await?;
-            let row: Option<KeyspaceRow> = keyspaces::table
-                .filter(keyspaces::id.eq(id.as_uuid()))
-                .filter(keyspaces::account_id.eq(account.as_uuid()))
-                .select(KeyspaceRow::as_select())
-                .first(&mut conn)
-                .await
-                .optional()
-                .map_err(db_error)?;
-            row.map(Keyspace::try_from).transpose().map_err(corrupt)
-        }
+    async fn get_keyspace(&self, account: AccountId, id: KeyspaceId) -> Result<Option<Keyspace>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<KeyspaceRow> = keyspaces::table
+            .filter(keyspaces::id.eq(id.as_uuid()))
+            .filter(keyspaces::account_id.eq(account.as_uuid()))
+            .select(KeyspaceRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Keyspace::try_from).transpose().map_err(corrupt)
     }
 
-    fn find_keyspace_by_name(&self, account: AccountId, name: &str) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
+    fn find_keyspace_by_name(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Keyspace>, StorageError>> + Send {
         let name = name.to_owned();
         async move {
             let mut conn = self.conn().await?;
@@ -443,18 +465,16 @@ impl KeyspaceStore for PgStore {
         }
     }
 
-    fn list_keyspaces(&self, account: AccountId) -> impl Future<Output = Result<Vec<Keyspace>, StorageError>> + Send {
-        async move {
-            let mut conn = self.conn().await?;
-            let rows: Vec<KeyspaceRow> = keyspaces::table
-                .filter(keyspaces::account_id.eq(account.as_uuid()))
-                .order(keyspaces::id.asc())
-                .select(KeyspaceRow::as_select())
-                .load(&mut conn)
-                .await
-                .map_err(db_error)?;
-            rows.into_iter().map(Keyspace::try_from).collect::<Result<_, _>>().map_err(corrupt)
-        }
+    async fn list_keyspaces(&self, account: AccountId) -> Result<Vec<Keyspace>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<KeyspaceRow> = keyspaces::table
+            .filter(keyspaces::account_id.eq(account.as_uuid()))
+            .order(keyspaces::id.asc())
+            .select(KeyspaceRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(Keyspace::try_from).collect::<Result<_, _>>().map_err(corrupt)
     }
 
     fn update_keyspace(&self, keyspace: &Keyspace) -> impl Future<Output = Result<(), UpdateKeyspaceError>> + Send {
@@ -478,64 +498,62 @@ impl KeyspaceStore for PgStore {
             match result {
                 Ok(0) => Err(UpdateKeyspaceError::NotFound),
                 Ok(_) => Ok(()),
-                Err(e) if is_unique_violation(&e, "keyspaces_account_name_key") => Err(UpdateKeyspaceError::DuplicateName),
+                Err(e) if is_unique_violation(&e, "keyspaces_account_name_key") => {
+                    Err(UpdateKeyspaceError::DuplicateName)
+                }
                 Err(e) => Err(db_error(e).into()),
             }
         }
     }
 
-    fn delete_keyspace(
+    async fn delete_keyspace(
         &self,
         account: AccountId,
         id: KeyspaceId,
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<(), DeleteKeyspaceError>> + Send {
-        async move {
-            let mut conn = self.conn().await?;
-            conn.transaction::<_, TxError<DeleteKeyspaceError>, _>(async |conn| {
-                // Locking the keyspace row makes a concurrent key creation in it wait for us
-                // (its foreign key check needs a share lock on the same row).
-                let found = keyspaces::table
-                    .filter(keyspaces::id.eq(id.as_uuid()))
-                    .filter(keyspaces::account_id.eq(account.as_uuid()))
-                    .select(keyspaces::id)
-                    .for_update()
-                    .first::<Uuid>(conn)
-                    .await
-                    .optional()?;
-                if found.is_none() {
-                    return Err(TxError::Domain(DeleteKeyspaceError::NotFound));
-                }
-                let live: i64 = keys::table
-                    .filter(keys::keyspace_id.eq(id.as_uuid()))
-                    .filter(keys::revoked_at.is_null())
-                    .filter(expired_at(now).eq(false))
-                    .count()
-                    .get_result(conn)
-                    .await?;
-                if live > 0 {
-                    return Err(TxError::Domain(DeleteKeyspaceError::NotEmpty));
-                }
-                diesel::delete(keys::table.filter(keys::keyspace_id.eq(id.as_uuid()))).execute(conn).await?;
-                diesel::delete(keyspaces::table.filter(keyspaces::id.eq(id.as_uuid()))).execute(conn).await?;
-                Ok(())
-            })
-            .await
-            .map_err(TxError::into_domain)
-        }
+    ) -> Result<(), DeleteKeyspaceError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, TxError<DeleteKeyspaceError>, _>(async |conn| {
+            // Locking the keyspace row makes a concurrent key creation in it wait for us
+            // (its foreign key check needs a share lock on the same row).
+            let found = keyspaces::table
+                .filter(keyspaces::id.eq(id.as_uuid()))
+                .filter(keyspaces::account_id.eq(account.as_uuid()))
+                .select(keyspaces::id)
+                .for_update()
+                .first::<Uuid>(conn)
+                .await
+                .optional()?;
+            if found.is_none() {
+                return Err(TxError::Domain(DeleteKeyspaceError::NotFound));
+            }
+            let live: i64 = keys::table
+                .filter(keys::keyspace_id.eq(id.as_uuid()))
+                .filter(keys::revoked_at.is_null())
+                .filter(expired_at(now).eq(false))
+                .count()
+                .get_result(conn)
+                .await?;
+            if live > 0 {
+                return Err(TxError::Domain(DeleteKeyspaceError::NotEmpty));
+            }
+            diesel::delete(keys::table.filter(keys::keyspace_id.eq(id.as_uuid()))).execute(conn).await?;
+            diesel::delete(keyspaces::table.filter(keyspaces::id.eq(id.as_uuid()))).execute(conn).await?;
+            Ok(())
+        })
+        .await
+        .map_err(TxError::into_domain)
     }
 }
 
 impl Store for PgStore {
-    fn ping(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            let mut conn = self.conn().await?;
-            conn.batch_execute("SELECT 1").await.map_err(db_error)?;
-            let pending = migrate::pending_on(&mut conn).await.map_err(|e| StorageError::Unavailable(Box::new(e)))?;
-            if pending > 0 {
-                return Err(StorageError::Unavailable(format!("{pending} migrations are pending").into()));
-            }
-            Ok(())
+    async fn ping(&self) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        conn.batch_execute("SELECT 1").await.map_err(db_error)?;
+        let pending = migrate::pending_on(&mut conn).await.map_err(|e| StorageError::Unavailable(Box::new(e)))?;
+        if pending > 0 {
+            return Err(StorageError::Unavailable(format!("{pending} migrations are pending").into()));
         }
+        Ok(())
     }
 }

@@ -3,12 +3,7 @@
 //! diesel's migration harness is synchronous; it runs on a blocking thread over
 //! `AsyncConnectionWrapper`, so no libpq is needed anywhere.
 
-use diesel::{
-    migration::MigrationSource,
-    pg::Pg,
-    prelude::*,
-    sql_types::Text,
-};
+use diesel::{migration::MigrationSource, pg::Pg, prelude::*, sql_types::Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, async_connection_wrapper::AsyncConnectionWrapper};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 

@@ -4,8 +4,7 @@
 use diesel::prelude::*;
 use ipnet::IpNet;
 use keyward_domain::{
-    Account, AccountId, Actor, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet,
-    key::ResourceBinding,
+    Account, AccountId, Actor, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet, key::ResourceBinding,
     key_format::KeyPrefix,
 };
 use time::OffsetDateTime;

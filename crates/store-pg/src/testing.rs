@@ -8,7 +8,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::{path::Path, sync::atomic::{AtomicU64, Ordering}};
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
@@ -81,7 +84,9 @@ async fn ensure_template() -> String {
         let building = format!("{name}_building");
         conn.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.unwrap();
         conn.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
-        crate::run_migrations(&with_database(&admin_url(), &building)).await.expect("migrations apply to an empty database");
+        crate::run_migrations(&with_database(&admin_url(), &building))
+            .await
+            .expect("migrations apply to an empty database");
         // Renamed only once complete, so no test ever clones a half-migrated template.
         conn.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.unwrap();
     }

@@ -133,7 +133,16 @@ async fn openapi_document_lists_the_routes() {
     let app = TestApp::new(keyward_store_mem::MemStore::new()).await;
     let doc = app.send(TestRequest::get().uri("/v1/openapi.json")).await.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/v1/keys", "/v1/keys/{id}", "/v1/keys/{id}/rotate", "/v1/keys/verify", "/v1/keys/import", "/v1/keys/self", "/v1/keyspaces", "/v1/account"] {
+    for path in [
+        "/v1/keys",
+        "/v1/keys/{id}",
+        "/v1/keys/{id}/rotate",
+        "/v1/keys/verify",
+        "/v1/keys/import",
+        "/v1/keys/self",
+        "/v1/keyspaces",
+        "/v1/account",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
 }

@@ -6,7 +6,10 @@ use actix_web::{
     http::{Method, StatusCode},
     test, web,
 };
-use keyward_domain::{ManualClock, Plan, SeededRandom, Store, service::{DomainConfig, KeyService}};
+use keyward_domain::{
+    ManualClock, Plan, SeededRandom, Store,
+    service::{DomainConfig, KeyService},
+};
 use keyward_http::{AppState, HttpSettings, TrustedProxies};
 use serde_json::Value;
 use time::macros::datetime;
@@ -72,7 +75,14 @@ pub struct TestApp<S: Store> {
     /// The bootstrap account key, with every management scope.
     pub root_key: String,
     pub account_id: String,
-    app: Box<dyn Service<actix_http::Request, Response = ServiceResponse<actix_web::body::BoxBody>, Error = actix_web::Error, Future = AppFuture>>,
+    app: Box<
+        dyn Service<
+                actix_http::Request,
+                Response = ServiceResponse<actix_web::body::BoxBody>,
+                Error = actix_web::Error,
+                Future = AppFuture,
+            >,
+    >,
 }
 
 impl<S: Store> TestApp<S> {
@@ -82,10 +92,16 @@ impl<S: Store> TestApp<S> {
 
     pub async fn with_plan(store: S, plan: Plan) -> Self {
         let clock = Arc::new(ManualClock::new(START));
-        let service = KeyService::new(store, clock.clone(), Arc::new(SeededRandom::new(plan as u64 + 1)), Arc::new(DomainConfig::default()));
+        let service = KeyService::new(
+            store,
+            clock.clone(),
+            Arc::new(SeededRandom::new(plan as u64 + 1)),
+            Arc::new(DomainConfig::default()),
+        );
         let (account, issued) = service.create_account("Acme", plan, true).await.unwrap();
         let root_key = issued.unwrap().plaintext.expose_secret().to_owned();
-        let settings = HttpSettings { public_url: "http://keyward.test/".into(), trusted_proxies: TrustedProxies::default() };
+        let settings =
+            HttpSettings { public_url: "http://keyward.test/".into(), trusted_proxies: TrustedProxies::default() };
         let state = web::Data::new(AppState { service: service.clone() });
         let app = test::init_service(keyward_http::app(state, settings)).await;
         let app = BoxedApp(app);
@@ -103,12 +119,19 @@ impl<S: Store> TestApp<S> {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = test::read_body(response).await;
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         Reply { status, headers, body }
     }
 
     pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Reply {
-        let mut request = test::TestRequest::default().method(method).uri(path).insert_header(("authorization", format!("Bearer {key}")));
+        let mut request = test::TestRequest::default()
+            .method(method)
+            .uri(path)
+            .insert_header(("authorization", format!("Bearer {key}")));
         if let Some(body) = body {
             request = request.set_json(body);
         }
@@ -145,7 +168,8 @@ impl<S: Store> TestApp<S> {
     }
 }
 
-type AppFuture = futures_util::future::LocalBoxFuture<'static, Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>>;
+type AppFuture =
+    futures_util::future::LocalBoxFuture<'static, Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>>;
 
 /// Erases the app's body type so `TestApp` has one nameable type.
 struct BoxedApp<T>(T);

@@ -1,6 +1,8 @@
 //! End-to-end tests of the HTTP API: the same `App` the server runs, in process, over the
 //! in-memory store and over a fresh PostgreSQL database per test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
 mod errors;
 mod helpers;
 mod keys;
