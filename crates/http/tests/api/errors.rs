@@ -146,3 +146,36 @@ async fn openapi_document_lists_the_routes() {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
 }
+
+#[actix_web::test]
+async fn storage_down_is_503_with_the_envelope() {
+    use std::{sync::Arc, time::Duration};
+
+    use keyward_domain::{OsRandom, SystemClock, service::DomainConfig};
+    use keyward_http::{AppState, HttpSettings, TrustedProxies};
+    use keyward_store_pg::{PgStore, PoolConfig};
+
+    // Nothing listens on port 1: every connection attempt fails at once.
+    let config = PoolConfig { wait_timeout: Duration::from_millis(500), ..PoolConfig::default() };
+    let store = PgStore::connect("postgres://postgres@127.0.0.1:1/keyward", &config).unwrap();
+    let service = keyward_domain::service::KeyService::new(
+        store,
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+        Arc::new(DomainConfig::default()),
+    );
+    let settings = HttpSettings { public_url: "http://keyward.test".into(), trusted_proxies: TrustedProxies::default() };
+    let app = actix_web::test::init_service(keyward_http::app(actix_web::web::Data::new(AppState { service }), settings)).await;
+    for request in [
+        TestRequest::get().uri("/readyz"),
+        TestRequest::get().uri("/v1/account").insert_header(("authorization", "Bearer kw_acct_live_anything")),
+    ] {
+        let response = actix_web::test::call_service(&app, request.to_request()).await;
+        assert_eq!(response.status().as_u16(), 503);
+        let request_id = response.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+        let body: serde_json::Value = actix_web::test::read_body_json(response).await;
+        assert_eq!(body["error"], "unavailable");
+        assert_eq!(body["request_id"], request_id);
+        assert!(!body["message"].as_str().unwrap().contains("127.0.0.1"), "no internal detail: {body}");
+    }
+}
