@@ -164,8 +164,11 @@ async fn storage_down_is_503_with_the_envelope() {
         Arc::new(OsRandom),
         Arc::new(DomainConfig::default()),
     );
-    let settings = HttpSettings { public_url: "http://keyward.test".into(), trusted_proxies: TrustedProxies::default() };
-    let app = actix_web::test::init_service(keyward_http::app(actix_web::web::Data::new(AppState { service }), settings)).await;
+    let settings =
+        HttpSettings { public_url: "http://keyward.test".into(), trusted_proxies: TrustedProxies::default() };
+    let app =
+        actix_web::test::init_service(keyward_http::app(actix_web::web::Data::new(AppState { service }), settings))
+            .await;
     for request in [
         TestRequest::get().uri("/readyz"),
         TestRequest::get().uri("/v1/account").insert_header(("authorization", "Bearer kw_acct_live_anything")),
