@@ -53,3 +53,39 @@ impl From<FieldErrors> for ManageError {
         Self::Invalid(errors)
     }
 }
+
+/// Why a people or account-key operation (login, step-up, users, account keys) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeopleError {
+    /// Wrong email or password; one answer for both.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    /// Too many attempts; try again after this many seconds.
+    #[error("too many attempts")]
+    Throttled { retry_after_seconds: u64 },
+    /// The route takes a login session, not an API key.
+    #[error("this operation needs a login session, not an API key")]
+    SessionRequired,
+    /// The session has not re-entered its password in the last five minutes.
+    #[error("re-enter your password first (POST /v1/account/verify-password)")]
+    StepUpRequired,
+    /// The account's plan does not include account keys.
+    #[error("the account's plan does not include account keys")]
+    PlanRequired,
+    #[error(transparent)]
+    Manage(#[from] ManageError),
+    #[error("password hashing failed")]
+    Hashing(#[source] crate::password::HashFailure),
+}
+
+impl From<StorageError> for PeopleError {
+    fn from(error: StorageError) -> Self {
+        Self::Manage(ManageError::Storage(error))
+    }
+}
+
+impl From<FieldErrors> for PeopleError {
+    fn from(errors: FieldErrors) -> Self {
+        Self::Manage(ManageError::Invalid(errors))
+    }
+}

@@ -115,6 +115,10 @@ typed_id!(
     /// A person who logs in.
     UserId, "usr"
 );
+typed_id!(
+    /// A login session (the cookie holds a separate secret token, not this id).
+    SessionId, "ses"
+);
 
 #[cfg(test)]
 mod tests {

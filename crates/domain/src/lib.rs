@@ -8,6 +8,7 @@
 //! through ports ([`Clock`], [`RandomSource`]) so tests replace them.
 
 pub mod account;
+pub mod audit;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -16,18 +17,22 @@ pub mod id;
 pub mod key;
 pub mod key_format;
 pub mod keyspace;
+pub mod password;
+pub mod people;
+pub mod people_service;
 pub mod plan;
 pub mod ports;
 pub mod random;
 pub mod scope;
 pub mod secret;
 pub mod service;
+pub mod throttle;
 pub mod validation;
 pub mod verify;
 
 pub use account::Account;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use id::{AccountId, EventId, KeyId, KeyspaceId, RequestId, UserId};
+pub use id::{AccountId, EventId, KeyId, KeyspaceId, RequestId, SessionId, UserId};
 pub use key::{Actor, Environment, Key, KeyKind, KeyStatus, Quota, RateLimitWindow, Refill};
 pub use key_format::{HashAlgorithm, KeyHash, KeyPrefix, ParsedKey};
 pub use keyspace::{IpPolicy, Keyspace};

@@ -11,9 +11,12 @@ use time::OffsetDateTime;
 use crate::{
     account::Account,
     id::{AccountId, KeyId, KeyspaceId},
+    id::{SessionId, UserId},
     key::{Environment, Key, KeyKind, KeyStatus},
     key_format::KeyHash,
     keyspace::{IpPolicy, Keyspace},
+    password::{HashFailure, Password, PasswordCheck, PasswordHash},
+    people::{Email, Membership, Role, Session, User},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -160,6 +163,135 @@ pub trait KeyStore: Send + Sync {
         account: AccountId,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<KeyCounts, StorageError>> + Send;
+
+    /// Records that a key was used at `at` (temporary keys' sliding idle timeout). Only
+    /// moves `last_used_at` forward; a missing key is not an error.
+    fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Account keys and temporary keys of the account, newest first (at most 1,000).
+    fn list_account_keys(&self, account: AccountId) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send;
+
+    /// Non-revoked, unexpired account and temporary keys of the account: what the plan's
+    /// key limit counts for account keys.
+    fn count_account_keys(
+        &self,
+        account: AccountId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StorageError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// A user with that email exists.
+    #[error("a user with this email exists")]
+    DuplicateEmail,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// No such membership.
+    #[error("not found")]
+    NotFound,
+    /// The change would leave the account without an owner.
+    #[error("the account must keep an owner")]
+    LastOwner,
+    /// The user is a member already.
+    #[error("already a member")]
+    Duplicate,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub trait UserStore: Send + Sync {
+    /// Creates the user and, when given, their first membership, atomically.
+    /// Errors: `DuplicateEmail`, `Storage`.
+    fn create_user(
+        &self,
+        user: &User,
+        membership: Option<&Membership>,
+    ) -> impl Future<Output = Result<(), CreateUserError>> + Send;
+
+    fn find_user_by_email(&self, email: &Email) -> impl Future<Output = Result<Option<User>, StorageError>> + Send;
+
+    fn get_user(&self, id: UserId) -> impl Future<Output = Result<Option<User>, StorageError>> + Send;
+
+    /// Errors: `NotFound`, `Storage`.
+    fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), UpdateError>> + Send;
+
+    /// The user's memberships with each account's name, oldest first.
+    fn memberships_of(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = Result<Vec<(Membership, String)>, StorageError>> + Send;
+
+    fn get_membership(
+        &self,
+        account: AccountId,
+        user: UserId,
+    ) -> impl Future<Output = Result<Option<Membership>, StorageError>> + Send;
+
+    /// The account's members, oldest first.
+    fn members(&self, account: AccountId)
+    -> impl Future<Output = Result<Vec<(User, Membership)>, StorageError>> + Send;
+
+    /// Errors: `Duplicate`, `Storage`.
+    fn add_membership(&self, membership: &Membership) -> impl Future<Output = Result<(), MembershipError>> + Send;
+
+    /// Changes a role, atomically refusing to demote the account's last owner.
+    /// Errors: `NotFound`, `LastOwner`, `Storage`.
+    fn set_role(
+        &self,
+        account: AccountId,
+        user: UserId,
+        role: Role,
+    ) -> impl Future<Output = Result<(), MembershipError>> + Send;
+
+    /// Removes a membership, atomically refusing to remove the last owner, and ends the
+    /// user's sessions in that account. Errors: `NotFound`, `LastOwner`, `Storage`.
+    fn remove_membership(
+        &self,
+        account: AccountId,
+        user: UserId,
+    ) -> impl Future<Output = Result<(), MembershipError>> + Send;
+}
+
+pub trait SessionStore: Send + Sync {
+    fn insert_session(&self, session: &Session) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The session whose token hashes to `token_hash`, live or not.
+    fn find_session(&self, token_hash: &[u8; 32])
+    -> impl Future<Output = Result<Option<Session>, StorageError>> + Send;
+
+    /// Moves `last_seen_at` forward (sliding idle timeout).
+    fn touch_session(&self, id: SessionId, at: OffsetDateTime)
+    -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Stamps the step-up window of this session only.
+    fn set_step_up(&self, id: SessionId, at: OffsetDateTime) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Ends a session; returns it (for its temporary key) if it existed.
+    fn delete_session(&self, id: SessionId) -> impl Future<Output = Result<Option<Session>, StorageError>> + Send;
+}
+
+/// Password hashing, which costs tens of milliseconds of CPU: implementations run it off the
+/// async executor with a concurrency cap, so a login flood cannot starve verification.
+pub trait PasswordHasher: Send + Sync {
+    fn hash(&self, password: Password) -> impl Future<Output = Result<PasswordHash, HashFailure>> + Send;
+
+    /// Checks `password` against `hash`. With `None` (unknown email) it checks against a
+    /// dummy hash, so both failures take about the same time, and answers "no match".
+    fn verify(
+        &self,
+        password: Password,
+        hash: Option<PasswordHash>,
+    ) -> impl Future<Output = Result<PasswordCheck, HashFailure>> + Send;
 }
 
 pub trait AccountStore: Send + Sync {
@@ -207,7 +339,7 @@ pub trait KeyspaceStore: Send + Sync {
 }
 
 /// Everything the services need from one storage backend.
-pub trait Store: KeyStore + AccountStore + KeyspaceStore + Clone + 'static {
+pub trait Store: KeyStore + AccountStore + KeyspaceStore + UserStore + SessionStore + Clone + 'static {
     /// Whether the storage answers and its schema is current; for `/readyz`.
     fn ping(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
 }

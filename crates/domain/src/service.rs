@@ -11,13 +11,14 @@ use crate::{
     account::{Account, MAX_ACCOUNT_NAME_LEN},
     clock::Clock,
     error::{AuthError, ManageError},
-    id::{AccountId, KeyId, KeyspaceId},
+    id::{AccountId, KeyId, KeyspaceId, SessionId, UserId},
     key::{
         Actor, Environment, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST, MAX_METADATA_BYTES, MAX_NAME_LEN,
         MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, Quota, RateLimitWindow, ResourceBinding,
     },
     key_format::{self, KeyHash, KeyPrefix, ParseKeyError},
     keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy, Keyspace},
+    people::Role,
     plan::{Plan, PlanLimits, PlanTable, Tier, TierTable},
     ports::{
         DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, PageRequest,
@@ -46,6 +47,8 @@ pub struct DomainConfig {
     pub default_keyspace_prefix: KeyPrefix,
     /// Prefix of account keys (`kw_acct_live_…`).
     pub account_key_prefix: KeyPrefix,
+    /// Prefix of temporary keys minted by login (`kw_tmp_live_…`).
+    pub temporary_key_prefix: KeyPrefix,
 }
 
 impl Default for DomainConfig {
@@ -56,26 +59,43 @@ impl Default for DomainConfig {
             tiers: TierTable::default(),
             default_keyspace_prefix: KeyPrefix::new("kw").expect("valid literal"),
             account_key_prefix: KeyPrefix::new("kw_acct").expect("valid literal"),
+            temporary_key_prefix: KeyPrefix::new("kw_tmp").expect("valid literal"),
         }
     }
+}
+
+/// How a caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// An account or temporary key.
+    Key { id: KeyId, kind: KeyKind },
+    /// A person's login session (cookie).
+    Session { id: SessionId, user_id: UserId, role: Role, step_up_until: Option<OffsetDateTime> },
 }
 
 /// Who is calling the management API, once authenticated.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub account_id: AccountId,
-    pub key_id: KeyId,
-    pub kind: KeyKind,
+    pub via: Via,
     pub scopes: ScopeSet,
 }
 
 impl Principal {
+    pub fn for_key(key: &Key) -> Self {
+        Self { account_id: key.account_id, via: Via::Key { id: key.id, kind: key.kind }, scopes: key.scopes.clone() }
+    }
+
     pub fn require(&self, scope: &'static str) -> Result<(), ManageError> {
         if self.scopes.grants_str(scope) { Ok(()) } else { Err(ManageError::InsufficientScope(scope)) }
     }
 
-    fn actor(&self) -> Actor {
-        Actor::Key(self.key_id)
+    /// Who appears in `created_by` and in audit events.
+    pub fn actor(&self) -> Actor {
+        match self.via {
+            Via::Key { id, .. } => Actor::Key(id),
+            Via::Session { user_id, .. } => Actor::User(user_id),
+        }
     }
 }
 
@@ -193,23 +213,23 @@ pub struct KeyService<S> {
     config: Arc<DomainConfig>,
 }
 
-fn validate_name(errors: &mut FieldErrors, field: &str, name: &str, max: usize) {
+pub(crate) fn validate_name(errors: &mut FieldErrors, field: &str, name: &str, max: usize) {
     if name.trim().is_empty() || name.chars().count() > max {
         errors.push(field, format!("must be 1 to {max} characters and not blank"));
     }
 }
 
-fn validate_optional_text(errors: &mut FieldErrors, field: &str, value: Option<&str>, max: usize) {
+pub(crate) fn validate_optional_text(errors: &mut FieldErrors, field: &str, value: Option<&str>, max: usize) {
     if value.is_some_and(|v| v.chars().count() > max) {
         errors.push(field, format!("must be at most {max} characters"));
     }
 }
 
-fn parse_scopes(errors: &mut FieldErrors, field: &str, values: &[String]) -> Option<ScopeSet> {
+pub(crate) fn parse_scopes(errors: &mut FieldErrors, field: &str, values: &[String]) -> Option<ScopeSet> {
     errors.check(field, ScopeSet::parse(values))
 }
 
-fn parse_allowlist(errors: &mut FieldErrors, values: &[String]) -> Vec<IpNet> {
+pub(crate) fn parse_allowlist(errors: &mut FieldErrors, values: &[String]) -> Vec<IpNet> {
     if values.len() > MAX_IP_ALLOWLIST {
         errors.push("ip_allowlist", format!("at most {MAX_IP_ALLOWLIST} entries"));
         return Vec::new();
@@ -292,6 +312,10 @@ impl<S: Store> KeyService<S> {
         &self.config
     }
 
+    pub(crate) fn rng(&self) -> &dyn RandomSource {
+        &*self.rng
+    }
+
     /// Finds the key a presented string names. A string in the native format with a bad
     /// checksum is answered without touching storage; a string in no known format is looked
     /// up by SHA-256 (imported legacy keys).
@@ -333,7 +357,13 @@ impl<S: Store> KeyService<S> {
         if key.kind == KeyKind::Service {
             return Err(AuthError::ServiceKey);
         }
-        Ok(Principal { account_id: key.account_id, key_id: key.id, kind: key.kind, scopes: key.scopes })
+        // Temporary keys expire after six idle hours: their use is recorded (a management
+        // request, not verification, so a write is fine; at most one a minute per key).
+        let now = self.now();
+        if key.kind == KeyKind::Temporary && key.last_used_at.is_none_or(|at| at + Duration::minutes(1) <= now) {
+            self.store.touch_key(key.id, now).await?;
+        }
+        Ok(Principal::for_key(&key))
     }
 
     // --- verification -------------------------------------------------------------------
@@ -417,7 +447,7 @@ impl<S: Store> KeyService<S> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn blank_key(
+    pub(crate) fn blank_key(
         &self,
         account: &Account,
         keyspace_id: Option<KeyspaceId>,

@@ -18,6 +18,18 @@ fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// A secret string from a request body (a password, a presented key): deserialised like a
+/// string, redacted in `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// A named rate-limit window.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -424,7 +436,8 @@ pub struct RevokeKeyResponse {
 #[serde(deny_unknown_fields)]
 pub struct VerifyKeyRequest {
     /// The key your customer presented.
-    pub key: String,
+    #[schema(value_type = String)]
+    pub key: SecretString,
     /// Scopes the request needs; all must be granted.
     #[serde(default)]
     pub scopes: Vec<String>,

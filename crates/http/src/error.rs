@@ -16,7 +16,7 @@ use actix_web::{
 use futures_util::FutureExt as _;
 use keyward_domain::{
     FieldError, OsRandom, RequestId,
-    error::{AuthError, ManageError},
+    error::{AuthError, ManageError, PeopleError},
     ports::StorageError,
 };
 use serde::Serialize;
@@ -59,11 +59,13 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Vec<FieldError>,
+    /// For 429: which limit (`ip`, `key`, `account`, `endpoint`, `login`) and for how long.
+    pub retry: Option<(&'static str, u64)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Vec::new() }
+        Self { status, code, message: message.into(), details: Vec::new(), retry: None }
     }
 
     pub fn validation(details: Vec<FieldError>) -> Self {
@@ -122,7 +124,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         // The body is rendered by the `envelope` middleware, which knows the request id.
-        HttpResponse::build(self.status).finish()
+        let mut response = HttpResponse::build(self.status);
+        if let Some((_, seconds)) = self.retry {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.finish()
     }
 }
 
@@ -152,6 +158,38 @@ impl From<AuthError> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", "service keys cannot call the management API")
             }
             AuthError::Storage(e) => storage(&e),
+        }
+    }
+}
+
+impl From<PeopleError> for ApiError {
+    fn from(error: PeopleError) -> Self {
+        match error {
+            PeopleError::InvalidCredentials => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password")
+            }
+            PeopleError::Throttled { retry_after_seconds } => Self {
+                retry: Some(("login", retry_after_seconds)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many login attempts; try again later")
+            },
+            PeopleError::SessionRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "session_required",
+                "this route needs a login session (cookie), not an API key",
+            ),
+            PeopleError::StepUpRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "step_up_required",
+                "re-enter your password first: POST /v1/account/verify-password",
+            ),
+            PeopleError::PlanRequired => {
+                Self::new(StatusCode::FORBIDDEN, "plan_required", "the account's plan does not include account keys")
+            }
+            PeopleError::Manage(e) => e.into(),
+            PeopleError::Hashing(e) => {
+                tracing::error!(error = %e, "password hashing failed");
+                Self::internal()
+            }
         }
     }
 }
@@ -188,6 +226,10 @@ struct Envelope<'a> {
     documentation_url: String,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     details: &'a [FieldError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<u64>,
 }
 
 /// Where the documentation pages of error codes live (`{public_url}/docs/errors/{code}`).
@@ -237,6 +279,8 @@ pub async fn envelope(
                 api_error.code
             ),
             details: &api_error.details,
+            tier: api_error.retry.map(|(tier, _)| tier),
+            retry_after_seconds: api_error.retry.map(|(_, seconds)| seconds),
         };
         let mut rendered = HttpResponse::build(api_error.status).json(body);
         for (name, value) in response.headers() {

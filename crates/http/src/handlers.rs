@@ -6,7 +6,7 @@ use base64::Engine as _;
 use keyward_domain::{
     KeyId, KeyKind, KeyspaceId, PlaintextKey, Store,
     ports::{KeyFilter, PageRequest},
-    service::{Principal, VerifyInput},
+    service::VerifyInput,
 };
 use serde::Serialize;
 
@@ -15,19 +15,10 @@ use crate::{
     dto::*,
     error::ApiError,
     extract::{Json, OptionalJson, Query, client_ip, credential},
+    session::principal,
 };
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
-
-/// Authenticates the management API's caller: an account or temporary key.
-async fn principal<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<Principal> {
-    let credential = credential(req)?.ok_or_else(ApiError::unauthorized)?;
-    let principal = state.service.authenticate_management(&credential.key, client_ip(req)).await?;
-    if credential.basic_account.is_some_and(|account| account != principal.account_id) {
-        return Err(ApiError::unauthorized());
-    }
-    Ok(principal)
-}
 
 /// A path id that does not parse names nothing: 404, like an id of another account.
 fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T> {
@@ -286,7 +277,7 @@ pub async fn verify_key<S: Store>(
     let principal = principal(&state, &req).await?;
     let body = body.0;
     let input = VerifyInput {
-        key: PlaintextKey::new(body.key),
+        key: PlaintextKey::new(body.key.0),
         scopes: body.scopes,
         resource: body.resource,
         ip: body.ip,

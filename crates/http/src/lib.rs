@@ -8,12 +8,16 @@
 //! to status codes lives in `error.rs` and nowhere else. It knows nothing of the storage
 //! behind the `Store` it is given.
 
+pub mod audit;
 pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod openapi;
+pub mod password;
+pub mod people;
+pub mod session;
 
 use actix_web::{
     App, Route,
@@ -22,17 +26,43 @@ use actix_web::{
     middleware::from_fn,
     web,
 };
-use keyward_domain::{Store, service::KeyService};
+use std::sync::Arc;
+
+use keyward_domain::{
+    Store,
+    audit::AuditSink,
+    people_service::PeopleService,
+    service::KeyService,
+    throttle::{LoginLimits, LoginThrottle},
+};
 
 pub use error::{ApiError, PublicUrl};
 pub use extract::TrustedProxies;
 use extract::{BodyLimit, IMPORT_BODY_LIMIT};
 use handlers as h;
+pub use password::BlockingPasswordHasher;
+use people as p;
+pub use session::CookieSettings;
 
 /// What every handler shares.
 #[derive(Debug)]
 pub struct AppState<S> {
     pub service: KeyService<S>,
+    pub people: PeopleService<S, BlockingPasswordHasher>,
+    pub cookies: CookieSettings,
+}
+
+impl<S: Store> AppState<S> {
+    pub fn new(
+        service: KeyService<S>,
+        hasher: BlockingPasswordHasher,
+        audit: Arc<dyn AuditSink>,
+        login_limits: LoginLimits,
+        public_url: &str,
+    ) -> Self {
+        let people = PeopleService::new(service.clone(), hasher, audit, Arc::new(LoginThrottle::new(login_limits)));
+        Self { service, people, cookies: CookieSettings::for_public_url(public_url) }
+    }
 }
 
 /// Settings of the HTTP layer.
@@ -64,16 +94,45 @@ pub fn app<S: Store>(
         InitError = (),
     >,
 > {
+    let cookies = web::Data::new(state.cookies.clone());
     App::new()
         .app_data(state)
+        .app_data(cookies)
         .app_data(web::Data::new(PublicUrl(settings.public_url.trim_end_matches('/').to_owned())))
         .app_data(web::Data::new(settings.trusted_proxies))
+        // The last `wrap` is the outermost: the envelope sees every response, CSRF refusals too.
+        .wrap(from_fn(session::csrf_guard))
         .wrap(from_fn(error::envelope))
         .service(resource("/healthz", vec![web::get().to(h::healthz)]))
         .service(resource("/readyz", vec![web::get().to(h::readyz::<S>)]))
         .service(resource("/v1/openapi.json", vec![web::get().to(h::openapi_json)]))
         .service(resource("/docs/errors/{code}", vec![web::get().to(h::error_page)]))
         .service(resource("/v1/account", vec![web::get().to(h::get_account::<S>)]))
+        .service(resource("/v1/auth/login", vec![web::post().to(p::login::<S>)]))
+        .service(resource("/v1/auth/logout", vec![web::post().to(p::logout::<S>)]))
+        .service(resource("/v1/auth/session", vec![web::get().to(p::session::<S>)]))
+        .service(resource("/v1/account/verify-password", vec![web::post().to(p::verify_password::<S>)]))
+        .service(resource(
+            "/v1/account/users",
+            vec![web::get().to(p::list_users::<S>), web::post().to(p::add_user::<S>)],
+        ))
+        .service(resource(
+            "/v1/account/users/{id}",
+            vec![web::patch().to(p::update_user::<S>), web::delete().to(p::remove_user::<S>)],
+        ))
+        .service(resource(
+            "/v1/account/keys",
+            vec![web::get().to(p::list_account_keys::<S>), web::post().to(p::create_account_key::<S>)],
+        ))
+        .service(resource(
+            "/v1/account/keys/{id}",
+            vec![
+                web::get().to(p::get_account_key::<S>),
+                web::patch().to(p::update_account_key::<S>),
+                web::delete().to(p::revoke_account_key::<S>),
+            ],
+        ))
+        .service(resource("/v1/account/keys/{id}/rotate", vec![web::post().to(p::rotate_account_key::<S>)]))
         .service(resource(
             "/v1/keyspaces",
             vec![web::get().to(h::list_keyspaces::<S>), web::post().to(h::create_keyspace::<S>)],

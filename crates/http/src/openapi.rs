@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use crate::{dto::*, handlers::*};
+use crate::{dto::*, handlers::*, people::*};
 
 struct ApiKeyAuth;
 
@@ -29,6 +29,8 @@ impl Modify for ApiKeyAuth {
         healthz, readyz, openapi_json, error_page, get_account,
         create_keyspace, list_keyspaces, get_keyspace, update_keyspace, delete_keyspace,
         create_key, import_keys, list_keys, get_key, update_key, revoke_key, rotate_key, key_self, verify_key,
+        login, logout, session, verify_password, list_users, add_user, update_user, remove_user,
+        create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
     ),
     components(schemas(ErrorEnvelope, FieldErrorDto)),
     modifiers(&ApiKeyAuth),
@@ -37,6 +39,9 @@ impl Modify for ApiKeyAuth {
         (name = "verification", description = "The hot path: is this key valid for this request?"),
         (name = "keyspaces", description = "Groups of service keys with their own prefix and defaults."),
         (name = "account", description = "The calling account."),
+        (name = "auth", description = "Login sessions (cookie) and the step-up window."),
+        (name = "users", description = "People in the account and their roles."),
+        (name = "account keys", description = "Management keys for automation; created from a session after step-up."),
         (name = "operations", description = "Health, readiness and documentation."),
     )
 )]

@@ -3,7 +3,9 @@
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
-use keyward_domain::{PlanTable, TierTable, key_format::KeyPrefix, service::DomainConfig};
+use keyward_domain::{
+    PlanTable, TierTable, key_format::KeyPrefix, password::HashParams, service::DomainConfig, throttle::LoginLimits,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -48,11 +50,54 @@ impl DatabaseSettings {
 pub(crate) struct KeySettings {
     pub(crate) default_keyspace_prefix: String,
     pub(crate) account_key_prefix: String,
+    pub(crate) temporary_key_prefix: String,
 }
 
 impl Default for KeySettings {
     fn default() -> Self {
-        Self { default_keyspace_prefix: "kw".into(), account_key_prefix: "kw_acct".into() }
+        Self {
+            default_keyspace_prefix: "kw".into(),
+            account_key_prefix: "kw_acct".into(),
+            temporary_key_prefix: "kw_tmp".into(),
+        }
+    }
+}
+
+/// Password hashing: argon2id parameters (OWASP minimum by default; raising them rehashes
+/// each password at its next login) and how many hashes may run at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct PasswordSettings {
+    pub(crate) memory_kib: u32,
+    pub(crate) iterations: u32,
+    pub(crate) parallelism: u32,
+    /// 0 means one per CPU core.
+    pub(crate) max_concurrent: usize,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        let params = HashParams::default();
+        Self {
+            memory_kib: params.memory_kib,
+            iterations: params.iterations,
+            parallelism: params.parallelism,
+            max_concurrent: 0,
+        }
+    }
+}
+
+impl PasswordSettings {
+    pub(crate) fn params(&self) -> HashParams {
+        HashParams { memory_kib: self.memory_kib, iterations: self.iterations, parallelism: self.parallelism }
+    }
+
+    pub(crate) fn concurrency(&self) -> usize {
+        if self.max_concurrent > 0 {
+            self.max_concurrent
+        } else {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }
     }
 }
 
@@ -72,6 +117,8 @@ pub(crate) struct Config {
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) database: DatabaseSettings,
     pub(crate) keys: KeySettings,
+    pub(crate) passwords: PasswordSettings,
+    pub(crate) login: LoginLimits,
     pub(crate) plans: PlanTable,
     pub(crate) tiers: TierTable,
 }
@@ -87,6 +134,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             database: DatabaseSettings::default(),
             keys: KeySettings::default(),
+            passwords: PasswordSettings::default(),
+            login: LoginLimits::default(),
             plans: PlanTable::default(),
             tiers: TierTable::default(),
         }
@@ -125,6 +174,7 @@ impl Config {
             tiers: self.tiers,
             default_keyspace_prefix: prefix("default_keyspace_prefix", &self.keys.default_keyspace_prefix)?,
             account_key_prefix: prefix("account_key_prefix", &self.keys.account_key_prefix)?,
+            temporary_key_prefix: prefix("temporary_key_prefix", &self.keys.temporary_key_prefix)?,
         })
     }
 

@@ -3,13 +3,23 @@
 
 mod config;
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{
+    io::{BufRead as _, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+};
 
 use actix_web::{HttpServer, web};
 use clap::{Parser, Subcommand};
 use config::{Config, LogFormat};
-use keyward_domain::{OsRandom, Plan, Store, SystemClock, service::KeyService};
-use keyward_http::{AppState, HttpSettings, TrustedProxies};
+use keyward_domain::{
+    AccountId, OsRandom, Plan, Store, SystemClock,
+    password::Password,
+    people::{Email, Role},
+    service::KeyService,
+};
+use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, TrustedProxies, audit::TracingAuditSink};
 use keyward_store_mem::MemStore;
 use keyward_store_pg::PgStore;
 
@@ -35,7 +45,8 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
         #[arg(long, env = "KEYWARD_LISTEN")]
         listen: Option<std::net::SocketAddr>,
-        /// Base URL clients use (for documentation links in errors).
+        /// Base URL clients use (documentation links in errors; https makes the session
+        /// cookie `__Host-` and Secure).
         #[arg(long, env = "KEYWARD_PUBLIC_URL")]
         public_url: Option<String>,
         /// In-memory mode: also write the bootstrap account key to this file (mode 0600).
@@ -49,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Manage people.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Print the OpenAPI document.
     #[command(hide = true)]
     Openapi,
@@ -56,19 +72,52 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AccountCommand {
-    /// Create an account with its default keyspace and a first account key, printed once.
+    /// Create an account with its default keyspace and a first account key (printed once),
+    /// and optionally its owner (a one-time password is printed unless --password-stdin).
     Create {
         #[arg(long)]
         name: String,
         #[arg(long, default_value = "free", value_parser = parse_plan)]
         plan: Plan,
-        /// Also write the account key to this file (mode 0600) instead of only printing it.
+        /// Create the account's owner with this email.
+        #[arg(long)]
+        owner_email: Option<String>,
+        /// Read the owner's password from standard input instead of generating one.
+        #[arg(long, requires = "owner_email")]
+        password_stdin: bool,
+        /// Also write the account key to this file (mode 0600).
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a person to an account (a new user gets a one-time password unless --password-stdin).
+    Add {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "member", value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (generated and printed once unless --password-stdin).
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
 fn parse_plan(s: &str) -> Result<Plan, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
@@ -80,6 +129,10 @@ enum CliError {
     NoDatabase,
     #[error("{0}")]
     Other(String),
+}
+
+fn other(context: &str) -> impl FnOnce(&dyn std::fmt::Display) -> CliError + '_ {
+    move |e| CliError::Other(format!("{context}: {e}"))
 }
 
 fn init_tracing(format: LogFormat) {
@@ -102,21 +155,39 @@ fn write_secret_file(path: &PathBuf, secret: &str) -> Result<(), CliError> {
     writeln!(file, "{secret}").map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Prints what the operator must see once (a new key) on standard output.
+/// Prints what the operator must see once (a new key, a one-time password) on standard
+/// output, never in the log.
 fn print_once(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }
 
-fn service<S: Store>(store: S, config: &Config) -> Result<KeyService<S>, CliError> {
-    Ok(KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?)))
+fn password_from_stdin() -> Result<Password, CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Other(format!("cannot read the password: {e}")))?;
+    let line = line.trim_end_matches(['\r', '\n']).to_owned();
+    Password::new(line).map_err(|e| CliError::Other(format!("the password {e}")))
 }
 
-async fn run_server<S: Store>(service: KeyService<S>, config: &Config) -> Result<(), CliError> {
+fn parse_email(value: &str) -> Result<Email, CliError> {
+    Email::new(value).map_err(|e| CliError::Other(format!("--email {e}")))
+}
+
+fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
+    let service = KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?));
+    let hasher = BlockingPasswordHasher::new(config.passwords.params(), config.passwords.concurrency())
+        .map_err(|e| CliError::Other(format!("invalid password hashing settings: {e}")))?;
+    Ok(AppState::new(service, hasher, Arc::new(TracingAuditSink), config.login, &config.public_url()))
+}
+
+async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(), CliError> {
     let settings =
         HttpSettings { public_url: config.public_url(), trusted_proxies: TrustedProxies(config.trusted_proxies()?) };
-    let state = web::Data::new(AppState { service });
+    let state = web::Data::new(state);
     let factory_settings = settings.clone();
     let mut server = HttpServer::new(move || keyward_http::app(state.clone(), factory_settings.clone()))
         .bind(config.listen)
@@ -134,41 +205,45 @@ async fn run_server<S: Store>(service: KeyService<S>, config: &Config) -> Result
     Ok(())
 }
 
+async fn pg_state(config: &Config) -> Result<AppState<PgStore>, CliError> {
+    let url = config.database_url.as_deref().ok_or(CliError::NoDatabase)?;
+    let store = PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
+    state(store, config)
+}
+
+const BOOTSTRAP_OWNER: &str = "admin@keyward.local";
+
 async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<(), CliError> {
-    match &config.database_url {
-        Some(url) => {
-            let pending =
-                keyward_store_pg::pending_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
-            if pending > 0 {
-                return Err(CliError::Other(format!(
-                    "{pending} database migrations are pending: run `keyward migrate` first"
-                )));
-            }
-            let store =
-                PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
-            run_server(service(store, &config)?, &config).await
+    if let Some(url) = &config.database_url {
+        let pending = keyward_store_pg::pending_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
+        if pending > 0 {
+            return Err(CliError::Other(format!(
+                "{pending} database migrations are pending: run `keyward migrate` first"
+            )));
         }
-        None => {
-            tracing::warn!(
-                "NO DATABASE CONFIGURED: storing everything in memory. All data is lost when keyward stops. Set DATABASE_URL for PostgreSQL."
-            );
-            let service = service(MemStore::new(), &config)?;
-            let (account, issued) = service
-                .create_account("bootstrap", Plan::Enterprise, true)
-                .await
-                .map_err(|e| CliError::Other(format!("cannot create the bootstrap account: {e}")))?;
-            let issued = issued.ok_or_else(|| CliError::Other("the bootstrap account has no key".into()))?;
-            print_once(&format!(
-                "\nBootstrap account {} (enterprise, in memory).\nAccount key, shown once: {}\n",
-                account.id,
-                issued.plaintext.expose_secret()
-            ));
-            if let Some(path) = &bootstrap_key_file {
-                write_secret_file(path, issued.plaintext.expose_secret())?;
-            }
-            run_server(service, &config).await
-        }
+        return run_server(pg_state(&config).await?, &config).await;
     }
+    tracing::warn!(
+        "NO DATABASE CONFIGURED: storing everything in memory. All data is lost when keyward stops. Set DATABASE_URL for PostgreSQL."
+    );
+    let state = state(MemStore::new(), &config)?;
+    let owner = parse_email(BOOTSTRAP_OWNER)?;
+    let (account, member, issued) = state
+        .people
+        .create_account_with_owner("bootstrap", Plan::Enterprise, owner, None, true)
+        .await
+        .map_err(|e| CliError::Other(format!("cannot create the bootstrap account: {e}")))?;
+    let issued = issued.ok_or_else(|| CliError::Other("the bootstrap account has no key".into()))?;
+    let password = member.initial_password.as_ref().map_or("", |p| p.expose_secret());
+    print_once(&format!(
+        "\nBootstrap account {} (enterprise, in memory).\nOwner login, shown once: {BOOTSTRAP_OWNER} / {password}\nAccount key, shown once: {}\n",
+        account.id,
+        issued.plaintext.expose_secret()
+    ));
+    if let Some(path) = &bootstrap_key_file {
+        write_secret_file(path, issued.plaintext.expose_secret())?;
+    }
+    run_server(state, &config).await
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -196,24 +271,71 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied; the schema is current");
             Ok(())
         }
-        Command::Account { command: AccountCommand::Create { name, plan, key_file } } => {
-            let url = config.database_url.as_deref().ok_or(CliError::NoDatabase)?;
-            let store =
-                PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
-            let service = service(store, &config)?;
-            let (account, issued) = service
-                .create_account(&name, plan, true)
-                .await
-                .map_err(|e| CliError::Other(format!("cannot create the account: {e}")))?;
+        Command::Account { command: AccountCommand::Create { name, plan, owner_email, password_stdin, key_file } } => {
+            let state = pg_state(&config).await?;
+            let (account, owner, issued) = match owner_email {
+                Some(email) => {
+                    let email = parse_email(&email)?;
+                    let password = if password_stdin { Some(password_from_stdin()?) } else { None };
+                    let (account, owner, issued) = state
+                        .people
+                        .create_account_with_owner(&name, plan, email, password, true)
+                        .await
+                        .map_err(|e| other("cannot create the account")(&e))?;
+                    (account, Some(owner), issued)
+                }
+                None => {
+                    let (account, issued) = state
+                        .service
+                        .create_account(&name, plan, true)
+                        .await
+                        .map_err(|e| other("cannot create the account")(&e))?;
+                    (account, None, issued)
+                }
+            };
             let issued = issued.ok_or_else(|| CliError::Other("the account has no key".into()))?;
-            print_once(&format!(
-                "Account {} ({}) created.\nAccount key, shown once: {}",
-                account.id,
-                plan,
-                issued.plaintext.expose_secret()
-            ));
+            let mut text = format!("Account {} ({plan}) created.", account.id);
+            if let Some(owner) = &owner {
+                text.push_str(&format!("\nOwner: {}", owner.user.email));
+                if let Some(password) = &owner.initial_password {
+                    text.push_str(&format!("\nOne-time password, shown once: {}", password.expose_secret()));
+                }
+            }
+            text.push_str(&format!("\nAccount key, shown once: {}", issued.plaintext.expose_secret()));
+            print_once(&text);
             if let Some(path) = &key_file {
                 write_secret_file(path, issued.plaintext.expose_secret())?;
+            }
+            Ok(())
+        }
+        Command::User { command: UserCommand::Add { account, email, role, password_stdin } } => {
+            let state = pg_state(&config).await?;
+            let password = if password_stdin { Some(password_from_stdin()?) } else { None };
+            let added = state
+                .people
+                .add_member(account, parse_email(&email)?, role, password)
+                .await
+                .map_err(|e| other("cannot add the user")(&e))?;
+            let mut text = format!("{} is now {role} of {account}.", added.user.email);
+            if let Some(password) = &added.initial_password {
+                text.push_str(&format!("\nOne-time password, shown once: {}", password.expose_secret()));
+            }
+            print_once(&text);
+            Ok(())
+        }
+        Command::User { command: UserCommand::SetPassword { email, password_stdin } } => {
+            let state = pg_state(&config).await?;
+            let (password, generated) =
+                if password_stdin { (password_from_stdin()?, false) } else { (Password::generate(&OsRandom), true) };
+            let user = state
+                .people
+                .set_password(&parse_email(&email)?, password.clone())
+                .await
+                .map_err(|e| other("cannot set the password")(&e))?;
+            if generated {
+                print_once(&format!("New password for {}, shown once: {}", user.email, password.expose_secret()));
+            } else {
+                print_once(&format!("Password of {} changed.", user.email));
             }
             Ok(())
         }

@@ -63,21 +63,46 @@ impl Server {
         self.output.lock().unwrap().clone()
     }
 
+    /// The output once it contains `needle` (stdout and stderr are read by two threads, so
+    /// one may lag the other).
+    fn output_with(&self, needle: &str) -> String {
+        for _ in 0..100 {
+            let output = self.output();
+            if output.contains(needle) {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{needle:?} never appeared in: {}", self.output());
+    }
+
     fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, _, body) = self.request(method, path, ("authorization", &format!("Bearer {key}")), body);
+        (status, body)
+    }
+
+    /// One request with one credential header; returns status, Set-Cookie and the JSON body.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        credential: (&str, &str),
+        body: Option<Value>,
+    ) -> (u16, Option<String>, Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {key}");
         let mut response = match (method, body) {
-            ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
-            ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
-            ("POST", Some(body)) => agent.post(&url).header("authorization", &auth).send_json(body),
-            ("PATCH", Some(body)) => agent.patch(&url).header("authorization", &auth).send_json(body),
+            ("GET", _) => agent.get(&url).header(credential.0, credential.1).call(),
+            ("DELETE", _) => agent.delete(&url).header(credential.0, credential.1).call(),
+            ("POST", Some(body)) => agent.post(&url).header(credential.0, credential.1).send_json(body),
+            ("PATCH", Some(body)) => agent.patch(&url).header(credential.0, credential.1).send_json(body),
             _ => unreachable!(),
         }
         .unwrap();
         let status = response.status().as_u16();
         assert!(response.headers().get("x-request-id").is_some());
-        (status, response.body_mut().read_json().unwrap_or(Value::Null))
+        let cookie = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (status, cookie, response.body_mut().read_json().unwrap_or(Value::Null))
     }
 
     /// Sends SIGTERM and waits: a graceful stop exits 0.
@@ -119,6 +144,30 @@ fn walk_lifecycle(server: &Server, root: &str) -> Vec<String> {
     vec![key, new_key]
 }
 
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A person logs in, re-enters the password and mints an account key; returns the
+/// secrets seen on the way (password, session token, account key).
+fn person_flow(server: &Server) -> Vec<String> {
+    let login = json!({"email": "ops@acme.io", "password": PASSWORD});
+    let (status, cookie, body) =
+        server.request("POST", "/v1/auth/login", ("content-type", "application/json"), Some(login));
+    assert_eq!(status, 200, "{body}");
+    let cookie = cookie.expect("a session cookie");
+    let token = cookie.split(';').next().unwrap().strip_prefix("keyward_session=").unwrap().to_owned();
+    let session = ("cookie", format!("keyward_session={token}"));
+    let session = (session.0, session.1.as_str());
+    let (status, _, body) =
+        server.request("POST", "/v1/account/verify-password", session, Some(json!({"password": PASSWORD})));
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) =
+        server.request("POST", "/v1/account/keys", session, Some(json!({"name": "ci", "scopes": ["keys:read"]})));
+    assert_eq!(status, 201, "{body}");
+    let account_key = body["key"].as_str().unwrap().to_owned();
+    assert_eq!(server.call("GET", "/v1/keys", &account_key, None).0, 200);
+    vec![PASSWORD.to_owned(), token, account_key]
+}
+
 #[derive(QueryableByName)]
 struct Row {
     #[diesel(sql_type = Text)]
@@ -129,7 +178,7 @@ struct Row {
 async fn dump(url: &str) -> String {
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
     let mut text = String::new();
-    for table in ["accounts", "keyspaces", "keys", "__diesel_schema_migrations"] {
+    for table in ["accounts", "keyspaces", "keys", "users", "memberships", "sessions", "__diesel_schema_migrations"] {
         let rows: Vec<Row> =
             diesel::sql_query(format!("SELECT t::text AS row FROM {table} t")).load(&mut conn).await.unwrap();
         assert!(
@@ -151,13 +200,30 @@ async fn operator_flow_against_postgres_leaves_no_plaintext_anywhere() {
     let migrate = Command::new(BIN).arg("migrate").env("DATABASE_URL", db.url()).output().unwrap();
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
 
-    let created = Command::new(BIN)
-        .args(["account", "create", "--name", "Acme", "--plan", "pro"])
+    // The owner's password comes on stdin, as a provisioning script would pass it.
+    let mut create = Command::new(BIN)
+        .args([
+            "account",
+            "create",
+            "--name",
+            "Acme",
+            "--plan",
+            "pro",
+            "--owner-email",
+            "ops@acme.io",
+            "--password-stdin",
+        ])
         .env("DATABASE_URL", db.url())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    std::io::Write::write_all(&mut create.stdin.take().unwrap(), format!("{PASSWORD}\n").as_bytes()).unwrap();
+    let created = create.wait_with_output().unwrap();
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    assert!(!stdout.contains(PASSWORD), "a password read from stdin is not echoed");
     let root = stdout
         .split_whitespace()
         .find(|w| w.starts_with("kw_acct_live_"))
@@ -166,16 +232,21 @@ async fn operator_flow_against_postgres_leaves_no_plaintext_anywhere() {
 
     let server = Server::start(&[("DATABASE_URL", db.url())]);
     let mut secrets = walk_lifecycle(&server, &root);
+    secrets.extend(person_flow(&server));
     let logs = server.stop();
     assert!(logs.contains("\"message\":\"listening\""), "{logs}");
+    assert!(logs.contains("keyward::audit") && logs.contains("account_key.create"), "audit events are logged");
 
     let data = dump(db.url()).await;
+    assert!(data.contains("$argon2id$v=19$m=19456,t=2,p=1$"), "passwords are stored as argon2id at the OWASP minimum");
     secrets.push(root);
     for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "a plaintext key is in the logs");
-        assert!(!data.contains(secret.as_str()), "a plaintext key is in the database");
-        // Not even the random part alone.
-        let random = &secret[secret.len() - 36..secret.len() - 6];
+        assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
+        assert!(!data.contains(secret.as_str()), "a secret is in the database");
+    }
+    for key in secrets.iter().filter(|s| s.starts_with("kw_")) {
+        // Not even the random part of a key alone.
+        let random = &key[key.len() - 36..key.len() - 6];
         assert!(!data.contains(random) && !logs.contains(random));
     }
 }
@@ -183,7 +254,7 @@ async fn operator_flow_against_postgres_leaves_no_plaintext_anywhere() {
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_default_warns_and_prints_a_bootstrap_key_once() {
     let server = Server::start(&[]);
-    let output = server.output();
+    let output = server.output_with("Account key, shown once");
     assert!(output.contains("NO DATABASE CONFIGURED"), "{output}");
     let root =
         output.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("bootstrap key printed").to_owned();

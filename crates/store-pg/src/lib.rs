@@ -30,15 +30,18 @@ use diesel_async::{
 };
 use futures_util::FutureExt as _;
 use keyward_domain::{
-    Account, AccountId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId,
+    Account, AccountId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
+    password::PasswordHash,
+    people::{Email, Membership, Role, Session, User},
     ports::{
-        AccountStore, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage,
-        KeyStore, KeyspaceStore, PageRequest, StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
+        AccountStore, CreateUserError, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter,
+        KeyPage, KeyStore, KeyspaceStore, MembershipError, PageRequest, SessionStore, StorageError, Store, UpdateError,
+        UpdateKeyspaceError, UserStore, VerifiableKey,
     },
 };
 pub use migrate::{MigrationError, pending_migrations, run_migrations};
-use rows::{AccountRow, CorruptRow, KeyChanges, KeyRow, KeyspaceRow};
-use schema::{accounts, keys, keyspaces};
+use rows::{AccountRow, CorruptRow, KeyChanges, KeyRow, KeyspaceRow, MembershipRow, SessionRow, UserRow};
+use schema::{accounts, keys, keyspaces, memberships, sessions, users};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -364,6 +367,46 @@ impl KeyStore for PgStore {
         }
     }
 
+    async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::update(keys::table)
+            .filter(keys::id.eq(id.as_uuid()))
+            .filter(keys::last_used_at.is_null().or(keys::last_used_at.lt(at)))
+            .set(keys::last_used_at.eq(at))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list_account_keys(&self, account: AccountId) -> Result<Vec<Key>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<KeyRow> = keys::table
+            .filter(keys::account_id.eq(account.as_uuid()))
+            .filter(keys::kind.ne(KeyKind::Service.as_str()))
+            .order(keys::id.desc())
+            .limit(1_000)
+            .select(KeyRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(Key::try_from).collect::<Result<_, _>>().map_err(corrupt)
+    }
+
+    async fn count_account_keys(&self, account: AccountId, now: OffsetDateTime) -> Result<u64, StorageError> {
+        let mut conn = self.conn().await?;
+        let count: i64 = keys::table
+            .filter(keys::account_id.eq(account.as_uuid()))
+            .filter(keys::kind.ne(KeyKind::Service.as_str()))
+            .filter(keys::revoked_at.is_null())
+            .filter(keys::expires_at.is_null().or(keys::expires_at.gt(now)))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> Result<KeyCounts, StorageError> {
         let mut conn = self.conn().await?;
         let active = count_active(&mut conn, account.as_uuid(), now).await.map_err(db_error)?;
@@ -543,6 +586,230 @@ impl KeyspaceStore for PgStore {
         })
         .await
         .map_err(TxError::into_domain)
+    }
+}
+
+/// Locks the account's owner memberships and counts them: a concurrent demotion or removal
+/// waits, so two of them cannot both leave the account without an owner.
+async fn locked_owner_count(conn: &mut AsyncPgConnection, account: Uuid) -> QueryResult<usize> {
+    let owners: Vec<Uuid> = memberships::table
+        .filter(memberships::account_id.eq(account))
+        .filter(memberships::role.eq(Role::Owner.as_str()))
+        .select(memberships::user_id)
+        .for_update()
+        .load(conn)
+        .await?;
+    Ok(owners.len())
+}
+
+async fn current_role(conn: &mut AsyncPgConnection, account: Uuid, user: Uuid) -> QueryResult<Option<String>> {
+    memberships::table
+        .find((account, user))
+        .select(memberships::role)
+        .for_update()
+        .first::<String>(conn)
+        .await
+        .optional()
+}
+
+impl UserStore for PgStore {
+    async fn create_user(&self, user: &User, membership: Option<&Membership>) -> Result<(), CreateUserError> {
+        let user_row = UserRow::from(user);
+        let membership_row = membership.map(MembershipRow::from);
+        let mut conn = self.conn().await?;
+        let result = conn
+            .transaction::<_, DieselError, _>(async |conn| {
+                diesel::insert_into(users::table).values(&user_row).execute(conn).await?;
+                if let Some(m) = &membership_row {
+                    diesel::insert_into(memberships::table).values(m).execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if is_unique_violation(&e, "users_email_key") => Err(CreateUserError::DuplicateEmail),
+            Err(e) => Err(db_error(e).into()),
+        }
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<UserRow> = users::table
+            .filter(users::email.eq(email.as_str()))
+            .select(UserRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(User::try_from).transpose().map_err(corrupt)
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<Option<User>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<UserRow> = users::table
+            .find(id.as_uuid())
+            .select(UserRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(User::try_from).transpose().map_err(corrupt)
+    }
+
+    async fn set_password_hash(&self, id: UserId, hash: &PasswordHash, at: OffsetDateTime) -> Result<(), UpdateError> {
+        let mut conn = self.conn().await?;
+        let updated = diesel::update(users::table.find(id.as_uuid()))
+            .set((users::password_hash.eq(hash.as_phc()), users::updated_at.eq(at)))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        if updated == 0 { Err(UpdateError::NotFound) } else { Ok(()) }
+    }
+
+    async fn memberships_of(&self, user: UserId) -> Result<Vec<(Membership, String)>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(MembershipRow, String)> = memberships::table
+            .inner_join(accounts::table)
+            .filter(memberships::user_id.eq(user.as_uuid()))
+            .order((memberships::created_at.asc(), memberships::account_id.asc()))
+            .select((MembershipRow::as_select(), accounts::name))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(m, name)| Membership::try_from(m).map(|m| (m, name)))
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)
+    }
+
+    async fn get_membership(&self, account: AccountId, user: UserId) -> Result<Option<Membership>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<MembershipRow> = memberships::table
+            .find((account.as_uuid(), user.as_uuid()))
+            .select(MembershipRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Membership::try_from).transpose().map_err(corrupt)
+    }
+
+    async fn members(&self, account: AccountId) -> Result<Vec<(User, Membership)>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(UserRow, MembershipRow)> = memberships::table
+            .inner_join(users::table)
+            .filter(memberships::account_id.eq(account.as_uuid()))
+            .order((memberships::created_at.asc(), memberships::user_id.asc()))
+            .select((UserRow::as_select(), MembershipRow::as_select()))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(u, m)| Ok((User::try_from(u)?, Membership::try_from(m)?)))
+            .collect::<Result<_, CorruptRow>>()
+            .map_err(corrupt)
+    }
+
+    async fn add_membership(&self, membership: &Membership) -> Result<(), MembershipError> {
+        let row = MembershipRow::from(membership);
+        let mut conn = self.conn().await?;
+        match diesel::insert_into(memberships::table).values(&row).execute(&mut conn).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e, "memberships_pkey") => Err(MembershipError::Duplicate),
+            Err(e) => Err(db_error(e).into()),
+        }
+    }
+
+    async fn set_role(&self, account: AccountId, user: UserId, role: Role) -> Result<(), MembershipError> {
+        let (account, user) = (account.as_uuid(), user.as_uuid());
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, TxError<MembershipError>, _>(async |conn| {
+            let owners = locked_owner_count(conn, account).await?;
+            let current = current_role(conn, account, user).await?.ok_or(TxError::Domain(MembershipError::NotFound))?;
+            if current == Role::Owner.as_str() && role != Role::Owner && owners <= 1 {
+                return Err(TxError::Domain(MembershipError::LastOwner));
+            }
+            diesel::update(memberships::table.find((account, user)))
+                .set(memberships::role.eq(role.as_str()))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .map_err(TxError::into_domain)
+    }
+
+    async fn remove_membership(&self, account: AccountId, user: UserId) -> Result<(), MembershipError> {
+        let (account, user) = (account.as_uuid(), user.as_uuid());
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, TxError<MembershipError>, _>(async |conn| {
+            let owners = locked_owner_count(conn, account).await?;
+            let current = current_role(conn, account, user).await?.ok_or(TxError::Domain(MembershipError::NotFound))?;
+            if current == Role::Owner.as_str() && owners <= 1 {
+                return Err(TxError::Domain(MembershipError::LastOwner));
+            }
+            diesel::delete(memberships::table.find((account, user))).execute(conn).await?;
+            diesel::delete(sessions::table.filter(sessions::account_id.eq(account)).filter(sessions::user_id.eq(user)))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .map_err(TxError::into_domain)
+    }
+}
+
+impl SessionStore for PgStore {
+    async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
+        let row = SessionRow::from(session);
+        let mut conn = self.conn().await?;
+        diesel::insert_into(sessions::table).values(&row).execute(&mut conn).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn find_session(&self, token_hash: &[u8; 32]) -> Result<Option<Session>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<SessionRow> = sessions::table
+            .filter(sessions::token_hash.eq(&token_hash[..]))
+            .select(SessionRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Session::try_from).transpose().map_err(corrupt)
+    }
+
+    async fn touch_session(&self, id: SessionId, at: OffsetDateTime) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::update(sessions::table.find(id.as_uuid()))
+            .filter(sessions::last_seen_at.lt(at))
+            .set(sessions::last_seen_at.eq(at))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn set_step_up(&self, id: SessionId, at: OffsetDateTime) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::update(sessions::table.find(id.as_uuid()))
+            .set(sessions::step_up_at.eq(at))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: SessionId) -> Result<Option<Session>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<SessionRow> = diesel::delete(sessions::table.find(id.as_uuid()))
+            .returning(SessionRow::as_returning())
+            .get_result(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Session::try_from).transpose().map_err(corrupt)
     }
 }
 

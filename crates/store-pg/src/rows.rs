@@ -4,8 +4,11 @@
 use diesel::prelude::*;
 use ipnet::IpNet;
 use keyward_domain::{
-    Account, AccountId, Actor, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet, key::ResourceBinding,
+    Account, AccountId, Actor, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet, SessionId, UserId,
+    key::ResourceBinding,
     key_format::KeyPrefix,
+    password::PasswordHash,
+    people::{Email, Membership, Session, User},
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -268,5 +271,122 @@ impl<'a> From<&'a KeyRow> for KeyChanges<'a> {
             is_active: row.is_active,
             updated_at: row.updated_at,
         }
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::users, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<&User> for UserRow {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.as_uuid(),
+            email: u.email.as_str().to_owned(),
+            password_hash: u.password_hash.as_phc().to_owned(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = CorruptRow;
+
+    fn try_from(row: UserRow) -> Result<Self, Self::Error> {
+        let bad = corrupt("users", row.id);
+        Ok(User {
+            id: UserId::from_uuid(row.id),
+            email: Email::new(&row.email).map_err(|e| bad(format!("email: {e}")))?,
+            password_hash: PasswordHash::from_phc(row.password_hash),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::memberships, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct MembershipRow {
+    pub account_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&Membership> for MembershipRow {
+    fn from(m: &Membership) -> Self {
+        Self {
+            account_id: m.account_id.as_uuid(),
+            user_id: m.user_id.as_uuid(),
+            role: m.role.as_str().to_owned(),
+            created_at: m.created_at,
+        }
+    }
+}
+
+impl TryFrom<MembershipRow> for Membership {
+    type Error = CorruptRow;
+
+    fn try_from(row: MembershipRow) -> Result<Self, Self::Error> {
+        let bad = corrupt("memberships", row.user_id);
+        Ok(Membership {
+            user_id: UserId::from_uuid(row.user_id),
+            account_id: AccountId::from_uuid(row.account_id),
+            role: row.role.parse().map_err(|e| bad(format!("role: {e}")))?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::sessions, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct SessionRow {
+    pub id: Uuid,
+    pub token_hash: Vec<u8>,
+    pub user_id: Uuid,
+    pub account_id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub step_up_at: Option<OffsetDateTime>,
+    pub temporary_key_id: Option<Uuid>,
+}
+
+impl From<&Session> for SessionRow {
+    fn from(s: &Session) -> Self {
+        Self {
+            id: s.id.as_uuid(),
+            token_hash: s.token_hash.to_vec(),
+            user_id: s.user_id.as_uuid(),
+            account_id: s.account_id.as_uuid(),
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            step_up_at: s.step_up_at,
+            temporary_key_id: s.temporary_key_id.map(|id| id.as_uuid()),
+        }
+    }
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = CorruptRow;
+
+    fn try_from(row: SessionRow) -> Result<Self, Self::Error> {
+        let bad = corrupt("sessions", row.id);
+        Ok(Session {
+            id: SessionId::from_uuid(row.id),
+            token_hash: row.token_hash.as_slice().try_into().map_err(|_| bad("token_hash: not 32 bytes".into()))?,
+            user_id: UserId::from_uuid(row.user_id),
+            account_id: AccountId::from_uuid(row.account_id),
+            created_at: row.created_at,
+            last_seen_at: row.last_seen_at,
+            step_up_at: row.step_up_at,
+            temporary_key_id: row.temporary_key_id.map(KeyId::from_uuid),
+        })
     }
 }

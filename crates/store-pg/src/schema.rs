@@ -57,8 +57,45 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    memberships (account_id, user_id) {
+        account_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        account_id -> Uuid,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        step_up_at -> Nullable<Timestamptz>,
+        temporary_key_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        password_hash -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(keys -> accounts (account_id));
 diesel::joinable!(keys -> keyspaces (keyspace_id));
 diesel::joinable!(keyspaces -> accounts (account_id));
+diesel::joinable!(memberships -> accounts (account_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(sessions -> accounts (account_id));
+diesel::joinable!(sessions -> keys (temporary_key_id));
+diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, keys, keyspaces);
+diesel::allow_tables_to_appear_in_same_query!(accounts, keys, keyspaces, memberships, sessions, users);

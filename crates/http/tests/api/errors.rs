@@ -166,9 +166,15 @@ async fn storage_down_is_503_with_the_envelope() {
     );
     let settings =
         HttpSettings { public_url: "http://keyward.test".into(), trusted_proxies: TrustedProxies::default() };
-    let app =
-        actix_web::test::init_service(keyward_http::app(actix_web::web::Data::new(AppState { service }), settings))
-            .await;
+    let hasher = keyward_http::BlockingPasswordHasher::new(keyward_domain::password::HashParams::default(), 1).unwrap();
+    let state = AppState::new(
+        service,
+        hasher,
+        Arc::new(keyward_domain::audit::MemoryAuditSink::default()),
+        keyward_domain::throttle::LoginLimits::default(),
+        "http://keyward.test",
+    );
+    let app = actix_web::test::init_service(keyward_http::app(actix_web::web::Data::new(state), settings)).await;
     for request in [
         TestRequest::get().uri("/readyz"),
         TestRequest::get().uri("/v1/account").insert_header(("authorization", "Bearer kw_acct_live_anything")),

@@ -8,9 +8,13 @@ use actix_web::{
 };
 use keyward_domain::{
     ManualClock, Plan, SeededRandom, Store,
+    audit::MemoryAuditSink,
+    password::HashParams,
+    people_service::PeopleService,
     service::{DomainConfig, KeyService},
+    throttle::LoginLimits,
 };
-use keyward_http::{AppState, HttpSettings, TrustedProxies};
+use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, TrustedProxies};
 use serde_json::Value;
 use time::macros::datetime;
 
@@ -71,6 +75,8 @@ impl Reply {
 
 pub struct TestApp<S: Store> {
     pub service: KeyService<S>,
+    pub people: PeopleService<S, BlockingPasswordHasher>,
+    pub audit: Arc<MemoryAuditSink>,
     pub clock: Arc<ManualClock>,
     /// The bootstrap account key, with every management scope.
     pub root_key: String,
@@ -102,10 +108,14 @@ impl<S: Store> TestApp<S> {
         let root_key = issued.unwrap().plaintext.expose_secret().to_owned();
         let settings =
             HttpSettings { public_url: "http://keyward.test/".into(), trusted_proxies: TrustedProxies::default() };
-        let state = web::Data::new(AppState { service: service.clone() });
+        let audit = Arc::new(MemoryAuditSink::default());
+        let hasher = BlockingPasswordHasher::new(HashParams::default(), 2).unwrap();
+        let state = AppState::new(service.clone(), hasher, audit.clone(), LoginLimits::default(), &settings.public_url);
+        let people = state.people.clone();
+        let state = web::Data::new(state);
         let app = test::init_service(keyward_http::app(state, settings)).await;
         let app = BoxedApp(app);
-        Self { service, clock, root_key, account_id: account.id.to_string(), app: Box::new(app) }
+        Self { service, people, audit, clock, root_key, account_id: account.id.to_string(), app: Box::new(app) }
     }
 
     /// A second account in the same store, with its own root key.
@@ -191,5 +201,44 @@ where
     fn call(&self, req: actix_http::Request) -> Self::Future {
         let fut = self.0.call(req);
         Box::pin(async move { fut.await.map(ServiceResponse::map_into_boxed_body) })
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl<S: Store> TestApp<S> {
+    /// Adds a person to this app's account with `PASSWORD`.
+    pub async fn add_person(&self, email: &str, role: keyward_domain::people::Role) {
+        let email = keyward_domain::people::Email::new(email).unwrap();
+        let password = keyward_domain::password::Password::new(PASSWORD.into()).unwrap();
+        self.people.add_member(self.account_id.parse().unwrap(), email, role, Some(password)).await.unwrap();
+    }
+
+    /// Logs in; returns the session cookie's value and the response body.
+    pub async fn login(&self, body: Value) -> (Option<String>, Reply) {
+        let reply = self.send(test::TestRequest::post().uri("/v1/auth/login").set_json(body)).await;
+        let cookie = reply.headers.get_all("set-cookie").filter_map(|v| v.to_str().ok()).find_map(|c| {
+            c.strip_prefix("keyward_session=").map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+        });
+        (cookie, reply)
+    }
+
+    pub async fn login_as(&self, email: &str) -> String {
+        let (cookie, reply) = self.login(serde_json::json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(reply.status.as_u16(), 200, "{:#}", reply.body);
+        cookie.expect("a session cookie")
+    }
+
+    /// A request carrying the session cookie, as curl with a cookie jar sends it (JSON, no Origin).
+    pub async fn with_session(&self, method: Method, path: &str, session: &str, body: Option<Value>) -> Reply {
+        let mut request = test::TestRequest::default()
+            .method(method)
+            .uri(path)
+            .cookie(actix_web::cookie::Cookie::new("keyward_session", session.to_owned()));
+        request = match body {
+            Some(body) => request.set_json(body),
+            None => request.insert_header(("content-type", "application/json")),
+        };
+        self.send(request).await
     }
 }

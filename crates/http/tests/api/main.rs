@@ -6,4 +6,5 @@
 mod errors;
 mod helpers;
 mod keys;
+mod people;
 mod verify;

@@ -1,0 +1,416 @@
+//! Endpoints for people: login, logout, the session, step-up, users, and account keys.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use keyward_domain::{
+    AccountId, KeyId, Store, UserId,
+    password::Password,
+    people::{Membership, Role, User},
+    people_service::{AccountKeyPatch, LoginInput, NewAccountKey},
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::{
+    AppState,
+    dto::{ErrorEnvelope, IssuedKeyResponse, KeyResponse, RotateKeyRequest, SecretString},
+    error::ApiError,
+    extract::{Json, OptionalJson},
+    session::{principal, request_context},
+};
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn double_option_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
+    time::serde::rfc3339::option::deserialize(d).map(Some)
+}
+
+fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    /// Which of your accounts to enter; default: the oldest membership.
+    #[schema(value_type = Option<String>)]
+    pub account_id: Option<AccountId>,
+    /// Also mint a temporary key carrying your role (6 h idle, 7 days at most).
+    #[serde(default)]
+    pub temporary_key: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    #[schema(value_type = String)]
+    pub id: UserId,
+    pub email: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountSummary {
+    #[schema(value_type = String)]
+    pub id: AccountId,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub plan: keyward_domain::Plan,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembershipDto {
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub user: UserDto,
+    pub account: AccountSummary,
+    #[schema(value_type = String, example = "owner")]
+    pub role: Role,
+    pub memberships: Vec<MembershipDto>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub session_expires_at: OffsetDateTime,
+    /// Present when `temporary_key` was asked for; its plaintext is shown this once.
+    pub temporary_key: Option<IssuedKeyResponse>,
+}
+
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse, description = "Sets the session cookie"),
+        (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
+pub async fn login<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    body: Json<LoginRequest>,
+) -> Result<HttpResponse> {
+    let LoginRequest { email, password, account_id, temporary_key } = body.0;
+    let input = LoginInput { email, password: Password::presented(password.0), account_id, temporary_key };
+    let outcome = state.people.login(input, &request_context(&req)).await?;
+    let now = state.service.now();
+    let cookie = state.cookies.session_cookie(&outcome.token);
+    let body = LoginResponse {
+        user: UserDto { id: outcome.user.id, email: outcome.user.email.to_string() },
+        account: AccountSummary {
+            id: outcome.account.id,
+            name: outcome.account.name.clone(),
+            plan: outcome.account.plan,
+        },
+        role: outcome.role,
+        memberships: outcome
+            .memberships
+            .iter()
+            .map(|(m, name)| MembershipDto { account_id: m.account_id, name: name.clone(), role: m.role })
+            .collect(),
+        session_expires_at: outcome.session.expires_at(),
+        temporary_key: outcome.temporary_key.as_ref().map(|t| IssuedKeyResponse {
+            record: KeyResponse::new(&t.key, now),
+            key: t.plaintext.expose_secret().to_owned(),
+        }),
+    };
+    Ok(HttpResponse::Ok().cookie(cookie).json(body))
+}
+
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "The session is over; its temporary key is revoked"), (status = 401, body = ErrorEnvelope)))]
+pub async fn logout<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    state.people.logout(&principal, &request_context(&req)).await?;
+    Ok(HttpResponse::NoContent().cookie(state.cookies.removal_cookie()).finish())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    pub user: UserDto,
+    pub account: AccountSummary,
+    #[schema(value_type = String)]
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub session_expires_at: OffsetDateTime,
+    /// When the current step-up window closes; `null` when none is open.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub step_up_expires_at: Option<OffsetDateTime>,
+}
+
+#[utoipa::path(get, path = "/v1/auth/session", tag = "auth",
+    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn session<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<SessionResponse>> {
+    let token = state.cookies.token_of(&req).ok_or_else(ApiError::unauthorized)?;
+    let (principal, session) = state.people.authenticate_session(&token).await?;
+    let (user, account, role) = state.people.current_user(&principal).await?;
+    let now = state.service.now();
+    Ok(web::Json(SessionResponse {
+        user: UserDto { id: user.id, email: user.email.to_string() },
+        account: AccountSummary { id: account.id, name: account.name, plan: account.plan },
+        role,
+        session_expires_at: session.expires_at(),
+        step_up_expires_at: session.step_up_expires_at().filter(|at| *at > now),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPasswordRequest {
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyPasswordResponse {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub step_up_expires_at: OffsetDateTime,
+}
+
+#[utoipa::path(post, path = "/v1/account/verify-password", tag = "auth", request_body = VerifyPasswordRequest,
+    responses((status = 200, body = VerifyPasswordResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn verify_password<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    body: Json<VerifyPasswordRequest>,
+) -> Result<web::Json<VerifyPasswordResponse>> {
+    let principal = principal(&state, &req).await?;
+    let until = state
+        .people
+        .verify_password(&principal, Password::presented(body.0.password.0), &request_context(&req))
+        .await?;
+    Ok(web::Json(VerifyPasswordResponse { step_up_expires_at: until }))
+}
+
+// --- users ----------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberResponse {
+    #[schema(value_type = String)]
+    pub id: UserId,
+    pub email: String,
+    #[schema(value_type = String)]
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub member_since: OffsetDateTime,
+}
+
+impl MemberResponse {
+    fn new(user: &User, membership: &Membership) -> Self {
+        Self { id: user.id, email: user.email.to_string(), role: membership.role, member_since: membership.created_at }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberListResponse {
+    pub data: Vec<MemberResponse>,
+}
+
+#[utoipa::path(get, path = "/v1/account/users", tag = "users", security(("api_key" = [])),
+    responses((status = 200, body = MemberListResponse), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_users<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+) -> Result<web::Json<MemberListResponse>> {
+    let principal = principal(&state, &req).await?;
+    let members = state.people.list_users(&principal).await?;
+    Ok(web::Json(MemberListResponse { data: members.iter().map(|(u, m)| MemberResponse::new(u, m)).collect() }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddUserRequest {
+    pub email: String,
+    #[schema(value_type = String, example = "member")]
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddedUserResponse {
+    #[serde(flatten)]
+    pub member: MemberResponse,
+    /// For a new user only: a one-time password to hand over; shown this once.
+    pub initial_password: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/account/users", tag = "users", request_body = AddUserRequest,
+    responses((status = 201, body = AddedUserResponse), (status = 403, body = ErrorEnvelope)))]
+pub async fn add_user<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    body: Json<AddUserRequest>,
+) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    let added = state.people.add_user(&principal, &body.0.email, body.0.role, &request_context(&req)).await?;
+    Ok(HttpResponse::Created().json(AddedUserResponse {
+        member: MemberResponse::new(&added.user, &added.membership),
+        initial_password: added.initial_password.map(|p| p.expose_secret().to_owned()),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[schema(value_type = String)]
+    pub role: Role,
+}
+
+#[utoipa::path(patch, path = "/v1/account/users/{id}", tag = "users", request_body = UpdateUserRequest, params(("id" = String, Path)),
+    responses((status = 200, body = MemberResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn update_user<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Json<UpdateUserRequest>,
+) -> Result<web::Json<MemberResponse>> {
+    let principal = principal(&state, &req).await?;
+    let (user, membership) =
+        state.people.set_user_role(&principal, parse_id(&id)?, body.0.role, &request_context(&req)).await?;
+    Ok(web::Json(MemberResponse::new(&user, &membership)))
+}
+
+#[utoipa::path(delete, path = "/v1/account/users/{id}", tag = "users", params(("id" = String, Path)),
+    responses((status = 204, description = "Removed from the account; their sessions in it end"), (status = 403, body = ErrorEnvelope)))]
+pub async fn remove_user<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    state.people.remove_user(&principal, parse_id(&id)?, &request_context(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// --- account keys ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountKeyRequest {
+    #[schema(example = "ansible-prod")]
+    pub name: String,
+    /// Management scopes, at most those of your role.
+    #[schema(example = json!(["keys:read", "keys:write"]))]
+    pub scopes: Vec<String>,
+    pub description: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+    pub ip_allowlist: Option<Vec<String>>,
+}
+
+#[utoipa::path(post, path = "/v1/account/keys", tag = "account keys", request_body = CreateAccountKeyRequest,
+    responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope)))]
+pub async fn create_account_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    body: Json<CreateAccountKeyRequest>,
+) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    let CreateAccountKeyRequest { name, scopes, description, expires_at, ip_allowlist } = body.0;
+    let input = NewAccountKey { name, scopes, description, expires_at, ip_allowlist };
+    let issued = state.people.create_account_key(&principal, input, &request_context(&req)).await?;
+    Ok(HttpResponse::Created().json(IssuedKeyResponse {
+        record: KeyResponse::new(&issued.key, state.service.now()),
+        key: issued.plaintext.expose_secret().to_owned(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountKeyListResponse {
+    pub data: Vec<KeyResponse>,
+}
+
+#[utoipa::path(get, path = "/v1/account/keys", tag = "account keys",
+    responses((status = 200, body = AccountKeyListResponse), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_account_keys<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+) -> Result<web::Json<AccountKeyListResponse>> {
+    let principal = principal(&state, &req).await?;
+    let keys = state.people.list_account_keys(&principal).await?;
+    let now = state.service.now();
+    Ok(web::Json(AccountKeyListResponse { data: keys.iter().map(|k| KeyResponse::new(k, now)).collect() }))
+}
+
+#[utoipa::path(get, path = "/v1/account/keys/{id}", tag = "account keys", params(("id" = String, Path)),
+    responses((status = 200, body = KeyResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_account_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<web::Json<KeyResponse>> {
+    let principal = principal(&state, &req).await?;
+    let key = state.people.get_account_key(&principal, parse_id::<KeyId>(&id)?).await?;
+    Ok(web::Json(KeyResponse::new(&key, state.service.now())))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccountKeyRequest {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub description: Option<Option<String>>,
+    /// Changing scopes needs the step-up window, like minting a key.
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option_rfc3339")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Option<OffsetDateTime>>,
+    pub ip_allowlist: Option<Vec<String>>,
+    pub is_active: Option<bool>,
+}
+
+#[utoipa::path(patch, path = "/v1/account/keys/{id}", tag = "account keys", params(("id" = String, Path)), request_body = UpdateAccountKeyRequest,
+    responses((status = 200, body = KeyResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn update_account_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Json<UpdateAccountKeyRequest>,
+) -> Result<web::Json<KeyResponse>> {
+    let principal = principal(&state, &req).await?;
+    let UpdateAccountKeyRequest { name, description, scopes, expires_at, ip_allowlist, is_active } = body.0;
+    let patch = AccountKeyPatch { name, description, scopes, expires_at, ip_allowlist, is_active };
+    let key = state.people.update_account_key(&principal, parse_id(&id)?, patch, &request_context(&req)).await?;
+    Ok(web::Json(KeyResponse::new(&key, state.service.now())))
+}
+
+#[utoipa::path(delete, path = "/v1/account/keys/{id}", tag = "account keys", params(("id" = String, Path)),
+    responses((status = 200, body = crate::dto::RevokeKeyResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn revoke_account_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<web::Json<crate::dto::RevokeKeyResponse>> {
+    let principal = principal(&state, &req).await?;
+    let key = state.people.revoke_account_key(&principal, parse_id(&id)?, &request_context(&req)).await?;
+    let revoked_at = key.revoked_at.ok_or_else(ApiError::internal)?;
+    Ok(web::Json(crate::dto::RevokeKeyResponse { id: key.id, revoked_at }))
+}
+
+#[utoipa::path(post, path = "/v1/account/keys/{id}/rotate", tag = "account keys", params(("id" = String, Path)),
+    request_body(content = Option<RotateKeyRequest>),
+    responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope)))]
+pub async fn rotate_account_key<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: OptionalJson<RotateKeyRequest>,
+) -> Result<HttpResponse> {
+    let principal = principal(&state, &req).await?;
+    let issued = state
+        .people
+        .rotate_account_key(&principal, parse_id(&id)?, body.0.grace_period_seconds, &request_context(&req))
+        .await?;
+    Ok(HttpResponse::Created().json(IssuedKeyResponse {
+        record: KeyResponse::new(&issued.key, state.service.now()),
+        key: issued.plaintext.expose_secret().to_owned(),
+    }))
+}

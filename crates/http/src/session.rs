@@ -1,0 +1,148 @@
+//! Sessions over HTTP: the cookie (SPEC §3), CSRF defences for cookie-authenticated
+//! requests, and resolving any credential — API key or cookie — into a `Principal`.
+
+use actix_web::{
+    HttpMessage, HttpRequest, HttpResponse,
+    body::{EitherBody, MessageBody},
+    cookie::{Cookie, SameSite, time::Duration as CookieDuration},
+    dev::{ServiceRequest, ServiceResponse},
+    http::{Method, StatusCode, header},
+    middleware::Next,
+    web,
+};
+use keyward_domain::{
+    RequestId, Store, audit::RequestContext, people::SESSION_ABSOLUTE_TIMEOUT, people_service::SessionToken,
+    service::Principal,
+};
+
+use crate::{
+    AppState,
+    error::ApiError,
+    extract::{client_ip, credential},
+};
+
+/// How the session cookie is named and marked.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    /// `__Host-keyward_session` over HTTPS (the browser then insists on Secure, Path=/ and
+    /// no Domain), `keyward_session` otherwise.
+    pub name: &'static str,
+    pub secure: bool,
+    /// `scheme://host[:port]` of the public URL: the only `Origin` a cookie request may carry.
+    pub origin: String,
+}
+
+impl CookieSettings {
+    pub fn for_public_url(public_url: &str) -> Self {
+        let secure = public_url.starts_with("https://");
+        let origin = public_url
+            .split_once("://")
+            .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
+            .unwrap_or_default()
+            .to_lowercase();
+        Self { name: if secure { "__Host-keyward_session" } else { "keyward_session" }, secure, origin }
+    }
+
+    pub fn session_cookie(&self, token: &SessionToken) -> Cookie<'static> {
+        Cookie::build(self.name, token.expose_secret().to_owned())
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(self.secure)
+            .path("/")
+            .max_age(CookieDuration::seconds(SESSION_ABSOLUTE_TIMEOUT.whole_seconds()))
+            .finish()
+    }
+
+    pub fn removal_cookie(&self) -> Cookie<'static> {
+        let mut cookie = Cookie::build(self.name, "")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(self.secure)
+            .path("/")
+            .finish();
+        cookie.make_removal();
+        cookie
+    }
+
+    pub fn token_of(&self, req: &HttpRequest) -> Option<SessionToken> {
+        req.cookie(self.name).map(|c| SessionToken::new(c.value().to_owned())).filter(|t| !t.expose_secret().is_empty())
+    }
+}
+
+fn csrf_rejected(why: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected", format!("cookie-authenticated request refused: {why}"))
+}
+
+/// Refuses a state-changing request that rides on the session cookie when it comes from
+/// another origin or is not JSON (a cross-site form or `no-cors` fetch cannot send
+/// `application/json` without a CORS preflight, which Keyward never grants). Requests
+/// carrying an API key are not at risk and pass. Runs before any body is read.
+pub async fn csrf_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let settings = req.app_data::<web::Data<CookieSettings>>().cloned();
+    if let Some(settings) = settings.filter(|_| unsafe_method)
+        && settings.token_of(req.request()).is_some()
+        && credential(req.request()).ok().flatten().is_none()
+    {
+        let headers = req.headers();
+        let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or_default().to_lowercase());
+        let json = req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/json");
+        let refusal = if origin.is_some_and(|o| o != settings.origin) {
+            Some("the Origin is not this service's")
+        } else if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+            Some("Sec-Fetch-Site is cross-site")
+        } else if *req.method() != Method::DELETE && !json {
+            Some("the body must be application/json")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            // A response carrying the error, so the envelope middleware renders it
+            // (`ServiceRequest::into_response` would drop the error on the way).
+            let (request, _) = req.into_parts();
+            return Ok(
+                ServiceResponse::new(request, HttpResponse::from_error(csrf_rejected(why))).map_into_right_body()
+            );
+        }
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+/// Who made the request and from where, for the audit trail and login throttling.
+pub fn request_context(req: &HttpRequest) -> RequestContext {
+    RequestContext {
+        ip: client_ip(req),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect()),
+        request_id: req.extensions().get::<RequestId>().copied(),
+    }
+}
+
+/// Resolves the request's credential: an account or temporary key, or the session cookie.
+/// Both at once are ambiguous (400).
+pub async fn principal<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<Principal, ApiError> {
+    let key = credential(req)?;
+    let token = state.cookies.token_of(req);
+    match (key, token) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_credentials",
+            "send an API key or the session cookie, not both",
+        )),
+        (Some(credential), None) => {
+            let principal = state.service.authenticate_management(&credential.key, client_ip(req)).await?;
+            if credential.basic_account.is_some_and(|account| account != principal.account_id) {
+                return Err(ApiError::unauthorized());
+            }
+            Ok(principal)
+        }
+        (None, Some(token)) => Ok(state.people.authenticate_session(&token).await?.0),
+        (None, None) => Err(ApiError::unauthorized()),
+    }
+}
