@@ -6,6 +6,7 @@
 //! - `codegen [--check]`: regenerate (or check) `crates/store-pg/src/schema.rs` from the
 //!   migrations and `docs/openapi.json` from the code.
 //! - `tidy`: architecture checks that are cheaper as code than as review comments.
+//! - `bench`: the criterion benchmarks (release build); figures go to `docs/performance.md`.
 //!
 //! It depends on nothing but std, so it builds in seconds on a fresh clone.
 
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
         Some("dev") => dev(),
         Some("codegen") => codegen(args.iter().any(|a| a == "--check")),
         Some("tidy") => tidy(),
-        _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy>".into()),
+        Some("bench") => run("cargo", &["bench", "--locked", "-p", "keyward-ratelimit"], &[]),
+        _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,7 +73,8 @@ fn output(program: &str, args: &[&str]) -> Option<String> {
 fn ci() -> Result {
     let started = Instant::now();
     let database_url = ensure_postgres()?;
-    let db = [("DATABASE_URL", database_url.as_str())];
+    let redis_url = ensure_redis()?;
+    let db = [("DATABASE_URL", database_url.as_str()), ("REDIS_URL", redis_url.as_str())];
 
     step("format");
     run("cargo", &["fmt", "--all", "--check"], &[])?;
@@ -79,7 +82,7 @@ fn ci() -> Result {
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
     step("tidy");
     tidy()?;
-    step(&format!("tests (PostgreSQL at {})", redact(&database_url)));
+    step(&format!("tests (PostgreSQL at {}, Redis at {})", redact(&database_url), redact(&redis_url)));
     if succeeds("cargo", &["nextest", "--version"]) {
         run("cargo", &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"], &db)?;
     } else {
@@ -172,10 +175,11 @@ fn redact(url: &str) -> String {
 
 /// `host:port` of a `postgres://user[:password]@host[:port]/db` URL.
 fn host_port(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
+    let (scheme, rest) = url.split_once("://")?;
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let host = rest.split(['/', '?']).next()?;
-    Some(if host.contains(':') { host.to_owned() } else { format!("{host}:5432") })
+    let default_port = if scheme.starts_with("redis") { 6379 } else { 5432 };
+    Some(if host.contains(':') { host.to_owned() } else { format!("{host}:{default_port}") })
 }
 
 fn reachable(url: &str) -> bool {
@@ -298,5 +302,46 @@ fn start_private_cluster(bindir: &Path) -> Result<String> {
         Ok(url)
     } else {
         Err(format!("the private PostgreSQL did not start; see {log}"))
+    }
+}
+
+// --- Redis --------------------------------------------------------------------------------
+
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A Redis to test against, and the `redis-server` binary (tests start private servers to
+/// kill them): `REDIS_URL` if it answers, else a server started on 127.0.0.1:6379; as root on
+/// Debian, installed first if missing. Fails saying what to install.
+fn ensure_redis() -> Result<String> {
+    let url = env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+    let have_binary = || succeeds("sh", &["-c", "command -v redis-server"]);
+    if !have_binary() && is_root() && succeeds("sh", &["-c", "command -v apt-get"]) {
+        step("installing Redis from the distribution's packages (apt-get install redis-server)");
+        run("apt-get", &["update", "-q"], &[])?;
+        run(
+            "apt-get",
+            &["install", "-y", "-q", "--no-install-recommends", "redis-server"],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
+    }
+    if !have_binary() {
+        return Err("the tests need redis-server (they start and stop private Redis servers). Install it \
+             (Debian/Ubuntu: `sudo apt-get install redis-server`; Fedora: `sudo dnf install redis`; macOS: `brew install redis`) \
+             and run `cargo xtask ci` again."
+            .into());
+    }
+    if reachable(&url) {
+        return Ok(url);
+    }
+    eprintln!("Redis is not reachable at {}; starting one on 127.0.0.1:6379", redact(&url));
+    run(
+        "redis-server",
+        &["--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no"],
+        &[],
+    )?;
+    if wait_reachable(DEFAULT_REDIS_URL, Duration::from_secs(10)) {
+        Ok(DEFAULT_REDIS_URL.to_owned())
+    } else {
+        Err("redis-server did not start on 127.0.0.1:6379".into())
     }
 }

@@ -23,6 +23,7 @@ pub mod people_service;
 pub mod plan;
 pub mod ports;
 pub mod random;
+pub mod ratelimit;
 pub mod scope;
 pub mod secret;
 pub mod service;

@@ -17,12 +17,13 @@ use crate::{
     people::{Email, Membership, Role, Session, TEMPORARY_KEY_IDLE_SECONDS, TEMPORARY_KEY_LIFETIME, User},
     plan::Plan,
     ports::{CreateUserError, MembershipError, PasswordHasher, Store, UpdateError},
+    ratelimit::RateLimiter,
     scope::management,
     service::{
         IssuedKey, KeyService, MAX_GRACE_PERIOD_SECONDS, Principal, Via, parse_allowlist, parse_scopes, validate_name,
         validate_optional_text,
     },
-    throttle::LoginThrottle,
+    throttle::{LoginLimits, email_subject, ip_subject},
     validation::FieldErrors,
 };
 
@@ -115,13 +116,27 @@ pub struct AddedMember {
     pub initial_password: Option<Password>,
 }
 
-/// The people use cases over one store and one password hasher.
-#[derive(Debug, Clone)]
-pub struct PeopleService<S, H> {
+/// The people use cases over one store, one password hasher and one rate limiter (login
+/// throttling).
+#[derive(Debug)]
+pub struct PeopleService<S, H, L> {
     keys: KeyService<S>,
     hasher: H,
     audit: Arc<dyn AuditSink>,
-    throttle: Arc<LoginThrottle>,
+    limiter: Arc<L>,
+    login_limits: LoginLimits,
+}
+
+impl<S: Clone, H: Clone, L> Clone for PeopleService<S, H, L> {
+    fn clone(&self) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            hasher: self.hasher.clone(),
+            audit: self.audit.clone(),
+            limiter: self.limiter.clone(),
+            login_limits: self.login_limits,
+        }
+    }
 }
 
 /// Audit metadata never holds secrets; this builds it from plain strings only.
@@ -129,9 +144,32 @@ fn metadata(pairs: &[(&str, &str)]) -> serde_json::Map<String, serde_json::Value
     pairs.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned()))).collect()
 }
 
-impl<S: Store, H: PasswordHasher> PeopleService<S, H> {
-    pub fn new(keys: KeyService<S>, hasher: H, audit: Arc<dyn AuditSink>, throttle: Arc<LoginThrottle>) -> Self {
-        Self { keys, hasher, audit, throttle }
+impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
+    pub fn new(
+        keys: KeyService<S>,
+        hasher: H,
+        audit: Arc<dyn AuditSink>,
+        limiter: Arc<L>,
+        login_limits: LoginLimits,
+    ) -> Self {
+        Self { keys, hasher, audit, limiter, login_limits }
+    }
+
+    /// Refuses an attempt when its IP or its email is over the login limits. The IP's
+    /// attempt is counted; the email's failures are only read here.
+    async fn admit_attempt(&self, ip: Option<std::net::IpAddr>, email: &str, now: OffsetDateTime) -> Result<(), u64> {
+        if let Some(ip) = ip {
+            let decision = self.limiter.check(&ip_subject(ip), &self.login_limits.per_ip(), 1, now).await;
+            if !decision.allowed {
+                return Err(decision.retry_after_seconds);
+            }
+        }
+        let decision = self.limiter.peek(&email_subject(email), &self.login_limits.per_email(), 1, now).await;
+        if decision.allowed { Ok(()) } else { Err(decision.retry_after_seconds) }
+    }
+
+    async fn record_failure(&self, email: &str, now: OffsetDateTime) {
+        self.limiter.check(&email_subject(email), &self.login_limits.per_email(), 1, now).await;
     }
 
     pub fn keys(&self) -> &KeyService<S> {
@@ -183,9 +221,9 @@ impl<S: Store, H: PasswordHasher> PeopleService<S, H> {
                 metadata(&[("reason", reason)]),
             );
         };
-        if let Err(retry) = self.throttle.attempt(ctx.ip, &input.email, now) {
+        if let Err(retry_after_seconds) = self.admit_attempt(ctx.ip, &input.email, now).await {
             deny(self, AuditResult::Denied, "throttled");
-            return Err(PeopleError::Throttled { retry_after_seconds: retry.0 });
+            return Err(PeopleError::Throttled { retry_after_seconds });
         }
         let user = match Email::new(&input.email) {
             Ok(email) => self.store().find_user_by_email(&email).await?,
@@ -198,11 +236,10 @@ impl<S: Store, H: PasswordHasher> PeopleService<S, H> {
             .await
             .map_err(PeopleError::Hashing)?;
         let Some(user) = user.filter(|_| check.matches) else {
-            self.throttle.failed(&input.email, now);
+            self.record_failure(&input.email, now).await;
             deny(self, AuditResult::Failure, "invalid_credentials");
             return Err(PeopleError::InvalidCredentials);
         };
-        self.throttle.succeeded(&input.email);
         if check.needs_rehash {
             let rehashed = self.hasher.hash(input.password).await.map_err(PeopleError::Hashing)?;
             self.store().set_password_hash(user.id, &rehashed, now).await.map_err(|e| match e {
@@ -346,7 +383,7 @@ impl<S: Store, H: PasswordHasher> PeopleService<S, H> {
         let now = self.keys.now();
         let user = self.store().get_user(user_id).await?.ok_or(PeopleError::InvalidCredentials)?;
         let email = user.email.as_str().to_owned();
-        if let Err(retry) = self.throttle.attempt(ctx.ip, &email, now) {
+        if let Err(retry_after_seconds) = self.admit_attempt(ctx.ip, &email, now).await {
             self.audit(
                 ctx,
                 Some(principal.account_id),
@@ -356,11 +393,11 @@ impl<S: Store, H: PasswordHasher> PeopleService<S, H> {
                 AuditResult::Denied,
                 metadata(&[("reason", "throttled")]),
             );
-            return Err(PeopleError::Throttled { retry_after_seconds: retry.0 });
+            return Err(PeopleError::Throttled { retry_after_seconds });
         }
         let check = self.hasher.verify(password, Some(user.password_hash)).await.map_err(PeopleError::Hashing)?;
         if !check.matches {
-            self.throttle.failed(&email, now);
+            self.record_failure(&email, now).await;
             self.audit(
                 ctx,
                 Some(principal.account_id),
@@ -372,7 +409,6 @@ impl<S: Store, H: PasswordHasher> PeopleService<S, H> {
             );
             return Err(PeopleError::InvalidCredentials);
         }
-        self.throttle.succeeded(&email);
         self.store().set_step_up(id, now).await?;
         self.audit(
             ctx,

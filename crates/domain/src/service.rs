@@ -2,7 +2,7 @@
 //! are written against the ports only, so the same code runs over PostgreSQL, over memory,
 //! and embedded in another service.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
@@ -25,6 +25,7 @@ use crate::{
         StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
     },
     random::RandomSource,
+    ratelimit::{Decision, Limit, QuotaLedger, RateLimiter, Rule},
     scope::{ScopeSet, management},
     secret::PlaintextKey,
     validation::FieldErrors,
@@ -35,6 +36,7 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
 pub const MAX_GRACE_PERIOD_SECONDS: u32 = 604_800;
 pub const MAX_IMPORT_BATCH: usize = 1_000;
+pub const MAX_VERIFY_COST: u32 = 1_000_000;
 const MAX_PERIOD_SECONDS: u64 = 366 * 24 * 3600;
 const MAX_PRESENTED_KEY_LEN: usize = 512;
 
@@ -187,6 +189,10 @@ pub struct VerifyInput {
 pub struct VerifyOutcome {
     pub code: VerifyCode,
     pub key: Option<Key>,
+    /// The key's rate limit after this request, when it got that far.
+    pub ratelimit: Option<Decision>,
+    /// The key's quota balance after this request, when it has a quota and got that far.
+    pub quota_remaining: Option<i64>,
 }
 
 /// The account as `GET /v1/account` shows it.
@@ -369,15 +375,23 @@ impl<S: Store> KeyService<S> {
     // --- verification -------------------------------------------------------------------
 
     /// Verifies a service key of the caller's account. Never writes to storage.
-    pub async fn verify(&self, principal: &Principal, input: &VerifyInput) -> Result<VerifyOutcome, ManageError> {
+    pub async fn verify<A: RateLimiter + QuotaLedger>(
+        &self,
+        principal: &Principal,
+        input: &VerifyInput,
+        admission: &A,
+    ) -> Result<VerifyOutcome, ManageError> {
         principal.require(management::KEYS_VERIFY)?;
         let mut errors = FieldErrors::new();
         let scopes = parse_scopes(&mut errors, "scopes", &input.scopes);
         let resource = input.resource.as_deref().and_then(|r| errors.check("resource", ResourceBinding::new(r)));
+        if input.cost > MAX_VERIFY_COST {
+            errors.push("cost", format!("must be 0 to {MAX_VERIFY_COST}"));
+        }
         errors.into_result()?;
         let scopes: Vec<_> = scopes.map(|s| s.iter().cloned().collect()).unwrap_or_default();
 
-        let not_found = VerifyOutcome { code: VerifyCode::NotFound, key: None };
+        let not_found = VerifyOutcome { code: VerifyCode::NotFound, key: None, ratelimit: None, quota_remaining: None };
         let Some(found) = self.lookup(input.key.expose_secret()).await? else {
             return Ok(not_found);
         };
@@ -385,11 +399,49 @@ impl<S: Store> KeyService<S> {
         if found.key.account_id != principal.account_id || found.key.kind != KeyKind::Service {
             return Ok(not_found);
         }
+        let now = self.clock.now();
         let request = VerifyRequest { scopes: &scopes, resource: resource.as_ref(), ip: input.ip };
-        let code = verify::check(&found.key, found.ip_policy, &request, self.clock.now());
-        // RATE_LIMITED and QUOTA_EXHAUSTED are decided here, after every static check
-        // passed, once the limiter of issue #4 exists; `input.cost` is what the quota spends.
-        Ok(VerifyOutcome { code, key: Some(found.key) })
+        let key = found.key;
+        let code = verify::check(&key, found.ip_policy, &request, now);
+        if code != VerifyCode::Valid {
+            return Ok(VerifyOutcome { code, key: Some(key), ratelimit: None, quota_remaining: None });
+        }
+        // Budgets are consumed only once every static check passed: first the rate limit
+        // (one request), then the quota (`cost` credits), which a refused request never spends.
+        let rules = self.rate_rules(&key);
+        let decision = admission.check(key.id.as_uuid().as_bytes(), &rules, 1, now).await;
+        if !decision.allowed {
+            return Ok(VerifyOutcome {
+                code: VerifyCode::RateLimited,
+                key: Some(key),
+                ratelimit: Some(decision),
+                quota_remaining: None,
+            });
+        }
+        let (code, quota_remaining) = match &key.quota {
+            Some(quota) => {
+                let spent = admission.spend(key.id, quota, u64::from(input.cost), now).await;
+                (if spent.allowed { VerifyCode::Valid } else { VerifyCode::QuotaExhausted }, Some(spent.remaining))
+            }
+            None => (VerifyCode::Valid, None),
+        };
+        Ok(VerifyOutcome { code, key: Some(key), ratelimit: Some(decision), quota_remaining })
+    }
+
+    /// The rate limit of a service key: its own windows when it has any, else its tier's
+    /// requests per minute.
+    pub fn rate_rules(&self, key: &Key) -> Vec<Rule> {
+        if key.rate_limits.is_empty() {
+            vec![Rule::new("tier", Limit::per_minute(self.config.tiers.per_minute(key.tier)))]
+        } else {
+            key.rate_limits
+                .iter()
+                .map(|w| Rule {
+                    name: Cow::Owned(w.name.clone()),
+                    limit: Limit::Window { limit: w.limit, period_seconds: w.period_seconds },
+                })
+                .collect()
+        }
     }
 
     // --- account --------------------------------------------------------------------------

@@ -295,6 +295,10 @@ pub async fn envelope(
     if let Ok(value) = header::HeaderValue::from_str(&request_id.to_string()) {
         response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }
+    let (request, http_response) = response.into_parts();
+    let mut http_response = http_response;
+    crate::limits::add_headers(&request, http_response.headers_mut());
+    let response = ServiceResponse::new(request, http_response);
     tracing::info!(
         target: "keyward::access",
         %request_id,

@@ -274,7 +274,7 @@ pub async fn verify_key<S: Store>(
     req: HttpRequest,
     body: Json<VerifyKeyRequest>,
 ) -> Result<web::Json<VerifyKeyResponse>> {
-    let principal = principal(&state, &req).await?;
+    let principal = crate::session::authorize(&state, &req, crate::session::Purpose::Verification).await?;
     let body = body.0;
     let input = VerifyInput {
         key: PlaintextKey::new(body.key.0),
@@ -283,7 +283,7 @@ pub async fn verify_key<S: Store>(
         ip: body.ip,
         cost: body.cost.unwrap_or(1),
     };
-    let outcome = state.service.verify(&principal, &input).await?;
+    let outcome = state.service.verify(&principal, &input, &*state.limits).await?;
     let key = outcome.key.as_ref();
     Ok(web::Json(VerifyKeyResponse {
         valid: outcome.code == keyward_domain::VerifyCode::Valid,
@@ -298,8 +298,12 @@ pub async fn verify_key<S: Store>(
         owner_id: key.and_then(|k| k.owner_id.clone()),
         metadata: key.map(|k| k.metadata.clone()),
         expires_at: key.and_then(|k| k.expires_at),
-        ratelimit: None,
-        quota_remaining: key.and_then(|k| k.quota.map(|q| q.remaining)),
+        ratelimit: outcome.ratelimit.map(|d| RateLimitState {
+            limit: d.limit,
+            remaining: d.remaining,
+            reset_seconds: d.reset_seconds,
+        }),
+        quota_remaining: outcome.quota_remaining,
     }))
 }
 

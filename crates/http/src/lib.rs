@@ -14,6 +14,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod limits;
 pub mod openapi;
 pub mod password;
 pub mod people;
@@ -29,12 +30,10 @@ use actix_web::{
 use std::sync::Arc;
 
 use keyward_domain::{
-    Store,
-    audit::AuditSink,
-    people_service::PeopleService,
-    service::KeyService,
-    throttle::{LoginLimits, LoginThrottle},
+    Store, audit::AuditSink, people_service::PeopleService, service::KeyService, throttle::LoginLimits,
 };
+use keyward_ratelimit::Limits;
+pub use limits::ApiLimits;
 
 pub use error::{ApiError, PublicUrl};
 pub use extract::TrustedProxies;
@@ -48,8 +47,18 @@ pub use session::CookieSettings;
 #[derive(Debug)]
 pub struct AppState<S> {
     pub service: KeyService<S>,
-    pub people: PeopleService<S, BlockingPasswordHasher>,
+    pub people: PeopleService<S, BlockingPasswordHasher, Limits>,
     pub cookies: CookieSettings,
+    /// The rate limiter and quota ledger (in process, or shared through Redis).
+    pub limits: Arc<Limits>,
+    pub api_limits: ApiLimits,
+}
+
+/// The policies of the HTTP layer: who may try how often.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    pub login: LoginLimits,
+    pub api: ApiLimits,
 }
 
 impl<S: Store> AppState<S> {
@@ -57,11 +66,12 @@ impl<S: Store> AppState<S> {
         service: KeyService<S>,
         hasher: BlockingPasswordHasher,
         audit: Arc<dyn AuditSink>,
-        login_limits: LoginLimits,
+        limits: Arc<Limits>,
+        policies: Policies,
         public_url: &str,
     ) -> Self {
-        let people = PeopleService::new(service.clone(), hasher, audit, Arc::new(LoginThrottle::new(login_limits)));
-        Self { service, people, cookies: CookieSettings::for_public_url(public_url) }
+        let people = PeopleService::new(service.clone(), hasher, audit, limits.clone(), policies.login);
+        Self { service, people, cookies: CookieSettings::for_public_url(public_url), limits, api_limits: policies.api }
     }
 }
 

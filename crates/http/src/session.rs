@@ -11,14 +11,18 @@ use actix_web::{
     web,
 };
 use keyward_domain::{
-    RequestId, Store, audit::RequestContext, people::SESSION_ABSOLUTE_TIMEOUT, people_service::SessionToken,
-    service::Principal,
+    RequestId, Store,
+    audit::RequestContext,
+    people::SESSION_ABSOLUTE_TIMEOUT,
+    people_service::SessionToken,
+    service::{Principal, Via},
 };
 
 use crate::{
     AppState,
     error::ApiError,
     extract::{client_ip, credential},
+    limits::enforce,
 };
 
 /// How the session cookie is named and marked.
@@ -124,9 +128,75 @@ pub fn request_context(req: &HttpRequest) -> RequestContext {
     }
 }
 
-/// Resolves the request's credential: an account or temporary key, or the session cookie.
-/// Both at once are ambiguous (400).
+/// What a caller is about to do, which decides the limits it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// The management API: per-IP, per-key, per-account and per-endpoint limits.
+    Management,
+    /// `POST /v1/keys/verify`: the verification limit only.
+    Verification,
+}
+
+/// Resolves the request's credential for the management API (see [`authorize`]).
 pub async fn principal<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<Principal, ApiError> {
+    authorize(state, req, Purpose::Management).await
+}
+
+/// Resolves the request's credential — an account or temporary key, or the session cookie;
+/// both at once are ambiguous (400) — and applies the rate limits of `purpose`.
+pub(crate) async fn authorize<S: Store>(
+    state: &AppState<S>,
+    req: &HttpRequest,
+    purpose: Purpose,
+) -> Result<Principal, ApiError> {
+    let now = state.service.now();
+    let limits = &state.api_limits;
+    // The IP limit comes before authentication, so floods of bad credentials meet it too.
+    // Verification is exempt: its callers are a few servers sending most of the traffic.
+    if purpose == Purpose::Management
+        && let Some(ip) = client_ip(req)
+    {
+        enforce(&state.limits, req, "ip", format!("ip:{ip}").as_bytes(), &limits.ip_rules(), now).await?;
+    }
+    let principal = authenticate(state, req).await?;
+    let account = principal.account_id;
+    match purpose {
+        Purpose::Management => {
+            let who = match principal.via {
+                Via::Key { id, .. } => id.to_string(),
+                Via::Session { user_id, .. } => user_id.to_string(),
+            };
+            enforce(&state.limits, req, "key", format!("key:{who}").as_bytes(), &limits.key_rules(), now).await?;
+            enforce(
+                &state.limits,
+                req,
+                "account",
+                format!("account:{account}").as_bytes(),
+                &limits.account_rules(),
+                now,
+            )
+            .await?;
+            if let Some((endpoint, rules)) = limits.endpoint_rules(req) {
+                enforce(
+                    &state.limits,
+                    req,
+                    "endpoint",
+                    format!("endpoint:{account}:{endpoint}").as_bytes(),
+                    &rules,
+                    now,
+                )
+                .await?;
+            }
+        }
+        Purpose::Verification => {
+            enforce(&state.limits, req, "account", format!("verify:{account}").as_bytes(), &limits.verify_rules(), now)
+                .await?;
+        }
+    }
+    Ok(principal)
+}
+
+async fn authenticate<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<Principal, ApiError> {
     let key = credential(req)?;
     let token = state.cookies.token_of(req);
     match (key, token) {

@@ -1,3 +1,99 @@
-//! Rate limiting and quotas: the `RateLimiter` and `QuotaLedger` ports' adapters, in-process
-//! and Redis. Empty until issue #4; its place in the verification pipeline is marked in
-//! `keyward_domain::service::KeyService::verify`.
+//! Rate limiting and quotas: the adapters of the domain's `RateLimiter` and `QuotaLedger`
+//! ports.
+//!
+//! - [`memory`]: in-process, sharded state with bounded memory. The default, and the
+//!   fallback when Redis cannot be reached.
+//! - [`redis`]: shared by every instance through one Lua script per decision (one round
+//!   trip, atomic for all rules of a policy), keys that expire on their own.
+//!
+//! [`Limits`] is what the rest of Keyward holds: whichever adapter the configuration chose.
+//!
+//! Architecture invariant: a decision never fails. A Redis error or timeout falls back to
+//! the in-process limiter (logged at most once a minute), so limits degrade to per-instance
+//! instead of turning into 500s.
+
+pub mod memory;
+pub mod redis;
+
+use std::time::Duration;
+
+use keyward_domain::{
+    KeyId, Quota,
+    ratelimit::{Decision, QuotaDecision, QuotaLedger, RateLimiter, Rule},
+};
+use time::OffsetDateTime;
+
+pub use crate::{
+    memory::{MemoryLedger, MemoryLimiter},
+    redis::{RedisLedger, RedisLimiter},
+};
+
+/// The limiter and ledger in use.
+// One per process, behind an `Arc`: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Limits {
+    Memory { limiter: MemoryLimiter, ledger: MemoryLedger },
+    Redis { limiter: RedisLimiter, ledger: RedisLedger },
+}
+
+impl Limits {
+    pub fn in_process() -> Self {
+        Self::Memory { limiter: MemoryLimiter::default(), ledger: MemoryLedger::default() }
+    }
+
+    /// Shared through Redis at `url`; works (per instance) even while Redis is down.
+    pub fn redis(url: &str, timeout: Duration) -> Result<Self, ::redis::RedisError> {
+        let shared = redis::Shared::new(url, timeout)?;
+        Ok(Self::Redis { limiter: RedisLimiter::new(shared.clone()), ledger: RedisLedger::new(shared) })
+    }
+}
+
+impl RateLimiter for Limits {
+    async fn check(&self, subject: &[u8], rules: &[Rule], cost: u64, now: OffsetDateTime) -> Decision {
+        match self {
+            Self::Memory { limiter, .. } => limiter.check(subject, rules, cost, now).await,
+            Self::Redis { limiter, .. } => limiter.check(subject, rules, cost, now).await,
+        }
+    }
+
+    async fn peek(&self, subject: &[u8], rules: &[Rule], cost: u64, now: OffsetDateTime) -> Decision {
+        match self {
+            Self::Memory { limiter, .. } => limiter.peek(subject, rules, cost, now).await,
+            Self::Redis { limiter, .. } => limiter.peek(subject, rules, cost, now).await,
+        }
+    }
+}
+
+impl QuotaLedger for Limits {
+    async fn spend(&self, key: KeyId, quota: &Quota, cost: u64, now: OffsetDateTime) -> QuotaDecision {
+        match self {
+            Self::Memory { ledger, .. } => ledger.spend(key, quota, cost, now).await,
+            Self::Redis { ledger, .. } => ledger.spend(key, quota, cost, now).await,
+        }
+    }
+}
+
+/// A stable fingerprint of a quota's configuration: the ledger starts afresh when it changes.
+pub(crate) fn quota_fingerprint(quota: &Quota) -> u64 {
+    // FNV-1a over the fields: stable across processes and instances, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |value: i64| {
+        for byte in value.to_le_bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    mix(quota.remaining);
+    match quota.refill {
+        Some(refill) => {
+            mix(refill.amount);
+            mix(match refill.interval {
+                keyward_domain::key::RefillInterval::Day => 1,
+                keyward_domain::key::RefillInterval::Month => 2,
+            });
+        }
+        None => mix(0),
+    }
+    hash
+}

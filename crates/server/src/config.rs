@@ -110,6 +110,13 @@ pub(crate) struct Config {
     pub(crate) public_url: Option<String>,
     /// PostgreSQL; when absent, `serve` keeps everything in memory.
     pub(crate) database_url: Option<String>,
+    /// Redis, for rate limits and quotas shared by every instance; when absent, each
+    /// instance limits on its own.
+    pub(crate) redis_url: Option<String>,
+    /// How long a rate-limit decision waits for Redis before deciding in process.
+    pub(crate) redis_timeout_ms: u64,
+    /// Limits of the HTTP API (`[rate_limits]`: `ip`, `key`, `account`, `verify`, `endpoints`).
+    pub(crate) rate_limits: keyward_http::ApiLimits,
     pub(crate) log_format: LogFormat,
     /// HTTP worker threads; 0 means one per CPU core.
     pub(crate) workers: usize,
@@ -129,6 +136,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             database_url: None,
+            redis_url: None,
+            redis_timeout_ms: 250,
+            rate_limits: keyward_http::ApiLimits::default(),
             log_format: LogFormat::default(),
             workers: 0,
             trusted_proxies: Vec::new(),

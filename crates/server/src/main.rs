@@ -19,7 +19,8 @@ use keyward_domain::{
     people::{Email, Role},
     service::KeyService,
 };
-use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, TrustedProxies, audit::TracingAuditSink};
+use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, Policies, TrustedProxies, audit::TracingAuditSink};
+use keyward_ratelimit::Limits;
 use keyward_store_mem::MemStore;
 use keyward_store_pg::PgStore;
 
@@ -32,6 +33,9 @@ struct Cli {
     /// PostgreSQL URL; without one, `serve` keeps everything in memory.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Redis URL; rate limits and quotas are then shared by every instance.
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
     #[arg(long, global = true, env = "KEYWARD_LOG_FORMAT")]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
@@ -181,7 +185,17 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
     let service = KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?));
     let hasher = BlockingPasswordHasher::new(config.passwords.params(), config.passwords.concurrency())
         .map_err(|e| CliError::Other(format!("invalid password hashing settings: {e}")))?;
-    Ok(AppState::new(service, hasher, Arc::new(TracingAuditSink), config.login, &config.public_url()))
+    let limits = match &config.redis_url {
+        Some(url) => {
+            let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
+            let limits = Limits::redis(url, timeout).map_err(|e| CliError::Other(format!("invalid REDIS_URL: {e}")))?;
+            tracing::info!("rate limits and quotas are shared through Redis");
+            limits
+        }
+        None => Limits::in_process(),
+    };
+    let policies = Policies { login: config.login, api: config.rate_limits.clone() };
+    Ok(AppState::new(service, hasher, Arc::new(TracingAuditSink), Arc::new(limits), policies, &config.public_url()))
 }
 
 async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(), CliError> {
@@ -250,6 +264,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let mut config = Config::load(cli.config.as_deref())?;
     if cli.database_url.is_some() {
         config.database_url = cli.database_url;
+    }
+    if cli.redis_url.is_some() {
+        config.redis_url = cli.redis_url;
     }
     if let Some(format) = cli.log_format {
         config.log_format = format;

@@ -278,3 +278,95 @@ async fn serve_refuses_a_database_with_pending_migrations() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("keyward migrate"));
 }
+
+/// A Redis of the test's own on a free port, so the test may kill it.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (cargo xtask ci installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_one_limit_exactly_through_redis_and_survive_its_loss() {
+    let db = TestDatabase::new().await;
+    let created = Command::new(BIN)
+        .args(["account", "create", "--name", "Acme", "--plan", "enterprise"])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    let root = stdout.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).unwrap().to_owned();
+
+    let redis = PrivateRedis::start();
+    let env = [("DATABASE_URL", db.url()), ("REDIS_URL", redis.url.as_str())];
+    let (a, b) = (Server::start(&env), Server::start(&env));
+
+    // Windows are aligned to the hour: do not start the burst in the last seconds of one.
+    let into_hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 3600;
+    if into_hour > 3590 {
+        std::thread::sleep(Duration::from_secs(3601 - into_hour));
+    }
+    let body = json!({"name": "shared", "rate_limits": [{"name": "hour", "limit": 25, "period_seconds": 3600}]});
+    let (status, created) = a.call("POST", "/v1/keys", &root, Some(body));
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+
+    // 100 concurrent verifications, alternating between the instances.
+    let codes: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..10)
+            .map(|t| {
+                let (a, b, root, key) = (&a, &b, &root, &key);
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let server = if (t + i) % 2 == 0 { a } else { b };
+                            let (status, body) =
+                                server.call("POST", "/v1/keys/verify", root, Some(json!({"key": key})));
+                            (status, body["code"].as_str().unwrap_or_default().to_owned())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(codes.iter().all(|(status, _)| *status == 200));
+    assert_eq!(codes.iter().filter(|(_, c)| c == "VALID").count(), 25, "exactly the limit, across both instances");
+    assert_eq!(codes.iter().filter(|(_, c)| c == "RATE_LIMITED").count(), 75);
+
+    // Redis goes away: both instances keep answering, limiting per instance.
+    redis.kill();
+    for i in 0..20 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let (status, body) = server.call("POST", "/v1/keys/verify", &root, Some(json!({"key": key})));
+        assert_eq!(status, 200, "{body}");
+        assert!(["VALID", "RATE_LIMITED"].contains(&body["code"].as_str().unwrap()), "{body}");
+        assert_eq!(server.call("GET", "/v1/account", &root, None).0, 200);
+    }
+    let logs = a.stop();
+    assert!(logs.contains("Redis is unavailable"), "the fallback is logged");
+    b.stop();
+}

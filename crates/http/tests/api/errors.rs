@@ -171,7 +171,8 @@ async fn storage_down_is_503_with_the_envelope() {
         service,
         hasher,
         Arc::new(keyward_domain::audit::MemoryAuditSink::default()),
-        keyward_domain::throttle::LoginLimits::default(),
+        Arc::new(keyward_ratelimit::Limits::in_process()),
+        keyward_http::Policies::default(),
         "http://keyward.test",
     );
     let app = actix_web::test::init_service(keyward_http::app(actix_web::web::Data::new(state), settings)).await;

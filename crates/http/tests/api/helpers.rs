@@ -12,9 +12,8 @@ use keyward_domain::{
     password::HashParams,
     people_service::PeopleService,
     service::{DomainConfig, KeyService},
-    throttle::LoginLimits,
 };
-use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, TrustedProxies};
+use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, Policies, TrustedProxies};
 use serde_json::Value;
 use time::macros::datetime;
 
@@ -75,7 +74,7 @@ impl Reply {
 
 pub struct TestApp<S: Store> {
     pub service: KeyService<S>,
-    pub people: PeopleService<S, BlockingPasswordHasher>,
+    pub people: PeopleService<S, BlockingPasswordHasher, keyward_ratelimit::Limits>,
     pub audit: Arc<MemoryAuditSink>,
     pub clock: Arc<ManualClock>,
     /// The bootstrap account key, with every management scope.
@@ -110,7 +109,9 @@ impl<S: Store> TestApp<S> {
             HttpSettings { public_url: "http://keyward.test/".into(), trusted_proxies: TrustedProxies::default() };
         let audit = Arc::new(MemoryAuditSink::default());
         let hasher = BlockingPasswordHasher::new(HashParams::default(), 2).unwrap();
-        let state = AppState::new(service.clone(), hasher, audit.clone(), LoginLimits::default(), &settings.public_url);
+        let limits = Arc::new(keyward_ratelimit::Limits::in_process());
+        let state =
+            AppState::new(service.clone(), hasher, audit.clone(), limits, Policies::default(), &settings.public_url);
         let people = state.people.clone();
         let state = web::Data::new(state);
         let app = test::init_service(keyward_http::app(state, settings)).await;

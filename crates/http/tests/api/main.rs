@@ -7,4 +7,5 @@ mod errors;
 mod helpers;
 mod keys;
 mod people;
+mod ratelimits;
 mod verify;

@@ -16,7 +16,9 @@ both_stores! {
         assert_eq!(valid["valid"], true);
         assert_eq!(valid["code"], "VALID");
         assert_eq!(valid["key_id"], id);
-        assert_eq!(valid["ratelimit"], serde_json::Value::Null);
+        // An enterprise key without windows of its own: the tier's 10,000 per minute.
+        assert_eq!(valid["ratelimit"], json!({"limit": 10_000, "remaining": 9_999, "reset_seconds": 60}));
+        assert_eq!(valid["quota_remaining"], serde_json::Value::Null);
 
         let with = |patch: serde_json::Value| {
             let mut body = good();

@@ -1,0 +1,174 @@
+//! Rate limits of the HTTP API (SPEC §5): token buckets per IP, per key and per account, and
+//! hourly sub-limits per account on the riskiest endpoints, for the management API; a
+//! separate, generous bucket per account for verification. All configurable.
+//!
+//! Every response of a limited route carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`,
+//! `X-RateLimit-Reset` (Unix seconds) and the IETF `RateLimit-Policy` / `RateLimit` fields of
+//! the most constraining limit it met; a 429 adds `Retry-After` and, in the envelope,
+//! `tier` and `retry_after_seconds`.
+
+use actix_web::{
+    HttpMessage, HttpRequest,
+    http::{
+        StatusCode,
+        header::{HeaderMap, HeaderName, HeaderValue},
+    },
+};
+use keyward_domain::ratelimit::{Decision, Limit, RateLimiter, Rule};
+use keyward_ratelimit::Limits;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSetting {
+    pub burst: u64,
+    pub per_second: u64,
+}
+
+impl BucketSetting {
+    fn rule(self, name: &'static str) -> Rule {
+        Rule::new(name, Limit::Bucket { capacity: self.burst, refill: self.per_second, refill_seconds: 1 })
+    }
+}
+
+/// A sub-limit on one endpoint, per account: `limit` per `period_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSetting {
+    pub method: String,
+    /// The route as written in the API reference, e.g. `/v1/keys/{id}/rotate`.
+    pub path: String,
+    pub limit: u64,
+    pub period_seconds: u64,
+}
+
+/// The HTTP API's limits; SPEC §5 defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiLimits {
+    pub ip: BucketSetting,
+    pub key: BucketSetting,
+    pub account: BucketSetting,
+    /// `POST /v1/keys/verify`, per calling account (not the management limits).
+    pub verify: BucketSetting,
+    pub endpoints: Vec<EndpointSetting>,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        let hourly = |method: &str, path: &str, limit| EndpointSetting {
+            method: method.into(),
+            path: path.into(),
+            limit,
+            period_seconds: 3_600,
+        };
+        Self {
+            ip: BucketSetting { burst: 100, per_second: 10 },
+            key: BucketSetting { burst: 1_000, per_second: 100 },
+            account: BucketSetting { burst: 5_000, per_second: 500 },
+            verify: BucketSetting { burst: 20_000, per_second: 10_000 },
+            endpoints: vec![
+                hourly("POST", "/v1/keys", 100),
+                hourly("DELETE", "/v1/keys/{id}", 100),
+                hourly("POST", "/v1/keys/{id}/rotate", 10),
+                hourly("POST", "/v1/account/keys", 10),
+                hourly("POST", "/v1/account/keys/{id}/rotate", 10),
+            ],
+        }
+    }
+}
+
+/// The most constraining limit a request met, kept in its extensions for the headers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateLimitSeen {
+    tier: &'static str,
+    decision: Decision,
+    /// Unix seconds at which that limit is fully available again.
+    reset_at: i64,
+}
+
+/// Checks one limit for the request; records it for the headers and refuses with 429.
+pub(crate) async fn enforce(
+    limits: &Limits,
+    req: &HttpRequest,
+    tier: &'static str,
+    subject: &[u8],
+    rules: &[Rule],
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    let decision = limits.check(subject, rules, 1, now).await;
+    let seen = RateLimitSeen {
+        tier,
+        decision,
+        reset_at: now.unix_timestamp() + i64::try_from(decision.reset_seconds).unwrap_or(i64::MAX / 2),
+    };
+    let mut extensions = req.extensions_mut();
+    let tighter = match extensions.get::<RateLimitSeen>() {
+        Some(previous) => !decision.allowed || decision.remaining < previous.decision.remaining,
+        None => true,
+    };
+    if tighter {
+        extensions.insert(seen);
+    }
+    drop(extensions);
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(ApiError {
+            retry: Some((tier, decision.retry_after_seconds)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("rate limit exceeded ({tier}); retry later"),
+            )
+        })
+    }
+}
+
+impl ApiLimits {
+    pub(crate) fn ip_rules(&self) -> [Rule; 1] {
+        [self.ip.rule("ip")]
+    }
+
+    pub(crate) fn key_rules(&self) -> [Rule; 1] {
+        [self.key.rule("key")]
+    }
+
+    pub(crate) fn account_rules(&self) -> [Rule; 1] {
+        [self.account.rule("account")]
+    }
+
+    pub(crate) fn verify_rules(&self) -> [Rule; 1] {
+        [self.verify.rule("verify")]
+    }
+
+    /// The sub-limit of the route this request matched, if it has one.
+    pub(crate) fn endpoint_rules(&self, req: &HttpRequest) -> Option<(String, [Rule; 1])> {
+        let pattern = req.match_pattern()?;
+        let method = req.method().as_str();
+        self.endpoints.iter().find(|e| e.path == pattern && e.method.eq_ignore_ascii_case(method)).map(|e| {
+            let rule = Rule::new("endpoint", Limit::Window { limit: e.limit, period_seconds: e.period_seconds });
+            (format!("{method} {pattern}"), [rule])
+        })
+    }
+}
+
+/// Adds the rate-limit headers of the limit the request met, if any.
+pub(crate) fn add_headers(req: &HttpRequest, headers: &mut HeaderMap) {
+    let Some(seen) = req.extensions().get::<RateLimitSeen>().copied() else { return };
+    let d = seen.decision;
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    set("x-ratelimit-limit", d.limit.to_string());
+    set("x-ratelimit-remaining", d.remaining.to_string());
+    set("x-ratelimit-reset", seen.reset_at.to_string());
+    set("ratelimit-policy", format!("\"{}\";q={};w={}", seen.tier, d.limit, d.window_seconds));
+    set("ratelimit", format!("\"{}\";r={};t={}", seen.tier, d.remaining, d.reset_seconds));
+}

@@ -1,0 +1,309 @@
+//! Limits shared by every instance through Redis. Each decision is one `EVALSHA` of a Lua
+//! script that checks every rule of the policy and, only if all admit, commits them all:
+//! atomic, all-or-nothing, one round trip. Keys expire on their own when their window ends
+//! or their bucket refills. The arithmetic mirrors `keyward_domain::ratelimit::evaluate`.
+//!
+//! When Redis fails or is slower than the configured timeout, the decision is made by an
+//! in-process limiter instead and the failure is logged at most once a minute: limits
+//! degrade to per instance, requests never fail.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use keyward_domain::{
+    KeyId, Quota,
+    ratelimit::{
+        Decision, Limit, QuotaDecision, QuotaLedger, RateLimiter, Rule, RuleOutcome, RuleState, decide, micros,
+        refill_period,
+    },
+};
+use redis::{
+    Client, RedisError, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use time::OffsetDateTime;
+
+use crate::memory::{MemoryLedger, MemoryLimiter};
+
+const LIMIT_SCRIPT: &str = r#"
+-- KEYS[i]: the state of rule i. ARGV: now (µs), cost, commit (0/1), then per rule: kind, a, b, c.
+local now = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local commit = ARGV[3] == '1'
+local US = 1000000
+local out, writes, all = {}, {}, true
+local function ceil_s(us) if us <= 0 then return 0 end return math.floor((us + US - 1) / US) end
+for i = 1, #KEYS do
+  local base = 3 + (i - 1) * 4
+  local kind, a, b, c = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local key = KEYS[i]
+  local allowed, remaining, reset, retry
+  if kind == 'w' then
+    local period = b * US
+    local start = now - (now % period)
+    local v = redis.call('HMGET', key, 's', 'c')
+    local count = 0
+    if v[1] and tonumber(v[1]) == start then count = tonumber(v[2]) end
+    allowed = count + cost <= a
+    local used = count
+    if allowed then used = count + cost end
+    remaining = math.max(a - used, 0)
+    reset = ceil_s(start + period - now)
+    retry = 0
+    if not allowed then retry = math.max(reset, 1) end
+    writes[i] = {'w', start, used, start + period - now}
+  elseif kind == 'b' then
+    local interval = math.max(math.floor(c * US / math.max(b, 1)), 1)
+    local tolerance = interval * a
+    local tat = tonumber(redis.call('GET', key) or now)
+    if tat < now then tat = now end
+    local new_tat = tat + interval * cost
+    allowed = new_tat - now <= tolerance
+    local booked = tat
+    if allowed then booked = new_tat end
+    remaining = math.min(math.max(math.floor((tolerance - (booked - now)) / interval), 0), a)
+    reset = ceil_s(booked - now)
+    retry = 0
+    if not allowed then retry = math.max(ceil_s(new_tat - tolerance - now), 1) end
+    writes[i] = {'b', booked, booked - now}
+  else
+    local period = b * US
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
+    local count = redis.call('ZCARD', key)
+    allowed = count + cost <= a
+    local held = count
+    if allowed then held = count + cost end
+    remaining = math.max(a - held, 0)
+    local newest = now
+    if not allowed then
+      local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+      if last[2] then newest = tonumber(last[2]) end
+    end
+    reset = 0
+    if held > 0 then reset = ceil_s(newest + period - now) end
+    retry = 0
+    if not allowed then
+      local needed = count + cost - a
+      local freeing = redis.call('ZRANGE', key, needed - 1, needed - 1, 'WITHSCORES')
+      local at = now
+      if freeing[2] then at = tonumber(freeing[2]) end
+      retry = math.max(ceil_s(at + period - now), 1)
+    end
+    writes[i] = {'s', count, period}
+  end
+  if not allowed then all = false end
+  out[#out + 1] = allowed and 1 or 0
+  out[#out + 1] = remaining
+  out[#out + 1] = reset
+  out[#out + 1] = retry
+end
+if commit and all then
+  for i = 1, #KEYS do
+    local w, key = writes[i], KEYS[i]
+    if w[1] == 'w' then
+      redis.call('HSET', key, 's', w[2], 'c', w[3])
+      redis.call('PEXPIRE', key, math.max(math.ceil(w[4] / 1000), 1))
+    elseif w[1] == 'b' then
+      redis.call('SET', key, w[2], 'PX', math.max(math.ceil(w[3] / 1000), 1))
+    else
+      for j = 1, cost do redis.call('ZADD', key, now, now .. ':' .. (w[2] + j)) end
+      redis.call('PEXPIRE', key, math.max(math.ceil(w[3] / 1000), 1))
+    end
+  end
+end
+return out
+"#;
+
+const QUOTA_SCRIPT: &str = r#"
+-- KEYS[1]: the ledger entry. ARGV: initial, refill amount (-1: none), current period, cost.
+local initial, amount, period, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local v = redis.call('HMGET', KEYS[1], 'r', 'p')
+local remaining = initial
+if v[1] then
+  remaining = tonumber(v[1])
+  if amount >= 0 and tonumber(v[2]) ~= period then remaining = amount end
+end
+local allowed = 0
+if remaining >= cost then remaining = remaining - cost; allowed = 1 end
+redis.call('HSET', KEYS[1], 'r', remaining, 'p', period)
+redis.call('EXPIRE', KEYS[1], 3456000)
+return {allowed, remaining}
+"#;
+
+const RETRY_AFTER_FAILURE_MS: i64 = 1_000;
+
+/// The connection, timeout and fallback shared by the limiter and the ledger.
+#[derive(Clone)]
+pub struct Shared {
+    conn: ConnectionManager,
+    timeout: Duration,
+    prefix: Arc<str>,
+    last_warning: Arc<AtomicI64>,
+    /// After a failure, decisions skip Redis until this instant (Unix ms): a dead Redis
+    /// must not add its timeout to every request.
+    open_until_ms: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password; show the prefix and timeout only.
+        f.debug_struct("Shared").field("prefix", &self.prefix).field("timeout", &self.timeout).finish()
+    }
+}
+
+impl Shared {
+    /// Connects lazily: Keyward starts even while Redis is down, and reconnects by itself.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+        Self::with_prefix(url, timeout, "kw")
+    }
+
+    /// Like `new`, with the prefix of every key (tests give each run its own).
+    pub fn with_prefix(url: &str, timeout: Duration, prefix: &str) -> Result<Self, RedisError> {
+        let client = Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            conn,
+            timeout,
+            prefix: prefix.into(),
+            last_warning: Arc::new(AtomicI64::new(i64::MIN)),
+            open_until_ms: Arc::new(AtomicI64::new(0)),
+        })
+    }
+
+    /// Logs a Redis failure, at most once a minute.
+    fn warn(&self, error: &dyn std::fmt::Display) {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60
+            && self.last_warning.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::warn!(%error, "Redis is unavailable: rate limits and quotas fall back to this instance's memory");
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Option<T> {
+        let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        if now_ms < self.open_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut conn = self.conn.clone();
+        let failure = match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        self.warn(&failure);
+        // Try Redis again in a second; meanwhile decide in process at full speed.
+        self.open_until_ms.store(now_ms + RETRY_AFTER_FAILURE_MS, Ordering::Relaxed);
+        None
+    }
+}
+
+fn subject_hex(subject: &[u8]) -> String {
+    subject.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rate limiter over Redis, with an in-process fallback.
+#[derive(Debug)]
+pub struct RedisLimiter {
+    shared: Shared,
+    script: Script,
+    fallback: MemoryLimiter,
+}
+
+impl RedisLimiter {
+    pub fn new(shared: Shared) -> Self {
+        Self { shared, script: Script::new(LIMIT_SCRIPT), fallback: MemoryLimiter::default() }
+    }
+
+    async fn decide(&self, subject: &[u8], rules: &[Rule], cost: u64, now: OffsetDateTime, commit: bool) -> Decision {
+        if rules.is_empty() {
+            return Decision::UNLIMITED;
+        }
+        let now_us = micros(now);
+        let hex = subject_hex(subject);
+        let mut invocation = self.script.prepare_invoke();
+        // ARGV: now, cost, commit, then four per rule; KEYS: one per rule.
+        invocation.arg(now_us).arg(cost).arg(u8::from(commit));
+        for rule in rules {
+            let (kind, a, b, c) = match rule.limit {
+                Limit::Window { limit, period_seconds } => ("w", limit, period_seconds, 0),
+                Limit::Bucket { capacity, refill, refill_seconds } => ("b", capacity, refill, refill_seconds),
+                Limit::Sliding { limit, period_seconds } => ("s", limit, period_seconds, 0),
+            };
+            // The limit's parameters are part of the key: changing a limit starts it afresh.
+            invocation.key(format!("{}:rl:{hex}:{}:{kind}{a}.{b}.{c}", self.shared.prefix, rule.name));
+            invocation.arg(kind).arg(a).arg(b).arg(c);
+        }
+        match self.shared.run::<Vec<i64>>(invocation).await {
+            Some(flat) if flat.len() == rules.len() * 4 => {
+                let outcomes: Vec<RuleOutcome> = flat
+                    .chunks(4)
+                    .map(|r| RuleOutcome {
+                        allowed: r[0] == 1,
+                        remaining: u64::try_from(r[1]).unwrap_or(0),
+                        reset_seconds: u64::try_from(r[2]).unwrap_or(0),
+                        retry_after_seconds: u64::try_from(r[3]).unwrap_or(0),
+                        next: RuleState::Bucket { tat: 0 },
+                        idle_after: 0,
+                    })
+                    .collect();
+                decide(rules, &outcomes)
+            }
+            _ if commit => self.fallback.check(subject, rules, cost, now).await,
+            _ => self.fallback.peek(subject, rules, cost, now).await,
+        }
+    }
+}
+
+impl RateLimiter for RedisLimiter {
+    async fn check(&self, subject: &[u8], rules: &[Rule], cost: u64, now: OffsetDateTime) -> Decision {
+        self.decide(subject, rules, cost, now, true).await
+    }
+
+    async fn peek(&self, subject: &[u8], rules: &[Rule], cost: u64, now: OffsetDateTime) -> Decision {
+        self.decide(subject, rules, cost, now, false).await
+    }
+}
+
+/// Quota ledger over Redis, with an in-process fallback.
+#[derive(Debug)]
+pub struct RedisLedger {
+    shared: Shared,
+    script: Script,
+    fallback: MemoryLedger,
+}
+
+impl RedisLedger {
+    pub fn new(shared: Shared) -> Self {
+        Self { shared, script: Script::new(QUOTA_SCRIPT), fallback: MemoryLedger::default() }
+    }
+}
+
+impl QuotaLedger for RedisLedger {
+    async fn spend(&self, key: KeyId, quota: &Quota, cost: u64, now: OffsetDateTime) -> QuotaDecision {
+        let period = quota.refill.map_or(0, |r| refill_period(r.interval, now));
+        let amount = quota.refill.map_or(-1, |r| r.amount);
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(format!("{}:q:{key}:{:x}", self.shared.prefix, crate::quota_fingerprint(quota)))
+            .arg(quota.remaining)
+            .arg(amount)
+            .arg(period)
+            .arg(cost);
+        match self.shared.run::<Vec<i64>>(invocation).await {
+            Some(r) if r.len() == 2 => QuotaDecision { allowed: r[0] == 1, remaining: r[1] },
+            _ => self.fallback.spend(key, quota, cost, now).await,
+        }
+    }
+}

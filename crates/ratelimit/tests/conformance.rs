@@ -1,0 +1,238 @@
+//! One suite for both limiters and both ledgers: the in-process ones and the Redis ones
+//! (real Redis at `REDIS_URL`, default `redis://127.0.0.1:6379`, each test under its own key
+//! prefix). Time is injected: every decision gets its `now`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+use std::time::Duration;
+
+use keyward_domain::{
+    KeyId, Quota, SeededRandom,
+    key::{Refill, RefillInterval},
+    ratelimit::{Limit, QuotaLedger, RateLimiter, Rule},
+};
+use keyward_ratelimit::{MemoryLedger, MemoryLimiter, RedisLedger, RedisLimiter, redis::Shared};
+use time::{OffsetDateTime, macros::datetime};
+
+/// 2026-03-01 00:00:00 UTC: a minute, hour and day boundary.
+const T0: OffsetDateTime = datetime!(2026-03-01 00:00 UTC);
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn shared() -> Shared {
+    let prefix = format!("kwtest:{}:{}", std::process::id(), OffsetDateTime::now_utc().unix_timestamp_nanos());
+    Shared::with_prefix(&redis_url(), Duration::from_secs(2), &prefix).unwrap()
+}
+
+fn rule(name: &'static str, limit: Limit) -> Rule {
+    Rule::new(name, limit)
+}
+
+fn at(seconds: f64) -> OffsetDateTime {
+    T0 + time::Duration::seconds_f64(seconds)
+}
+
+macro_rules! limiter_suite {
+    ($($name:ident),+ $(,)?) => {
+        mod memory_limiter {
+            $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::MemoryLimiter::default()).await; })+
+        }
+        mod redis_limiter {
+            $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::RedisLimiter::new(super::shared())).await; })+
+        }
+    };
+}
+
+limiter_suite!(
+    a_window_admits_exactly_its_limit,
+    a_bucket_bursts_then_refills,
+    a_sliding_log_is_exact,
+    a_refused_policy_consumes_no_window,
+    peeking_consumes_nothing,
+    subjects_are_independent,
+    costs_count_whole,
+);
+
+async fn admitted(limiter: &impl RateLimiter, subject: &[u8], rules: &[Rule], n: usize, now: OffsetDateTime) -> usize {
+    let mut count = 0;
+    for _ in 0..n {
+        if limiter.check(subject, rules, 1, now).await.allowed {
+            count += 1;
+        }
+    }
+    count
+}
+
+async fn a_window_admits_exactly_its_limit(limiter: &impl RateLimiter) {
+    for (limit, period) in [(10, 60), (100, 3_600), (3, 86_400)] {
+        let rules = [rule("w", Limit::Window { limit, period_seconds: period })];
+        let subject = format!("window-{period}");
+        assert_eq!(admitted(limiter, subject.as_bytes(), &rules, limit as usize + 5, at(1.0)).await, limit as usize);
+        let refused = limiter.check(subject.as_bytes(), &rules, 1, at(1.5)).await;
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert_eq!(refused.limit, limit);
+        assert_eq!(refused.retry_after_seconds, period - 1, "until the window ends");
+        // The next window admits again.
+        let next = at(period as f64);
+        assert_eq!(admitted(limiter, subject.as_bytes(), &rules, limit as usize + 1, next).await, limit as usize);
+    }
+}
+
+async fn a_bucket_bursts_then_refills(limiter: &impl RateLimiter) {
+    let rules = [rule("ip", Limit::Bucket { capacity: 100, refill: 10, refill_seconds: 1 })];
+    assert_eq!(admitted(limiter, b"bucket", &rules, 150, at(0.0)).await, 100);
+    let refused = limiter.check(b"bucket", &rules, 1, at(0.0)).await;
+    assert_eq!(refused.retry_after_seconds, 1);
+    // Half a second refills five tokens.
+    assert_eq!(admitted(limiter, b"bucket", &rules, 10, at(0.5)).await, 5);
+    // Ten seconds refill it all.
+    assert_eq!(admitted(limiter, b"bucket", &rules, 150, at(11.0)).await, 100);
+}
+
+async fn a_sliding_log_is_exact(limiter: &impl RateLimiter) {
+    let rules = [rule("failures", Limit::Sliding { limit: 5, period_seconds: 900 })];
+    for i in 0..5 {
+        assert!(limiter.check(b"sliding", &rules, 1, at(f64::from(i) * 100.0)).await.allowed);
+    }
+    let refused = limiter.check(b"sliding", &rules, 1, at(899.0)).await;
+    assert!(!refused.allowed);
+    assert_eq!(refused.retry_after_seconds, 1, "the first hit leaves the log at 900 s");
+    assert!(limiter.check(b"sliding", &rules, 1, at(900.0)).await.allowed);
+    assert!(!limiter.check(b"sliding", &rules, 1, at(950.0)).await.allowed);
+}
+
+async fn a_refused_policy_consumes_no_window(limiter: &impl RateLimiter) {
+    let minute = rule("minute", Limit::Window { limit: 100, period_seconds: 60 });
+    let hour = rule("hour", Limit::Window { limit: 1_000, period_seconds: 3_600 });
+    let day = rule("day", Limit::Window { limit: 3, period_seconds: 86_400 });
+    let policy = [minute.clone(), hour.clone(), day];
+    assert_eq!(admitted(limiter, b"three", &policy, 10, at(1.0)).await, 3);
+    let refused = limiter.check(b"three", &policy, 1, at(2.0)).await;
+    assert!(!refused.allowed);
+    assert_eq!(refused.rule, 2, "the day window refused");
+    // The minute and hour windows were charged only for the three admitted requests.
+    let minute_only = limiter.peek(b"three", &policy[..1], 1, at(3.0)).await;
+    assert_eq!(minute_only.remaining, 100 - 3 - 1);
+    let hour_only = limiter.peek(b"three", &[minute, hour][1..], 1, at(3.0)).await;
+    assert_eq!(hour_only.remaining, 1_000 - 3 - 1);
+}
+
+async fn peeking_consumes_nothing(limiter: &impl RateLimiter) {
+    let rules = [rule("w", Limit::Window { limit: 2, period_seconds: 60 })];
+    for _ in 0..5 {
+        assert!(limiter.peek(b"peek", &rules, 1, at(1.0)).await.allowed);
+    }
+    assert_eq!(admitted(limiter, b"peek", &rules, 5, at(1.0)).await, 2);
+    assert!(!limiter.peek(b"peek", &rules, 1, at(1.0)).await.allowed);
+}
+
+async fn subjects_are_independent(limiter: &impl RateLimiter) {
+    let rules = [rule("w", Limit::Window { limit: 1, period_seconds: 60 })];
+    assert!(limiter.check(b"alice", &rules, 1, at(1.0)).await.allowed);
+    assert!(limiter.check(b"bob", &rules, 1, at(1.0)).await.allowed);
+    assert!(!limiter.check(b"alice", &rules, 1, at(1.0)).await.allowed);
+}
+
+async fn costs_count_whole(limiter: &impl RateLimiter) {
+    let rules = [rule("w", Limit::Window { limit: 10, period_seconds: 60 })];
+    assert!(limiter.check(b"cost", &rules, 8, at(1.0)).await.allowed);
+    assert!(!limiter.check(b"cost", &rules, 3, at(1.0)).await.allowed, "no partial spend");
+    let last = limiter.check(b"cost", &rules, 2, at(1.0)).await;
+    assert!(last.allowed);
+    assert_eq!(last.remaining, 0);
+}
+
+macro_rules! ledger_suite {
+    ($($name:ident),+ $(,)?) => {
+        mod memory_ledger {
+            $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::MemoryLedger::default()).await; })+
+        }
+        mod redis_ledger {
+            $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::RedisLedger::new(super::shared())).await; })+
+        }
+    };
+}
+
+ledger_suite!(a_quota_of_ten_at_three_admits_three_and_refills_at_midnight, a_new_quota_starts_afresh);
+
+fn key(seed: u64) -> KeyId {
+    KeyId::generate(T0, &SeededRandom::new(seed))
+}
+
+async fn a_quota_of_ten_at_three_admits_three_and_refills_at_midnight(ledger: &impl QuotaLedger) {
+    let quota = Quota { remaining: 10, refill: Some(Refill { amount: 10, interval: RefillInterval::Day }) };
+    let k = key(1);
+    let spends: Vec<_> = futures_spends(ledger, k, &quota, 3, 4, datetime!(2026-03-01 23:59:59 UTC)).await;
+    assert_eq!(spends, [(true, 7), (true, 4), (true, 1), (false, 1)]);
+    let after_midnight = ledger.spend(k, &quota, 3, datetime!(2026-03-02 00:00:00 UTC)).await;
+    assert!(after_midnight.allowed);
+    assert_eq!(after_midnight.remaining, 7);
+}
+
+async fn a_new_quota_starts_afresh(ledger: &impl QuotaLedger) {
+    let k = key(2);
+    let small = Quota { remaining: 1, refill: None };
+    assert!(ledger.spend(k, &small, 1, T0).await.allowed);
+    assert!(!ledger.spend(k, &small, 1, T0).await.allowed);
+    let topped_up = Quota { remaining: 5, refill: None };
+    let spent = ledger.spend(k, &topped_up, 1, T0).await;
+    assert_eq!((spent.allowed, spent.remaining), (true, 4));
+}
+
+async fn futures_spends(
+    ledger: &impl QuotaLedger,
+    k: KeyId,
+    quota: &Quota,
+    cost: u64,
+    n: usize,
+    now: OffsetDateTime,
+) -> Vec<(bool, i64)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let d = ledger.spend(k, quota, cost, now).await;
+        out.push((d.allowed, d.remaining));
+    }
+    out
+}
+
+#[tokio::test]
+async fn redis_going_away_falls_back_without_failing() {
+    // A private Redis on a free port, killed halfway.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (cargo xtask ci installs it)");
+    let url = format!("redis://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shared = Shared::with_prefix(&url, Duration::from_millis(200), "kwkill").unwrap();
+    let limiter = RedisLimiter::new(shared.clone());
+    let ledger = RedisLedger::new(shared);
+    let rules = [rule("w", Limit::Window { limit: 3, period_seconds: 60 })];
+    assert!(limiter.check(b"k", &rules, 1, at(1.0)).await.allowed);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // Every decision still comes back, from the in-process fallback, within the timeout.
+    let started = std::time::Instant::now();
+    let answers: Vec<bool> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(limiter.check(b"k", &rules, 1, at(2.0)).await.allowed);
+        }
+        v
+    };
+    assert_eq!(answers, [true, true, true, false, false], "the fallback enforces the same limit");
+    let quota = Quota { remaining: 2, refill: None };
+    assert!(ledger.spend(key(9), &quota, 1, T0).await.allowed);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let _ = (MemoryLimiter::default(), MemoryLedger::default());
+}
