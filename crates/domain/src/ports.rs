@@ -10,6 +10,8 @@ use time::OffsetDateTime;
 
 use crate::{
     account::Account,
+    audit::{AuditEvent, AuditFilter, AuditRecord},
+    id::EventId,
     id::{AccountId, KeyId, KeyspaceId},
     id::{SessionId, UserId},
     key::{Environment, Key, KeyKind, KeyStatus},
@@ -338,8 +340,48 @@ pub trait KeyspaceStore: Send + Sync {
     ) -> impl Future<Output = Result<(), DeleteKeyspaceError>> + Send;
 }
 
+/// The append-only audit trail, one hash chain per account (events without an account form
+/// a chain of their own).
+pub trait AuditStore: Send + Sync {
+    /// Appends `event` to its account's chain: under a per-account lock, it takes the next
+    /// `seq` and `prev_hash`, computes its hash, and stores it. Concurrent appends never fork
+    /// a chain.
+    fn append_audit(&self, event: &AuditEvent) -> impl Future<Output = Result<AuditRecord, StorageError>> + Send;
+
+    /// The account's events matching `filter`, newest first (by id, which orders by time),
+    /// created before the event `before`. At most `limit`.
+    fn list_audit(
+        &self,
+        account: AccountId,
+        filter: &AuditFilter,
+        limit: u32,
+        before: Option<EventId>,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send;
+
+    /// A chain in chain order (`seq` ascending), after `after_seq`; at most `limit`.
+    fn audit_chain(
+        &self,
+        account: Option<AccountId>,
+        after_seq: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send;
+
+    /// Every chain that holds events.
+    fn audit_chains(&self) -> impl Future<Output = Result<Vec<Option<AccountId>>, StorageError>> + Send;
+
+    /// The retention purge, the only way events leave: deletes the chain's events older than
+    /// `before`; returns how many.
+    fn purge_audit(
+        &self,
+        account: Option<AccountId>,
+        before: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StorageError>> + Send;
+}
+
 /// Everything the services need from one storage backend.
-pub trait Store: KeyStore + AccountStore + KeyspaceStore + UserStore + SessionStore + Clone + 'static {
+pub trait Store:
+    KeyStore + AccountStore + KeyspaceStore + UserStore + SessionStore + AuditStore + Clone + 'static
+{
     /// Whether the storage answers and its schema is current; for `/readyz`.
     fn ping(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
 }

@@ -9,9 +9,10 @@ use time::{Duration, OffsetDateTime};
 
 use crate::{
     account::{Account, MAX_ACCOUNT_NAME_LEN},
+    audit::{AuditFilter, AuditRecord, first_broken_link},
     clock::Clock,
     error::{AuthError, ManageError},
-    id::{AccountId, KeyId, KeyspaceId, SessionId, UserId},
+    id::{AccountId, EventId, KeyId, KeyspaceId, SessionId, UserId},
     key::{
         Actor, Environment, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST, MAX_METADATA_BYTES, MAX_NAME_LEN,
         MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, Quota, RateLimitWindow, ResourceBinding,
@@ -193,6 +194,15 @@ pub struct VerifyOutcome {
     pub ratelimit: Option<Decision>,
     /// The key's quota balance after this request, when it has a quota and got that far.
     pub quota_remaining: Option<i64>,
+}
+
+/// What `keyward audit verify` found in one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub account: Option<AccountId>,
+    pub events: u64,
+    /// The first event whose link does not hold, if any.
+    pub broken_at: Option<EventId>,
 }
 
 /// The account as `GET /v1/account` shows it.
@@ -442,6 +452,68 @@ impl<S: Store> KeyService<S> {
                 })
                 .collect()
         }
+    }
+
+    // --- audit ----------------------------------------------------------------------------
+
+    /// The caller's account's audit events, newest first (`GET /v1/audit`).
+    pub async fn list_audit(
+        &self,
+        principal: &Principal,
+        filter: &AuditFilter,
+        limit: u32,
+        before: Option<EventId>,
+    ) -> Result<Vec<AuditRecord>, ManageError> {
+        principal.require(management::AUDIT_READ)?;
+        Ok(self.store.list_audit(principal.account_id, filter, limit, before).await?)
+    }
+
+    /// Walks every chain (or one account's) and reports the first broken link of each
+    /// (`keyward audit verify`).
+    pub async fn verify_audit(&self, only: Option<AccountId>) -> Result<Vec<ChainReport>, StorageError> {
+        let chains = match only {
+            Some(account) => vec![Some(account)],
+            None => self.store.audit_chains().await?,
+        };
+        let mut reports = Vec::with_capacity(chains.len());
+        for account in chains {
+            let (mut after, mut prev, mut events, mut broken_at) = (0, None, 0u64, None);
+            loop {
+                let page = self.store.audit_chain(account, after, 1_000).await?;
+                let Some(last) = page.last() else { break };
+                events += page.len() as u64;
+                if broken_at.is_none() {
+                    broken_at = first_broken_link(&page, prev);
+                }
+                after = last.seq;
+                prev = Some(last.hash);
+            }
+            reports.push(ChainReport { account, events, broken_at });
+        }
+        Ok(reports)
+    }
+
+    /// The retention purge: each account's events older than its plan's retention go; events
+    /// without an account are kept as long as the longest retention. Returns how many went.
+    pub async fn purge_audit(&self) -> Result<u64, StorageError> {
+        let now = self.now();
+        let plans = &self.config.plans;
+        let longest = [Plan::Free, Plan::Basic, Plan::Pro, Plan::Enterprise]
+            .iter()
+            .map(|p| plans.limits(*p).audit_retention_days)
+            .max()
+            .unwrap_or(730);
+        let mut removed = 0;
+        for account in self.store.audit_chains().await? {
+            let days = match account {
+                Some(id) => {
+                    self.store.get_account(id).await?.map_or(longest, |a| plans.limits(a.plan).audit_retention_days)
+                }
+                None => longest,
+            };
+            removed += self.store.purge_audit(account, now - Duration::days(i64::from(days))).await?;
+        }
+        Ok(removed)
     }
 
     // --- account --------------------------------------------------------------------------

@@ -62,6 +62,7 @@ pub async fn create_keyspace<S: Store>(
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
     let keyspace = state.service.create_keyspace(&principal, body.0.into()).await?;
+    crate::audit::note_created(&req, keyspace.id);
     Ok(created(KeyspaceResponse::from(&keyspace)))
 }
 
@@ -139,6 +140,7 @@ pub async fn create_key<S: Store>(
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
     let key = state.service.create_key(&principal, body.0.into()).await?;
+    crate::audit::note_created(&req, key.key.id);
     Ok(issued(&key, state.service.now()))
 }
 
@@ -305,6 +307,51 @@ pub async fn verify_key<S: Store>(
         }),
         quota_remaining: outcome.quota_remaining,
     }))
+}
+
+// --- audit ----------------------------------------------------------------------------------
+
+const DEFAULT_AUDIT_PAGE: u32 = 50;
+
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("api_key" = [])), params(AuditQuery),
+    responses((status = 200, body = AuditListResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_audit<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    query: Query<AuditQuery>,
+) -> Result<web::Json<AuditListResponse>> {
+    let principal = principal(&state, &req).await?;
+    let query = query.0;
+    let limit = query.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")));
+    }
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok();
+            bytes.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse::<keyward_domain::EventId>().ok())
+        })
+        .map(|parsed| parsed.ok_or_else(|| ApiError::field("cursor", "not a cursor this API returned")))
+        .transpose()?;
+    let filter = keyward_domain::audit::AuditFilter {
+        key_id: query.key_id,
+        actor_id: query.actor_id,
+        resource_type: query.resource_type,
+        resource_id: query.resource_id,
+        action: query.action,
+        result: query.result,
+        since: query.since,
+        until: query.until,
+    };
+    let records = state.service.list_audit(&principal, &filter, limit, before).await?;
+    let next_cursor = (records.len() == limit as usize)
+        .then(|| {
+            records.last().map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r.event.id.to_string()))
+        })
+        .flatten();
+    Ok(web::Json(AuditListResponse { data: records.iter().map(AuditEventResponse::from).collect(), next_cursor }))
 }
 
 // --- operations -----------------------------------------------------------------------------

@@ -110,8 +110,10 @@ pub fn app<S: Store>(
         .app_data(cookies)
         .app_data(web::Data::new(PublicUrl(settings.public_url.trim_end_matches('/').to_owned())))
         .app_data(web::Data::new(settings.trusted_proxies))
-        // The last `wrap` is the outermost: the envelope sees every response, CSRF refusals too.
+        // The last `wrap` is the outermost: the envelope sees every response; the audit trail
+        // sees CSRF refusals and knows the request id.
         .wrap(from_fn(session::csrf_guard))
+        .wrap(from_fn(audit::audit_trail::<S>))
         .wrap(from_fn(error::envelope))
         .service(resource("/healthz", vec![web::get().to(h::healthz)]))
         .service(resource("/readyz", vec![web::get().to(h::readyz::<S>)]))
@@ -172,5 +174,6 @@ pub fn app<S: Store>(
             ],
         ))
         .service(resource("/v1/keys/{id}/rotate", vec![web::post().to(h::rotate_key::<S>)]))
+        .service(resource("/v1/audit", vec![web::get().to(h::list_audit::<S>)]))
         .default_service(web::to(h::no_route))
 }

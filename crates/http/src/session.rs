@@ -160,6 +160,7 @@ pub(crate) async fn authorize<S: Store>(
     }
     let principal = authenticate(state, req).await?;
     let account = principal.account_id;
+    req.extensions_mut().insert(crate::audit::Caller { account, actor: principal.actor() });
     match purpose {
         Purpose::Management => {
             let who = match principal.via {

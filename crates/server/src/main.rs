@@ -19,7 +19,7 @@ use keyward_domain::{
     people::{Email, Role},
     service::KeyService,
 };
-use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, Policies, TrustedProxies, audit::TracingAuditSink};
+use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, Policies, TrustedProxies, audit::RequestAuditSink};
 use keyward_ratelimit::Limits;
 use keyward_store_mem::MemStore;
 use keyward_store_pg::PgStore;
@@ -69,9 +69,26 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the OpenAPI document.
     #[command(hide = true)]
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chains and name the first broken link of each; exits 1 if any is broken.
+    Verify {
+        /// Only this account's chain.
+        #[arg(long)]
+        account: Option<AccountId>,
+    },
+    /// Delete events older than each account's plan retention (`serve` does this hourly).
+    Purge,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,7 +212,7 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
         None => Limits::in_process(),
     };
     let policies = Policies { login: config.login, api: config.rate_limits.clone() };
-    Ok(AppState::new(service, hasher, Arc::new(TracingAuditSink), Arc::new(limits), policies, &config.public_url()))
+    Ok(AppState::new(service, hasher, Arc::new(RequestAuditSink), Arc::new(limits), policies, &config.public_url()))
 }
 
 async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(), CliError> {
@@ -354,6 +371,29 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 print_once(&format!("Password of {} changed.", user.email));
             }
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { account } } => {
+            let state = pg_state(&config).await?;
+            let reports =
+                state.service.verify_audit(account).await.map_err(|e| other("cannot read the audit trail")(&e))?;
+            let mut broken = false;
+            for report in &reports {
+                let chain = report.account.map_or_else(|| "(no account)".to_owned(), |a| a.to_string());
+                match report.broken_at {
+                    Some(event) => {
+                        broken = true;
+                        print_once(&format!("{chain}: BROKEN at {event} ({} events)", report.events));
+                    }
+                    None => print_once(&format!("{chain}: ok ({} events)", report.events)),
+                }
+            }
+            if broken { Err(CliError::Other("the audit trail has been altered".into())) } else { Ok(()) }
+        }
+        Command::Audit { command: AuditCommand::Purge } => {
+            let state = pg_state(&config).await?;
+            let removed = state.service.purge_audit().await.map_err(|e| other("cannot purge the audit trail")(&e))?;
+            print_once(&format!("Purged {removed} audit events past their retention."));
             Ok(())
         }
         Command::Openapi => {

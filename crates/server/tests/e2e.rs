@@ -178,7 +178,16 @@ struct Row {
 async fn dump(url: &str) -> String {
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
     let mut text = String::new();
-    for table in ["accounts", "keyspaces", "keys", "users", "memberships", "sessions", "__diesel_schema_migrations"] {
+    for table in [
+        "accounts",
+        "keyspaces",
+        "keys",
+        "users",
+        "memberships",
+        "sessions",
+        "audit_events",
+        "__diesel_schema_migrations",
+    ] {
         let rows: Vec<Row> =
             diesel::sql_query(format!("SELECT t::text AS row FROM {table} t")).load(&mut conn).await.unwrap();
         assert!(
@@ -239,6 +248,7 @@ async fn operator_flow_against_postgres_leaves_no_plaintext_anywhere() {
 
     let data = dump(db.url()).await;
     assert!(data.contains("$argon2id$v=19$m=19456,t=2,p=1$"), "passwords are stored as argon2id at the OWASP minimum");
+    audit_verify_names_a_tampered_event(db.url()).await;
     secrets.push(root);
     for secret in &secrets {
         assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
@@ -369,4 +379,43 @@ async fn two_instances_share_one_limit_exactly_through_redis_and_survive_its_los
     let logs = a.stop();
     assert!(logs.contains("Redis is unavailable"), "the fallback is logged");
     b.stop();
+}
+
+/// `keyward audit verify` passes on an untouched trail, and names the event a superuser
+/// altered behind the trigger's back.
+async fn audit_verify_names_a_tampered_event(url: &str) {
+    let verify = || Command::new(BIN).args(["audit", "verify"]).env("DATABASE_URL", url).output().unwrap();
+    let clean = verify();
+    assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stderr));
+    assert!(String::from_utf8_lossy(&clean.stdout).contains(": ok ("));
+
+    #[derive(QueryableByName)]
+    struct Victim {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let victim: Victim = diesel::sql_query(
+        "SELECT id FROM audit_events WHERE account_id IS NOT NULL ORDER BY seq DESC LIMIT 1 OFFSET 2",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        &format!(
+            "SET session_replication_role = replica; UPDATE audit_events SET result = 'success', action = 'key.read' WHERE id = '{}';",
+            victim.id
+        ),
+    )
+    .await
+    .unwrap();
+    let tampered = verify();
+    assert!(!tampered.status.success());
+    let expected = keyward_domain::EventId::from_uuid(victim.id).to_string();
+    assert!(
+        String::from_utf8_lossy(&tampered.stdout).contains(&format!("BROKEN at {expected}")),
+        "{}",
+        String::from_utf8_lossy(&tampered.stdout)
+    );
 }

@@ -15,13 +15,14 @@ use std::{
 };
 
 use keyward_domain::{
-    Account, AccountId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
+    Account, AccountId, EventId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
+    audit::{AuditEvent, AuditFilter, AuditRecord, chain_hash},
     password::PasswordHash,
     people::{Email, Membership, Role, Session, User},
     ports::{
-        AccountStore, CreateUserError, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter,
-        KeyPage, KeyStore, KeyspaceStore, MembershipError, PageRequest, SessionStore, StorageError, Store, UpdateError,
-        UpdateKeyspaceError, UserStore, VerifiableKey,
+        AccountStore, AuditStore, CreateUserError, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts,
+        KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError, PageRequest, SessionStore, StorageError, Store,
+        UpdateError, UpdateKeyspaceError, UserStore, VerifiableKey,
     },
 };
 use time::OffsetDateTime;
@@ -35,6 +36,9 @@ struct State {
     users: BTreeMap<UserId, User>,
     memberships: BTreeMap<(AccountId, UserId), Membership>,
     sessions: HashMap<SessionId, Session>,
+    audit: BTreeMap<EventId, AuditRecord>,
+    /// The last (seq, hash) of each chain.
+    audit_heads: HashMap<Option<AccountId>, (i64, [u8; 32])>,
 }
 
 impl State {
@@ -495,6 +499,71 @@ impl SessionStore for MemStore {
 
     fn delete_session(&self, id: SessionId) -> impl Future<Output = Result<Option<Session>, StorageError>> + Send {
         ready(Ok(self.write(|state| state.sessions.remove(&id))))
+    }
+}
+
+impl AuditStore for MemStore {
+    fn append_audit(&self, event: &AuditEvent) -> impl Future<Output = Result<AuditRecord, StorageError>> + Send {
+        ready(Ok(self.write(|state| {
+            let (seq, prev_hash) = state.audit_heads.get(&event.account_id).copied().unwrap_or((0, [0; 32]));
+            let hash = chain_hash(&prev_hash, event);
+            let record = AuditRecord { event: event.clone(), seq: seq + 1, prev_hash, hash };
+            state.audit_heads.insert(event.account_id, (seq + 1, hash));
+            state.audit.insert(event.id, record.clone());
+            record
+        })))
+    }
+
+    fn list_audit(
+        &self,
+        account: AccountId,
+        filter: &AuditFilter,
+        limit: u32,
+        before: Option<EventId>,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let range = match before {
+                Some(before) => state.audit.range(..before),
+                None => state.audit.range(..),
+            };
+            range
+                .rev()
+                .filter(|(_, r)| r.event.account_id == Some(account) && filter.matches(&r.event))
+                .take(limit as usize)
+                .map(|(_, r)| r.clone())
+                .collect()
+        })))
+    }
+
+    fn audit_chain(
+        &self,
+        account: Option<AccountId>,
+        after_seq: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut chain: Vec<AuditRecord> =
+                state.audit.values().filter(|r| r.event.account_id == account && r.seq > after_seq).cloned().collect();
+            chain.sort_by_key(|r| r.seq);
+            chain.truncate(limit as usize);
+            chain
+        })))
+    }
+
+    fn audit_chains(&self) -> impl Future<Output = Result<Vec<Option<AccountId>>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.audit_heads.keys().copied().collect())))
+    }
+
+    fn purge_audit(
+        &self,
+        account: Option<AccountId>,
+        before: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StorageError>> + Send {
+        ready(Ok(self.write(|state| {
+            let before_count = state.audit.len();
+            state.audit.retain(|_, r| r.event.account_id != account || r.event.ts >= before);
+            (before_count - state.audit.len()) as u64
+        })))
     }
 }
 

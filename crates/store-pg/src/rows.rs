@@ -4,7 +4,8 @@
 use diesel::prelude::*;
 use ipnet::IpNet;
 use keyward_domain::{
-    Account, AccountId, Actor, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet, SessionId, UserId,
+    Account, AccountId, Actor, EventId, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet, SessionId, UserId,
+    audit::{AuditEvent, AuditRecord, RequestContext},
     key::ResourceBinding,
     key_format::KeyPrefix,
     password::PasswordHash,
@@ -387,6 +388,84 @@ impl TryFrom<SessionRow> for Session {
             last_seen_at: row.last_seen_at,
             step_up_at: row.step_up_at,
             temporary_key_id: row.temporary_key_id.map(KeyId::from_uuid),
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::audit_events, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct AuditRow {
+    pub id: Uuid,
+    pub account_id: Option<Uuid>,
+    pub seq: i64,
+    pub ts: OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub result: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub metadata: serde_json::Value,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl From<&AuditRecord> for AuditRow {
+    fn from(r: &AuditRecord) -> Self {
+        let e = &r.event;
+        Self {
+            id: e.id.as_uuid(),
+            account_id: e.account_id.map(|a| a.as_uuid()),
+            seq: r.seq,
+            ts: e.ts,
+            actor: e.actor.to_string(),
+            action: e.action.to_string(),
+            resource_type: e.resource_type.to_string(),
+            resource_id: e.resource_id.clone(),
+            result: e.result.as_str().to_owned(),
+            ip: e.context.ip.map(|ip| ip.to_string()),
+            user_agent: e.context.user_agent.clone(),
+            request_id: e.context.request_id.map(|r| r.to_string()),
+            metadata: serde_json::Value::Object(e.metadata.clone()),
+            prev_hash: r.prev_hash.to_vec(),
+            hash: r.hash.to_vec(),
+        }
+    }
+}
+
+impl TryFrom<AuditRow> for AuditRecord {
+    type Error = CorruptRow;
+
+    fn try_from(row: AuditRow) -> Result<Self, Self::Error> {
+        let bad = corrupt("audit_events", row.id);
+        let hash32 = |bytes: &[u8], field: &str| -> Result<[u8; 32], CorruptRow> {
+            bytes.try_into().map_err(|_| bad(format!("{field}: not 32 bytes")))
+        };
+        Ok(AuditRecord {
+            prev_hash: hash32(&row.prev_hash, "prev_hash")?,
+            hash: hash32(&row.hash, "hash")?,
+            seq: row.seq,
+            event: AuditEvent {
+                id: EventId::from_uuid(row.id),
+                ts: row.ts,
+                account_id: row.account_id.map(AccountId::from_uuid),
+                actor: row.actor.parse().map_err(|e| bad(format!("actor: {e}")))?,
+                action: row.action.into(),
+                resource_type: row.resource_type.into(),
+                resource_id: row.resource_id,
+                result: row.result.parse().map_err(|e| bad(format!("result: {e}")))?,
+                context: RequestContext {
+                    ip: row.ip.map(|ip| ip.parse()).transpose().map_err(|_| bad("ip: not an address".into()))?,
+                    user_agent: row.user_agent,
+                    request_id: row.request_id.map(|r| r.parse()).transpose().map_err(|_| bad("request_id".into()))?,
+                },
+                metadata: match row.metadata {
+                    serde_json::Value::Object(map) => map,
+                    _ => return Err(bad("metadata: not an object".into())),
+                },
+            },
         })
     }
 }

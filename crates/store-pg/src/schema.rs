@@ -10,6 +10,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_events (id) {
+        id -> Uuid,
+        account_id -> Nullable<Uuid>,
+        seq -> Int8,
+        ts -> Timestamptz,
+        actor -> Text,
+        action -> Text,
+        resource_type -> Text,
+        resource_id -> Nullable<Text>,
+        result -> Text,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        metadata -> Jsonb,
+        prev_hash -> Bytea,
+        hash -> Bytea,
+    }
+}
+
+diesel::table! {
     keys (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -98,4 +118,4 @@ diesel::joinable!(sessions -> accounts (account_id));
 diesel::joinable!(sessions -> keys (temporary_key_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, keys, keyspaces, memberships, sessions, users);
+diesel::allow_tables_to_appear_in_same_query!(accounts, audit_events, keys, keyspaces, memberships, sessions, users);

@@ -8,7 +8,6 @@ use actix_web::{
 };
 use keyward_domain::{
     ManualClock, Plan, SeededRandom, Store,
-    audit::MemoryAuditSink,
     password::HashParams,
     people_service::PeopleService,
     service::{DomainConfig, KeyService},
@@ -75,7 +74,6 @@ impl Reply {
 pub struct TestApp<S: Store> {
     pub service: KeyService<S>,
     pub people: PeopleService<S, BlockingPasswordHasher, keyward_ratelimit::Limits>,
-    pub audit: Arc<MemoryAuditSink>,
     pub clock: Arc<ManualClock>,
     /// The bootstrap account key, with every management scope.
     pub root_key: String,
@@ -107,7 +105,7 @@ impl<S: Store> TestApp<S> {
         let root_key = issued.unwrap().plaintext.expose_secret().to_owned();
         let settings =
             HttpSettings { public_url: "http://keyward.test/".into(), trusted_proxies: TrustedProxies::default() };
-        let audit = Arc::new(MemoryAuditSink::default());
+        let audit = Arc::new(keyward_http::audit::RequestAuditSink);
         let hasher = BlockingPasswordHasher::new(HashParams::default(), 2).unwrap();
         let limits = Arc::new(keyward_ratelimit::Limits::in_process());
         let state =
@@ -116,7 +114,7 @@ impl<S: Store> TestApp<S> {
         let state = web::Data::new(state);
         let app = test::init_service(keyward_http::app(state, settings)).await;
         let app = BoxedApp(app);
-        Self { service, people, audit, clock, root_key, account_id: account.id.to_string(), app: Box::new(app) }
+        Self { service, people, clock, root_key, account_id: account.id.to_string(), app: Box::new(app) }
     }
 
     /// A second account in the same store, with its own root key.
@@ -241,5 +239,24 @@ impl<S: Store> TestApp<S> {
             None => request.insert_header(("content-type", "application/json")),
         };
         self.send(request).await
+    }
+}
+
+impl<S: Store> TestApp<S> {
+    /// Every audit event in the store, all chains, as (action, result).
+    pub async fn audit_actions(&self) -> Vec<(String, keyward_domain::audit::AuditResult)> {
+        let store = self.service.store();
+        let mut all = Vec::new();
+        for chain in store.audit_chains().await.unwrap() {
+            for record in store.audit_chain(chain, 0, 100_000).await.unwrap() {
+                all.push((record.event.action.to_string(), record.event.result));
+            }
+        }
+        all
+    }
+
+    /// The events of this app's account, in chain order.
+    pub async fn account_trail(&self) -> Vec<keyward_domain::audit::AuditRecord> {
+        self.service.store().audit_chain(Some(self.account_id.parse().unwrap()), 0, 100_000).await.unwrap()
     }
 }
