@@ -51,6 +51,8 @@ macro_rules! conformance_tests {
             concurrent_appends_never_fork_a_chain,
             audit_lists_newest_first_with_filters,
             the_purge_removes_only_old_events,
+            idempotency_keys_follow_stripe_semantics,
+            a_committed_unit_of_work_keeps_everything,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -616,4 +618,62 @@ pub async fn the_purge_removes_only_old_events<S: Store>(store: S) {
     let next = store.append_audit(&audit_event(Some(a.principal.account_id), 100, "key.read", 999)).await.unwrap();
     assert_eq!(next.seq, 7);
     assert_eq!(next.prev_hash, remaining[2].hash);
+}
+
+pub async fn idempotency_keys_follow_stripe_semantics<S: Store>(store: S) {
+    use crate::idempotency::{Claim, StoredResponse};
+    let f = fixture(store.clone(), Plan::Pro).await;
+    let other = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let account = f.principal.account_id;
+    let (mine, theirs) = ([1u8; 32], [2u8; 32]);
+    assert_eq!(store.claim_idempotency(account, "k", mine, START).await.unwrap(), Claim::Claimed);
+    assert_eq!(
+        store.claim_idempotency(account, "k", mine, START).await.unwrap(),
+        Claim::InFlight { fingerprint: mine }
+    );
+    // Keys are per account.
+    assert_eq!(store.claim_idempotency(other.principal.account_id, "k", theirs, START).await.unwrap(), Claim::Claimed);
+    let response = StoredResponse { status: 201, sealed_body: b"sealed".to_vec() };
+    store.complete_idempotency(account, "k", mine, START, &response).await.unwrap();
+    let completed = Claim::Completed { fingerprint: mine, response: response.clone() };
+    assert_eq!(store.claim_idempotency(account, "k", theirs, START + Duration::hours(23)).await.unwrap(), completed);
+    store.release_idempotency(account, "k").await.unwrap();
+    assert_eq!(
+        store.claim_idempotency(account, "k", mine, START).await.unwrap(),
+        completed,
+        "a completed key is not released"
+    );
+    // After 24 hours the key is new again.
+    assert_eq!(
+        store.claim_idempotency(account, "k", theirs, START + Duration::hours(24)).await.unwrap(),
+        Claim::Claimed
+    );
+
+    // A claim whose request crashed lapses with its lease.
+    assert_eq!(store.claim_idempotency(account, "crashed", mine, START).await.unwrap(), Claim::Claimed);
+    let later = START + crate::idempotency::LEASE;
+    assert_eq!(store.claim_idempotency(account, "crashed", theirs, later).await.unwrap(), Claim::Claimed);
+    // A released claim frees the key at once.
+    store.release_idempotency(account, "crashed").await.unwrap();
+    assert_eq!(store.claim_idempotency(account, "crashed", mine, later).await.unwrap(), Claim::Claimed);
+
+    assert!(store.purge_idempotency(START + Duration::hours(48)).await.unwrap() >= 2);
+    assert_eq!(store.claim_idempotency(account, "crashed", theirs, later).await.unwrap(), Claim::Claimed);
+}
+
+pub async fn a_committed_unit_of_work_keeps_everything<S: Store>(store: S) {
+    use crate::ports::Outcome;
+    let f = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let key = store
+        .atomically(async {
+            let key = f.service.create_key(&f.principal, named("in a unit")).await.unwrap().key;
+            store.append_audit(&audit_event(Some(f.principal.account_id), 0, "key.create", 77)).await.unwrap();
+            Outcome::Commit(key)
+        })
+        .await
+        .unwrap();
+    assert!(store.get_key(f.principal.account_id, key.id).await.unwrap().is_some());
+    assert_eq!(store.audit_chain(Some(f.principal.account_id), 0, 10).await.unwrap().len(), 1);
 }

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod conformance;
 pub mod error;
 pub mod id;
+pub mod idempotency;
 pub mod key;
 pub mod key_format;
 pub mod keyspace;

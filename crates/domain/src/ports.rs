@@ -14,6 +14,7 @@ use crate::{
     id::EventId,
     id::{AccountId, KeyId, KeyspaceId},
     id::{SessionId, UserId},
+    idempotency::{Claim, StoredResponse},
     key::{Environment, Key, KeyKind, KeyStatus},
     key_format::KeyHash,
     keyspace::{IpPolicy, Keyspace},
@@ -378,9 +379,69 @@ pub trait AuditStore: Send + Sync {
     ) -> impl Future<Output = Result<u64, StorageError>> + Send;
 }
 
+/// Idempotency keys (Stripe semantics), per account.
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for a request with `fingerprint`, atomically: `Claimed` when the key is
+    /// new or its previous claim lapsed (24 h retention, or an in-flight lease past `now`);
+    /// otherwise what holds it (`InFlight` while another request with the key is running,
+    /// whether its claim is committed or still inside its unit of work). Inside a unit of
+    /// work the claim belongs to the unit: a rollback frees the key.
+    fn claim_idempotency(
+        &self,
+        account: AccountId,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Claim, StorageError>> + Send;
+
+    /// Records the response of a key (inside the caller's unit of work, if any), claiming it
+    /// if its claim was rolled back.
+    fn complete_idempotency(
+        &self,
+        account: AccountId,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: OffsetDateTime,
+        response: &StoredResponse,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Gives a claimed key up without a response (the request failed before executing).
+    fn release_idempotency(
+        &self,
+        account: AccountId,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Forgets keys created before `before`; returns how many.
+    fn purge_idempotency(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send;
+}
+
+/// How a unit of work ends.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Commit(T),
+    Rollback(T),
+}
+
+/// Units of work: every storage call `work` makes on this store (from the same task)
+/// commits together, or — on `Rollback`, or when `work` is abandoned — none does. `work`
+/// need not be `Send` (HTTP handlers' futures are not), nor is the unit.
+pub trait Atomic: Send + Sync {
+    fn atomically<T, F: Future<Output = Outcome<T>>>(&self, work: F) -> impl Future<Output = Result<T, StorageError>>;
+}
+
 /// Everything the services need from one storage backend.
 pub trait Store:
-    KeyStore + AccountStore + KeyspaceStore + UserStore + SessionStore + AuditStore + Clone + 'static
+    KeyStore
+    + AccountStore
+    + KeyspaceStore
+    + UserStore
+    + SessionStore
+    + AuditStore
+    + IdempotencyStore
+    + Atomic
+    + Clone
+    + 'static
 {
     /// Whether the storage answers and its schema is current; for `/readyz`.
     fn ping(&self) -> impl Future<Output = Result<(), StorageError>> + Send;

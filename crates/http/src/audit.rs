@@ -9,8 +9,8 @@
 use std::cell::RefCell;
 
 use actix_web::{
-    HttpMessage, HttpRequest,
-    body::MessageBody,
+    HttpMessage, HttpRequest, HttpResponse,
+    body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::{Method, StatusCode},
     middleware::Next,
@@ -19,10 +19,13 @@ use actix_web::{
 use keyward_domain::{
     AccountId, EventId, OsRandom, Store,
     audit::{AuditEvent, AuditResult, AuditSink},
+    error::ManageError,
+    idempotency::{MAX_KEY_LEN, StoredResponse, body_hash, keeps},
     key::Actor,
+    ports::Outcome,
 };
 
-use crate::{AppState, session::request_context};
+use crate::{AppState, error::ApiError, extract::IMPORT_BODY_LIMIT, session::request_context};
 
 tokio::task_local! {
     static REQUEST_EVENTS: RefCell<Vec<AuditEvent>>;
@@ -129,30 +132,198 @@ fn result_of(status: StatusCode) -> AuditResult {
     }
 }
 
-/// Writes one audit event for every management call.
-pub async fn audit_trail<S: Store>(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if !audited(req.method(), req.path()) {
-        return next.call(req).await;
+/// An `Idempotency-Key` on a POST, with the hash of the body it came with.
+#[derive(Debug, Clone)]
+pub(crate) struct IdempotencyRequest {
+    pub key: String,
+    pub body_hash: [u8; 32],
+}
+
+/// A key this request claimed (`session::authorize`), to complete or release at the end.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimedKey {
+    pub account: AccountId,
+    pub key: String,
+    pub fingerprint: [u8; 32],
+}
+
+/// A response replayed from an idempotency key: audited, never stored again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Replayed;
+
+fn idempotency_key(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::field("Idempotency-Key", format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"))
+    })
+}
+
+/// Reads the body once to fingerprint it, and puts it back for the handler.
+async fn fingerprint_body(req: &mut ServiceRequest) -> Option<[u8; 32]> {
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
+        let Ok(chunk) = chunk else { return None };
+        body.extend_from_slice(&chunk);
+        if body.len() > IMPORT_BODY_LIMIT {
+            // Too large for any route: the handler answers 413 before executing.
+            req.set_payload(actix_web::dev::Payload::from(body.freeze()));
+            return None;
+        }
     }
-    let state = req.app_data::<web::Data<AppState<S>>>().cloned();
-    let (response, reported) = REQUEST_EVENTS
-        .scope(RefCell::new(Vec::new()), async move {
-            let response = next.call(req).await;
-            (response, REQUEST_EVENTS.with(|events| events.take()))
-        })
-        .await;
-    let response = response?;
-    if let Some(state) = state {
+    let body = body.freeze();
+    let hash = body_hash(&body);
+    req.set_payload(actix_web::dev::Payload::from(body));
+    Some(hash)
+}
+
+/// Every management call, as one unit of work: the handler's changes, the call's audit
+/// event and, with an `Idempotency-Key`, the response to replay, commit together — or, when
+/// the call fails, nothing of it stays but its audit event (a failure is audited too).
+pub async fn journal<S: Store>(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if !audited(req.method(), req.path()) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    let Some(state) = req.app_data::<web::Data<AppState<S>>>().cloned() else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    if req.method() == Method::POST {
+        match idempotency_key(&req) {
+            Ok(Some(key)) => {
+                if let Some(body_hash) = fingerprint_body(&mut req).await {
+                    req.extensions_mut().insert(IdempotencyRequest { key, body_hash });
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                let (request, _) = req.into_parts();
+                let response = ServiceResponse::new(request, HttpResponse::from_error(error));
+                write_audit(&state, &response, Vec::new()).await;
+                return Ok(response);
+            }
+        }
+    }
+
+    let store = state.service.store().clone();
+    let unit = store.atomically(async {
+        let (response, reported) = REQUEST_EVENTS
+            .scope(RefCell::new(Vec::new()), async move {
+                let response = next.call(req).await;
+                (response, REQUEST_EVENTS.with(|events| events.take()))
+            })
+            .await;
+        let response = match response {
+            Ok(response) => response.map_into_boxed_body(),
+            Err(error) => return Outcome::Rollback(Err(error)),
+        };
+        if !response.status().is_success() {
+            return Outcome::Rollback(Ok((response, reported, false)));
+        }
+        // Success: the event and the response to replay join the handler's changes.
         let event = trail_event(&state, response.request(), response.status(), reported);
-        log(&event);
-        if let Err(error) = state.service.store().append_audit(&event).await {
-            tracing::error!(%error, event_id = %event.id, "could not write the audit event");
+        let (response, body) = match read_body(response).await {
+            Ok(read) => read,
+            Err(response) => return Outcome::Rollback(Ok((response, Vec::new(), false))),
+        };
+        let stored = async {
+            state.service.store().append_audit(&event).await?;
+            log(&event);
+            let claim = response.request().extensions().get::<ClaimedKey>().cloned();
+            if let Some(claim) = claim {
+                let sealed = state.sealer.seal(claim.account, &claim.key, &body, &OsRandom);
+                let kept = StoredResponse { status: response.status().as_u16(), sealed_body: sealed };
+                let now = state.service.now();
+                state
+                    .service
+                    .store()
+                    .complete_idempotency(claim.account, &claim.key, claim.fingerprint, now, &kept)
+                    .await?;
+            }
+            Ok::<_, keyward_domain::ports::StorageError>(())
+        };
+        match stored.await {
+            Ok(()) => Outcome::Commit(Ok((response, Vec::new(), true))),
+            Err(error) => {
+                tracing::error!(%error, "could not record the call; its changes are rolled back");
+                let (request, _) = response.into_parts();
+                let failed = ServiceResponse::new(
+                    request,
+                    HttpResponse::from_error(ApiError::from(ManageError::Storage(error))),
+                );
+                Outcome::Rollback(Ok((failed, Vec::new(), false)))
+            }
+        }
+    });
+    let (response, reported, committed) = match unit.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(error)) => return Err(error),
+        Err(error) => {
+            // The unit of work could not even begin (storage down); the request never ran.
+            let stand_in = actix_web::test::TestRequest::default().to_http_request();
+            return Ok(ServiceResponse::new(
+                stand_in,
+                HttpResponse::from_error(ApiError::from(ManageError::Storage(error))),
+            ));
+        }
+    };
+    if !committed {
+        // Rolled back: audit the failure on its own, and settle the idempotency key.
+        write_audit(&state, &response, reported).await;
+        let claim = response.request().extensions().get::<ClaimedKey>().cloned();
+        if let Some(claim) = claim {
+            settle_failed_claim(&state, &claim, &response).await;
         }
     }
     Ok(response)
+}
+
+async fn read_body(
+    response: ServiceResponse<BoxBody>,
+) -> Result<(ServiceResponse<BoxBody>, web::Bytes), ServiceResponse<BoxBody>> {
+    let (request, response) = response.into_parts();
+    let (head, body) = response.into_parts();
+    match actix_web::body::to_bytes(body).await {
+        Ok(bytes) => Ok((ServiceResponse::new(request, head.set_body(BoxBody::new(bytes.clone()))), bytes)),
+        Err(_) => Err(ServiceResponse::new(request, HttpResponse::from_error(ApiError::internal()))),
+    }
+}
+
+async fn write_audit<S: Store>(state: &AppState<S>, response: &ServiceResponse<BoxBody>, reported: Vec<AuditEvent>) {
+    let event = trail_event(state, response.request(), response.status(), reported);
+    log(&event);
+    if let Err(error) = state.service.store().append_audit(&event).await {
+        tracing::error!(%error, event_id = %event.id, "could not write the audit event");
+    }
+}
+
+/// A failed call's key: kept with its answer when the call executed (a 404, a refusal the
+/// retry would meet again), released when it failed before executing or on the server.
+async fn settle_failed_claim<S: Store>(state: &AppState<S>, claim: &ClaimedKey, response: &ServiceResponse<BoxBody>) {
+    let error = response.response().error().and_then(|e| e.as_error::<ApiError>());
+    let status = response.status().as_u16();
+    let result = match error.filter(|e| keeps(status, Some(e.code))) {
+        Some(error) => {
+            let body = serde_json::json!({"error": error.code, "message": error.message}).to_string();
+            let sealed = state.sealer.seal(claim.account, &claim.key, body.as_bytes(), &OsRandom);
+            let kept = StoredResponse { status, sealed_body: sealed };
+            state
+                .service
+                .store()
+                .complete_idempotency(claim.account, &claim.key, claim.fingerprint, state.service.now(), &kept)
+                .await
+        }
+        None => state.service.store().release_idempotency(claim.account, &claim.key).await,
+    };
+    if let Err(error) = result {
+        tracing::error!(%error, "could not settle the idempotency key of a failed call");
+    }
 }
 
 fn trail_event<S: Store>(
@@ -165,7 +336,8 @@ fn trail_event<S: Store>(
     let caller = req.extensions().get::<Caller>().copied();
     // A use case's own event says most; it gets the request's context and final word on
     // the result only when the call failed after it (the status is the truth).
-    if let Some(mut event) = reported.pop() {
+    let replayed = req.extensions().get::<Replayed>().is_some();
+    if let Some(mut event) = reported.pop().filter(|_| !replayed) {
         event.context = context;
         if !status.is_success() && event.result == AuditResult::Success {
             event.result = result_of(status);
@@ -185,6 +357,9 @@ fn trail_event<S: Store>(
     metadata.insert("method".into(), req.method().as_str().into());
     metadata.insert("path".into(), req.match_pattern().unwrap_or_else(|| req.path().to_owned()).into());
     metadata.insert("status".into(), status.as_u16().into());
+    if replayed {
+        metadata.insert("idempotent_replayed".into(), true.into());
+    }
     let now = state.service.now();
     AuditEvent {
         id: EventId::generate(now, &OsRandom),

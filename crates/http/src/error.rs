@@ -61,11 +61,13 @@ pub struct ApiError {
     pub details: Vec<FieldError>,
     /// For 429: which limit (`ip`, `key`, `account`, `endpoint`, `login`) and for how long.
     pub retry: Option<(&'static str, u64)>,
+    /// Not an error: the stored response of an idempotency key, sent again as it was.
+    pub replay: Option<Box<(StatusCode, web::Bytes)>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Vec::new(), retry: None }
+        Self { status, code, message: message.into(), details: Vec::new(), retry: None, replay: None }
     }
 
     pub fn validation(details: Vec<FieldError>) -> Self {
@@ -119,12 +121,12 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.replay.as_ref().map_or(self.status, |replay| replay.0)
     }
 
     fn error_response(&self) -> HttpResponse {
         // The body is rendered by the `envelope` middleware, which knows the request id.
-        let mut response = HttpResponse::build(self.status);
+        let mut response = HttpResponse::build(self.status_code());
         if let Some((_, seconds)) = self.retry {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
@@ -259,7 +261,12 @@ pub async fn envelope(
             ServiceResponse::new(stand_in, HttpResponse::InternalServerError().finish()).map_into_right_body()
         }
     };
-    let mut response = if response.status().is_client_error() || response.status().is_server_error() {
+    let replay = response.response().error().and_then(|e| e.as_error::<ApiError>()).and_then(|e| e.replay.clone());
+    let mut response = if let Some((status, body)) = replay.map(|r| *r) {
+        let mut replayed = HttpResponse::build(status);
+        replayed.content_type("application/json").insert_header(("idempotent-replayed", "true"));
+        response.into_response(replayed.body(body)).map_into_right_body()
+    } else if response.status().is_client_error() || response.status().is_server_error() {
         let api_error =
             response.response().error().and_then(|e| e.as_error::<ApiError>().cloned()).unwrap_or_else(|| {
                 if response.status().is_server_error()

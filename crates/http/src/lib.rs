@@ -30,7 +30,8 @@ use actix_web::{
 use std::sync::Arc;
 
 use keyward_domain::{
-    Store, audit::AuditSink, people_service::PeopleService, service::KeyService, throttle::LoginLimits,
+    Store, audit::AuditSink, idempotency::Sealer, people_service::PeopleService, service::KeyService,
+    throttle::LoginLimits,
 };
 use keyward_ratelimit::Limits;
 pub use limits::ApiLimits;
@@ -52,13 +53,17 @@ pub struct AppState<S> {
     /// The rate limiter and quota ledger (in process, or shared through Redis).
     pub limits: Arc<Limits>,
     pub api_limits: ApiLimits,
+    /// Seals the responses kept for idempotent replay.
+    pub sealer: Sealer,
 }
 
-/// The policies of the HTTP layer: who may try how often.
+/// The policies of the HTTP layer: who may try how often, and the secret that seals
+/// stored responses (`None`: a secret for this process only).
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
     pub login: LoginLimits,
     pub api: ApiLimits,
+    pub secret: Option<[u8; 32]>,
 }
 
 impl<S: Store> AppState<S> {
@@ -71,7 +76,18 @@ impl<S: Store> AppState<S> {
         public_url: &str,
     ) -> Self {
         let people = PeopleService::new(service.clone(), hasher, audit, limits.clone(), policies.login);
-        Self { service, people, cookies: CookieSettings::for_public_url(public_url), limits, api_limits: policies.api }
+        let sealer = match policies.secret {
+            Some(secret) => Sealer::new(&secret),
+            None => Sealer::ephemeral(&keyward_domain::OsRandom),
+        };
+        Self {
+            service,
+            people,
+            cookies: CookieSettings::for_public_url(public_url),
+            limits,
+            api_limits: policies.api,
+            sealer,
+        }
     }
 }
 
@@ -113,7 +129,7 @@ pub fn app<S: Store>(
         // The last `wrap` is the outermost: the envelope sees every response; the audit trail
         // sees CSRF refusals and knows the request id.
         .wrap(from_fn(session::csrf_guard))
-        .wrap(from_fn(audit::audit_trail::<S>))
+        .wrap(from_fn(audit::journal::<S>))
         .wrap(from_fn(error::envelope))
         .service(resource("/healthz", vec![web::get().to(h::healthz)]))
         .service(resource("/readyz", vec![web::get().to(h::readyz::<S>)]))

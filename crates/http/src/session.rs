@@ -13,6 +13,8 @@ use actix_web::{
 use keyward_domain::{
     RequestId, Store,
     audit::RequestContext,
+    error::ManageError,
+    idempotency::{Claim, fingerprint},
     people::SESSION_ABSOLUTE_TIMEOUT,
     people_service::SessionToken,
     service::{Principal, Via},
@@ -20,6 +22,7 @@ use keyward_domain::{
 
 use crate::{
     AppState,
+    audit::{ClaimedKey, IdempotencyRequest, Replayed},
     error::ApiError,
     extract::{client_ip, credential},
     limits::enforce,
@@ -188,6 +191,7 @@ pub(crate) async fn authorize<S: Store>(
                 )
                 .await?;
             }
+            claim_idempotency_key(state, req, &principal, now).await?;
         }
         Purpose::Verification => {
             enforce(&state.limits, req, "account", format!("verify:{account}").as_bytes(), &limits.verify_rules(), now)
@@ -195,6 +199,68 @@ pub(crate) async fn authorize<S: Store>(
         }
     }
     Ok(principal)
+}
+
+/// With an `Idempotency-Key`, claims the key for this request — after authentication and
+/// limits, so a request refused before executing never holds a key — or answers with what
+/// the key already holds: the stored response (replayed as sent), 409 while the first request
+/// runs, 422 when the key was used for a different request.
+async fn claim_idempotency_key<S: Store>(
+    state: &AppState<S>,
+    req: &HttpRequest,
+    principal: &Principal,
+    now: time::OffsetDateTime,
+) -> Result<(), ApiError> {
+    let Some(request) = req.extensions().get::<IdempotencyRequest>().cloned() else { return Ok(()) };
+    let account = principal.account_id;
+    let actor = principal.actor().to_string();
+    let print = fingerprint(req.method().as_str(), req.path(), &request.body_hash, &actor);
+    let in_use = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_use",
+            "a request with this Idempotency-Key is still running; retry shortly",
+        )
+    };
+    let reused = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request; use a new key",
+        )
+    };
+    let claim = state
+        .service
+        .store()
+        .claim_idempotency(account, &request.key, print, now)
+        .await
+        .map_err(ManageError::Storage)?;
+    match claim {
+        Claim::Claimed => {
+            req.extensions_mut().insert(ClaimedKey { account, key: request.key, fingerprint: print });
+            Ok(())
+        }
+        Claim::InFlight { .. } => Err(in_use()),
+        Claim::Completed { fingerprint: stored, .. } if stored != print => Err(reused()),
+        Claim::Completed { response, .. } => {
+            let body = state.sealer.open(account, &request.key, &response.sealed_body).map_err(|_| in_use())?;
+            req.extensions_mut().insert(Replayed);
+            let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+            if status.is_success() {
+                return Err(ApiError {
+                    replay: Some(Box::new((status, body.into()))),
+                    ..ApiError::new(status, "replayed", "")
+                });
+            }
+            // A kept refusal: the same error again, under this request's id.
+            let stored: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let code = crate::error::ERROR_CODES
+                .iter()
+                .find(|(c, _, _)| Some(*c) == stored["error"].as_str())
+                .map_or("internal", |(c, _, _)| *c);
+            Err(ApiError::new(status, code, stored["message"].as_str().unwrap_or_default()))
+        }
+    }
 }
 
 async fn authenticate<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<Principal, ApiError> {

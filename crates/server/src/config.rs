@@ -115,6 +115,10 @@ pub(crate) struct Config {
     pub(crate) redis_url: Option<String>,
     /// How long a rate-limit decision waits for Redis before deciding in process.
     pub(crate) redis_timeout_ms: u64,
+    /// 64 hex digits (32 bytes) sealing the responses kept for idempotent replay
+    /// (`KEYWARD_SECRET`). Instances behind one load balancer must share it; without it,
+    /// each process makes its own and replays do not survive a restart.
+    pub(crate) secret: Option<String>,
     /// Limits of the HTTP API (`[rate_limits]`: `ip`, `key`, `account`, `verify`, `endpoints`).
     pub(crate) rate_limits: keyward_http::ApiLimits,
     pub(crate) log_format: LogFormat,
@@ -138,6 +142,7 @@ impl Default for Config {
             database_url: None,
             redis_url: None,
             redis_timeout_ms: 250,
+            secret: None,
             rate_limits: keyward_http::ApiLimits::default(),
             log_format: LogFormat::default(),
             workers: 0,
@@ -186,6 +191,19 @@ impl Config {
             account_key_prefix: prefix("account_key_prefix", &self.keys.account_key_prefix)?,
             temporary_key_prefix: prefix("temporary_key_prefix", &self.keys.temporary_key_prefix)?,
         })
+    }
+
+    pub(crate) fn secret(&self) -> Result<Option<[u8; 32]>, ConfigError> {
+        let Some(text) = &self.secret else { return Ok(None) };
+        let invalid = || ConfigError::Invalid("secret (KEYWARD_SECRET) must be 64 hexadecimal digits".into());
+        if text.len() != 64 {
+            return Err(invalid());
+        }
+        let mut secret = [0u8; 32];
+        for (i, byte) in secret.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| invalid())?;
+        }
+        Ok(Some(secret))
     }
 
     pub(crate) fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {

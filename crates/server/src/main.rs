@@ -36,6 +36,9 @@ struct Cli {
     /// Redis URL; rate limits and quotas are then shared by every instance.
     #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// 64 hex digits sealing stored idempotent responses; shared by every instance.
+    #[arg(long, global = true, env = "KEYWARD_SECRET", hide_env_values = true)]
+    secret: Option<String>,
     #[arg(long, global = true, env = "KEYWARD_LOG_FORMAT")]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
@@ -211,7 +214,11 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
         }
         None => Limits::in_process(),
     };
-    let policies = Policies { login: config.login, api: config.rate_limits.clone() };
+    let secret = config.secret()?;
+    if secret.is_none() && config.database_url.is_some() {
+        tracing::warn!("no KEYWARD_SECRET: idempotent replays will not survive a restart nor cross instances");
+    }
+    let policies = Policies { login: config.login, api: config.rate_limits.clone(), secret };
     Ok(AppState::new(service, hasher, Arc::new(RequestAuditSink), Arc::new(limits), policies, &config.public_url()))
 }
 
@@ -284,6 +291,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if cli.redis_url.is_some() {
         config.redis_url = cli.redis_url;
+    }
+    if cli.secret.is_some() {
+        config.secret = cli.secret;
     }
     if let Some(format) = cli.log_format {
         config.log_format = format;

@@ -17,12 +17,13 @@ use std::{
 use keyward_domain::{
     Account, AccountId, EventId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
     audit::{AuditEvent, AuditFilter, AuditRecord, chain_hash},
+    idempotency::{Claim, LEASE, StoredResponse, lapsed},
     password::PasswordHash,
     people::{Email, Membership, Role, Session, User},
     ports::{
-        AccountStore, AuditStore, CreateUserError, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts,
-        KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError, PageRequest, SessionStore, StorageError, Store,
-        UpdateError, UpdateKeyspaceError, UserStore, VerifiableKey,
+        AccountStore, Atomic, AuditStore, CreateUserError, DeleteKeyspaceError, IdempotencyStore, InsertKeyError,
+        InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError, Outcome,
+        PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UserStore, VerifiableKey,
     },
 };
 use time::OffsetDateTime;
@@ -39,6 +40,15 @@ struct State {
     audit: BTreeMap<EventId, AuditRecord>,
     /// The last (seq, hash) of each chain.
     audit_heads: HashMap<Option<AccountId>, (i64, [u8; 32])>,
+    idempotency: HashMap<(AccountId, String), IdempotencyEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct IdempotencyEntry {
+    fingerprint: [u8; 32],
+    created_at: OffsetDateTime,
+    lease_until: Option<OffsetDateTime>,
+    response: Option<StoredResponse>,
 }
 
 impl State {
@@ -564,6 +574,89 @@ impl AuditStore for MemStore {
             state.audit.retain(|_, r| r.event.account_id != account || r.event.ts >= before);
             (before_count - state.audit.len()) as u64
         })))
+    }
+}
+
+impl IdempotencyStore for MemStore {
+    fn claim_idempotency(
+        &self,
+        account: AccountId,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Claim, StorageError>> + Send {
+        ready(Ok(self.write(|state| {
+            let slot = (account, key.to_owned());
+            if let Some(entry) = state.idempotency.get(&slot) {
+                match &entry.response {
+                    Some(response) if !lapsed(entry.created_at, None, now) => {
+                        return Claim::Completed { fingerprint: entry.fingerprint, response: response.clone() };
+                    }
+                    None if !lapsed(entry.created_at, entry.lease_until, now) => {
+                        return Claim::InFlight { fingerprint: entry.fingerprint };
+                    }
+                    _ => {}
+                }
+            }
+            let entry =
+                IdempotencyEntry { fingerprint, created_at: now, lease_until: Some(now + LEASE), response: None };
+            state.idempotency.insert(slot, entry);
+            Claim::Claimed
+        })))
+    }
+
+    fn complete_idempotency(
+        &self,
+        account: AccountId,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: OffsetDateTime,
+        response: &StoredResponse,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| {
+            let entry = state.idempotency.entry((account, key.to_owned())).or_insert_with(|| IdempotencyEntry {
+                fingerprint,
+                created_at: now,
+                lease_until: None,
+                response: None,
+            });
+            entry.response = Some(response.clone());
+            entry.lease_until = None;
+        });
+        ready(Ok(()))
+    }
+
+    fn release_idempotency(
+        &self,
+        account: AccountId,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| {
+            let slot = (account, key.to_owned());
+            if state.idempotency.get(&slot).is_some_and(|e| e.response.is_none()) {
+                state.idempotency.remove(&slot);
+            }
+        });
+        ready(Ok(()))
+    }
+
+    fn purge_idempotency(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send {
+        ready(Ok(self.write(|state| {
+            let count = state.idempotency.len();
+            state.idempotency.retain(|_, e| e.created_at >= before);
+            (count - state.idempotency.len()) as u64
+        })))
+    }
+}
+
+impl Atomic for MemStore {
+    /// In memory every port method is atomic on its own and cannot fail half-way once it
+    /// has started writing (use cases check before they write), so a unit of work needs no
+    /// undo: its writes stand. Durable all-or-nothing across calls is PostgreSQL's job.
+    async fn atomically<T, F: Future<Output = Outcome<T>>>(&self, work: F) -> Result<T, StorageError> {
+        Ok(match work.await {
+            Outcome::Commit(value) | Outcome::Rollback(value) => value,
+        })
     }
 }
 

@@ -12,7 +12,7 @@ mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use diesel::{
     dsl::sql,
@@ -32,17 +32,18 @@ use futures_util::FutureExt as _;
 use keyward_domain::{
     Account, AccountId, EventId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
     audit::{AuditEvent, AuditFilter, AuditRecord, chain_hash},
+    idempotency::{Claim, LEASE, RETENTION, StoredResponse},
     password::PasswordHash,
     people::{Email, Membership, Role, Session, User},
     ports::{
-        AccountStore, AuditStore, CreateUserError, DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts,
-        KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError, PageRequest, SessionStore, StorageError, Store,
-        UpdateError, UpdateKeyspaceError, UserStore, VerifiableKey,
+        AccountStore, Atomic, AuditStore, CreateUserError, DeleteKeyspaceError, IdempotencyStore, InsertKeyError,
+        InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError, Outcome,
+        PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UserStore, VerifiableKey,
     },
 };
 pub use migrate::{MigrationError, pending_migrations, run_migrations};
 use rows::{AccountRow, AuditRow, CorruptRow, KeyChanges, KeyRow, KeyspaceRow, MembershipRow, SessionRow, UserRow};
-use schema::{accounts, audit_events, keys, keyspaces, memberships, sessions, users};
+use schema::{accounts, audit_events, idempotency_keys, keys, keyspaces, memberships, sessions, users};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -66,6 +67,10 @@ impl Default for PoolConfig {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
+    /// Units of work hold a connection for a whole management call; at most this many at
+    /// once, so a burst of them (a login flood waiting on password hashing) always leaves
+    /// connections for verification.
+    units: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -104,11 +109,90 @@ impl PgStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(PoolBuildError)?;
-        Ok(Self { pool })
+        // A quarter of the pool, at least one connection, stays free of units of work.
+        let units = config.max_size.saturating_sub(config.max_size.div_ceil(4)).max(1);
+        Ok(Self { pool, units: Arc::new(tokio::sync::Semaphore::new(units)) })
     }
 
-    async fn conn(&self) -> Result<Object<AsyncPgConnection>, StorageError> {
+    /// The connection for one call: the unit of work's, when the calling task is inside
+    /// [`Atomic::atomically`] on this store; otherwise one from the pool.
+    async fn conn(&self) -> Result<ConnGuard, StorageError> {
+        let pinned = PINNED.try_with(|p| (p.pool_id == self.pool_id()).then(|| p.conn.clone())).ok().flatten();
+        if let Some(conn) = pinned {
+            let guard = conn.lock_owned().await;
+            if guard.is_some() {
+                return Ok(ConnGuard::Pinned(guard));
+            }
+        }
+        self.pool.get().await.map(ConnGuard::Pooled).map_err(pool_error)
+    }
+
+    /// A connection from the pool even inside a unit of work: for writes every other request
+    /// must see at once (idempotency claims).
+    async fn own_conn(&self) -> Result<Object<AsyncPgConnection>, StorageError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    fn pool_id(&self) -> usize {
+        // The pool's shared state: equal for clones of one store, distinct across stores.
+        std::ptr::from_ref(self.pool.manager()) as usize
+    }
+}
+
+/// The connection a unit of work runs on, shared by every call of its task.
+#[derive(Clone)]
+struct Pinned {
+    pool_id: usize,
+    conn: SharedConn,
+}
+
+/// The unit of work's connection; `None` once the unit has ended.
+type SharedConn = Arc<tokio::sync::Mutex<Option<Object<AsyncPgConnection>>>>;
+
+tokio::task_local! {
+    static PINNED: Pinned;
+}
+
+/// Closes a unit of work's connection if the unit is abandoned half-way.
+struct Unfinished(SharedConn);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.0.try_lock()
+            && let Some(conn) = slot.take()
+        {
+            // Out of the pool and closed: PostgreSQL rolls the open transaction back.
+            drop(Object::take(conn));
+        }
+    }
+}
+
+/// A connection borrowed for one call. (It lives on the stack of that call only, so the
+/// size of a pooled connection held inline costs nothing worth a box.)
+#[allow(clippy::large_enum_variant)]
+enum ConnGuard {
+    Pooled(Object<AsyncPgConnection>),
+    /// Holds `Some` for as long as the unit of work runs (`conn` checks).
+    Pinned(tokio::sync::OwnedMutexGuard<Option<Object<AsyncPgConnection>>>),
+}
+
+impl std::ops::Deref for ConnGuard {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        match self {
+            Self::Pooled(conn) => conn,
+            Self::Pinned(guard) => guard.as_deref().unwrap_or_else(|| unreachable!("checked when borrowed")),
+        }
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        match self {
+            Self::Pooled(conn) => conn,
+            Self::Pinned(guard) => guard.as_deref_mut().unwrap_or_else(|| unreachable!("checked when borrowed")),
+        }
     }
 }
 
@@ -231,8 +315,9 @@ impl KeyStore for PgStore {
             let result = conn
                 .transaction::<_, TxError<InsertKeyError>, _>(async |conn| {
                     // Serialises key creation per account, so two concurrent inserts
-                    // cannot both slip under the limit.
-                    accounts::table.find(account).select(accounts::id).for_update().first::<Uuid>(conn).await?;
+                    // cannot both slip under the limit. NO KEY UPDATE: foreign-key checks of
+                    // other tables (idempotency claims, sessions) need not wait for it.
+                    accounts::table.find(account).select(accounts::id).for_no_key_update().first::<Uuid>(conn).await?;
                     let hashes: Vec<&Vec<u8>> = rows.iter().map(|r| &r.hash).collect();
                     let clashing: Vec<Vec<u8>> =
                         keys::table.filter(keys::hash.eq_any(hashes)).select(keys::hash).load(conn).await?;
@@ -937,6 +1022,174 @@ impl AuditStore for PgStore {
             .await
             .map_err(db_error)?;
         Ok(u64::try_from(purged.removed).unwrap_or(0))
+    }
+}
+
+/// A key's fingerprint, status and sealed body, as stored.
+type HeldKey = (Vec<u8>, Option<i16>, Option<Vec<u8>>);
+
+#[derive(diesel::QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    claimed: bool,
+}
+
+impl IdempotencyStore for PgStore {
+    async fn claim_idempotency(
+        &self,
+        account: AccountId,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Claim, StorageError> {
+        // Inside a unit of work the claim joins the unit: it becomes visible when the call
+        // commits, together with its response, and vanishes if the call rolls back. Another
+        // request with the same key meanwhile meets the uncommitted row in the unique index;
+        // rather than wait for it, it gives up after a moment and answers "in use". So every
+        // request holds one connection at most, and a crashed request frees its key at once.
+        let mut conn = self.conn().await?;
+        for _ in 0..3 {
+            let attempt = conn
+                .transaction::<_, DieselError, _>(async |conn| {
+                    conn.batch_execute("SET LOCAL lock_timeout = '200ms'").await?;
+                    let claimed: Vec<ClaimedRow> = diesel::sql_query(
+                        "INSERT INTO idempotency_keys (account_id, key, fingerprint, created_at, lease_until) \
+                         VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (account_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, \
+                           created_at = EXCLUDED.created_at, lease_until = EXCLUDED.lease_until, status = NULL, body = NULL \
+                         WHERE idempotency_keys.created_at <= $6 \
+                            OR (idempotency_keys.status IS NULL AND idempotency_keys.lease_until <= $4) \
+                         RETURNING true AS claimed",
+                    )
+                    .bind::<diesel::sql_types::Uuid, _>(account.as_uuid())
+                    .bind::<diesel::sql_types::Text, _>(key)
+                    .bind::<diesel::sql_types::Bytea, _>(fingerprint.as_slice())
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<Timestamptz, _>(now + LEASE)
+                    .bind::<Timestamptz, _>(now - RETENTION)
+                    .load(conn)
+                    .await?;
+                    Ok(claimed.iter().any(|c| c.claimed))
+                })
+                .await;
+            let claimed = match attempt {
+                Ok(claimed) => claimed,
+                // 55P03: the key is held by a request that has not committed yet.
+                Err(DieselError::DatabaseError(_, info)) if info.message().contains("lock timeout") => {
+                    return Ok(Claim::InFlight { fingerprint });
+                }
+                Err(e) => return Err(db_error(e)),
+            };
+            if claimed {
+                return Ok(Claim::Claimed);
+            }
+            let held: Option<HeldKey> = idempotency_keys::table
+                .find((account.as_uuid(), key))
+                .select((idempotency_keys::fingerprint, idempotency_keys::status, idempotency_keys::body))
+                .first(&mut *conn)
+                .await
+                .optional()
+                .map_err(db_error)?;
+            // Gone between the two statements (released or purged): try again.
+            let Some((stored_fingerprint, status, body)) = held else { continue };
+            let stored_fingerprint: [u8; 32] = stored_fingerprint.as_slice().try_into().unwrap_or([0; 32]);
+            return Ok(match status {
+                Some(status) => Claim::Completed {
+                    fingerprint: stored_fingerprint,
+                    response: StoredResponse {
+                        status: u16::try_from(status).unwrap_or(500),
+                        sealed_body: body.unwrap_or_default(),
+                    },
+                },
+                None => Claim::InFlight { fingerprint: stored_fingerprint },
+            });
+        }
+        Err(StorageError::Internal("an idempotency key kept changing under its claim".into()))
+    }
+
+    async fn complete_idempotency(
+        &self,
+        account: AccountId,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: OffsetDateTime,
+        response: &StoredResponse,
+    ) -> Result<(), StorageError> {
+        // An upsert: after a rolled-back call its claim is gone, and a kept refusal is
+        // written afresh.
+        let mut conn = self.conn().await?;
+        diesel::insert_into(idempotency_keys::table)
+            .values((
+                idempotency_keys::account_id.eq(account.as_uuid()),
+                idempotency_keys::key.eq(key),
+                idempotency_keys::fingerprint.eq(fingerprint.as_slice()),
+                idempotency_keys::created_at.eq(now),
+                idempotency_keys::status.eq(i16::try_from(response.status).unwrap_or(i16::MAX)),
+                idempotency_keys::body.eq(&response.sealed_body),
+            ))
+            .on_conflict((idempotency_keys::account_id, idempotency_keys::key))
+            .do_update()
+            .set((
+                idempotency_keys::status.eq(i16::try_from(response.status).unwrap_or(i16::MAX)),
+                idempotency_keys::body.eq(&response.sealed_body),
+                idempotency_keys::lease_until.eq(None::<OffsetDateTime>),
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, account: AccountId, key: &str) -> Result<(), StorageError> {
+        let mut conn = self.own_conn().await?;
+        diesel::delete(idempotency_keys::table.find((account.as_uuid(), key)))
+            .filter(idempotency_keys::status.is_null())
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn purge_idempotency(&self, before: OffsetDateTime) -> Result<u64, StorageError> {
+        let mut conn = self.conn().await?;
+        let removed = diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(before)))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(removed as u64)
+    }
+}
+
+impl Atomic for PgStore {
+    /// Begins a transaction on one pooled connection and runs `work` with that connection
+    /// pinned to the task: every call `work` makes on this store (and its clones) runs in
+    /// the transaction; calls that open transactions of their own nest as savepoints.
+    async fn atomically<T, F: Future<Output = Outcome<T>>>(&self, work: F) -> Result<T, StorageError> {
+        use diesel_async::{AnsiTransactionManager, TransactionManager};
+        let _permit = self.units.acquire().await.map_err(|e| StorageError::Unavailable(Box::new(e)))?;
+        let mut conn = self.own_conn().await?;
+        AnsiTransactionManager::begin_transaction(&mut *conn).await.map_err(db_error)?;
+        let shared: SharedConn = Arc::new(tokio::sync::Mutex::new(Some(conn)));
+        let pinned = Pinned { pool_id: self.pool_id(), conn: shared.clone() };
+        // If this future is dropped before the end (the request was cancelled), the
+        // connection must not go back to the pool mid-transaction: the guard closes it.
+        let unfinished = Unfinished(shared.clone());
+        let outcome = PINNED.scope(pinned, work).await;
+        let conn = shared.lock().await.take();
+        drop(unfinished);
+        let Some(mut conn) = conn else {
+            return Err(StorageError::Internal("the unit of work lost its connection".into()));
+        };
+        match outcome {
+            Outcome::Commit(value) => {
+                AnsiTransactionManager::commit_transaction(&mut *conn).await.map_err(db_error)?;
+                Ok(value)
+            }
+            Outcome::Rollback(value) => {
+                AnsiTransactionManager::rollback_transaction(&mut *conn).await.map_err(db_error)?;
+                Ok(value)
+            }
+        }
     }
 }
 

@@ -30,6 +30,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (account_id, key) {
+        account_id -> Uuid,
+        key -> Text,
+        fingerprint -> Bytea,
+        created_at -> Timestamptz,
+        lease_until -> Nullable<Timestamptz>,
+        status -> Nullable<Int2>,
+        body -> Nullable<Bytea>,
+    }
+}
+
+diesel::table! {
     keys (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -109,6 +121,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(idempotency_keys -> accounts (account_id));
 diesel::joinable!(keys -> accounts (account_id));
 diesel::joinable!(keys -> keyspaces (keyspace_id));
 diesel::joinable!(keyspaces -> accounts (account_id));
@@ -118,4 +131,13 @@ diesel::joinable!(sessions -> accounts (account_id));
 diesel::joinable!(sessions -> keys (temporary_key_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, audit_events, keys, keyspaces, memberships, sessions, users);
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    audit_events,
+    idempotency_keys,
+    keys,
+    keyspaces,
+    memberships,
+    sessions,
+    users,
+);

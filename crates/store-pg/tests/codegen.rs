@@ -106,7 +106,14 @@ async fn render(conn: &mut AsyncPgConnection) -> String {
         writeln!(out, "diesel::joinable!({} -> {} ({}));", fk.table_name, fk.referenced, fk.column_name).unwrap();
     }
     let names: Vec<&str> = tables.keys().copied().collect();
-    writeln!(out, "\ndiesel::allow_tables_to_appear_in_same_query!({});", names.join(", ")).unwrap();
+    // Laid out as rustfmt would (max_width 120), so `cargo fmt` leaves the file alone.
+    let one_line = format!("diesel::allow_tables_to_appear_in_same_query!({});", names.join(", "));
+    if one_line.len() <= 120 {
+        writeln!(out, "\n{one_line}").unwrap();
+    } else {
+        let listed: String = names.iter().map(|n| format!("    {n},\n")).collect();
+        writeln!(out, "\ndiesel::allow_tables_to_appear_in_same_query!(\n{listed});").unwrap();
+    }
     out
 }
 

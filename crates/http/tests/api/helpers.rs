@@ -51,6 +51,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: actix_web::http::header::HeaderMap,
     pub body: Value,
+    /// The body exactly as sent.
+    pub bytes: actix_web::web::Bytes,
 }
 
 impl Reply {
@@ -133,7 +135,7 @@ impl<S: Store> TestApp<S> {
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Reply { status, headers, body }
+        Reply { status, headers, body, bytes }
     }
 
     pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Reply {

@@ -6,6 +6,7 @@
 mod audit;
 mod errors;
 mod helpers;
+mod idempotency;
 mod keys;
 mod people;
 mod ratelimits;
