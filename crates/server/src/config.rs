@@ -63,6 +63,39 @@ impl Default for KeySettings {
     }
 }
 
+/// The verification cache of key records (PostgreSQL only; memory needs none). The TTL is
+/// the backstop for a missed invalidation and is capped at 30 seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CacheSettings {
+    pub(crate) enabled: bool,
+    pub(crate) max_entries: u64,
+    pub(crate) ttl_seconds: u64,
+    pub(crate) negative_ttl_seconds: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        let config = keyward_store_pg::CacheConfig::default();
+        Self {
+            enabled: true,
+            max_entries: config.max_entries,
+            ttl_seconds: config.ttl.as_secs(),
+            negative_ttl_seconds: config.negative_ttl.as_secs(),
+        }
+    }
+}
+
+impl CacheSettings {
+    pub(crate) fn config(&self) -> keyward_store_pg::CacheConfig {
+        keyward_store_pg::CacheConfig {
+            max_entries: self.max_entries,
+            ttl: Duration::from_secs(self.ttl_seconds.min(30)),
+            negative_ttl: Duration::from_secs(self.negative_ttl_seconds.min(30)),
+        }
+    }
+}
+
 /// Password hashing: argon2id parameters (OWASP minimum by default; raising them rehashes
 /// each password at its next login) and how many hashes may run at once.
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +162,7 @@ pub(crate) struct Config {
     pub(crate) database: DatabaseSettings,
     pub(crate) keys: KeySettings,
     pub(crate) passwords: PasswordSettings,
+    pub(crate) cache: CacheSettings,
     pub(crate) login: LoginLimits,
     pub(crate) plans: PlanTable,
     pub(crate) tiers: TierTable,
@@ -150,6 +184,7 @@ impl Default for Config {
             database: DatabaseSettings::default(),
             keys: KeySettings::default(),
             passwords: PasswordSettings::default(),
+            cache: CacheSettings::default(),
             login: LoginLimits::default(),
             plans: PlanTable::default(),
             tiers: TierTable::default(),

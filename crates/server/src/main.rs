@@ -245,7 +245,11 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
 
 async fn pg_state(config: &Config) -> Result<AppState<PgStore>, CliError> {
     let url = config.database_url.as_deref().ok_or(CliError::NoDatabase)?;
-    let store = PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
+    let mut store =
+        PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
+    if config.cache.enabled {
+        store = store.with_key_cache(config.cache.config());
+    }
     state(store, config)
 }
 
@@ -259,7 +263,11 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<()
                 "{pending} database migrations are pending: run `keyward migrate` first"
             )));
         }
-        return run_server(pg_state(&config).await?, &config).await;
+        let state = pg_state(&config).await?;
+        // Verification reads keys through the cache; other instances' changes reach it
+        // through LISTEN/NOTIFY (the CLI commands need neither).
+        state.service.store().start_invalidation_listener();
+        return run_server(state, &config).await;
     }
     tracing::warn!(
         "NO DATABASE CONFIGURED: storing everything in memory. All data is lost when keyward stops. Set DATABASE_URL for PostgreSQL."

@@ -367,6 +367,26 @@ async fn two_instances_share_one_limit_exactly_through_redis_and_survive_its_los
     assert_eq!(codes.iter().filter(|(_, c)| c == "VALID").count(), 25, "exactly the limit, across both instances");
     assert_eq!(codes.iter().filter(|(_, c)| c == "RATE_LIMITED").count(), 75);
 
+    // Revocation on A is seen by B's cache through LISTEN/NOTIFY, long before any TTL.
+    let (status, fresh) = a.call("POST", "/v1/keys", &root, Some(json!({"name": "to revoke"})));
+    assert_eq!(status, 201, "{fresh}");
+    let fresh_key = fresh["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        b.call("POST", "/v1/keys/verify", &root, Some(json!({"key": fresh_key}))).1["code"],
+        "VALID",
+        "B's cache is warm"
+    );
+    let (status, _) = a.call("DELETE", &format!("/v1/keys/{}", fresh["id"].as_str().unwrap()), &root, None);
+    assert_eq!(status, 200);
+    let revoked_on_b = (0..100).any(|_| {
+        let code = b.call("POST", "/v1/keys/verify", &root, Some(json!({"key": fresh_key}))).1["code"].clone();
+        code == "REVOKED" || {
+            std::thread::sleep(Duration::from_millis(10));
+            false
+        }
+    });
+    assert!(revoked_on_b, "B saw the revocation within a second");
+
     // Redis goes away: both instances keep answering, limiting per instance.
     redis.kill();
     for i in 0..20 {

@@ -6,6 +6,7 @@
 //! once, into the domain's error variants (unique violation → `DuplicateHash`/`DuplicateName`,
 //! pool exhaustion or a lost connection → `StorageError::Unavailable`).
 
+mod cache;
 mod migrate;
 mod rows;
 mod schema;
@@ -14,6 +15,8 @@ pub mod testing;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+pub use cache::CacheConfig;
+use cache::KeyCache;
 use diesel::{
     dsl::sql,
     pg::Pg,
@@ -36,9 +39,10 @@ use keyward_domain::{
     password::PasswordHash,
     people::{Email, Membership, Role, Session, User},
     ports::{
-        AccountStore, Atomic, AuditStore, CreateUserError, DeleteKeyspaceError, IdempotencyStore, InsertKeyError,
-        InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError, Outcome,
-        PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UserStore, VerifiableKey,
+        AccountStore, Atomic, AuditStore, BoxError, CreateUserError, DeleteKeyspaceError, IdempotencyStore,
+        InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError,
+        Outcome, PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UserStore,
+        VerifiableKey,
     },
 };
 pub use migrate::{MigrationError, pending_migrations, run_migrations};
@@ -71,6 +75,10 @@ pub struct PgStore {
     /// once, so a burst of them (a login flood waiting on password hashing) always leaves
     /// connections for verification.
     units: Arc<tokio::sync::Semaphore>,
+    /// Key records by hash for verification; `None` until `with_key_cache`.
+    cache: Option<Arc<KeyCache>>,
+    /// For the invalidation listener's own connection. Never printed (it may hold a password).
+    url: Arc<str>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -111,7 +119,92 @@ impl PgStore {
             .map_err(PoolBuildError)?;
         // A quarter of the pool, at least one connection, stays free of units of work.
         let units = config.max_size.saturating_sub(config.max_size.div_ceil(4)).max(1);
-        Ok(Self { pool, units: Arc::new(tokio::sync::Semaphore::new(units)) })
+        Ok(Self { pool, units: Arc::new(tokio::sync::Semaphore::new(units)), cache: None, url: database_url.into() })
+    }
+
+    /// Caches key records by hash for verification (see `cache.rs`). Start the listener too
+    /// ([`PgStore::start_invalidation_listener`]), or other instances' changes wait for the TTL.
+    #[must_use]
+    pub fn with_key_cache(mut self, config: CacheConfig) -> Self {
+        self.cache = Some(Arc::new(KeyCache::new(config)));
+        self
+    }
+
+    /// How many key lookups reached the database (cache misses); 0 without a cache.
+    pub fn cache_loads(&self) -> u64 {
+        self.cache
+            .as_ref()
+            .map_or(0, |c| std::sync::atomic::AtomicU64::load(&c.loads, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Listens on `keyward_keys` on a connection of its own and evicts what other instances
+    /// change; on every (re)connection it flushes the cache, since notifications may have
+    /// been missed. Runs until the process ends.
+    pub fn start_invalidation_listener(&self) {
+        let Some(cache) = self.cache.clone() else { return };
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let started = std::time::Instant::now();
+                let ended = listen(&url, &cache).await;
+                cache.flush();
+                match ended {
+                    Ok(()) => tracing::warn!("the cache invalidation listener lost its connection; reconnecting"),
+                    Err(error) => tracing::warn!(%error, "the cache invalidation listener failed; reconnecting"),
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    backoff = Duration::from_millis(100);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    /// Tells every instance (this one included) that these keys changed. Inside a
+    /// transaction the notification leaves when it commits.
+    async fn announce(&self, conn: &mut AsyncPgConnection, hashes: &[&[u8]]) -> QueryResult<()> {
+        if self.cache.is_none() {
+            return Ok(());
+        }
+        for payload in cache::payloads(hashes.iter().copied()) {
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<diesel::sql_types::Text, _>(cache::CHANNEL)
+                .bind::<diesel::sql_types::Text, _>(payload)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Evicts at once on this instance, before the notification comes back.
+    async fn evict_locally(&self, hashes: &[&[u8]]) {
+        if let Some(cache) = &self.cache {
+            for hash in hashes {
+                if let Ok(hash) = <[u8; 33]>::try_from(*hash) {
+                    cache.evict(&hash).await;
+                }
+            }
+        }
+    }
+
+    async fn load_by_hash(&self, bytes: [u8; 33]) -> Result<Option<VerifiableKey>, StorageError> {
+        // Never through a unit of work's connection: the cache must only ever hold committed
+        // rows, and other tasks may be waiting on this very load.
+        let mut conn = self.own_conn().await?;
+        let found: Option<(KeyRow, Option<String>)> = keys::table
+            .left_join(keyspaces::table)
+            .filter(keys::hash.eq(&bytes[..]))
+            .select((KeyRow::as_select(), keyspaces::ip_policy.nullable()))
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        let Some((row, policy)) = found else { return Ok(None) };
+        let key = Key::try_from(row).map_err(corrupt)?;
+        let ip_policy = policy.map(|p| p.parse()).transpose().map_err(|e| StorageError::Internal(Box::new(e)))?;
+        Ok(Some(VerifiableKey { key, ip_policy: ip_policy.unwrap_or_default() }))
     }
 
     /// The connection for one call: the unit of work's, when the calling task is inside
@@ -136,6 +229,30 @@ impl PgStore {
     fn pool_id(&self) -> usize {
         // The pool's shared state: equal for clones of one store, distinct across stores.
         std::ptr::from_ref(self.pool.manager()) as usize
+    }
+}
+
+async fn listen(url: &str, cache: &KeyCache) -> Result<(), DieselError> {
+    use futures_util::StreamExt as _;
+    let mut conn = AsyncPgConnection::establish(url).await.map_err(|e| DieselError::QueryBuilderError(Box::new(e)))?;
+    conn.batch_execute(&format!("SET application_name = 'keyward-listener'; LISTEN {}", cache::CHANNEL)).await?;
+    // Whatever was cached before this connection listened may have changed unannounced.
+    cache.flush();
+    let mut notifications = std::pin::pin!(conn.notifications_stream());
+    while let Some(notification) = notifications.next().await {
+        for hash in cache::parse_payload(&notification?.payload) {
+            cache.evict(&hash).await;
+        }
+    }
+    Ok(())
+}
+
+/// A storage error shared by the waiters of one cache load, as theirs.
+fn shared_error(error: &StorageError) -> StorageError {
+    let message: BoxError = error.to_string().into();
+    match error {
+        StorageError::Unavailable(_) => StorageError::Unavailable(message),
+        StorageError::Internal(_) => StorageError::Internal(message),
     }
 }
 
@@ -331,9 +448,16 @@ impl KeyStore for PgStore {
                         }
                     }
                     diesel::insert_into(keys::table).values(&rows).execute(conn).await?;
+                    // "No such key" may be cached for these hashes.
+                    let hashes: Vec<&[u8]> = rows.iter().map(|r| r.hash.as_slice()).collect();
+                    self.announce(conn, &hashes).await?;
                     Ok(())
                 })
                 .await;
+            if result.is_ok() {
+                let hashes: Vec<&[u8]> = rows.iter().map(|r| r.hash.as_slice()).collect();
+                self.evict_locally(&hashes).await;
+            }
             match result {
                 Ok(()) => Ok(()),
                 // A concurrent insert of the same hash won the race after our check.
@@ -348,19 +472,14 @@ impl KeyStore for PgStore {
     fn find_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<VerifiableKey>, StorageError>> + Send {
         let bytes = hash.to_bytes();
         async move {
-            let mut conn = self.conn().await?;
-            let found: Option<(KeyRow, Option<String>)> = keys::table
-                .left_join(keyspaces::table)
-                .filter(keys::hash.eq(&bytes[..]))
-                .select((KeyRow::as_select(), keyspaces::ip_policy.nullable()))
-                .first(&mut conn)
-                .await
-                .optional()
-                .map_err(db_error)?;
-            let Some((row, policy)) = found else { return Ok(None) };
-            let key = Key::try_from(row).map_err(corrupt)?;
-            let ip_policy = policy.map(|p| p.parse()).transpose().map_err(|e| StorageError::Internal(Box::new(e)))?;
-            Ok(Some(VerifiableKey { key, ip_policy: ip_policy.unwrap_or_default() }))
+            match &self.cache {
+                None => self.load_by_hash(bytes).await,
+                Some(cache) => match cache.get_or_load(bytes, self.load_by_hash(bytes)).await {
+                    // One clone per lookup: the port hands out owned records.
+                    Ok(found) => Ok(found.map(|f| (*f).clone())),
+                    Err(error) => Err(shared_error(&error)),
+                },
+            }
         }
     }
 
@@ -419,7 +538,12 @@ impl KeyStore for PgStore {
                 .execute(&mut conn)
                 .await
                 .map_err(db_error)?;
-            if updated == 0 { Err(UpdateError::NotFound) } else { Ok(()) }
+            if updated == 0 {
+                return Err(UpdateError::NotFound);
+            }
+            self.announce(&mut conn, &[&row.hash]).await.map_err(db_error)?;
+            self.evict_locally(&[&row.hash]).await;
+            Ok(())
         }
     }
 
@@ -428,8 +552,10 @@ impl KeyStore for PgStore {
         let (expires_at, rotated_to, updated_at) =
             (old.expires_at, old.rotated_to.map(|id| id.as_uuid()), old.updated_at);
         let new_row = KeyRow::from(new);
+        let old_hash = old.hash.to_bytes();
         async move {
             let mut conn = self.conn().await?;
+            let hashes: [&[u8]; 2] = [&old_hash, &new_row.hash];
             conn.transaction::<_, TxError<UpdateError>, _>(async |conn| {
                 let updated = diesel::update(keys::table)
                     .filter(keys::id.eq(old_id))
@@ -446,22 +572,29 @@ impl KeyStore for PgStore {
                     return Err(TxError::Domain(UpdateError::NotFound));
                 }
                 diesel::insert_into(keys::table).values(&new_row).execute(conn).await?;
+                self.announce(conn, &hashes).await?;
                 Ok(())
             })
             .await
-            .map_err(TxError::into_domain)
+            .map_err(TxError::into_domain)?;
+            self.evict_locally(&hashes).await;
+            Ok(())
         }
     }
 
     async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> Result<(), StorageError> {
         let mut conn = self.conn().await?;
-        diesel::update(keys::table)
+        let touched: Vec<Vec<u8>> = diesel::update(keys::table)
             .filter(keys::id.eq(id.as_uuid()))
             .filter(keys::last_used_at.is_null().or(keys::last_used_at.lt(at)))
             .set(keys::last_used_at.eq(at))
-            .execute(&mut conn)
+            .returning(keys::hash)
+            .get_results(&mut conn)
             .await
             .map_err(db_error)?;
+        let hashes: Vec<&[u8]> = touched.iter().map(Vec::as_slice).collect();
+        self.announce(&mut conn, &hashes).await.map_err(db_error)?;
+        self.evict_locally(&hashes).await;
         Ok(())
     }
 
@@ -525,11 +658,16 @@ impl AccountStore for PgStore {
                 diesel::insert_into(keyspaces::table).values(&keyspace).execute(conn).await?;
                 if let Some(key) = &key {
                     diesel::insert_into(keys::table).values(key).execute(conn).await?;
+                    self.announce(conn, &[&key.hash]).await?;
                 }
                 Ok(())
             })
             .await
-            .map_err(db_error)
+            .map_err(db_error)?;
+            if let Some(key) = &key {
+                self.evict_locally(&[&key.hash]).await;
+            }
+            Ok(())
         }
     }
 
@@ -666,7 +804,11 @@ impl KeyspaceStore for PgStore {
             if live > 0 {
                 return Err(TxError::Domain(DeleteKeyspaceError::NotEmpty));
             }
-            diesel::delete(keys::table.filter(keys::keyspace_id.eq(id.as_uuid()))).execute(conn).await?;
+            let gone: Vec<Vec<u8>> = diesel::delete(keys::table.filter(keys::keyspace_id.eq(id.as_uuid())))
+                .returning(keys::hash)
+                .get_results(conn)
+                .await?;
+            self.announce(conn, &gone.iter().map(Vec::as_slice).collect::<Vec<_>>()).await?;
             diesel::delete(keyspaces::table.filter(keyspaces::id.eq(id.as_uuid()))).execute(conn).await?;
             Ok(())
         })

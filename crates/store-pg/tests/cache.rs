@@ -1,0 +1,133 @@
+//! The verification cache: warm lookups stay in memory, and a change on one instance reaches
+//! another's cache through LISTEN/NOTIFY without waiting for the TTL — also after the
+//! listener's connection was killed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+use std::{sync::Arc, time::Duration};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use keyward_domain::{
+    KeyHash, Plan, SeededRandom, SystemClock,
+    ports::KeyStore,
+    service::{DomainConfig, KeyService, NewKey, Principal},
+};
+use keyward_store_pg::{CacheConfig, PgStore, testing::TestDatabase};
+
+/// A TTL far longer than any test: only notifications can explain a fresh answer.
+const LONG: CacheConfig =
+    CacheConfig { max_entries: 10_000, ttl: Duration::from_secs(3_600), negative_ttl: Duration::from_secs(3_600) };
+
+#[derive(diesel::QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+async fn listener_pid(url: &str) -> Option<i32> {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let rows: Vec<Pid> = diesel::sql_query(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'keyward-listener' AND datname = current_database()",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    rows.iter().map(|r| r.pid).next()
+}
+
+async fn wait_for_listener(url: &str, not: Option<i32>) -> i32 {
+    for _ in 0..200 {
+        if let Some(pid) = listener_pid(url).await.filter(|pid| Some(*pid) != not) {
+            // LISTEN runs right after the connection names itself; give it a moment.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the listener did not connect");
+}
+
+/// Polls `check` for up to two seconds.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+fn service(store: PgStore) -> KeyService<PgStore> {
+    KeyService::new(store, Arc::new(SystemClock), Arc::new(SeededRandom::new(9)), Arc::new(DomainConfig::default()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_on_one_instance_reach_another_without_waiting_for_the_ttl() {
+    let db = TestDatabase::new().await;
+    let a = service(db.store().with_key_cache(LONG));
+    let b = db.store().with_key_cache(LONG);
+    b.start_invalidation_listener();
+    let first_pid = wait_for_listener(db.url(), None).await;
+
+    let (_, issued) = a.create_account("Acme", Plan::Pro, true).await.unwrap();
+    let principal = Principal::for_key(&issued.unwrap().key);
+    let issued = a.create_key(&principal, NewKey { name: "cached".into(), ..Default::default() }).await.unwrap();
+    let hash = KeyHash::blake3(issued.plaintext.expose_secret());
+
+    // Warm B's cache, then revoke on A.
+    assert!(b.find_by_hash(&hash).await.unwrap().unwrap().key.revoked_at.is_none());
+    let loads = b.cache_loads();
+    assert!(b.find_by_hash(&hash).await.unwrap().is_some());
+    assert_eq!(b.cache_loads(), loads, "a warm lookup does not reach the database");
+    a.revoke_key(&principal, issued.key.id).await.unwrap();
+    assert!(
+        eventually(async || b.find_by_hash(&hash).await.unwrap().unwrap().key.revoked_at.is_some()).await,
+        "B sees the revocation"
+    );
+
+    // "No such key" is cached too, and a new key evicts it.
+    let fresh = a.create_key(&principal, NewKey { name: "later".into(), ..Default::default() }).await.unwrap();
+    let unknown = KeyHash::sha256("col_legacy_key");
+    assert!(b.find_by_hash(&unknown).await.unwrap().is_none());
+    let mut imported = fresh.key.clone();
+    imported.id = keyward_domain::KeyId::generate(time::OffsetDateTime::now_utc(), &SeededRandom::new(77));
+    imported.hash = unknown;
+    a.store().insert_keys(&[imported], None).await.unwrap();
+    assert!(eventually(async || b.find_by_hash(&unknown).await.unwrap().is_some()).await, "B forgets the miss");
+
+    // Kill B's listener connection: it reconnects, flushes, and listens again.
+    let mut admin = AsyncPgConnection::establish(db.url()).await.unwrap();
+    admin.batch_execute(&format!("SELECT pg_terminate_backend({first_pid})")).await.unwrap();
+    wait_for_listener(db.url(), Some(first_pid)).await;
+    assert!(b.find_by_hash(&KeyHash::blake3(fresh.plaintext.expose_secret())).await.unwrap().unwrap().key.is_active);
+    a.update_key(
+        &principal,
+        fresh.key.id,
+        keyward_domain::service::KeyPatch { is_active: Some(false), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    assert!(
+        eventually(async || !b
+            .find_by_hash(&KeyHash::blake3(fresh.plaintext.expose_secret()))
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .is_active)
+        .await,
+        "notifications flow again after the reconnection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_share_one_load() {
+    let db = TestDatabase::new().await;
+    let store = db.store().with_key_cache(LONG);
+    let hash = KeyHash::blake3("kw_live_not_there");
+    let lookups = (0..50).map(|_| store.find_by_hash(&hash));
+    let found = futures_util::future::join_all(lookups).await;
+    assert!(found.iter().all(|f| f.as_ref().unwrap().is_none()));
+    assert_eq!(store.cache_loads(), 1, "one query for fifty concurrent misses");
+}
