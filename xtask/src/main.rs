@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Some("dev") => dev(),
         Some("codegen") => codegen(args.iter().any(|a| a == "--check")),
         Some("tidy") => tidy(),
-        Some("bench") => run("cargo", &["bench", "--locked", "-p", "keyward-ratelimit"], &[]),
+        Some("bench") => bench(),
         _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench>".into()),
     };
     match result {
@@ -102,6 +102,15 @@ fn ci() -> Result {
 fn install_cargo_deny() -> bool {
     eprintln!("cargo-deny is not installed; installing it from crates.io (once per machine)");
     run("cargo", &["install", "--locked", "cargo-deny"], &[]).is_ok()
+}
+
+fn bench() -> Result {
+    let database_url = ensure_postgres()?;
+    run(
+        "cargo",
+        &["bench", "--locked", "-p", "keyward-ratelimit", "-p", "keyward-store-pg"],
+        &[("DATABASE_URL", database_url.as_str())],
+    )
 }
 
 fn dev() -> Result {
