@@ -48,6 +48,21 @@ pub enum ManageError {
     Storage(#[from] StorageError),
 }
 
+impl From<crate::ports::UpdateError> for ManageError {
+    fn from(error: crate::ports::UpdateError) -> Self {
+        match error {
+            crate::ports::UpdateError::NotFound => Self::NotFound,
+            crate::ports::UpdateError::Storage(e) => Self::Storage(e),
+        }
+    }
+}
+
+impl From<crate::ports::UpdateError> for PeopleError {
+    fn from(error: crate::ports::UpdateError) -> Self {
+        Self::Manage(error.into())
+    }
+}
+
 impl From<FieldErrors> for ManageError {
     fn from(errors: FieldErrors) -> Self {
         Self::Invalid(errors)

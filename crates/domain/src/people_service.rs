@@ -349,16 +349,9 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let Via::Session { id, .. } = principal.via else { return Err(PeopleError::SessionRequired) };
         if let Some(session) = self.store().delete_session(id).await?
             && let Some(key_id) = session.temporary_key_id
-            && let Some(mut key) = self.store().get_key(principal.account_id, key_id).await?
-            && key.revoked_at.is_none()
+            && let Some(key) = self.store().get_key(principal.account_id, key_id).await?
         {
-            let now = self.keys.now();
-            key.revoked_at = Some(now);
-            key.updated_at = now;
-            self.store().update_key(&key).await.map_err(|e| match e {
-                UpdateError::NotFound => PeopleError::Manage(ManageError::NotFound),
-                UpdateError::Storage(e) => e.into(),
-            })?;
+            self.keys.revoke(key).await?;
         }
         self.audit(
             ctx,
@@ -601,10 +594,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         }
         errors.into_result()?;
         key.updated_at = now;
-        self.store().update_key(&key).await.map_err(|e| match e {
-            UpdateError::NotFound => PeopleError::Manage(ManageError::NotFound),
-            UpdateError::Storage(e) => e.into(),
-        })?;
+        self.store().update_key(&key).await?;
         self.audit(
             ctx,
             Some(principal.account_id),
@@ -624,16 +614,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         ctx: &RequestContext,
     ) -> Result<Key, PeopleError> {
         self.manager_session(principal, false)?;
-        let mut key = self.account_key(principal, id).await?;
-        if key.revoked_at.is_none() {
-            let now = self.keys.now();
-            key.revoked_at = Some(now);
-            key.updated_at = now;
-            self.store().update_key(&key).await.map_err(|e| match e {
-                UpdateError::NotFound => PeopleError::Manage(ManageError::NotFound),
-                UpdateError::Storage(e) => e.into(),
-            })?;
-        }
+        self.keys.revoke(self.account_key(principal, id).await?).await?;
         self.audit(
             ctx,
             Some(principal.account_id),
@@ -689,10 +670,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
         old.rotated_to = Some(new.id);
         old.updated_at = now;
-        self.store().rotate_key(&old, &new).await.map_err(|e| match e {
-            UpdateError::NotFound => PeopleError::Manage(ManageError::NotFound),
-            UpdateError::Storage(e) => e.into(),
-        })?;
+        self.store().rotate_key(&old, &new).await?;
         self.audit(
             ctx,
             Some(principal.account_id),
@@ -787,10 +765,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
     pub async fn set_password(&self, email: &Email, password: Password) -> Result<User, PeopleError> {
         let user = self.store().find_user_by_email(email).await?.ok_or(ManageError::NotFound)?;
         let hash = self.hasher.hash(password).await.map_err(PeopleError::Hashing)?;
-        self.store().set_password_hash(user.id, &hash, self.keys.now()).await.map_err(|e| match e {
-            UpdateError::NotFound => PeopleError::Manage(ManageError::NotFound),
-            UpdateError::Storage(e) => e.into(),
-        })?;
+        self.store().set_password_hash(user.id, &hash, self.keys.now()).await?;
         Ok(user)
     }
 

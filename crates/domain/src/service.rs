@@ -23,7 +23,7 @@ use crate::{
     plan::{Plan, PlanLimits, PlanTable, Tier, TierTable},
     ports::{
         DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, PageRequest,
-        StorageError, Store, UpdateError, UpdateKeyspaceError, VerifiableKey,
+        StorageError, Store, UpdateKeyspaceError, VerifiableKey,
     },
     random::RandomSource,
     ratelimit::{Decision, Limit, QuotaLedger, RateLimiter, Rule},
@@ -971,10 +971,7 @@ impl<S: Store> KeyService<S> {
         }
         errors.into_result()?;
         key.updated_at = now;
-        self.store.update_key(&key).await.map_err(|e| match e {
-            UpdateError::NotFound => ManageError::NotFound,
-            UpdateError::Storage(e) => ManageError::Storage(e),
-        })?;
+        self.store.update_key(&key).await?;
         // Read back: a concurrent revocation wins over this update, and the answer says so.
         self.service_key(principal, id).await
     }
@@ -983,17 +980,19 @@ impl<S: Store> KeyService<S> {
     /// `revoked_at`.
     pub async fn revoke_key(&self, principal: &Principal, id: KeyId) -> Result<Key, ManageError> {
         principal.require(management::KEYS_WRITE)?;
-        let mut key = self.service_key(principal, id).await?;
+        self.revoke(self.service_key(principal, id).await?).await?;
+        self.service_key(principal, id).await
+    }
+
+    /// Revokes `key` now unless it already is (any kind of key; the callers check access).
+    pub(crate) async fn revoke(&self, mut key: Key) -> Result<(), ManageError> {
         if key.revoked_at.is_none() {
             let now = self.now();
             key.revoked_at = Some(now);
             key.updated_at = now;
-            self.store.update_key(&key).await.map_err(|e| match e {
-                UpdateError::NotFound => ManageError::NotFound,
-                UpdateError::Storage(e) => ManageError::Storage(e),
-            })?;
+            self.store.update_key(&key).await?;
         }
-        self.service_key(principal, id).await
+        Ok(())
     }
 
     /// Issues a successor with the same attributes and a new secret; the old key keeps
@@ -1041,10 +1040,7 @@ impl<S: Store> KeyService<S> {
         old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
         old.rotated_to = Some(new.id);
         old.updated_at = now;
-        self.store.rotate_key(&old, &new).await.map_err(|e| match e {
-            UpdateError::NotFound => ManageError::NotFound,
-            UpdateError::Storage(e) => ManageError::Storage(e),
-        })?;
+        self.store.rotate_key(&old, &new).await?;
         Ok(IssuedKey { key: new, plaintext })
     }
 }
