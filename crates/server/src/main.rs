@@ -215,9 +215,6 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
         None => Limits::in_process(),
     };
     let secret = config.secret()?;
-    if secret.is_none() && config.database_url.is_some() {
-        tracing::warn!("no KEYWARD_SECRET: idempotent replays will not survive a restart nor cross instances");
-    }
     let policies = Policies { login: config.login, api: config.rate_limits.clone(), secret };
     Ok(AppState::new(service, hasher, Arc::new(RequestAuditSink), Arc::new(limits), policies, &config.public_url()))
 }
@@ -262,6 +259,9 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<()
             return Err(CliError::Other(format!(
                 "{pending} database migrations are pending: run `keyward migrate` first"
             )));
+        }
+        if config.secret.is_none() {
+            tracing::warn!("no KEYWARD_SECRET: idempotent replays will not survive a restart nor cross instances");
         }
         let state = pg_state(&config).await?;
         // Verification reads keys through the cache; other instances' changes reach it
