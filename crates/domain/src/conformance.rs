@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             the_purge_removes_only_old_events,
             idempotency_keys_follow_stripe_semantics,
             a_committed_unit_of_work_keeps_everything,
+            usage_is_counted_per_key_and_day,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -676,4 +677,68 @@ pub async fn a_committed_unit_of_work_keeps_everything<S: Store>(store: S) {
         .unwrap();
     assert!(store.get_key(f.principal.account_id, key.id).await.unwrap().is_some());
     assert_eq!(store.audit_chain(Some(f.principal.account_id), 0, 10).await.unwrap().len(), 1);
+}
+
+pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
+    use crate::{usage::UsageRecord, verify::VerifyCode};
+    let f = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let account = f.principal.account_id;
+    let key = f.service.create_key(&f.principal, named("metered")).await.unwrap().key;
+    let record = |seconds: i64, outcome: VerifyCode, ms: Option<u32>| UsageRecord {
+        key_id: key.id,
+        account_id: account,
+        ts: START + Duration::seconds(seconds),
+        endpoint: Some("/servers".into()),
+        method: Some("GET".into()),
+        status_code: None,
+        response_time_ms: ms,
+        ip: Some("203.0.113.9".parse().unwrap()),
+        outcome,
+    };
+    // Two days: the last second of 1 January and the first of the 2nd.
+    let batch = [
+        record(10, VerifyCode::Valid, Some(4)),
+        record(20, VerifyCode::Valid, Some(6)),
+        record(30, VerifyCode::RateLimited, None),
+        record(86_400, VerifyCode::Valid, None),
+    ];
+    store.record_usage(&batch[..3]).await.unwrap();
+    store.record_usage(&batch[3..]).await.unwrap();
+    let stored = store.get_key(account, key.id).await.unwrap().unwrap();
+    assert_eq!(stored.usage_count, 4);
+    assert_eq!(stored.last_used_at, Some(START + Duration::seconds(86_400)));
+
+    let next_day = START + Duration::seconds(90_000);
+    let summary = store.usage_summary(account, key.id, next_day).await.unwrap();
+    assert_eq!((summary.requests_today, summary.requests_this_month), (1, 4));
+    let records = store.key_usage(account, key.id, (None, None), None, 10).await.unwrap();
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[0], batch[3], "newest first, whole");
+    let older = store.key_usage(account, key.id, (None, None), Some(records[1].ts), 10).await.unwrap();
+    assert_eq!(older.len(), 2);
+    let window = store.key_usage(
+        account,
+        key.id,
+        (Some(START + Duration::seconds(15)), Some(START + Duration::seconds(40))),
+        None,
+        10,
+    );
+    assert_eq!(window.await.unwrap().len(), 2);
+
+    let stats = store.account_stats(account, next_day).await.unwrap();
+    assert_eq!((stats.verifications_total, stats.verifications_today), (4, 1));
+    assert_eq!(stats.by_code.get("VALID"), Some(&3));
+    assert_eq!(stats.by_code.get("RATE_LIMITED"), Some(&1));
+    assert!((stats.success_rate - 0.75).abs() < 1e-9);
+    assert_eq!(stats.avg_response_time_ms, Some(5.0));
+    // Another account sees nothing of it.
+    let other = fixture(store.clone(), Plan::Pro).await;
+    assert_eq!(store.usage_summary(other.principal.account_id, key.id, next_day).await.unwrap().requests_this_month, 0);
+    assert_eq!(store.account_stats(other.principal.account_id, next_day).await.unwrap().verifications_total, 0);
+
+    // The purge drops records before a day; counts stay.
+    store.purge_usage(START + Duration::days(1)).await.unwrap();
+    assert_eq!(store.key_usage(account, key.id, (None, None), None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.usage_summary(account, key.id, next_day).await.unwrap().requests_this_month, 4);
 }

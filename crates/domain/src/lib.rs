@@ -29,6 +29,7 @@ pub mod scope;
 pub mod secret;
 pub mod service;
 pub mod throttle;
+pub mod usage;
 pub mod validation;
 pub mod verify;
 

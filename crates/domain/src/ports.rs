@@ -20,6 +20,7 @@ use crate::{
     keyspace::{IpPolicy, Keyspace},
     password::{HashFailure, Password, PasswordCheck, PasswordHash},
     people::{Email, Membership, Role, Session, User},
+    usage::{AccountStats, UsageRecord, UsageSummary},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -416,6 +417,40 @@ pub trait IdempotencyStore: Send + Sync {
     fn purge_idempotency(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send;
 }
 
+/// Metered usage, written in batches by a background flusher.
+pub trait UsageStore: Send + Sync {
+    /// Stores the records and, per key, adds to `usage_count`, moves `last_used_at` forward
+    /// and counts the day; all or nothing.
+    fn record_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The key's records, newest first, before `before` and within [since, until).
+    fn key_usage(
+        &self,
+        account: AccountId,
+        key: KeyId,
+        window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+        before: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<UsageRecord>, StorageError>> + Send;
+
+    fn usage_summary(
+        &self,
+        account: AccountId,
+        key: KeyId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<UsageSummary, StorageError>> + Send;
+
+    /// Verification statistics of the account's service keys.
+    fn account_stats(
+        &self,
+        account: AccountId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<AccountStats, StorageError>> + Send;
+
+    /// Drops records older than `before` (their daily counts stay).
+    fn purge_usage(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send;
+}
+
 /// How a unit of work ends.
 #[derive(Debug)]
 pub enum Outcome<T> {
@@ -439,6 +474,7 @@ pub trait Store:
     + SessionStore
     + AuditStore
     + IdempotencyStore
+    + UsageStore
     + Atomic
     + Clone
     + 'static

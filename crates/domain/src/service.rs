@@ -29,6 +29,7 @@ use crate::{
     ratelimit::{Decision, Limit, QuotaLedger, RateLimiter, Rule},
     scope::{ScopeSet, management},
     secret::PlaintextKey,
+    usage::{AccountStats, UsageRecord, UsageSummary},
     validation::FieldErrors,
     verify::{self, VerifyCode, VerifyRequest},
 };
@@ -452,6 +453,35 @@ impl<S: Store> KeyService<S> {
                 })
                 .collect()
         }
+    }
+
+    // --- usage ----------------------------------------------------------------------------
+
+    /// The per-request records of one of the caller's service keys, newest first.
+    pub async fn key_usage(
+        &self,
+        principal: &Principal,
+        id: KeyId,
+        window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+        before: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<UsageRecord>, ManageError> {
+        principal.require(management::USAGE_READ)?;
+        let key = self.service_key(principal, id).await?;
+        Ok(self.store.key_usage(principal.account_id, key.id, window, before, limit).await?)
+    }
+
+    /// Requests today and this month of a key of the caller's account.
+    pub async fn usage_summary(&self, principal: &Principal, id: KeyId) -> Result<UsageSummary, ManageError> {
+        Ok(self.store.usage_summary(principal.account_id, id, self.now()).await?)
+    }
+
+    /// `GET /v1/stats`: key counts and verification statistics of the caller's account.
+    pub async fn stats(&self, principal: &Principal) -> Result<(KeyCounts, AccountStats), ManageError> {
+        principal.require(management::USAGE_READ)?;
+        let now = self.now();
+        let counts = self.store.count_keys(principal.account_id, now).await?;
+        Ok((counts, self.store.account_stats(principal.account_id, now).await?))
     }
 
     // --- audit ----------------------------------------------------------------------------

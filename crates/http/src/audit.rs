@@ -120,6 +120,8 @@ fn action_of(method: &Method, pattern: Option<&str>) -> (&'static str, &'static 
         ("DELETE", "/v1/account/keys/{id}") => ("account_key.revoke", "key"),
         ("POST", "/v1/account/keys/{id}/rotate") => ("account_key.rotate", "key"),
         ("GET", "/v1/audit") => ("audit.list", "audit"),
+        ("GET", "/v1/keys/{id}/usage") => ("usage.read", "key"),
+        ("GET", "/v1/stats") => ("stats.read", "account"),
         _ => ("request", "route"),
     }
 }

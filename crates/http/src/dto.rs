@@ -404,12 +404,12 @@ pub struct KeyUsageSummary {
     pub requests_this_month: u64,
 }
 
-/// `GET /v1/keys/{id}`: the key and, once metering exists (issue #6), its usage.
+/// `GET /v1/keys/{id}`: the key and its usage.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyWithUsageResponse {
     #[serde(flatten)]
     pub record: KeyResponse,
-    /// `null` until usage metering is in place.
+    /// Verifications today and this month (UTC), as of the last usage flush (≤ 1 s).
     pub usage: Option<KeyUsageSummary>,
 }
 
@@ -448,7 +448,7 @@ pub struct VerifyKeyRequest {
     pub ip: Option<std::net::IpAddr>,
     /// Credits to spend from the key's quota (default 1).
     pub cost: Option<u32>,
-    /// For usage records (metering arrives with issue #6).
+    /// Your endpoint the key was presented to, for the usage records.
     pub endpoint: Option<String>,
     pub method: Option<String>,
 }
@@ -737,4 +737,67 @@ impl From<&keyward_domain::audit::AuditRecord> for AuditEventResponse {
 pub struct AuditListResponse {
     pub data: Vec<AuditEventResponse>,
     pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/keys/{id}/usage` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// 1–100, default 50.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub until: Option<OffsetDateTime>,
+}
+
+/// One metered request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRecordResponse {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub ts: OffsetDateTime,
+    pub endpoint: Option<String>,
+    pub method: Option<String>,
+    pub status_code: Option<u16>,
+    pub response_time_ms: Option<u32>,
+    pub ip: Option<String>,
+    #[schema(value_type = String, example = "VALID")]
+    pub outcome: keyward_domain::VerifyCode,
+}
+
+impl From<&keyward_domain::usage::UsageRecord> for UsageRecordResponse {
+    fn from(r: &keyward_domain::usage::UsageRecord) -> Self {
+        Self {
+            ts: r.ts,
+            endpoint: r.endpoint.clone(),
+            method: r.method.clone(),
+            status_code: r.status_code,
+            response_time_ms: r.response_time_ms,
+            ip: r.ip.map(|ip| ip.to_string()),
+            outcome: r.outcome,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageListResponse {
+    pub data: Vec<UsageRecordResponse>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/stats`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsResponse {
+    pub active_keys: u64,
+    pub revoked_keys: u64,
+    pub verifications_total: u64,
+    pub verifications_today: u64,
+    /// Share of VALID verdicts, 0–1.
+    pub success_rate: f64,
+    pub avg_response_time_ms: Option<f64>,
+    pub by_code: std::collections::BTreeMap<String, u64>,
 }

@@ -214,7 +214,14 @@ pub async fn get_key<S: Store>(
 ) -> Result<web::Json<KeyWithUsageResponse>> {
     let principal = principal(&state, &req).await?;
     let key = state.service.get_key(&principal, parse_id(&id)?).await?;
-    Ok(web::Json(KeyWithUsageResponse { record: KeyResponse::new(&key, state.service.now()), usage: None }))
+    let usage = state.service.usage_summary(&principal, key.id).await?;
+    Ok(web::Json(KeyWithUsageResponse {
+        record: KeyResponse::new(&key, state.service.now()),
+        usage: Some(KeyUsageSummary {
+            requests_today: usage.requests_today,
+            requests_this_month: usage.requests_this_month,
+        }),
+    }))
 }
 
 #[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
@@ -278,6 +285,7 @@ pub async fn verify_key<S: Store>(
 ) -> Result<web::Json<VerifyKeyResponse>> {
     let principal = crate::session::authorize(&state, &req, crate::session::Purpose::Verification).await?;
     let body = body.0;
+    let (endpoint, method) = (body.endpoint.clone(), body.method.clone());
     let input = VerifyInput {
         key: PlaintextKey::new(body.key.0),
         scopes: body.scopes,
@@ -287,6 +295,20 @@ pub async fn verify_key<S: Store>(
     };
     let outcome = state.service.verify(&principal, &input, &*state.limits).await?;
     let key = outcome.key.as_ref();
+    // Metered in memory, written by the flusher: no storage write here.
+    if let Some(key) = key {
+        state.meter.record(keyward_domain::usage::UsageRecord {
+            key_id: key.id,
+            account_id: key.account_id,
+            ts: state.service.now(),
+            endpoint,
+            method,
+            status_code: None,
+            response_time_ms: None,
+            ip: input.ip,
+            outcome: outcome.code,
+        });
+    }
     Ok(web::Json(VerifyKeyResponse {
         valid: outcome.code == keyward_domain::VerifyCode::Valid,
         code: outcome.code,
@@ -306,6 +328,57 @@ pub async fn verify_key<S: Store>(
             reset_seconds: d.reset_seconds,
         }),
         quota_remaining: outcome.quota_remaining,
+    }))
+}
+
+// --- usage ----------------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/keys/{id}/usage", tag = "usage", security(("api_key" = [])), params(("id" = String, Path), UsageQuery),
+    responses((status = 200, body = UsageListResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn key_usage<S: Store>(
+    state: web::Data<AppState<S>>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: Query<UsageQuery>,
+) -> Result<web::Json<UsageListResponse>> {
+    let principal = principal(&state, &req).await?;
+    let query = query.0;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")));
+    }
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            let text =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok());
+            text.and_then(|t| time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok())
+                .ok_or_else(|| ApiError::field("cursor", "not a cursor this API returned"))
+        })
+        .transpose()?;
+    let records =
+        state.service.key_usage(&principal, parse_id(&id)?, (query.since, query.until), before, limit).await?;
+    let next_cursor = (records.len() == limit as usize)
+        .then(|| records.last().and_then(|r| r.ts.format(&time::format_description::well_known::Rfc3339).ok()))
+        .flatten()
+        .map(|ts| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ts));
+    Ok(web::Json(UsageListResponse { data: records.iter().map(UsageRecordResponse::from).collect(), next_cursor }))
+}
+
+#[utoipa::path(get, path = "/v1/stats", tag = "usage", security(("api_key" = [])),
+    responses((status = 200, body = StatsResponse), (status = 403, body = ErrorEnvelope)))]
+pub async fn stats<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<StatsResponse>> {
+    let principal = principal(&state, &req).await?;
+    let (counts, stats) = state.service.stats(&principal).await?;
+    Ok(web::Json(StatsResponse {
+        active_keys: counts.active,
+        revoked_keys: counts.revoked,
+        verifications_total: stats.verifications_total,
+        verifications_today: stats.verifications_today,
+        success_rate: stats.success_rate,
+        avg_response_time_ms: stats.avg_response_time_ms,
+        by_code: stats.by_code,
     }))
 }
 

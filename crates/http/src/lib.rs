@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod password;
 pub mod people;
 pub mod session;
+pub mod usage;
 
 use actix_web::{
     App, Route,
@@ -55,15 +56,25 @@ pub struct AppState<S> {
     pub api_limits: ApiLimits,
     /// Seals the responses kept for idempotent replay.
     pub sealer: Sealer,
+    /// Usage records on their way to storage.
+    pub meter: Arc<usage::UsageMeter>,
 }
 
 /// The policies of the HTTP layer: who may try how often, and the secret that seals
 /// stored responses (`None`: a secret for this process only).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Policies {
     pub login: LoginLimits,
     pub api: ApiLimits,
     pub secret: Option<[u8; 32]>,
+    /// Usage records buffered before they are dropped (and counted).
+    pub usage_buffer: usize,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Self { login: LoginLimits::default(), api: ApiLimits::default(), secret: None, usage_buffer: 100_000 }
+    }
 }
 
 impl<S: Store> AppState<S> {
@@ -87,6 +98,7 @@ impl<S: Store> AppState<S> {
             limits,
             api_limits: policies.api,
             sealer,
+            meter: Arc::new(usage::UsageMeter::new(policies.usage_buffer)),
         }
     }
 }
@@ -190,6 +202,8 @@ pub fn app<S: Store>(
             ],
         ))
         .service(resource("/v1/keys/{id}/rotate", vec![web::post().to(h::rotate_key::<S>)]))
+        .service(resource("/v1/keys/{id}/usage", vec![web::get().to(h::key_usage::<S>)]))
+        .service(resource("/v1/stats", vec![web::get().to(h::stats::<S>)]))
         .service(resource("/v1/audit", vec![web::get().to(h::list_audit::<S>)]))
         .default_service(web::to(h::no_route))
 }

@@ -31,7 +31,7 @@ impl Modify for ApiKeyAuth {
         create_key, import_keys, list_keys, get_key, update_key, revoke_key, rotate_key, key_self, verify_key,
         login, logout, session, verify_password, list_users, add_user, update_user, remove_user,
         create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
-        list_audit,
+        list_audit, key_usage, stats,
     ),
     components(schemas(ErrorEnvelope, FieldErrorDto)),
     modifiers(&ApiKeyAuth),
@@ -44,6 +44,7 @@ impl Modify for ApiKeyAuth {
         (name = "users", description = "People in the account and their roles."),
         (name = "account keys", description = "Management keys for automation; created from a session after step-up."),
         (name = "audit", description = "The append-only, hash-chained audit trail."),
+        (name = "usage", description = "Metered verifications: per-key records and account statistics."),
         (name = "operations", description = "Health, readiness and documentation."),
     )
 )]

@@ -152,6 +152,10 @@ pub(crate) struct Config {
     /// (`KEYWARD_SECRET`). Instances behind one load balancer must share it; without it,
     /// each process makes its own and replays do not survive a restart.
     pub(crate) secret: Option<String>,
+    /// Usage records buffered in memory between flushes; past it they are dropped (counted).
+    pub(crate) usage_buffer: usize,
+    /// Days per-request usage records are kept (daily counts stay).
+    pub(crate) usage_retention_days: u32,
     /// Limits of the HTTP API (`[rate_limits]`: `ip`, `key`, `account`, `verify`, `endpoints`).
     pub(crate) rate_limits: keyward_http::ApiLimits,
     pub(crate) log_format: LogFormat,
@@ -177,6 +181,8 @@ impl Default for Config {
             redis_url: None,
             redis_timeout_ms: 250,
             secret: None,
+            usage_buffer: 100_000,
+            usage_retention_days: 30,
             rate_limits: keyward_http::ApiLimits::default(),
             log_format: LogFormat::default(),
             workers: 0,

@@ -215,7 +215,8 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
         None => Limits::in_process(),
     };
     let secret = config.secret()?;
-    let policies = Policies { login: config.login, api: config.rate_limits.clone(), secret };
+    let policies =
+        Policies { login: config.login, api: config.rate_limits.clone(), secret, usage_buffer: config.usage_buffer };
     Ok(AppState::new(service, hasher, Arc::new(RequestAuditSink), Arc::new(limits), policies, &config.public_url()))
 }
 
@@ -223,8 +224,12 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
     let settings =
         HttpSettings { public_url: config.public_url(), trusted_proxies: TrustedProxies(config.trusted_proxies()?) };
     let state = web::Data::new(state);
+    // Usage leaves memory in one batch a second.
+    state.meter.clone().spawn_flusher(state.service.store().clone(), std::time::Duration::from_secs(1));
+    spawn_retention_purges(state.clone(), config.usage_retention_days);
     let factory_settings = settings.clone();
-    let mut server = HttpServer::new(move || keyward_http::app(state.clone(), factory_settings.clone()))
+    let factory_state = state.clone();
+    let mut server = HttpServer::new(move || keyward_http::app(factory_state.clone(), factory_settings.clone()))
         .bind(config.listen)
         .map_err(|e| CliError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
     if config.workers > 0 {
@@ -236,8 +241,36 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
     // actix-web stops gracefully on SIGTERM and SIGINT: it stops accepting, lets requests
     // in flight finish (30 s at most), then returns.
     server.run().await.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
-    tracing::info!("stopped");
+    // The requests in flight are done: write the usage they left in memory.
+    let flushed = state.meter.flush(state.service.store()).await;
+    tracing::info!(usage_records_flushed = flushed, usage_records_dropped = state.meter.dropped(), "stopped");
     Ok(())
+}
+
+/// The retention purges — audit events past their plan's retention, idempotency keys past
+/// 24 hours, usage records past `usage_retention_days` — hourly, the first a minute in.
+fn spawn_retention_purges<S: Store>(state: web::Data<AppState<S>>, usage_retention_days: u32) {
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval_at(
+            actix_web::rt::time::Instant::now() + std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(3600),
+        );
+        loop {
+            interval.tick().await;
+            let now = state.service.now();
+            match state.service.purge_audit().await {
+                Ok(removed) => tracing::info!(removed, "audit retention purge"),
+                Err(error) => tracing::warn!(%error, "audit retention purge failed"),
+            }
+            let store = state.service.store();
+            if let Err(error) = store.purge_idempotency(now - keyward_domain::idempotency::RETENTION).await {
+                tracing::warn!(%error, "idempotency key purge failed");
+            }
+            if let Err(error) = store.purge_usage(now - time::Duration::days(i64::from(usage_retention_days))).await {
+                tracing::warn!(%error, "usage retention purge failed");
+            }
+        }
+    });
 }
 
 async fn pg_state(config: &Config) -> Result<AppState<PgStore>, CliError> {

@@ -439,3 +439,55 @@ async fn audit_verify_names_a_tampered_event(url: &str) {
         String::from_utf8_lossy(&tampered.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_counts_are_exact_after_a_graceful_shutdown_under_load() {
+    let db = TestDatabase::new().await;
+    let created = Command::new(BIN)
+        .args(["account", "create", "--name", "Acme", "--plan", "enterprise"])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    let root = stdout.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).unwrap().to_owned();
+    let server = Server::start(&[("DATABASE_URL", db.url())]);
+    let (status, created) = server.call("POST", "/v1/keys", &root, Some(json!({"name": "busy"})));
+    assert_eq!(status, 201, "{created}");
+    let (key_id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+
+    // 300 verifications from 6 threads, then SIGTERM right after the last answer: whatever
+    // the flusher had not written yet must be written by the shutdown.
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                for _ in 0..50 {
+                    let (status, body) = server.call("POST", "/v1/keys/verify", &root, Some(json!({"key": key})));
+                    assert_eq!((status, body["code"].as_str()), (200, Some("VALID")), "{body}");
+                }
+            });
+        }
+    });
+    let logs = server.stop();
+    assert!(logs.contains("usage_records_flushed"), "{logs}");
+
+    #[derive(QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        usage_count: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        daily: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        records: i64,
+    }
+    let uuid = keyward_domain::KeyId::as_uuid(&key_id.parse().unwrap());
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    let counts: Counts = diesel::sql_query(format!(
+        "SELECT (SELECT usage_count FROM keys WHERE id = '{uuid}') AS usage_count, \
+                (SELECT COALESCE(sum(requests), 0)::bigint FROM key_usage_daily WHERE key_id = '{uuid}') AS daily, \
+                (SELECT count(*) FROM usage_records WHERE key_id = '{uuid}') AS records"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((counts.usage_count, counts.daily, counts.records), (300, 300, 300));
+}

@@ -23,8 +23,10 @@ use keyward_domain::{
     ports::{
         AccountStore, Atomic, AuditStore, CreateUserError, DeleteKeyspaceError, IdempotencyStore, InsertKeyError,
         InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError, Outcome,
-        PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UserStore, VerifiableKey,
+        PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UsageStore, UserStore,
+        VerifiableKey,
     },
+    usage::{AccountStats, UsageRecord, UsageSummary, day_and_month_start},
 };
 use time::OffsetDateTime;
 
@@ -41,6 +43,9 @@ struct State {
     /// The last (seq, hash) of each chain.
     audit_heads: HashMap<Option<AccountId>, (i64, [u8; 32])>,
     idempotency: HashMap<(AccountId, String), IdempotencyEntry>,
+    usage: Vec<UsageRecord>,
+    /// Requests per key per UTC day (days since the epoch).
+    daily: HashMap<(KeyId, i64), u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -647,6 +652,118 @@ impl IdempotencyStore for MemStore {
             (count - state.idempotency.len()) as u64
         })))
     }
+}
+
+fn day_number(ts: OffsetDateTime) -> i64 {
+    ts.unix_timestamp().div_euclid(86_400)
+}
+
+impl UsageStore for MemStore {
+    fn record_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| {
+            for record in batch {
+                if let Some(key) = state.keys.get_mut(&record.key_id) {
+                    key.usage_count += 1;
+                    key.last_used_at = Some(key.last_used_at.map_or(record.ts, |at| at.max(record.ts)));
+                }
+                *state.daily.entry((record.key_id, day_number(record.ts))).or_default() += 1;
+                state.usage.push(record.clone());
+            }
+        });
+        ready(Ok(()))
+    }
+
+    fn key_usage(
+        &self,
+        account: AccountId,
+        key: KeyId,
+        window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+        before: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<UsageRecord>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut found: Vec<UsageRecord> = state
+                .usage
+                .iter()
+                .filter(|r| r.account_id == account && r.key_id == key)
+                .filter(|r| window.0.is_none_or(|since| r.ts >= since) && window.1.is_none_or(|until| r.ts < until))
+                .filter(|r| before.is_none_or(|b| r.ts < b))
+                .cloned()
+                .collect();
+            found.sort_by_key(|r| std::cmp::Reverse(r.ts));
+            found.truncate(limit as usize);
+            found
+        })))
+    }
+
+    fn usage_summary(
+        &self,
+        account: AccountId,
+        key: KeyId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<UsageSummary, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            if state.keys.get(&key).is_none_or(|k| k.account_id != account) {
+                return UsageSummary::default();
+            }
+            let (day, month) = day_and_month_start(now);
+            let (today, since_month) = (day_number(day), day_number(month));
+            let mut summary = UsageSummary::default();
+            for ((k, d), count) in &state.daily {
+                if *k == key && *d >= since_month && *d <= today {
+                    summary.requests_this_month += count;
+                    if *d == today {
+                        summary.requests_today += count;
+                    }
+                }
+            }
+            summary
+        })))
+    }
+
+    fn account_stats(
+        &self,
+        account: AccountId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<AccountStats, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let (day, _) = day_and_month_start(now);
+            let verifications: Vec<&UsageRecord> =
+                state.usage.iter().filter(|r| r.account_id == account && r.status_code.is_none()).collect();
+            stats_of(&verifications, day)
+        })))
+    }
+
+    fn purge_usage(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send {
+        ready(Ok(self.write(|state| {
+            let count = state.usage.len();
+            state.usage.retain(|r| r.ts >= before);
+            (count - state.usage.len()) as u64
+        })))
+    }
+}
+
+/// Statistics of verification records.
+fn stats_of(verifications: &[&UsageRecord], day_start: OffsetDateTime) -> AccountStats {
+    let mut stats = AccountStats { verifications_total: verifications.len() as u64, ..AccountStats::default() };
+    let (mut valid, mut timed, mut total_ms) = (0u64, 0u64, 0f64);
+    for record in verifications {
+        if record.ts >= day_start {
+            stats.verifications_today += 1;
+        }
+        if record.outcome == keyward_domain::VerifyCode::Valid {
+            valid += 1;
+        }
+        if let Some(ms) = record.response_time_ms {
+            timed += 1;
+            total_ms += f64::from(ms);
+        }
+        *stats.by_code.entry(record.outcome.as_str().to_owned()).or_default() += 1;
+    }
+    stats.success_rate =
+        if stats.verifications_total == 0 { 0.0 } else { valid as f64 / stats.verifications_total as f64 };
+    stats.avg_response_time_ms = (timed > 0).then(|| total_ms / timed as f64);
+    stats
 }
 
 impl Atomic for MemStore {

@@ -41,13 +41,17 @@ use keyward_domain::{
     ports::{
         AccountStore, Atomic, AuditStore, BoxError, CreateUserError, DeleteKeyspaceError, IdempotencyStore,
         InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError,
-        Outcome, PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UserStore,
-        VerifiableKey,
+        Outcome, PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UsageStore,
+        UserStore, VerifiableKey,
     },
+    usage::{AccountStats, UsageRecord, UsageSummary, day_and_month_start},
 };
 pub use migrate::{MigrationError, pending_migrations, run_migrations};
 use rows::{AccountRow, AuditRow, CorruptRow, KeyChanges, KeyRow, KeyspaceRow, MembershipRow, SessionRow, UserRow};
-use schema::{accounts, audit_events, idempotency_keys, keys, keyspaces, memberships, sessions, users};
+use schema::{
+    accounts, audit_events, idempotency_keys, key_usage_daily, keys, keyspaces, memberships, sessions, usage_records,
+    users,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -1299,6 +1303,256 @@ impl IdempotencyStore for PgStore {
             .await
             .map_err(db_error)?;
         Ok(removed as u64)
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = usage_records)]
+struct NewUsageRow<'a> {
+    ts: OffsetDateTime,
+    key_id: Uuid,
+    account_id: Uuid,
+    endpoint: Option<&'a str>,
+    method: Option<&'a str>,
+    status_code: Option<i16>,
+    response_time_ms: Option<i32>,
+    ip: Option<String>,
+    outcome: &'a str,
+}
+
+/// A usage record's columns, as selected.
+type UsageColumns =
+    (OffsetDateTime, Uuid, Uuid, Option<String>, Option<String>, Option<i16>, Option<i32>, Option<String>, String);
+
+fn usage_from_columns(c: UsageColumns) -> UsageRecord {
+    UsageRecord {
+        ts: c.0,
+        key_id: KeyId::from_uuid(c.1),
+        account_id: AccountId::from_uuid(c.2),
+        endpoint: c.3,
+        method: c.4,
+        status_code: c.5.and_then(|s| u16::try_from(s).ok()),
+        response_time_ms: c.6.and_then(|ms| u32::try_from(ms).ok()),
+        ip: c.7.and_then(|ip| ip.parse().ok()),
+        outcome: c.8.parse().unwrap_or(keyward_domain::VerifyCode::NotFound),
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct ByCode {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    outcome: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    total: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    today: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    timed: i64,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    ms: Option<f64>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Dropped {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    dropped: i32,
+}
+
+impl UsageStore for PgStore {
+    async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StorageError> {
+        use std::collections::{BTreeSet, HashMap};
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Per key: how many and the latest use; per key and UTC day: how many.
+        let mut per_key: HashMap<Uuid, (i64, OffsetDateTime)> = HashMap::new();
+        let mut per_day: HashMap<(Uuid, time::Date), i64> = HashMap::new();
+        for r in batch {
+            let entry = per_key.entry(r.key_id.as_uuid()).or_insert((0, r.ts));
+            entry.0 += 1;
+            entry.1 = entry.1.max(r.ts);
+            *per_day.entry((r.key_id.as_uuid(), r.ts.to_offset(time::UtcOffset::UTC).date())).or_default() += 1;
+        }
+        let days: BTreeSet<time::Date> = per_day.keys().map(|(_, d)| *d).collect();
+        let rows: Vec<NewUsageRow<'_>> = batch
+            .iter()
+            .map(|r| NewUsageRow {
+                ts: r.ts,
+                key_id: r.key_id.as_uuid(),
+                account_id: r.account_id.as_uuid(),
+                endpoint: r.endpoint.as_deref(),
+                method: r.method.as_deref(),
+                status_code: r.status_code.and_then(|s| i16::try_from(s).ok()),
+                response_time_ms: r.response_time_ms.and_then(|ms| i32::try_from(ms).ok()),
+                ip: r.ip.map(|ip| ip.to_string()),
+                outcome: r.outcome.as_str(),
+            })
+            .collect();
+        let mut conn = self.conn().await?;
+        let idle_hashes = conn
+            .transaction::<_, DieselError, _>(async |conn| {
+                for day in &days {
+                    diesel::sql_query("SELECT keyward_usage_partition($1)")
+                        .bind::<diesel::sql_types::Date, _>(*day)
+                        .execute(conn)
+                        .await?;
+                }
+                for chunk in rows.chunks(1_000) {
+                    diesel::insert_into(usage_records::table).values(chunk).execute(conn).await?;
+                }
+                let mut idle_hashes = Vec::new();
+                for (key, (count, last)) in &per_key {
+                    let updated: Vec<(Vec<u8>, Option<i32>)> = diesel::update(keys::table.find(key))
+                        .set((
+                            keys::usage_count.eq(keys::usage_count + count),
+                            keys::last_used_at.eq(sql::<Nullable<Timestamptz>>("GREATEST(keys.last_used_at, ")
+                                .bind::<Timestamptz, _>(*last)
+                                .sql(")")),
+                        ))
+                        .returning((keys::hash, keys::idle_timeout_seconds))
+                        .get_results(conn)
+                        .await?;
+                    idle_hashes.extend(updated.into_iter().filter(|(_, idle)| idle.is_some()).map(|(hash, _)| hash));
+                }
+                for ((key, day), count) in &per_day {
+                    diesel::insert_into(key_usage_daily::table)
+                        .values((
+                            key_usage_daily::key_id.eq(key),
+                            key_usage_daily::day.eq(day),
+                            key_usage_daily::requests.eq(count),
+                        ))
+                        .on_conflict((key_usage_daily::key_id, key_usage_daily::day))
+                        .do_update()
+                        .set(key_usage_daily::requests.eq(key_usage_daily::requests + count))
+                        .execute(conn)
+                        .await?;
+                }
+                // Keys with an idle timeout must see their new `last_used_at` everywhere.
+                let hashes: Vec<&[u8]> = idle_hashes.iter().map(Vec::as_slice).collect();
+                self.announce(conn, &hashes).await?;
+                Ok(idle_hashes)
+            })
+            .await
+            .map_err(db_error)?;
+        let hashes: Vec<&[u8]> = idle_hashes.iter().map(Vec::as_slice).collect();
+        self.evict_locally(&hashes).await;
+        Ok(())
+    }
+
+    async fn key_usage(
+        &self,
+        account: AccountId,
+        key: KeyId,
+        window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+        before: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<UsageRecord>, StorageError> {
+        let mut query = usage_records::table
+            .filter(usage_records::account_id.eq(account.as_uuid()))
+            .filter(usage_records::key_id.eq(key.as_uuid()))
+            .into_boxed();
+        if let Some(since) = window.0 {
+            query = query.filter(usage_records::ts.ge(since));
+        }
+        if let Some(until) = window.1 {
+            query = query.filter(usage_records::ts.lt(until));
+        }
+        if let Some(before) = before {
+            query = query.filter(usage_records::ts.lt(before));
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<UsageColumns> = query
+            .order(usage_records::ts.desc())
+            .limit(i64::from(limit))
+            .select((
+                usage_records::ts,
+                usage_records::key_id,
+                usage_records::account_id,
+                usage_records::endpoint,
+                usage_records::method,
+                usage_records::status_code,
+                usage_records::response_time_ms,
+                usage_records::ip,
+                usage_records::outcome,
+            ))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(usage_from_columns).collect())
+    }
+
+    async fn usage_summary(
+        &self,
+        account: AccountId,
+        key: KeyId,
+        now: OffsetDateTime,
+    ) -> Result<UsageSummary, StorageError> {
+        let (day, month) = day_and_month_start(now);
+        let mut conn = self.conn().await?;
+        let owned: i64 = keys::table
+            .filter(keys::id.eq(key.as_uuid()))
+            .filter(keys::account_id.eq(account.as_uuid()))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)?;
+        if owned == 0 {
+            return Ok(UsageSummary::default());
+        }
+        let days: Vec<(time::Date, i64)> = key_usage_daily::table
+            .filter(key_usage_daily::key_id.eq(key.as_uuid()))
+            .filter(key_usage_daily::day.ge(month.date()))
+            .select((key_usage_daily::day, key_usage_daily::requests))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(UsageSummary {
+            requests_today: days.iter().filter(|(d, _)| *d == day.date()).map(|(_, n)| count(*n)).sum(),
+            requests_this_month: days.iter().map(|(_, n)| count(*n)).sum(),
+        })
+    }
+
+    async fn account_stats(&self, account: AccountId, now: OffsetDateTime) -> Result<AccountStats, StorageError> {
+        let (day, _) = day_and_month_start(now);
+        let mut conn = self.conn().await?;
+        let rows: Vec<ByCode> = diesel::sql_query(
+            "SELECT outcome, count(*) AS total, count(*) FILTER (WHERE ts >= $2) AS today, \
+                    count(response_time_ms) AS timed, sum(response_time_ms)::float8 AS ms \
+             FROM usage_records WHERE account_id = $1 AND status_code IS NULL GROUP BY outcome",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(account.as_uuid())
+        .bind::<Timestamptz, _>(day)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        let mut stats = AccountStats::default();
+        let (mut valid, mut timed, mut total_ms) = (0u64, 0u64, 0f64);
+        for row in rows {
+            let total = u64::try_from(row.total).unwrap_or(0);
+            stats.verifications_total += total;
+            stats.verifications_today += u64::try_from(row.today).unwrap_or(0);
+            if row.outcome == keyward_domain::VerifyCode::Valid.as_str() {
+                valid += total;
+            }
+            timed += u64::try_from(row.timed).unwrap_or(0);
+            total_ms += row.ms.unwrap_or(0.0);
+            stats.by_code.insert(row.outcome, total);
+        }
+        stats.success_rate =
+            if stats.verifications_total == 0 { 0.0 } else { valid as f64 / stats.verifications_total as f64 };
+        stats.avg_response_time_ms = (timed > 0).then(|| total_ms / timed as f64);
+        Ok(stats)
+    }
+
+    async fn purge_usage(&self, before: OffsetDateTime) -> Result<u64, StorageError> {
+        let mut conn = self.conn().await?;
+        let dropped: Dropped = diesel::sql_query("SELECT keyward_usage_drop_before($1) AS dropped")
+            .bind::<diesel::sql_types::Date, _>(before.to_offset(time::UtcOffset::UTC).date())
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(u64::try_from(dropped.dropped).unwrap_or(0))
     }
 }
 

@@ -42,6 +42,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    key_usage_daily (key_id, day) {
+        key_id -> Uuid,
+        day -> Date,
+        requests -> Int8,
+    }
+}
+
+diesel::table! {
     keys (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -112,6 +120,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_records (ts, id) {
+        ts -> Timestamptz,
+        id -> Int8,
+        key_id -> Uuid,
+        account_id -> Uuid,
+        endpoint -> Nullable<Text>,
+        method -> Nullable<Text>,
+        status_code -> Nullable<Int2>,
+        response_time_ms -> Nullable<Int4>,
+        ip -> Nullable<Text>,
+        outcome -> Text,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -135,9 +158,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     audit_events,
     idempotency_keys,
+    key_usage_daily,
     keys,
     keyspaces,
     memberships,
     sessions,
+    usage_records,
     users,
 );

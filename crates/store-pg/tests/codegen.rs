@@ -63,7 +63,9 @@ fn sql_type(udt: &str) -> String {
 async fn render(conn: &mut AsyncPgConnection) -> String {
     let columns: Vec<Column> = diesel::sql_query(
         "SELECT table_name::text, column_name::text, udt_name::text, is_nullable::text FROM information_schema.columns \
-         WHERE table_schema = 'public' AND table_name NOT LIKE '\\_\\_%' ORDER BY table_name, ordinal_position",
+         WHERE table_schema = 'public' AND table_name NOT LIKE '\\_\\_%' \
+           AND NOT EXISTS (SELECT 1 FROM pg_class p WHERE p.relname = table_name AND p.relispartition) \
+         ORDER BY table_name, ordinal_position",
     )
     .load(conn)
     .await

@@ -76,6 +76,7 @@ impl Reply {
 pub struct TestApp<S: Store> {
     pub service: KeyService<S>,
     pub people: PeopleService<S, BlockingPasswordHasher, keyward_ratelimit::Limits>,
+    pub meter: Arc<keyward_http::usage::UsageMeter>,
     pub clock: Arc<ManualClock>,
     /// The bootstrap account key, with every management scope.
     pub root_key: String,
@@ -113,10 +114,11 @@ impl<S: Store> TestApp<S> {
         let state =
             AppState::new(service.clone(), hasher, audit.clone(), limits, Policies::default(), &settings.public_url);
         let people = state.people.clone();
+        let meter = state.meter.clone();
         let state = web::Data::new(state);
         let app = test::init_service(keyward_http::app(state, settings)).await;
         let app = BoxedApp(app);
-        Self { service, people, clock, root_key, account_id: account.id.to_string(), app: Box::new(app) }
+        Self { service, people, meter, clock, root_key, account_id: account.id.to_string(), app: Box::new(app) }
     }
 
     /// A second account in the same store, with its own root key.

@@ -10,4 +10,5 @@ mod idempotency;
 mod keys;
 mod people;
 mod ratelimits;
+mod usage;
 mod verify;
