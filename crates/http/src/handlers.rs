@@ -164,14 +164,43 @@ pub async fn import_keys<S: Store>(
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 100;
 
-fn encode_cursor(id: KeyId) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
+/// An opaque cursor: the base64url of a value's text form.
+fn encode_cursor(value: impl std::fmt::Display) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
 }
 
-fn decode_cursor(cursor: &str) -> Result<KeyId> {
+fn decode_cursor<T: std::str::FromStr>(cursor: &str) -> Result<T> {
     let invalid = || ApiError::field("cursor", "not a cursor this API returned");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     std::str::from_utf8(&bytes).ok().and_then(|s| s.parse().ok()).ok_or_else(invalid)
+}
+
+/// A page size: 1 to 100, 50 when absent.
+fn page_limit(limit: Option<u32>) -> Result<u32> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")))
+    }
+}
+
+/// A timestamp as a cursor value (RFC 3339).
+struct Instant(time::OffsetDateTime);
+
+impl std::fmt::Display for Instant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.format(&time::format_description::well_known::Rfc3339).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl std::str::FromStr for Instant {
+    type Err = time::error::Parse;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map(Self)
+    }
 }
 
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("api_key" = [])), params(ListKeysQuery),
@@ -183,11 +212,8 @@ pub async fn list_keys<S: Store>(
 ) -> Result<web::Json<KeyListResponse>> {
     let principal = principal(&state, &req).await?;
     let query = query.0;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")));
-    }
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = page_limit(query.limit)?;
+    let before = query.cursor.as_deref().map(decode_cursor::<KeyId>).transpose()?;
     let filter = KeyFilter {
         kind: KeyKind::Service,
         keyspace_id: query.keyspace_id,
@@ -343,26 +369,12 @@ pub async fn key_usage<S: Store>(
 ) -> Result<web::Json<UsageListResponse>> {
     let principal = principal(&state, &req).await?;
     let query = query.0;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")));
-    }
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            let text =
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok());
-            text.and_then(|t| time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok())
-                .ok_or_else(|| ApiError::field("cursor", "not a cursor this API returned"))
-        })
-        .transpose()?;
+    let limit = page_limit(query.limit)?;
+    let before = query.cursor.as_deref().map(decode_cursor::<Instant>).transpose()?.map(|i| i.0);
     let records =
         state.service.key_usage(&principal, parse_id(&id)?, (query.since, query.until), before, limit).await?;
-    let next_cursor = (records.len() == limit as usize)
-        .then(|| records.last().and_then(|r| r.ts.format(&time::format_description::well_known::Rfc3339).ok()))
-        .flatten()
-        .map(|ts| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ts));
+    let next_cursor =
+        (records.len() == limit as usize).then(|| records.last().map(|r| encode_cursor(Instant(r.ts)))).flatten();
     Ok(web::Json(UsageListResponse { data: records.iter().map(UsageRecordResponse::from).collect(), next_cursor }))
 }
 
@@ -384,8 +396,6 @@ pub async fn stats<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) ->
 
 // --- audit ----------------------------------------------------------------------------------
 
-const DEFAULT_AUDIT_PAGE: u32 = 50;
-
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("api_key" = [])), params(AuditQuery),
     responses((status = 200, body = AuditListResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_audit<S: Store>(
@@ -395,19 +405,8 @@ pub async fn list_audit<S: Store>(
 ) -> Result<web::Json<AuditListResponse>> {
     let principal = principal(&state, &req).await?;
     let query = query.0;
-    let limit = query.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")));
-    }
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok();
-            bytes.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse::<keyward_domain::EventId>().ok())
-        })
-        .map(|parsed| parsed.ok_or_else(|| ApiError::field("cursor", "not a cursor this API returned")))
-        .transpose()?;
+    let limit = page_limit(query.limit)?;
+    let before = query.cursor.as_deref().map(decode_cursor::<keyward_domain::EventId>).transpose()?;
     let filter = keyward_domain::audit::AuditFilter {
         key_id: query.key_id,
         actor_id: query.actor_id,
@@ -419,11 +418,8 @@ pub async fn list_audit<S: Store>(
         until: query.until,
     };
     let records = state.service.list_audit(&principal, &filter, limit, before).await?;
-    let next_cursor = (records.len() == limit as usize)
-        .then(|| {
-            records.last().map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r.event.id.to_string()))
-        })
-        .flatten();
+    let next_cursor =
+        (records.len() == limit as usize).then(|| records.last().map(|r| encode_cursor(r.event.id))).flatten();
     Ok(web::Json(AuditListResponse { data: records.iter().map(AuditEventResponse::from).collect(), next_cursor }))
 }
 
