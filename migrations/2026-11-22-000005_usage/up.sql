@@ -12,7 +12,8 @@ CREATE TABLE usage_records (
     status_code smallint,
     response_time_ms integer,
     ip text,
-    outcome text NOT NULL,
+    -- The verdict of a verification; NULL for a management call made with an account key.
+    outcome text,
     PRIMARY KEY (ts, id)
 ) PARTITION BY RANGE (ts);
 

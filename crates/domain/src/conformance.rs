@@ -694,7 +694,7 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
         status_code: None,
         response_time_ms: ms,
         ip: Some("203.0.113.9".parse().unwrap()),
-        outcome,
+        outcome: Some(outcome),
     };
     // Two days: the last second of 1 January and the first of the 2nd.
     let batch = [

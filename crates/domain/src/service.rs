@@ -467,7 +467,8 @@ impl<S: Store> KeyService<S> {
         limit: u32,
     ) -> Result<Vec<UsageRecord>, ManageError> {
         principal.require(management::USAGE_READ)?;
-        let key = self.service_key(principal, id).await?;
+        // Any key of the account: account keys are metered too (their management calls).
+        let key = self.store.get_key(principal.account_id, id).await?.ok_or(ManageError::NotFound)?;
         Ok(self.store.key_usage(principal.account_id, key.id, window, before, limit).await?)
     }
 

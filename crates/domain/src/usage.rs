@@ -23,8 +23,9 @@ pub struct UsageRecord {
     pub status_code: Option<u16>,
     pub response_time_ms: Option<u32>,
     pub ip: Option<IpAddr>,
-    /// For verifications: the verdict; management calls record `VALID` when they succeeded.
-    pub outcome: VerifyCode,
+    /// For verifications: the verdict. Management calls have none (their `status_code` says
+    /// how they went).
+    pub outcome: Option<VerifyCode>,
 }
 
 /// `usage` of `GET /v1/keys/{id}`.

@@ -23,6 +23,7 @@ use keyward_domain::{
     idempotency::{MAX_KEY_LEN, StoredResponse, body_hash, keeps},
     key::Actor,
     ports::Outcome,
+    usage::UsageRecord,
 };
 
 use crate::{AppState, error::ApiError, extract::IMPORT_BODY_LIMIT, session::request_context};
@@ -196,6 +197,7 @@ pub async fn journal<S: Store>(
     let Some(state) = req.app_data::<web::Data<AppState<S>>>().cloned() else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
+    let started = (std::time::Instant::now(), state.service.now());
     if req.method() == Method::POST {
         match idempotency_key(&req) {
             Ok(Some(key)) => {
@@ -275,6 +277,7 @@ pub async fn journal<S: Store>(
             ));
         }
     };
+    meter_call(&state, &response, started);
     if !committed {
         // Rolled back: audit the failure on its own, and settle the idempotency key.
         write_audit(&state, &response, reported).await;
@@ -284,6 +287,32 @@ pub async fn journal<S: Store>(
         }
     }
     Ok(response)
+}
+
+/// Management calls made with an account or temporary key are metered like verifications
+/// (endpoint, method, status, response time); calls from a session are not.
+fn meter_call<S: Store>(
+    state: &AppState<S>,
+    response: &ServiceResponse<BoxBody>,
+    started: (std::time::Instant, time::OffsetDateTime),
+) {
+    let req = response.request();
+    let caller = req.extensions().get::<Caller>().copied();
+    let Some(Caller { account, actor: Actor::Key(key_id) }) = caller else {
+        return;
+    };
+    state.meter.record(UsageRecord {
+        key_id,
+        account_id: account,
+        ts: started.1,
+        // The route pattern, never the raw path: a path may carry anything a client typed.
+        endpoint: req.match_pattern(),
+        method: Some(req.method().as_str().to_owned()),
+        status_code: Some(response.status().as_u16()),
+        response_time_ms: Some(u32::try_from(started.0.elapsed().as_millis()).unwrap_or(u32::MAX)),
+        ip: crate::extract::client_ip(req),
+        outcome: None,
+    });
 }
 
 async fn read_body(

@@ -765,8 +765,9 @@ pub struct UsageRecordResponse {
     pub status_code: Option<u16>,
     pub response_time_ms: Option<u32>,
     pub ip: Option<String>,
-    #[schema(value_type = String, example = "VALID")]
-    pub outcome: keyward_domain::VerifyCode,
+    /// The verdict of a verification; `null` for a management call made with the key.
+    #[schema(value_type = Option<String>, example = "VALID")]
+    pub outcome: Option<keyward_domain::VerifyCode>,
 }
 
 impl From<&keyward_domain::usage::UsageRecord> for UsageRecordResponse {

@@ -299,7 +299,20 @@ pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest)
     if credential.basic_account.is_some_and(|account| account != key.account_id) {
         return Err(ApiError::unauthorized());
     }
-    Ok(web::Json(KeyResponse::new(&key, state.service.now())))
+    let now = state.service.now();
+    // A key checking itself is a verification: metered (in memory), never audited.
+    state.meter.record(keyward_domain::usage::UsageRecord {
+        key_id: key.id,
+        account_id: key.account_id,
+        ts: now,
+        endpoint: Some("/v1/keys/self".to_owned()),
+        method: Some("GET".to_owned()),
+        status_code: None,
+        response_time_ms: None,
+        ip: client_ip(&req),
+        outcome: Some(keyward_domain::VerifyCode::Valid),
+    });
+    Ok(web::Json(KeyResponse::new(&key, now)))
 }
 
 #[utoipa::path(post, path = "/v1/keys/verify", tag = "verification", security(("api_key" = [])), request_body = VerifyKeyRequest,
@@ -332,7 +345,7 @@ pub async fn verify_key<S: Store>(
             status_code: None,
             response_time_ms: None,
             ip: input.ip,
-            outcome: outcome.code,
+            outcome: Some(outcome.code),
         });
     }
     Ok(web::Json(VerifyKeyResponse {

@@ -729,7 +729,7 @@ impl UsageStore for MemStore {
         ready(Ok(self.read(|state| {
             let (day, _) = day_and_month_start(now);
             let verifications: Vec<&UsageRecord> =
-                state.usage.iter().filter(|r| r.account_id == account && r.status_code.is_none()).collect();
+                state.usage.iter().filter(|r| r.account_id == account && r.outcome.is_some()).collect();
             stats_of(&verifications, day)
         })))
     }
@@ -751,14 +751,16 @@ fn stats_of(verifications: &[&UsageRecord], day_start: OffsetDateTime) -> Accoun
         if record.ts >= day_start {
             stats.verifications_today += 1;
         }
-        if record.outcome == keyward_domain::VerifyCode::Valid {
+        if record.outcome == Some(keyward_domain::VerifyCode::Valid) {
             valid += 1;
         }
         if let Some(ms) = record.response_time_ms {
             timed += 1;
             total_ms += f64::from(ms);
         }
-        *stats.by_code.entry(record.outcome.as_str().to_owned()).or_default() += 1;
+        if let Some(outcome) = record.outcome {
+            *stats.by_code.entry(outcome.as_str().to_owned()).or_default() += 1;
+        }
     }
     stats.success_rate =
         if stats.verifications_total == 0 { 0.0 } else { valid as f64 / stats.verifications_total as f64 };

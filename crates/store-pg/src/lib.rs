@@ -1317,12 +1317,21 @@ struct NewUsageRow<'a> {
     status_code: Option<i16>,
     response_time_ms: Option<i32>,
     ip: Option<String>,
-    outcome: &'a str,
+    outcome: Option<&'a str>,
 }
 
 /// A usage record's columns, as selected.
-type UsageColumns =
-    (OffsetDateTime, Uuid, Uuid, Option<String>, Option<String>, Option<i16>, Option<i32>, Option<String>, String);
+type UsageColumns = (
+    OffsetDateTime,
+    Uuid,
+    Uuid,
+    Option<String>,
+    Option<String>,
+    Option<i16>,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+);
 
 fn usage_from_columns(c: UsageColumns) -> UsageRecord {
     UsageRecord {
@@ -1334,7 +1343,7 @@ fn usage_from_columns(c: UsageColumns) -> UsageRecord {
         status_code: c.5.and_then(|s| u16::try_from(s).ok()),
         response_time_ms: c.6.and_then(|ms| u32::try_from(ms).ok()),
         ip: c.7.and_then(|ip| ip.parse().ok()),
-        outcome: c.8.parse().unwrap_or(keyward_domain::VerifyCode::NotFound),
+        outcome: c.8.and_then(|o| o.parse().ok()),
     }
 }
 
@@ -1385,7 +1394,7 @@ impl UsageStore for PgStore {
                 status_code: r.status_code.and_then(|s| i16::try_from(s).ok()),
                 response_time_ms: r.response_time_ms.and_then(|ms| i32::try_from(ms).ok()),
                 ip: r.ip.map(|ip| ip.to_string()),
-                outcome: r.outcome.as_str(),
+                outcome: r.outcome.map(keyward_domain::VerifyCode::as_str),
             })
             .collect();
         let mut conn = self.conn().await?;
@@ -1519,7 +1528,7 @@ impl UsageStore for PgStore {
         let rows: Vec<ByCode> = diesel::sql_query(
             "SELECT outcome, count(*) AS total, count(*) FILTER (WHERE ts >= $2) AS today, \
                     count(response_time_ms) AS timed, sum(response_time_ms)::float8 AS ms \
-             FROM usage_records WHERE account_id = $1 AND status_code IS NULL GROUP BY outcome",
+             FROM usage_records WHERE account_id = $1 AND outcome IS NOT NULL GROUP BY outcome",
         )
         .bind::<diesel::sql_types::Uuid, _>(account.as_uuid())
         .bind::<Timestamptz, _>(day)

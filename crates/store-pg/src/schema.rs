@@ -130,7 +130,7 @@ diesel::table! {
         status_code -> Nullable<Int2>,
         response_time_ms -> Nullable<Int4>,
         ip -> Nullable<Text>,
-        outcome -> Text,
+        outcome -> Nullable<Text>,
     }
 }
 

@@ -20,7 +20,9 @@ both_stores! {
 
         // Nothing reached storage yet: verification writes nothing.
         assert_eq!(app.get(&format!("/v1/keys/{id}")).await.body["usage_count"], 0);
-        assert_eq!(app.meter.flush(app.service.store()).await, 6, "the unknown key is not attributed");
+        // Six verifications plus the two management calls made with the root key (create, get);
+        // the unknown key's verification is not attributed to anyone.
+        assert_eq!(app.meter.flush(app.service.store()).await, 8);
 
         let key_view = app.get(&format!("/v1/keys/{id}")).await;
         assert_eq!(key_view.body["usage_count"], 6);
@@ -40,6 +42,34 @@ both_stores! {
         assert_eq!(stats.body["by_code"], json!({"VALID": 5, "INSUFFICIENT_SCOPE": 1}));
         assert_eq!(stats.body["active_keys"], 1);
         app.get("/v1/keys/key_0000000000000000000000/usage").await.assert_error(404, "not_found");
+
+        // Management calls made with an account key are metered too, with their status.
+        let root_id = app.service.store().find_by_hash(&keyward_domain::KeyHash::blake3(&app.root_key)).await.unwrap().unwrap().key.id;
+        app.get("/v1/keys/key_0000000000000000000000").await;
+        app.meter.flush(app.service.store()).await;
+        let calls = app.service.store().key_usage(app.account_id.parse().unwrap(), root_id, (None, None), None, 100).await.unwrap();
+        let missing = calls
+            .iter()
+            .find(|c| c.endpoint.as_deref() == Some("/v1/keys/{id}") && c.status_code == Some(404))
+            .expect("the 404 call is metered under its route pattern, not its path");
+        assert_eq!(missing.method.as_deref(), Some("GET"));
+        assert!(calls.iter().any(|c| c.endpoint.as_deref() == Some("/v1/keys/{id}/usage") && c.status_code == Some(404)));
+        let own = app.get(&format!("/v1/keys/{root_id}/usage")).await;
+        assert_eq!(own.status.as_u16(), 200, "an account key's calls are readable: {:#}", own.body);
+        assert!(own.body["data"].as_array().unwrap().iter().any(|r| r["endpoint"] == "/v1/keys/{id}" && r["status_code"] == 404));
+        assert!(missing.outcome.is_none() && missing.response_time_ms.is_some());
+        assert_eq!(app.get("/v1/stats").await.body["verifications_total"], 6, "not counted as verifications");
+
+        // A key checking itself (`GET /v1/keys/self`) is a verification.
+        app.clock.advance(Duration::milliseconds(1));
+        let own = app.call(actix_web::http::Method::GET, "/v1/keys/self", &key, None).await;
+        assert_eq!(own.status.as_u16(), 200, "{:#}", own.body);
+        app.meter.flush(app.service.store()).await;
+        let stats = app.get("/v1/stats").await;
+        assert_eq!(stats.body["verifications_total"], 7);
+        assert_eq!(stats.body["by_code"]["VALID"], 6);
+        let latest = &app.get(&format!("/v1/keys/{id}/usage?limit=1")).await.body["data"][0];
+        assert_eq!((latest["endpoint"].as_str(), latest["outcome"].as_str()), (Some("/v1/keys/self"), Some("VALID")));
 
         // Used keys are no longer idle.
         let (_, idle) = app.create_key(json!({"name": "idle", "idle_timeout_seconds": 60})).await;
