@@ -94,6 +94,13 @@ impl KeyCache {
     pub(crate) fn flush(&self) {
         self.entries.invalidate_all();
     }
+
+    /// Runs moka's pending housekeeping, so its entry count and memory are settled.
+    #[cfg(feature = "testing")]
+    pub(crate) async fn settle(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.entry_count()
+    }
 }
 
 /// The `NOTIFY` payloads for these hashes: hex, comma-separated, under PostgreSQL's 8,000
