@@ -12,8 +12,7 @@ CREATE TABLE usage_records (
     status_code smallint,
     response_time_ms integer,
     ip text,
-    -- The verdict of a verification; NULL for a management call made with an account key.
-    outcome text,
+    outcome text NOT NULL,
     PRIMARY KEY (ts, id)
 ) PARTITION BY RANGE (ts);
 
