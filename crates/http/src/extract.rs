@@ -182,15 +182,23 @@ pub struct TrustedProxies(pub Vec<IpNet>);
 /// `X-Forwarded-For` read right to left, skipping trusted hops.
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
-    let trusted = req.app_data::<web::Data<TrustedProxies>>().map(|t| t.0.clone()).unwrap_or_default();
+    // Borrowed, not cloned: this runs on every verification.
+    let trusted = req.app_data::<web::Data<TrustedProxies>>().map_or(&[][..], |t| t.0.as_slice());
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let forwarded =
-        req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
-    let hops: Vec<IpAddr> = forwarded.split(',').filter_map(|hop| hop.trim().parse().ok()).collect();
-    Some(hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+    // The rightmost untrusted hop is the last untrusted one read left to right, which needs
+    // no buffer of the hops.
+    let rightmost_untrusted = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .filter(|ip| !is_trusted(ip))
+        .last();
+    Some(rightmost_untrusted.unwrap_or(peer))
 }
 
 /// The API key a request presents, from whichever of the three SPEC §3 forms it uses.
@@ -248,5 +256,28 @@ mod tests {
         let message = r#"invalid type: string "kw_live_secret", expected u32"#;
         assert_eq!(redact_values(message), "invalid type: a string, expected u32");
         assert_eq!(redact_values("missing field `name`"), "missing field `name`");
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_hop() {
+        let request = |peer: &str, forwarded: &[&str]| {
+            let mut req = actix_web::test::TestRequest::default()
+                .peer_addr(format!("{peer}:443").parse().unwrap())
+                .app_data(web::Data::new(TrustedProxies(vec!["10.0.0.0/8".parse().unwrap()])));
+            for header in forwarded {
+                req = req.append_header(("x-forwarded-for", *header));
+            }
+            req.to_http_request()
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(client_ip(&request("203.0.113.1", &["198.51.100.7"])), ip("203.0.113.1"));
+        // Behind trusted proxies: the rightmost untrusted hop, across repeated headers; a
+        // client-supplied leftmost entry is not believed.
+        assert_eq!(client_ip(&request("10.0.0.2", &["6.6.6.6, 198.51.100.7", "10.0.0.3"])), ip("198.51.100.7"));
+        assert_eq!(client_ip(&request("10.0.0.2", &["6.6.6.6", "198.51.100.7, 10.0.0.3"])), ip("198.51.100.7"));
+        // Only trusted hops, or garbage: the peer.
+        assert_eq!(client_ip(&request("10.0.0.2", &["10.0.0.9", "not an ip"])), ip("10.0.0.2"));
+        assert_eq!(client_ip(&request("10.0.0.2", &[])), ip("10.0.0.2"));
     }
 }

@@ -295,7 +295,8 @@ pub async fn rotate_key<S: Store>(
     responses((status = 200, body = KeyResponse), (status = 401, body = ErrorEnvelope)))]
 pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<KeyResponse>> {
     let credential = credential(&req)?.ok_or_else(ApiError::unauthorized)?;
-    let key = state.service.authenticate(&credential.key, client_ip(&req)).await?;
+    let ip = client_ip(&req);
+    let key = state.service.authenticate(&credential.key, ip).await?;
     if credential.basic_account.is_some_and(|account| account != key.account_id) {
         return Err(ApiError::unauthorized());
     }
@@ -309,7 +310,7 @@ pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest)
         method: Some("GET".to_owned()),
         status_code: None,
         response_time_ms: None,
-        ip: client_ip(&req),
+        ip,
         outcome: Some(keyward_domain::VerifyCode::Valid),
     });
     Ok(web::Json(KeyResponse::new(&key, now)))
