@@ -6,7 +6,9 @@
 //! - `codegen [--check]`: regenerate (or check) `crates/store-pg/src/schema.rs` from the
 //!   migrations and `docs/openapi.json` from the code.
 //! - `tidy`: architecture checks that are cheaper as code than as review comments.
-//! - `bench`: the criterion benchmarks (release build); figures go to `docs/performance.md`.
+//! - `bench [criterion | http]`: the criterion benchmarks and the HTTP benchmark (release
+//!   builds; keyward and a bare actix-web server under the same load); figures go to
+//!   `docs/performance.md`.
 //!
 //! It depends on nothing but std, so it builds in seconds on a fresh clone.
 
@@ -30,8 +32,8 @@ fn main() -> ExitCode {
         Some("dev") => dev(),
         Some("codegen") => codegen(args.iter().any(|a| a == "--check")),
         Some("tidy") => tidy(),
-        Some("bench") => bench(),
-        _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench>".into()),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
+        _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench [criterion | http]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,13 +106,203 @@ fn install_cargo_deny() -> bool {
     run("cargo", &["install", "--locked", "cargo-deny"], &[]).is_ok()
 }
 
-fn bench() -> Result {
+/// `which`: `criterion` (the in-process benchmarks), `http` (the HTTP benchmark), or both.
+fn bench(which: Option<&str>) -> Result {
     let database_url = ensure_postgres()?;
-    run(
-        "cargo",
-        &["bench", "--locked", "-p", "keyward-ratelimit", "-p", "keyward-store-pg"],
-        &[("DATABASE_URL", database_url.as_str())],
+    if which != Some("http") {
+        step("criterion benchmarks (release build)");
+        run(
+            "cargo",
+            &["bench", "--locked", "-p", "keyward-domain", "-p", "keyward-ratelimit", "-p", "keyward-store-pg"],
+            &[("DATABASE_URL", database_url.as_str())],
+        )?;
+    }
+    if which != Some("criterion") {
+        http_bench(&database_url)?;
+    }
+    Ok(())
+}
+
+// --- the HTTP benchmark ---------------------------------------------------------------------
+
+/// A child process that is stopped (SIGTERM, then waited for) however the benchmark ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// `program args` pinned to `cpu` when the machine has more than one (the server on one
+/// core, the load generator on the other, so neither steals the other's time).
+fn pinned(cpu: usize, program: &Path, args: &[&str]) -> Command {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut command = if cores > 1 && succeeds("sh", &["-c", "command -v taskset"]) {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpu.to_string()).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    command.args(args).current_dir(root());
+    command
+}
+
+fn start(name: &'static str, mut command: Command, port: u16) -> Result<Running> {
+    let child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
+    let running = Running(child);
+    if wait_reachable(&format!("http://127.0.0.1:{port}"), Duration::from_secs(30)) {
+        Ok(running)
+    } else {
+        Err(format!("{name} did not start listening on port {port}"))
+    }
+}
+
+/// Runs a `keyward-bench` command and returns the `name=value` pairs of its `result` line.
+fn measure(mut command: Command) -> Result<std::collections::BTreeMap<String, String>> {
+    let out = command.output().map_err(|e| format!("cannot run the load generator: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("the load generator failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let line = stdout.lines().find_map(|l| l.strip_prefix("result ")).ok_or("the load generator printed no result")?;
+    Ok(line.split(' ').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+}
+
+fn figure(result: &std::collections::BTreeMap<String, String>, name: &str) -> f64 {
+    result.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+/// Release binaries, keyward against PostgreSQL with 10,000 keys and the bare actix-web
+/// ceiling, both driven by the same load generator; then cache misses and revocation
+/// propagation between two keyward instances. Method and results: docs/performance.md.
+fn http_bench(database_url: &str) -> Result {
+    step("HTTP benchmark: release binaries");
+    run("cargo", &["build", "--release", "--locked", "-p", "keyward", "-p", "keyward-bench"], &[])?;
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let (keyward, tool) = (target.join("release/keyward"), target.join("release/keyward-bench"));
+    let work = target.join("http-bench");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let path = |name: &str| work.join(name).to_string_lossy().into_owned();
+
+    step("HTTP benchmark: a fresh database with 10,000 keys");
+    let (base, _) = database_url.rsplit_once('/').ok_or("DATABASE_URL has no database name")?;
+    let bench_url = format!("{base}/keyward_bench");
+    for sql in ["DROP DATABASE IF EXISTS keyward_bench WITH (FORCE)", "CREATE DATABASE keyward_bench"] {
+        run("psql", &[database_url, "-q", "-c", sql], &[])?;
+    }
+    // Limits out of the way: the benchmark measures verification, not refusals.
+    let unlimited = "{ burst = 1000000000, per_second = 1000000000 }";
+    std::fs::write(
+        path("keyward.toml"),
+        format!(
+            "workers = 1\n[rate_limits]\nip = {unlimited}\nkey = {unlimited}\naccount = {unlimited}\n\
+             verify = {unlimited}\nendpoints = []\n"
+        ),
     )
+    .map_err(|e| e.to_string())?;
+    let db = [("DATABASE_URL", bench_url.as_str()), ("KEYWARD_LOG", "warn")];
+    let keyward_str = keyward.to_string_lossy().into_owned();
+    run(&keyward_str, &["migrate"], &db)?;
+    let root_key = path("root.key");
+    // Its stdout shows the new account key: kept out of the benchmark's output.
+    let create = Command::new(&keyward)
+        .args(["account", "create", "--name", "Bench", "--plan", "enterprise", "--key-file", &root_key])
+        .envs(db)
+        .output()
+        .map_err(|e| format!("cannot run keyward: {e}"))?;
+    if !create.status.success() {
+        return Err(format!("keyward account create failed: {}", String::from_utf8_lossy(&create.stderr).trim()));
+    }
+    let serve = |port: u16| {
+        let listen = format!("127.0.0.1:{port}");
+        let config = path("keyward.toml");
+        let mut command = pinned(0, &keyward, &["serve", "--config", &config, "--listen", &listen]);
+        command.envs(db).stdout(std::process::Stdio::null());
+        command
+    };
+    let (port_a, port_b, port_bare) = (free_port()?, free_port()?, free_port()?);
+    let url_a = format!("http://127.0.0.1:{port_a}");
+    let instance_a = start("keyward A", serve(port_a), port_a)?;
+    let keys = path("keys.txt");
+    // The load generator runs on the other core.
+    let tool_run = |subcommand: &str, url: &str, extra: &[&str]| {
+        let mut command = pinned(1, &tool, &[subcommand, "--url", url, "--root-key", &root_key, "--keys", &keys]);
+        command.args(extra);
+        measure(command)
+    };
+    measure(pinned(
+        1,
+        &tool,
+        &["import", "--url", &url_a, "--root-key", &root_key, "--count", "10000", "--out", &keys],
+    ))?;
+
+    step("HTTP benchmark: cache misses (each key once, one at a time, on a fresh instance)");
+    let misses = tool_run("misses", &url_a, &["--count", "1000"])?;
+
+    let bare_port = format!("127.0.0.1:{port_bare}");
+    let mut bare = pinned(0, &tool, &["bare", "--listen", &bare_port, "--keys", &keys, "--root-key", &root_key]);
+    bare.stdout(std::process::Stdio::null());
+    let bare_server = start("the bare actix-web server", bare, port_bare)?;
+    let url_bare = format!("http://{bare_port}");
+
+    step("HTTP benchmark: throughput, 32 connections, 10 s each, alternating (the best of two counts)");
+    let closed = |url: &str, seconds: &str| tool_run("load", url, &["--connections", "32", "--seconds", seconds]);
+    closed(&url_a, "3")?; // warms the cache with every key
+    closed(&url_bare, "3")?;
+    let mut ceiling: Vec<_> = Vec::new();
+    let mut keyward_runs: Vec<_> = Vec::new();
+    for _ in 0..2 {
+        ceiling.push(closed(&url_bare, "10")?);
+        keyward_runs.push(closed(&url_a, "10")?);
+    }
+    let best = |runs: &[std::collections::BTreeMap<String, String>]| {
+        runs.iter().max_by(|a, b| figure(a, "rps").total_cmp(&figure(b, "rps"))).cloned().unwrap_or_default()
+    };
+    let (ceiling, verify) = (best(&ceiling), best(&keyward_runs));
+    let half = (figure(&ceiling, "rps") / 2.0).round().max(1.0).to_string();
+
+    step(&format!("HTTP benchmark: latency at half the ceiling's throughput ({half} req/s), 10 s"));
+    let open = |url: &str| tool_run("load", url, &["--connections", "32", "--seconds", "10", "--rate", &half]);
+    let half_bare = open(&url_bare)?;
+    let half_keyward = open(&url_a)?;
+    drop(bare_server);
+
+    step("HTTP benchmark: revocation on A seen as REVOKED on B, 100 trials");
+    let instance_b = start("keyward B", serve(port_b), port_b)?;
+    let url_b = format!("http://127.0.0.1:{port_b}");
+    let propagation = tool_run("propagation", &url_a, &["--other-url", &url_b, "--trials", "100"])?;
+    drop(instance_b);
+    drop(instance_a);
+
+    let ratio = figure(&verify, "rps") / figure(&ceiling, "rps").max(1.0);
+    let row = |what: &str, r: &std::collections::BTreeMap<String, String>| {
+        eprintln!(
+            "  {what:<44} {:>8} req/s  p50 {:>6} us  p99 {:>6} us  errors {}",
+            r.get("rps").map_or("-", String::as_str),
+            r.get("p50_us").map_or("-", String::as_str),
+            r.get("p99_us").map_or("-", String::as_str),
+            r.get("errors").map_or("-", String::as_str),
+        );
+    };
+    step("HTTP benchmark: results");
+    row("bare actix-web ceiling, closed loop", &ceiling);
+    row("keyward POST /v1/keys/verify, closed loop", &verify);
+    row(&format!("bare, open loop at {half} req/s"), &half_bare);
+    row(&format!("keyward, open loop at {half} req/s"), &half_keyward);
+    row("keyward, cache misses (sequential)", &misses);
+    row("revocation A -> REVOKED on B (100 trials)", &propagation);
+    eprintln!("  throughput ratio keyward / ceiling: {:.1}% (target: at least 80%)", ratio * 100.0);
+    Ok(())
 }
 
 fn dev() -> Result {

@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime, macros::datetime};
 use crate::{
     clock::ManualClock,
     id::{AccountId, KeyId},
-    key::{Environment, KeyKind, KeyStatus},
+    key::{Environment, KeyKind, KeyStatus, VerifiableKey},
     key_format::KeyHash,
     keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy},
     plan::Plan,
@@ -122,8 +122,9 @@ pub async fn keys_are_found_by_hash_only<S: Store>(store: S) {
     let issued = f.service.create_key(&f.principal, input).await.unwrap();
     let found =
         f.service.store().find_by_hash(&KeyHash::blake3(issued.plaintext.expose_secret())).await.unwrap().unwrap();
-    assert_eq!(found.key, issued.key, "every attribute survives the round trip");
-    assert_eq!(found.ip_policy, IpPolicy::Open);
+    assert_eq!(*found, VerifiableKey::new(issued.key.clone(), IpPolicy::Open), "found by hash as issued");
+    let stored = f.service.store().get_key(f.principal.account_id, issued.key.id).await.unwrap().unwrap();
+    assert_eq!(stored, issued.key, "every attribute survives the round trip");
     assert!(f.service.store().find_by_hash(&KeyHash::blake3("kw_live_nope")).await.unwrap().is_none());
 }
 
@@ -297,7 +298,9 @@ pub async fn rotation_is_atomic<S: Store>(store: S) {
     assert_eq!(stored_old.rotated_to, Some(new.key.id));
     assert_eq!(stored_old.expires_at, Some(START + Duration::seconds(60)));
     let found = store.find_by_hash(&KeyHash::blake3(new.plaintext.expose_secret())).await.unwrap().unwrap();
-    assert_eq!(found.key.rotated_from, Some(old.id));
+    assert_eq!(found.id, new.key.id);
+    let stored_new = store.get_key(f.principal.account_id, new.key.id).await.unwrap().unwrap();
+    assert_eq!(stored_new.rotated_from, Some(old.id));
 
     // Rotating a key revoked meanwhile writes nothing.
     let victim = f.service.create_key(&f.principal, named("victim")).await.unwrap().key;
@@ -714,8 +717,8 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
     assert_eq!((summary.requests_today, summary.requests_this_month), (1, 4));
     let records = store.key_usage(account, key.id, (None, None), None, 10).await.unwrap();
     assert_eq!(records.len(), 4);
-    assert_eq!(records[0], batch[3], "newest first, whole");
-    let older = store.key_usage(account, key.id, (None, None), Some(records[1].ts), 10).await.unwrap();
+    assert_eq!(records[0].record, batch[3], "newest first, whole");
+    let older = store.key_usage(account, key.id, (None, None), Some(records[1].position), 10).await.unwrap();
     assert_eq!(older.len(), 2);
     let window = store.key_usage(
         account,
@@ -737,8 +740,24 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
     assert_eq!(store.usage_summary(other.principal.account_id, key.id, next_day).await.unwrap().requests_this_month, 0);
     assert_eq!(store.account_stats(other.principal.account_id, next_day).await.unwrap().verifications_total, 0);
 
+    // Records that share a microsecond are paged without loss or repetition.
+    let same_time: Vec<UsageRecord> = (0..5).map(|_| record(50, VerifyCode::Valid, None)).collect();
+    store.record_usage(&same_time[..2]).await.unwrap();
+    store.record_usage(&same_time[2..]).await.unwrap();
+    let window = (Some(START + Duration::seconds(50)), Some(START + Duration::seconds(51)));
+    let (mut seen, mut before) = (Vec::new(), None);
+    loop {
+        let page = store.key_usage(account, key.id, window, before, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(last.position);
+        seen.extend(page.iter().map(|e| e.position));
+    }
+    assert_eq!(seen.len(), 5, "every record once: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "strictly newest first: {seen:?}");
+
     // The purge drops records before a day; counts stay.
     store.purge_usage(START + Duration::days(1)).await.unwrap();
     assert_eq!(store.key_usage(account, key.id, (None, None), None, 10).await.unwrap().len(), 1);
-    assert_eq!(store.usage_summary(account, key.id, next_day).await.unwrap().requests_this_month, 4);
+    assert_eq!(store.get_key(account, key.id).await.unwrap().unwrap().usage_count, 9, "counts stay");
+    assert_eq!(store.usage_summary(account, key.id, next_day).await.unwrap().requests_this_month, 9, "4 + the 5 above");
 }

@@ -3,12 +3,15 @@
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
+use serde_json::value::RawValue;
+
 use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
 
 use crate::{
     id::{AccountId, KeyId, KeyspaceId, UserId},
     key_format::KeyHash,
+    keyspace::IpPolicy,
     plan::{Tier, UnknownVariant, text_enum},
     scope::ScopeSet,
 };
@@ -150,6 +153,81 @@ impl serde::Serialize for ResourceBinding {
     }
 }
 
+/// A host name in an IP allowlist (`office.example.com`, `localhost`): letters, digits and
+/// hyphens in dot-separated labels of at most 63 characters, 253 in all, kept in lowercase.
+/// It admits the addresses it resolves to at verification time (through the
+/// [`HostResolver`](crate::ports::HostResolver) port, with a short cache).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hostname(Box<str>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be an IPv4 or IPv6 address, a CIDR network or a host name")]
+pub struct InvalidAllowlistEntry;
+
+impl Hostname {
+    pub fn new(value: &str) -> Result<Self, InvalidAllowlistEntry> {
+        let name = value.strip_suffix('.').unwrap_or(value).to_ascii_lowercase();
+        let label_ok = |label: &str| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        // The last label of a name is never all digits (RFC 3696 §2), which also keeps
+        // malformed addresses ("10.0.0.256") from passing as names.
+        let tld_ok = name.rsplit('.').next().is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()));
+        if name.len() <= 253 && name.split('.').all(label_ok) && tld_ok {
+            Ok(Self(name.into_boxed_str()))
+        } else {
+            Err(InvalidAllowlistEntry)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Hostname {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a key may be used from: addresses and networks, and host names standing for the
+/// addresses they resolve to. Empty: no allowlist (the keyspace's `ip_policy` decides).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpAllowlist {
+    pub nets: Vec<IpNet>,
+    pub hosts: Vec<Hostname>,
+}
+
+impl IpAllowlist {
+    /// One entry as a client writes it: an address, a CIDR network (its host bits
+    /// cleared) or a host name.
+    pub fn push(&mut self, entry: &str) -> Result<(), InvalidAllowlistEntry> {
+        if let Ok(net) = entry.parse::<IpNet>().or_else(|_| entry.parse::<IpAddr>().map(IpNet::from)) {
+            self.nets.push(net.trunc());
+        } else {
+            self.hosts.push(Hostname::new(entry)?);
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty() && self.hosts.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nets.len() + self.hosts.len()
+    }
+
+    /// Every entry as text: the networks, then the host names.
+    pub fn entries(&self) -> impl Iterator<Item = String> + '_ {
+        self.nets.iter().map(ToString::to_string).chain(self.hosts.iter().map(ToString::to_string))
+    }
+}
+
 /// A key as stored: everything but the plaintext, which is never kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Key {
@@ -169,7 +247,7 @@ pub struct Key {
     pub tier: Tier,
     pub rate_limits: Vec<RateLimitWindow>,
     pub quota: Option<Quota>,
-    pub ip_allowlist: Vec<IpNet>,
+    pub ip_allowlist: IpAllowlist,
     pub expires_at: Option<OffsetDateTime>,
     pub idle_timeout_seconds: Option<u32>,
     pub owner_id: Option<String>,
@@ -189,33 +267,195 @@ impl Key {
     /// Status, derived in SPEC order: revoked > expired > inactive > active. A key idle for
     /// longer than its idle timeout is expired.
     pub fn status(&self, now: OffsetDateTime) -> KeyStatus {
-        if self.revoked_at.is_some() {
-            KeyStatus::Revoked
-        } else if self.is_expired(now) {
-            KeyStatus::Expired
-        } else if !self.is_active {
-            KeyStatus::Inactive
-        } else {
-            KeyStatus::Active
+        status_at(self.revoked_at, self.expires_at, self.idle_deadline(), self.is_active, now)
+    }
+
+    /// When the idle timeout expires the key unless it is used again: the last use (or the
+    /// creation) plus the timeout.
+    pub fn idle_deadline(&self) -> Option<OffsetDateTime> {
+        self.idle_timeout_seconds
+            .map(|timeout| self.last_used_at.unwrap_or(self.created_at) + Duration::seconds(i64::from(timeout)))
+    }
+
+    /// Whether a request from `ip` passes the key's allowlist under its keyspace's policy,
+    /// its host names standing for the addresses in `resolved`. A missing `ip` passes only
+    /// where no allowlist applies: the check fails closed.
+    pub fn allows_ip(&self, ip: Option<IpAddr>, policy: IpPolicy, resolved: &[IpAddr]) -> bool {
+        allowlist_admits(&self.ip_allowlist.nets, !self.ip_allowlist.hosts.is_empty(), ip, policy, resolved)
+    }
+}
+
+/// Status in SPEC order, from the few fields it depends on (shared by [`Key`] and
+/// [`VerifiableKey`], so the two can never disagree).
+fn status_at(
+    revoked_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    idle_deadline: Option<OffsetDateTime>,
+    is_active: bool,
+    now: OffsetDateTime,
+) -> KeyStatus {
+    if revoked_at.is_some() {
+        KeyStatus::Revoked
+    } else if expires_at.is_some_and(|at| at <= now) || idle_deadline.is_some_and(|at| at <= now) {
+        KeyStatus::Expired
+    } else if !is_active {
+        KeyStatus::Inactive
+    } else {
+        KeyStatus::Active
+    }
+}
+
+fn allowlist_admits(
+    nets: &[IpNet],
+    has_hosts: bool,
+    ip: Option<IpAddr>,
+    policy: IpPolicy,
+    resolved: &[IpAddr],
+) -> bool {
+    if nets.is_empty() && !has_hosts {
+        return policy == IpPolicy::Open;
+    }
+    ip.is_some_and(|ip| nets.iter().any(|net| net.contains(&ip)) || resolved.contains(&ip))
+}
+
+/// What verification needs of a key, and what its answer shows, in as little memory as the
+/// verification cache can hold a million times (docs/performance.md): no description,
+/// display prefix or history, text as `Box<str>`, metadata kept as its JSON text (written
+/// verbatim into responses, never parsed on the hot path), and the attributes most keys do
+/// not have behind one optional box.
+///
+/// Stores hand these out shared (`Arc`): a cache hit is a reference count, not a copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiableKey {
+    pub id: KeyId,
+    pub account_id: AccountId,
+    pub keyspace_id: Option<KeyspaceId>,
+    pub kind: KeyKind,
+    pub environment: Environment,
+    pub tier: Tier,
+    /// The policy of the key's keyspace for keys without an allowlist.
+    pub ip_policy: IpPolicy,
+    pub is_active: bool,
+    pub name: Box<str>,
+    pub scopes: ScopeSet,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    /// See [`Key::idle_deadline`].
+    pub idle_deadline: Option<OffsetDateTime>,
+    pub last_used_at: Option<OffsetDateTime>,
+    extras: Option<Box<KeyExtras>>,
+}
+
+/// The optional attributes, boxed together: a key with none of them costs one pointer.
+#[derive(Debug, Clone)]
+struct KeyExtras {
+    resource: Option<ResourceBinding>,
+    rate_limits: Box<[RateLimitWindow]>,
+    quota: Option<Quota>,
+    ip_allowlist: Box<[IpNet]>,
+    allowlist_hosts: Box<[Hostname]>,
+    owner_id: Option<Box<str>>,
+    metadata: Option<Box<RawValue>>,
+}
+
+impl KeyExtras {
+    fn is_empty(&self) -> bool {
+        self.resource.is_none()
+            && self.rate_limits.is_empty()
+            && self.quota.is_none()
+            && self.ip_allowlist.is_empty()
+            && self.allowlist_hosts.is_empty()
+            && self.owner_id.is_none()
+            && self.metadata.is_none()
+    }
+}
+
+// `RawValue` has no `PartialEq`: metadata compares as the text it is kept as.
+impl PartialEq for KeyExtras {
+    fn eq(&self, other: &Self) -> bool {
+        self.resource == other.resource
+            && self.rate_limits == other.rate_limits
+            && self.quota == other.quota
+            && self.ip_allowlist == other.ip_allowlist
+            && self.allowlist_hosts == other.allowlist_hosts
+            && self.owner_id == other.owner_id
+            && self.metadata.as_deref().map(RawValue::get) == other.metadata.as_deref().map(RawValue::get)
+    }
+}
+
+impl VerifiableKey {
+    /// The verification view of `key`, which lives in a keyspace with `ip_policy`.
+    pub fn new(key: Key, ip_policy: IpPolicy) -> Self {
+        let idle_deadline = key.idle_deadline();
+        // A map that fails to serialize cannot come from storage (it was JSON there);
+        // showing no metadata is then the safe answer.
+        let metadata = if key.metadata.is_empty() { None } else { serde_json::value::to_raw_value(&key.metadata).ok() };
+        let extras = KeyExtras {
+            resource: key.resource,
+            rate_limits: key.rate_limits.into_boxed_slice(),
+            quota: key.quota,
+            ip_allowlist: key.ip_allowlist.nets.into_boxed_slice(),
+            allowlist_hosts: key.ip_allowlist.hosts.into_boxed_slice(),
+            owner_id: key.owner_id.map(String::into_boxed_str),
+            metadata,
+        };
+        Self {
+            id: key.id,
+            account_id: key.account_id,
+            keyspace_id: key.keyspace_id,
+            kind: key.kind,
+            environment: key.environment,
+            tier: key.tier,
+            ip_policy,
+            is_active: key.is_active,
+            name: key.name.into_boxed_str(),
+            scopes: key.scopes,
+            expires_at: key.expires_at,
+            revoked_at: key.revoked_at,
+            idle_deadline,
+            last_used_at: key.last_used_at,
+            extras: (!extras.is_empty()).then(|| Box::new(extras)),
         }
     }
 
-    fn is_expired(&self, now: OffsetDateTime) -> bool {
-        let past_expiry = self.expires_at.is_some_and(|at| at <= now);
-        let idle = self.idle_timeout_seconds.is_some_and(|timeout| {
-            let since = self.last_used_at.unwrap_or(self.created_at);
-            since + Duration::seconds(i64::from(timeout)) <= now
-        });
-        past_expiry || idle
+    pub fn status(&self, now: OffsetDateTime) -> KeyStatus {
+        status_at(self.revoked_at, self.expires_at, self.idle_deadline, self.is_active, now)
     }
 
-    /// Whether a request from `ip` passes the key's allowlist under its keyspace's policy.
-    /// A missing `ip` passes only where no allowlist applies: the check fails closed.
-    pub fn allows_ip(&self, ip: Option<IpAddr>, policy: crate::keyspace::IpPolicy) -> bool {
-        if self.ip_allowlist.is_empty() {
-            return policy == crate::keyspace::IpPolicy::Open;
-        }
-        ip.is_some_and(|ip| self.ip_allowlist.iter().any(|net| net.contains(&ip)))
+    /// See [`Key::allows_ip`].
+    pub fn allows_ip(&self, ip: Option<IpAddr>, resolved: &[IpAddr]) -> bool {
+        allowlist_admits(self.ip_allowlist(), !self.allowlist_hosts().is_empty(), ip, self.ip_policy, resolved)
+    }
+
+    pub fn resource(&self) -> Option<&ResourceBinding> {
+        self.extras.as_ref().and_then(|e| e.resource.as_ref())
+    }
+
+    pub fn rate_limits(&self) -> &[RateLimitWindow] {
+        self.extras.as_ref().map_or(&[], |e| &e.rate_limits)
+    }
+
+    pub fn quota(&self) -> Option<&Quota> {
+        self.extras.as_ref().and_then(|e| e.quota.as_ref())
+    }
+
+    /// The addresses and networks of the allowlist.
+    pub fn ip_allowlist(&self) -> &[IpNet] {
+        self.extras.as_ref().map_or(&[], |e| &e.ip_allowlist)
+    }
+
+    /// The host names of the allowlist.
+    pub fn allowlist_hosts(&self) -> &[Hostname] {
+        self.extras.as_ref().map_or(&[], |e| &e.allowlist_hosts)
+    }
+
+    pub fn owner_id(&self) -> Option<&str> {
+        self.extras.as_ref().and_then(|e| e.owner_id.as_deref())
+    }
+
+    /// The metadata object as JSON text; `None` when it is empty.
+    pub fn metadata_json(&self) -> Option<&RawValue> {
+        self.extras.as_ref().and_then(|e| e.metadata.as_deref())
     }
 }
 
@@ -241,7 +481,7 @@ pub(crate) mod tests_support {
             tier: Tier::Free,
             rate_limits: vec![],
             quota: None,
-            ip_allowlist: vec![],
+            ip_allowlist: IpAllowlist::default(),
             expires_at: None,
             idle_timeout_seconds: None,
             owner_id: None,
@@ -262,7 +502,6 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::{tests_support::sample_key, *};
-    use crate::keyspace::IpPolicy;
 
     #[test]
     fn status_precedence_is_revoked_expired_inactive_active() {
@@ -293,13 +532,69 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH;
         let mut key = sample_key(now);
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        assert!(key.allows_ip(Some(ip), IpPolicy::Open));
-        assert!(key.allows_ip(None, IpPolicy::Open));
-        assert!(!key.allows_ip(Some(ip), IpPolicy::AllowlistRequired));
-        key.ip_allowlist = vec!["10.0.0.0/8".parse().unwrap()];
-        assert!(key.allows_ip(Some(ip), IpPolicy::AllowlistRequired));
-        assert!(!key.allows_ip(Some("192.168.0.1".parse().unwrap()), IpPolicy::Open));
-        assert!(!key.allows_ip(None, IpPolicy::Open));
+        assert!(key.allows_ip(Some(ip), IpPolicy::Open, &[]));
+        assert!(key.allows_ip(None, IpPolicy::Open, &[]));
+        assert!(!key.allows_ip(Some(ip), IpPolicy::AllowlistRequired, &[]));
+        key.ip_allowlist.push("10.0.0.0/8").unwrap();
+        assert!(key.allows_ip(Some(ip), IpPolicy::AllowlistRequired, &[]));
+        assert!(!key.allows_ip(Some("192.168.0.1".parse().unwrap()), IpPolicy::Open, &[]));
+        assert!(!key.allows_ip(None, IpPolicy::Open, &[]));
+    }
+
+    #[test]
+    fn host_names_admit_what_they_resolve_to_and_nothing_unresolved() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut key = sample_key(now);
+        key.ip_allowlist.push("Office.Example.COM.").unwrap();
+        assert_eq!(key.ip_allowlist.hosts, [Hostname::new("office.example.com").unwrap()]);
+        let office: IpAddr = "203.0.113.7".parse().unwrap();
+        assert!(key.allows_ip(Some(office), IpPolicy::Open, &[office]));
+        assert!(!key.allows_ip(Some(office), IpPolicy::Open, &[]), "a name that did not resolve admits nothing");
+        assert!(!key.allows_ip(Some("203.0.113.8".parse().unwrap()), IpPolicy::Open, &[office]));
+        assert!(!key.allows_ip(None, IpPolicy::Open, &[office]), "an allowlist of names fails closed too");
+    }
+
+    #[test]
+    fn allowlist_entries_are_addresses_networks_or_host_names() {
+        let mut list = IpAllowlist::default();
+        for good in ["10.0.0.1", "10.1.2.3/8", "2001:db8::/32", "localhost", "api-1.eu.example.com"] {
+            list.push(good).unwrap();
+        }
+        assert_eq!(
+            list.entries().collect::<Vec<_>>(),
+            ["10.0.0.1/32", "10.0.0.0/8", "2001:db8::/32", "localhost", "api-1.eu.example.com"]
+        );
+        for bad in ["", "10.0.0.256", "1.2.3", "-x.example", "a..b", "exa mple.com", "*.example.com", &"a".repeat(64)] {
+            assert!(IpAllowlist::default().push(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_verification_view_agrees_with_the_key() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let mut key = sample_key(now);
+        key.idle_timeout_seconds = Some(60);
+        key.last_used_at = Some(now + Duration::seconds(30));
+        key.owner_id = Some("cust_1".into());
+        key.metadata = serde_json::json!({"b": 2, "a": [1, "x"]}).as_object().cloned().unwrap();
+        key.ip_allowlist.push("10.0.0.0/8").unwrap();
+        key.ip_allowlist.push("localhost").unwrap();
+        let view = VerifiableKey::new(key.clone(), IpPolicy::Open);
+        for at in [now, now + Duration::seconds(89), now + Duration::seconds(90)] {
+            assert_eq!(view.status(at), key.status(at), "at {at}");
+        }
+        assert_eq!(view.status(now + Duration::seconds(90)), KeyStatus::Expired);
+        assert_eq!(view.owner_id(), Some("cust_1"));
+        assert_eq!(view.metadata_json().map(RawValue::get), Some(r#"{"a":[1,"x"],"b":2}"#));
+        assert!(view.allows_ip(Some("10.9.9.9".parse().unwrap()), &[]));
+        assert!(!view.allows_ip(Some("11.0.0.1".parse().unwrap()), &[]));
+        assert!(view.allows_ip(Some("127.0.0.1".parse().unwrap()), &["127.0.0.1".parse().unwrap()]));
+        assert_eq!(view.allowlist_hosts(), [Hostname::new("localhost").unwrap()]);
+
+        let bare = VerifiableKey::new(sample_key(now), IpPolicy::AllowlistRequired);
+        assert!(bare.extras.is_none(), "a key without optional attributes boxes nothing");
+        assert!(bare.metadata_json().is_none());
+        assert!(!bare.allows_ip(Some("10.9.9.9".parse().unwrap()), &[]), "the keyspace's policy applies");
     }
 
     #[test]

@@ -31,12 +31,15 @@ pub mod service;
 pub mod throttle;
 pub mod usage;
 pub mod validation;
+pub mod verifier;
 pub mod verify;
 
 pub use account::Account;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use id::{AccountId, EventId, KeyId, KeyspaceId, RequestId, SessionId, UserId};
-pub use key::{Actor, Environment, Key, KeyKind, KeyStatus, Quota, RateLimitWindow, Refill};
+pub use key::{
+    Actor, Environment, Hostname, IpAllowlist, Key, KeyKind, KeyStatus, Quota, RateLimitWindow, Refill, VerifiableKey,
+};
 pub use key_format::{HashAlgorithm, KeyHash, KeyPrefix, ParsedKey};
 pub use keyspace::{IpPolicy, Keyspace};
 pub use plan::{Plan, PlanLimits, PlanTable, Tier, TierTable};

@@ -4,7 +4,7 @@
 //!
 //! Every method that changes more than one row is atomic: it happens entirely or not at all.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use time::OffsetDateTime;
 
@@ -15,12 +15,12 @@ use crate::{
     id::{AccountId, KeyId, KeyspaceId},
     id::{SessionId, UserId},
     idempotency::{Claim, StoredResponse},
-    key::{Environment, Key, KeyKind, KeyStatus},
+    key::{Environment, Hostname, Key, KeyKind, KeyStatus},
     key_format::KeyHash,
-    keyspace::{IpPolicy, Keyspace},
+    keyspace::Keyspace,
     password::{HashFailure, Password, PasswordCheck, PasswordHash},
     people::{Email, Membership, Role, Session, User},
-    usage::{AccountStats, UsageRecord, UsageSummary},
+    usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -63,12 +63,7 @@ pub struct KeyPage {
     pub has_more: bool,
 }
 
-/// A key found for verification, with what verification needs of its keyspace.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VerifiableKey {
-    pub key: Key,
-    pub ip_policy: IpPolicy,
-}
+pub use crate::key::VerifiableKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InsertKeyError {
@@ -139,8 +134,12 @@ pub trait KeyStore: Send + Sync {
         max_keys: Option<u64>,
     ) -> impl Future<Output = Result<(), InsertKeyError>> + Send;
 
-    /// The key with this hash in any account, whatever its status. Must be an index lookup.
-    fn find_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<VerifiableKey>, StorageError>> + Send;
+    /// The key with this hash in any account, whatever its status, in its verification
+    /// view. Must be an index lookup; a caching adapter hands out its cached record.
+    fn find_by_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> impl Future<Output = Result<Option<Arc<VerifiableKey>>, StorageError>> + Send;
 
     fn get_key(&self, account: AccountId, id: KeyId) -> impl Future<Output = Result<Option<Key>, StorageError>> + Send;
 
@@ -423,15 +422,17 @@ pub trait UsageStore: Send + Sync {
     /// and counts the day; all or nothing.
     fn record_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StorageError>> + Send;
 
-    /// The key's records, newest first, before `before` and within [since, until).
+    /// The key's records within [since, until), newest first in (ts, seq) order, strictly
+    /// before `before`: a page ends at its last entry's position and the next page starts
+    /// right after it, even among records that share a timestamp.
     fn key_usage(
         &self,
         account: AccountId,
         key: KeyId,
         window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
-        before: Option<OffsetDateTime>,
+        before: Option<UsagePosition>,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<UsageRecord>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Vec<UsageEntry>, StorageError>> + Send;
 
     fn usage_summary(
         &self,
@@ -481,4 +482,32 @@ pub trait Store:
 {
     /// Whether the storage answers and its schema is current; for `/readyz`.
     fn ping(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// Resolves the host names of IP allowlists (SPEC §2: "hostnames resolved with a short
+/// cache"). An adapter caches answers briefly and bounds how long a lookup may take; a name
+/// it cannot resolve resolves to nothing, so the allowlist fails closed.
+///
+/// Boxed rather than `impl Future`: the resolver is chosen at run time and shared as
+/// `Arc<dyn HostResolver>`, and it is called only for keys whose allowlist has names, after
+/// their addresses and networks did not admit the request.
+pub trait HostResolver: Send + Sync + std::fmt::Debug {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a Hostname,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Arc<[std::net::IpAddr]>> + Send + 'a>>;
+}
+
+/// Resolves nothing: host-name entries admit no address. The default of a `KeyService`
+/// that was given no resolver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoResolver;
+
+impl HostResolver for NoResolver {
+    fn resolve<'a>(
+        &'a self,
+        _host: &'a Hostname,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Arc<[std::net::IpAddr]>> + Send + 'a>> {
+        Box::pin(std::future::ready(Arc::from([])))
+    }
 }

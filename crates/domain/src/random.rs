@@ -22,7 +22,8 @@ impl RandomSource for OsRandom {
     }
 }
 
-/// A deterministic generator (SplitMix64) for tests. Not secure; never use it for real keys.
+/// A deterministic generator (SplitMix64): for tests, and, seeded from the OS, for identifiers
+/// that must be unique but need not be secret (request ids). Not secure; never use it for keys.
 #[derive(Debug)]
 pub struct SeededRandom(Mutex<u64>);
 

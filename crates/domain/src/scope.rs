@@ -1,7 +1,7 @@
 //! Scopes: `resource:action` strings, deny by default. `resource:*` grants every action of
 //! a module, `*` grants everything.
 
-use std::{collections::BTreeSet, fmt};
+use std::{collections::BTreeSet, fmt, sync::Arc};
 
 pub const MAX_SCOPES: usize = 100;
 const MAX_SCOPE_LEN: usize = 128;
@@ -21,9 +21,11 @@ pub mod management {
         [KEYS_READ, KEYS_WRITE, KEYS_VERIFY, KEYSPACES_READ, KEYSPACES_WRITE, AUDIT_READ, USAGE_READ, USERS_READ];
 }
 
+// `Box<str>`, not `String`: every cached key holds its scopes, and the capacity word and
+// slack of a `String` are paid a million times over (docs/performance.md).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
-pub struct Scope(String);
+pub struct Scope(Box<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a scope is \"*\", \"resource:*\" or \"resource:action\" of letters, digits, _ . -, at most 128 characters")]
@@ -43,7 +45,7 @@ impl Scope {
             || value
                 .split_once(':')
                 .is_some_and(|(resource, action)| is_segment(resource) && (action == "*" || is_segment(action)));
-        if valid { Ok(Self(value)) } else { Err(InvalidScope) }
+        if valid { Ok(Self(value.into_boxed_str())) } else { Err(InvalidScope) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -52,13 +54,18 @@ impl Scope {
 
     /// Whether holding `self` permits what `required` names.
     pub fn grants(&self, required: &Scope) -> bool {
-        if self.0 == "*" || self.0 == required.0 {
-            return true;
-        }
-        match (self.0.split_once(':'), required.0.split_once(':')) {
-            (Some((resource, "*")), Some((required_resource, _))) => resource == required_resource,
-            _ => false,
-        }
+        held_grants(&self.0, &required.0)
+    }
+}
+
+/// The grant rule on plain text, so that checking a constant needs no allocation.
+fn held_grants(held: &str, required: &str) -> bool {
+    if held == "*" || held == required {
+        return true;
+    }
+    match (held.split_once(':'), required.split_once(':')) {
+        (Some((resource, "*")), Some((required_resource, _))) => resource == required_resource,
+        _ => false,
     }
 }
 
@@ -74,10 +81,25 @@ impl fmt::Display for Scope {
     }
 }
 
-/// The scopes a key holds. Empty means no permission at all.
-#[derive(Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(transparent)]
-pub struct ScopeSet(BTreeSet<Scope>);
+/// The scopes a key holds, sorted and without duplicates. Empty means no permission at all.
+///
+/// One shared slice: a cached key and every `Principal` made from it share the same scopes
+/// (a clone is a reference count), and a set costs one allocation plus one per scope
+/// instead of a B-tree node sized for eleven.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScopeSet(Arc<[Scope]>);
+
+impl Default for ScopeSet {
+    fn default() -> Self {
+        Self(Arc::from([]))
+    }
+}
+
+impl serde::Serialize for ScopeSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidScopeSet {
@@ -96,25 +118,30 @@ impl ScopeSet {
             .iter()
             .map(|v| Scope::new(v.as_ref()).map_err(|_| InvalidScopeSet::Invalid(v.as_ref().to_owned())))
             .collect::<Result<BTreeSet<_>, _>>()
-            .map(Self)
+            .map(Self::from_sorted)
     }
 
     pub fn from_scopes(scopes: impl IntoIterator<Item = Scope>) -> Self {
+        Self::from_sorted(scopes.into_iter().collect())
+    }
+
+    fn from_sorted(scopes: BTreeSet<Scope>) -> Self {
         Self(scopes.into_iter().collect())
     }
 
     /// Every management scope; what the operator's first account key holds.
     pub fn all_management() -> Self {
-        Self(management::ALL.iter().map(|s| Scope((*s).to_owned())).collect())
+        Self::from_scopes(management::ALL.iter().map(|s| Scope((*s).into())))
     }
 
     pub fn grants(&self, required: &Scope) -> bool {
         self.0.iter().any(|held| held.grants(required))
     }
 
-    /// Like [`ScopeSet::grants`] for a scope given as text (management scopes are constants).
+    /// Like [`ScopeSet::grants`] for a scope given as text: the management scopes, which
+    /// are constants, checked on every management call without allocating.
     pub fn grants_str(&self, required: &str) -> bool {
-        Scope::new(required).is_ok_and(|required| self.grants(&required))
+        self.0.iter().any(|held| held_grants(&held.0, required))
     }
 
     pub fn grants_all<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
@@ -123,6 +150,10 @@ impl ScopeSet {
 
     pub fn iter(&self) -> impl Iterator<Item = &Scope> {
         self.0.iter()
+    }
+
+    pub fn as_slice(&self) -> &[Scope] {
+        &self.0
     }
 
     pub fn len(&self) -> usize {
@@ -163,6 +194,17 @@ mod tests {
     #[test]
     fn empty_set_denies_everything() {
         assert!(!ScopeSet::default().grants(&s("keys:read")));
+        assert!(!ScopeSet::default().grants_str("keys:read"));
+    }
+
+    #[test]
+    fn sets_are_sorted_and_deduplicated_and_text_grants_match() {
+        let set = ScopeSet::parse(&["server:list", "dns:*", "server:list"]).unwrap();
+        assert_eq!(set.iter().map(Scope::as_str).collect::<Vec<_>>(), ["dns:*", "server:list"]);
+        assert!(set.grants_str("dns:read"));
+        assert!(set.grants_str("server:list"));
+        assert!(!set.grants_str("server:delete"));
+        assert_eq!(serde_json::to_string(&set).unwrap(), r#"["dns:*","server:list"]"#);
     }
 
     #[test]

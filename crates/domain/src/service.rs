@@ -4,7 +4,6 @@
 
 use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
-use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
 
 use crate::{
@@ -14,22 +13,22 @@ use crate::{
     error::{AuthError, ManageError},
     id::{AccountId, EventId, KeyId, KeyspaceId, SessionId, UserId},
     key::{
-        Actor, Environment, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST, MAX_METADATA_BYTES, MAX_NAME_LEN,
-        MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, Quota, RateLimitWindow, ResourceBinding,
+        Actor, Environment, IpAllowlist, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST, MAX_METADATA_BYTES,
+        MAX_NAME_LEN, MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, Quota, RateLimitWindow, ResourceBinding,
     },
     key_format::{self, KeyHash, KeyPrefix, ParseKeyError},
     keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy, Keyspace},
     people::Role,
     plan::{Plan, PlanLimits, PlanTable, Tier, TierTable},
     ports::{
-        DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, PageRequest,
-        StorageError, Store, UpdateKeyspaceError, VerifiableKey,
+        DeleteKeyspaceError, HostResolver, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage,
+        NoResolver, PageRequest, StorageError, Store, UpdateKeyspaceError, VerifiableKey,
     },
     random::RandomSource,
     ratelimit::{Decision, Limit, QuotaLedger, RateLimiter, Rule},
     scope::{ScopeSet, management},
     secret::PlaintextKey,
-    usage::{AccountStats, UsageRecord, UsageSummary},
+    usage::{AccountStats, UsageEntry, UsagePosition, UsageSummary},
     validation::FieldErrors,
     verify::{self, VerifyCode, VerifyRequest},
 };
@@ -87,6 +86,11 @@ pub struct Principal {
 
 impl Principal {
     pub fn for_key(key: &Key) -> Self {
+        Self { account_id: key.account_id, via: Via::Key { id: key.id, kind: key.kind }, scopes: key.scopes.clone() }
+    }
+
+    /// The principal of an authenticated key, from its verification view.
+    pub fn for_verified(key: &VerifiableKey) -> Self {
         Self { account_id: key.account_id, via: Via::Key { id: key.id, kind: key.kind }, scopes: key.scopes.clone() }
     }
 
@@ -190,7 +194,8 @@ pub struct VerifyInput {
 #[derive(Debug, Clone)]
 pub struct VerifyOutcome {
     pub code: VerifyCode,
-    pub key: Option<Key>,
+    /// The key that was found (the cache's shared record), whatever the verdict.
+    pub key: Option<Arc<VerifiableKey>>,
     /// The key's rate limit after this request, when it got that far.
     pub ratelimit: Option<Decision>,
     /// The key's quota balance after this request, when it has a quota and got that far.
@@ -228,6 +233,7 @@ pub struct KeyService<S> {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
     config: Arc<DomainConfig>,
+    resolver: Arc<dyn HostResolver>,
 }
 
 pub(crate) fn validate_name(errors: &mut FieldErrors, field: &str, name: &str, max: usize) {
@@ -246,20 +252,18 @@ pub(crate) fn parse_scopes(errors: &mut FieldErrors, field: &str, values: &[Stri
     errors.check(field, ScopeSet::parse(values))
 }
 
-pub(crate) fn parse_allowlist(errors: &mut FieldErrors, values: &[String]) -> Vec<IpNet> {
+pub(crate) fn parse_allowlist(errors: &mut FieldErrors, values: &[String]) -> IpAllowlist {
+    let mut allowlist = IpAllowlist::default();
     if values.len() > MAX_IP_ALLOWLIST {
         errors.push("ip_allowlist", format!("at most {MAX_IP_ALLOWLIST} entries"));
-        return Vec::new();
+        return allowlist;
     }
-    let mut nets = Vec::with_capacity(values.len());
     for (i, value) in values.iter().enumerate() {
-        let parsed = value.parse::<IpNet>().or_else(|_| value.parse::<IpAddr>().map(IpNet::from));
-        match parsed {
-            Ok(net) => nets.push(net.trunc()),
-            Err(_) => errors.push(format!("ip_allowlist[{i}]"), "must be an IPv4 or IPv6 address or CIDR network"),
+        if let Err(error) = allowlist.push(value) {
+            errors.push(format!("ip_allowlist[{i}]"), error.to_string());
         }
     }
-    nets
+    allowlist
 }
 
 fn validate_rate_limits(errors: &mut FieldErrors, windows: &[RateLimitWindow]) {
@@ -310,8 +314,31 @@ fn invalid_id<T>(field: &str) -> impl FnOnce(T) -> ManageError + use<'_, T> {
 }
 
 impl<S: Store> KeyService<S> {
+    /// A service whose allowlists' host names admit nothing until [`KeyService::with_resolver`].
     pub fn new(store: S, clock: Arc<dyn Clock>, rng: Arc<dyn RandomSource>, config: Arc<DomainConfig>) -> Self {
-        Self { store, clock, rng, config }
+        Self { store, clock, rng, config, resolver: Arc::new(NoResolver) }
+    }
+
+    /// Resolves the host names of IP allowlists through `resolver`.
+    #[must_use]
+    pub fn with_resolver(mut self, resolver: Arc<dyn HostResolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// The static checks, resolving the key's allowlist host names only when they could
+    /// change the verdict: the key got as far as the IP check, and its addresses and
+    /// networks did not admit `request.ip`.
+    async fn check_key(&self, key: &VerifiableKey, request: VerifyRequest<'_>, now: OffsetDateTime) -> VerifyCode {
+        let code = verify::check(key, &request, now);
+        if code != VerifyCode::IpNotAllowed || key.allowlist_hosts().is_empty() || request.ip.is_none() {
+            return code;
+        }
+        let mut resolved = Vec::new();
+        for host in key.allowlist_hosts() {
+            resolved.extend_from_slice(&self.resolver.resolve(host).await);
+        }
+        verify::check(key, &VerifyRequest { resolved: &resolved, ..request }, now)
     }
 
     pub fn store(&self) -> &S {
@@ -336,7 +363,7 @@ impl<S: Store> KeyService<S> {
     /// Finds the key a presented string names. A string in the native format with a bad
     /// checksum is answered without touching storage; a string in no known format is looked
     /// up by SHA-256 (imported legacy keys).
-    pub async fn lookup(&self, presented: &str) -> Result<Option<VerifiableKey>, StorageError> {
+    pub async fn lookup(&self, presented: &str) -> Result<Option<Arc<VerifiableKey>>, StorageError> {
         let hash = match key_format::parse(presented) {
             Ok(_) => KeyHash::blake3(presented),
             Err(ParseKeyError::BadChecksum) => return Ok(None),
@@ -349,15 +376,15 @@ impl<S: Store> KeyService<S> {
     }
 
     /// Authenticates a key presented to the API, of any kind (for `GET /v1/keys/self`).
-    pub async fn authenticate(&self, presented: &PlaintextKey, client_ip: Option<IpAddr>) -> Result<Key, AuthError> {
+    pub async fn authenticate(
+        &self,
+        presented: &PlaintextKey,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Arc<VerifiableKey>, AuthError> {
         let found = self.lookup(presented.expose_secret()).await?.ok_or(AuthError::Unauthorized)?;
-        match verify::check(
-            &found.key,
-            found.ip_policy,
-            &VerifyRequest { ip: client_ip, ..Default::default() },
-            self.clock.now(),
-        ) {
-            VerifyCode::Valid => Ok(found.key),
+        let request = VerifyRequest { ip: client_ip, ..Default::default() };
+        match self.check_key(&found, request, self.clock.now()).await {
+            VerifyCode::Valid => Ok(found),
             VerifyCode::Inactive => Err(AuthError::KeyInactive),
             VerifyCode::IpNotAllowed => Err(AuthError::IpNotAllowed),
             _ => Err(AuthError::Unauthorized),
@@ -380,7 +407,7 @@ impl<S: Store> KeyService<S> {
         if key.kind == KeyKind::Temporary && key.last_used_at.is_none_or(|at| at + Duration::minutes(1) <= now) {
             self.store.touch_key(key.id, now).await?;
         }
-        Ok(Principal::for_key(&key))
+        Ok(Principal::for_verified(&key))
     }
 
     // --- verification -------------------------------------------------------------------
@@ -393,6 +420,18 @@ impl<S: Store> KeyService<S> {
         admission: &A,
     ) -> Result<VerifyOutcome, ManageError> {
         principal.require(management::KEYS_VERIFY)?;
+        self.verify_in_account(principal.account_id, input, admission).await
+    }
+
+    /// Verifies a service key of `account`, for a caller already known to act for it (the
+    /// embedded [`Verifier`](crate::verifier::Verifier)). Never writes to storage.
+    /// Errors: `Invalid` (scopes, resource or cost), `Storage`.
+    pub async fn verify_in_account<A: RateLimiter + QuotaLedger>(
+        &self,
+        account: AccountId,
+        input: &VerifyInput,
+        admission: &A,
+    ) -> Result<VerifyOutcome, ManageError> {
         let mut errors = FieldErrors::new();
         let scopes = parse_scopes(&mut errors, "scopes", &input.scopes);
         let resource = input.resource.as_deref().and_then(|r| errors.check("resource", ResourceBinding::new(r)));
@@ -400,26 +439,25 @@ impl<S: Store> KeyService<S> {
             errors.push("cost", format!("must be 0 to {MAX_VERIFY_COST}"));
         }
         errors.into_result()?;
-        let scopes: Vec<_> = scopes.map(|s| s.iter().cloned().collect()).unwrap_or_default();
 
         let not_found = VerifyOutcome { code: VerifyCode::NotFound, key: None, ratelimit: None, quota_remaining: None };
-        let Some(found) = self.lookup(input.key.expose_secret()).await? else {
+        let Some(key) = self.lookup(input.key.expose_secret()).await? else {
             return Ok(not_found);
         };
         // Only the caller's own service keys exist, as far as the caller can tell.
-        if found.key.account_id != principal.account_id || found.key.kind != KeyKind::Service {
+        if key.account_id != account || key.kind != KeyKind::Service {
             return Ok(not_found);
         }
         let now = self.clock.now();
-        let request = VerifyRequest { scopes: &scopes, resource: resource.as_ref(), ip: input.ip };
-        let key = found.key;
-        let code = verify::check(&key, found.ip_policy, &request, now);
+        let wanted = scopes.as_ref().map_or(&[][..], ScopeSet::as_slice);
+        let request = VerifyRequest { scopes: wanted, resource: resource.as_ref(), ip: input.ip, resolved: &[] };
+        let code = self.check_key(&key, request, now).await;
         if code != VerifyCode::Valid {
             return Ok(VerifyOutcome { code, key: Some(key), ratelimit: None, quota_remaining: None });
         }
         // Budgets are consumed only once every static check passed: first the rate limit
         // (one request), then the quota (`cost` credits), which a refused request never spends.
-        let rules = self.rate_rules(&key);
+        let rules = self.rate_rules(key.tier, key.rate_limits());
         let decision = admission.check(key.id.as_uuid().as_bytes(), &rules, 1, now).await;
         if !decision.allowed {
             return Ok(VerifyOutcome {
@@ -429,7 +467,7 @@ impl<S: Store> KeyService<S> {
                 quota_remaining: None,
             });
         }
-        let (code, quota_remaining) = match &key.quota {
+        let (code, quota_remaining) = match key.quota() {
             Some(quota) => {
                 let spent = admission.spend(key.id, quota, u64::from(input.cost), now).await;
                 (if spent.allowed { VerifyCode::Valid } else { VerifyCode::QuotaExhausted }, Some(spent.remaining))
@@ -441,11 +479,11 @@ impl<S: Store> KeyService<S> {
 
     /// The rate limit of a service key: its own windows when it has any, else its tier's
     /// requests per minute.
-    pub fn rate_rules(&self, key: &Key) -> Vec<Rule> {
-        if key.rate_limits.is_empty() {
-            vec![Rule::new("tier", Limit::per_minute(self.config.tiers.per_minute(key.tier)))]
+    pub fn rate_rules(&self, tier: Tier, windows: &[RateLimitWindow]) -> Vec<Rule> {
+        if windows.is_empty() {
+            vec![Rule::new("tier", Limit::per_minute(self.config.tiers.per_minute(tier)))]
         } else {
-            key.rate_limits
+            windows
                 .iter()
                 .map(|w| Rule {
                     name: Cow::Owned(w.name.clone()),
@@ -463,9 +501,9 @@ impl<S: Store> KeyService<S> {
         principal: &Principal,
         id: KeyId,
         window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
-        before: Option<OffsetDateTime>,
+        before: Option<UsagePosition>,
         limit: u32,
-    ) -> Result<Vec<UsageRecord>, ManageError> {
+    ) -> Result<Vec<UsageEntry>, ManageError> {
         principal.require(management::USAGE_READ)?;
         // Any key of the account: account keys are metered too (their management calls).
         let key = self.store.get_key(principal.account_id, id).await?.ok_or(ManageError::NotFound)?;
@@ -628,7 +666,7 @@ impl<S: Store> KeyService<S> {
             tier: self.config.plans.limits(account.plan).default_tier,
             rate_limits: Vec::new(),
             quota: None,
-            ip_allowlist: Vec::new(),
+            ip_allowlist: IpAllowlist::default(),
             expires_at: None,
             idle_timeout_seconds: None,
             owner_id: None,

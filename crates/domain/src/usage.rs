@@ -1,12 +1,19 @@
 //! Usage metering: one record per verification (and per management call made with an
 //! account key), aggregated in memory and written in batches, never on the hot path.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+};
 
 use time::OffsetDateTime;
 
 use crate::{
     id::{AccountId, KeyId},
+    ports::{StorageError, UsageStore},
     verify::VerifyCode,
 };
 
@@ -26,6 +33,22 @@ pub struct UsageRecord {
     /// For verifications: the verdict. Management calls have none (their `status_code` says
     /// how they went).
     pub outcome: Option<VerifyCode>,
+}
+
+/// Where a stored record stands among a key's records: its time, then the order in which
+/// the store kept records of the same time (`seq`, increasing). Records are listed by
+/// (ts, seq) descending, so a position is an exact page boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UsagePosition {
+    pub ts: OffsetDateTime,
+    pub seq: i64,
+}
+
+/// A stored usage record and its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEntry {
+    pub position: UsagePosition,
+    pub record: UsageRecord,
 }
 
 /// `usage` of `GET /v1/keys/{id}`.
@@ -52,4 +75,124 @@ pub fn day_and_month_start(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTi
     let day = now.replace_time(time::Time::MIDNIGHT);
     let month = day.replace_day(1).unwrap_or(day);
     (day, month)
+}
+
+/// The in-memory side of metering: requests append a record to a bounded buffer (a mutex
+/// held for one push, never across an await), and a flusher that the adapter runs writes
+/// the buffer in one batch (at least once a second in `keyward serve` and in the embedded
+/// verifier). Past its capacity records are dropped and counted, never waited for.
+///
+/// Logging is the flusher's job ([`UsageMeter::drops_to_report`]): the domain does no IO.
+#[derive(Debug)]
+pub struct UsageMeter {
+    buffer: Mutex<Vec<UsageRecord>>,
+    capacity: usize,
+    dropped: AtomicU64,
+    /// What the last report said, and when (Unix seconds).
+    reported: AtomicU64,
+    reported_at: AtomicI64,
+}
+
+impl UsageMeter {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            buffer: Mutex::new(Vec::new()),
+            capacity,
+            dropped: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
+            reported_at: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Records one request; never blocks on storage.
+    pub fn record(&self, record: UsageRecord) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        if buffer.len() >= self.capacity {
+            drop(buffer);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        buffer.push(record);
+    }
+
+    /// Records dropped because the buffer was full, since the start (a metric).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The total dropped, when it grew since the last report and that report is a minute
+    /// old: what a flusher logs, so that a full buffer cannot flood the log.
+    pub fn drops_to_report(&self, now: OffsetDateTime) -> Option<u64> {
+        let (dropped, now) = (self.dropped(), now.unix_timestamp());
+        if dropped == self.reported.load(Ordering::Relaxed)
+            || now.saturating_sub(self.reported_at.load(Ordering::Relaxed)) < 60
+        {
+            return None;
+        }
+        self.reported.store(dropped, Ordering::Relaxed);
+        self.reported_at.store(now, Ordering::Relaxed);
+        Some(dropped)
+    }
+
+    /// Writes everything buffered now as one batch; returns how many. On a storage error the
+    /// batch goes back to the buffer (as far as it fits, the rest counted as dropped) for
+    /// the next flush, and the error is returned for the adapter to log.
+    pub async fn flush<S: UsageStore>(&self, store: &S) -> Result<usize, StorageError> {
+        let batch = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match store.record_usage(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(error) => {
+                let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+                let room = self.capacity.saturating_sub(buffer.len());
+                let kept = batch.len().min(room);
+                self.dropped.fetch_add((batch.len() - kept) as u64, Ordering::Relaxed);
+                buffer.extend(batch.into_iter().take(kept));
+                Err(error)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{id::KeyId, random::SeededRandom};
+
+    fn record(now: OffsetDateTime) -> UsageRecord {
+        let rng = SeededRandom::new(1);
+        UsageRecord {
+            key_id: KeyId::generate(now, &rng),
+            account_id: AccountId::generate(now, &rng),
+            ts: now,
+            endpoint: None,
+            method: None,
+            status_code: None,
+            response_time_ms: None,
+            ip: None,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_drops_counts_and_reports_once_a_minute() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let meter = UsageMeter::new(2);
+        assert_eq!(meter.drops_to_report(now), None, "nothing dropped, nothing to say");
+        for _ in 0..5 {
+            meter.record(record(now));
+        }
+        assert_eq!(meter.dropped(), 3);
+        assert_eq!(meter.drops_to_report(now), Some(3));
+        meter.record(record(now));
+        assert_eq!(meter.drops_to_report(now + time::Duration::seconds(59)), None, "reported a moment ago");
+        assert_eq!(meter.drops_to_report(now + time::Duration::seconds(60)), Some(4));
+        assert_eq!(meter.drops_to_report(now + time::Duration::seconds(200)), None, "no new drops");
+    }
 }

@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use time::OffsetDateTime;
 
 use crate::{
-    key::{Key, KeyStatus, ResourceBinding},
-    keyspace::IpPolicy,
+    key::{KeyStatus, ResourceBinding, VerifiableKey},
     plan::text_enum,
     scope::Scope,
 };
@@ -48,22 +47,25 @@ pub struct VerifyRequest<'a> {
     pub resource: Option<&'a ResourceBinding>,
     /// The IP of the SaaS's customer, as the SaaS saw it.
     pub ip: Option<IpAddr>,
+    /// What the host names of the key's allowlist resolve to (empty until they are looked
+    /// up: only when the addresses and networks did not admit `ip`).
+    pub resolved: &'a [IpAddr],
 }
 
 /// Runs the static checks, REVOKED through INSUFFICIENT_SCOPE, on a key that was found.
 /// RATE_LIMITED and QUOTA_EXHAUSTED come after these and consume budget, so they are the
-/// caller's job and run only when this returns `Valid` (issue #4 plugs them in).
-pub fn check(key: &Key, ip_policy: IpPolicy, request: &VerifyRequest<'_>, now: OffsetDateTime) -> VerifyCode {
+/// caller's job and run only when this returns `Valid`.
+pub fn check(key: &VerifiableKey, request: &VerifyRequest<'_>, now: OffsetDateTime) -> VerifyCode {
     match key.status(now) {
         KeyStatus::Revoked => return VerifyCode::Revoked,
         KeyStatus::Expired => return VerifyCode::Expired,
         KeyStatus::Inactive => return VerifyCode::Inactive,
         KeyStatus::Active => {}
     }
-    if !key.allows_ip(request.ip, ip_policy) {
+    if !key.allows_ip(request.ip, request.resolved) {
         return VerifyCode::IpNotAllowed;
     }
-    if let Some(bound) = &key.resource
+    if let Some(bound) = key.resource()
         && request.resource != Some(bound)
     {
         return VerifyCode::WrongResource;
@@ -79,7 +81,11 @@ mod tests {
     use time::Duration;
 
     use super::*;
-    use crate::{key::tests_support::sample_key, scope::ScopeSet};
+    use crate::{key::tests_support::sample_key, keyspace::IpPolicy, scope::ScopeSet};
+
+    fn view(key: &crate::key::Key) -> VerifiableKey {
+        VerifiableKey::new(key.clone(), IpPolicy::Open)
+    }
 
     #[test]
     fn checks_run_in_spec_order() {
@@ -87,25 +93,30 @@ mod tests {
         let mut key = sample_key(now);
         key.scopes = ScopeSet::parse(&["server:*"]).unwrap();
         key.resource = Some(ResourceBinding::new("server:srv_42").unwrap());
-        key.ip_allowlist = vec!["10.0.0.0/8".parse().unwrap()];
+        key.ip_allowlist.push("10.0.0.0/8").unwrap();
         let wanted = [Scope::new("server:list").unwrap()];
         let resource = ResourceBinding::new("server:srv_42").unwrap();
-        let good = VerifyRequest { scopes: &wanted, resource: Some(&resource), ip: Some("10.0.0.1".parse().unwrap()) };
-        assert_eq!(check(&key, IpPolicy::Open, &good, now), VerifyCode::Valid);
+        let good = VerifyRequest {
+            scopes: &wanted,
+            resource: Some(&resource),
+            ip: Some("10.0.0.1".parse().unwrap()),
+            resolved: &[],
+        };
+        assert_eq!(check(&view(&key), &good, now), VerifyCode::Valid);
 
         let other_scope = [Scope::new("ip:setptr").unwrap()];
         let mut request = VerifyRequest { scopes: &other_scope, ..good };
-        assert_eq!(check(&key, IpPolicy::Open, &request, now), VerifyCode::InsufficientScope);
+        assert_eq!(check(&view(&key), &request, now), VerifyCode::InsufficientScope);
         let other = ResourceBinding::new("server:srv_43").unwrap();
         request.resource = Some(&other);
-        assert_eq!(check(&key, IpPolicy::Open, &request, now), VerifyCode::WrongResource);
+        assert_eq!(check(&view(&key), &request, now), VerifyCode::WrongResource);
         request.ip = Some("192.168.1.1".parse().unwrap());
-        assert_eq!(check(&key, IpPolicy::Open, &request, now), VerifyCode::IpNotAllowed);
+        assert_eq!(check(&view(&key), &request, now), VerifyCode::IpNotAllowed);
         key.is_active = false;
-        assert_eq!(check(&key, IpPolicy::Open, &request, now), VerifyCode::Inactive);
+        assert_eq!(check(&view(&key), &request, now), VerifyCode::Inactive);
         key.expires_at = Some(now - Duration::seconds(1));
-        assert_eq!(check(&key, IpPolicy::Open, &request, now), VerifyCode::Expired);
+        assert_eq!(check(&view(&key), &request, now), VerifyCode::Expired);
         key.revoked_at = Some(now);
-        assert_eq!(check(&key, IpPolicy::Open, &request, now), VerifyCode::Revoked);
+        assert_eq!(check(&view(&key), &request, now), VerifyCode::Revoked);
     }
 }

@@ -369,7 +369,7 @@ impl KeyResponse {
             tier: key.tier,
             rate_limits: key.rate_limits.iter().map(Into::into).collect(),
             quota: key.quota.as_ref().map(Into::into),
-            ip_allowlist: key.ip_allowlist.iter().map(ToString::to_string).collect(),
+            ip_allowlist: key.ip_allowlist.entries().collect(),
             expires_at: key.expires_at,
             idle_timeout_seconds: key.idle_timeout_seconds,
             owner_id: key.owner_id.clone(),
@@ -461,8 +461,9 @@ pub struct RateLimitState {
 }
 
 /// Always 200: `valid` and `code` say what was found.
+// Borrows from the cached record, so answering a verification copies nothing of the key.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyKeyResponse {
+pub struct VerifyKeyResponse<'a> {
     pub valid: bool,
     /// `VALID`, `NOT_FOUND`, `REVOKED`, `EXPIRED`, `INACTIVE`, `IP_NOT_ALLOWED`,
     /// `WRONG_RESOURCE`, `INSUFFICIENT_SCOPE`, `RATE_LIMITED` or `QUOTA_EXHAUSTED`.
@@ -472,21 +473,40 @@ pub struct VerifyKeyResponse {
     pub key_id: Option<KeyId>,
     #[schema(value_type = Option<String>)]
     pub keyspace_id: Option<KeyspaceId>,
-    pub name: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub name: Option<&'a str>,
     #[schema(value_type = Option<String>)]
     pub environment: Option<Environment>,
-    pub scopes: Option<Vec<String>>,
-    pub resource: Option<String>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub scopes: Option<&'a keyward_domain::ScopeSet>,
+    #[schema(value_type = Option<String>)]
+    pub resource: Option<&'a str>,
     #[schema(value_type = Option<String>)]
     pub tier: Option<Tier>,
-    pub owner_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub owner_id: Option<&'a str>,
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<MetadataJson<'a>>,
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
     pub ratelimit: Option<RateLimitState>,
     pub quota_remaining: Option<i64>,
+}
+
+/// A key's metadata as the JSON text the cache keeps, written out verbatim; `{}` when the
+/// key has none.
+#[derive(Debug, Clone, Copy)]
+pub struct MetadataJson<'a>(pub Option<&'a serde_json::value::RawValue>);
+
+impl Serialize for MetadataJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self.0 {
+            Some(raw) => raw.serialize(serializer),
+            None => serializer.serialize_map(Some(0))?.end(),
+        }
+    }
 }
 
 /// `POST /v1/keyspaces`

@@ -238,13 +238,32 @@ struct Envelope<'a> {
 #[derive(Debug, Clone)]
 pub struct PublicUrl(pub String);
 
+/// The random part of request ids: a per-thread generator seeded once from the OS. Request
+/// ids must be unique, not secret, and a `getrandom` call per request showed in the
+/// verification profile (docs/performance.md).
+#[derive(Debug)]
+struct RequestIdRandom;
+
+impl keyward_domain::RandomSource for RequestIdRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        thread_local! {
+            static IDS: keyward_domain::SeededRandom = keyward_domain::SeededRandom::new({
+                let mut seed = [0u8; 8];
+                keyward_domain::RandomSource::fill(&OsRandom, &mut seed);
+                u64::from_le_bytes(seed)
+            });
+        }
+        IDS.with(|ids| keyward_domain::RandomSource::fill(ids, buf));
+    }
+}
+
 /// Assigns the request id, sets `X-Request-Id`, renders the envelope of every error, and
 /// writes the access log line.
 pub async fn envelope(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let request_id = RequestId::generate(time::OffsetDateTime::now_utc(), &OsRandom);
+    let request_id = RequestId::generate(time::OffsetDateTime::now_utc(), &RequestIdRandom);
     req.extensions_mut().insert(request_id);
     let started = std::time::Instant::now();
     // The path only: query strings are the client's business, bodies may hold keys.

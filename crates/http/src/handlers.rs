@@ -185,21 +185,27 @@ fn page_limit(limit: Option<u32>) -> Result<u32> {
     }
 }
 
-/// A timestamp as a cursor value (RFC 3339).
-struct Instant(time::OffsetDateTime);
+/// A usage record's position as a cursor value: `<RFC 3339 ts> <seq>`. A bare timestamp
+/// (the cursors of earlier versions) reads as "before that instant", as it meant then.
+struct UsageCursor(keyward_domain::usage::UsagePosition);
 
-impl std::fmt::Display for Instant {
+impl std::fmt::Display for UsageCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = self.0.format(&time::format_description::well_known::Rfc3339).map_err(|_| std::fmt::Error)?;
-        f.write_str(&text)
+        let text = self.0.ts.format(&time::format_description::well_known::Rfc3339).map_err(|_| std::fmt::Error)?;
+        write!(f, "{text} {}", self.0.seq)
     }
 }
 
-impl std::str::FromStr for Instant {
-    type Err = time::error::Parse;
+impl std::str::FromStr for UsageCursor {
+    type Err = ();
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map(Self)
+        let (ts, seq) = match s.split_once(' ') {
+            Some((ts, seq)) => (ts, seq.parse().map_err(|_| ())?),
+            None => (s, i64::MIN),
+        };
+        let ts = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).map_err(|_| ())?;
+        Ok(Self(keyward_domain::usage::UsagePosition { ts, seq }))
     }
 }
 
@@ -296,10 +302,19 @@ pub async fn rotate_key<S: Store>(
 pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<KeyResponse>> {
     let credential = credential(&req)?.ok_or_else(ApiError::unauthorized)?;
     let ip = client_ip(&req);
-    let key = state.service.authenticate(&credential.key, ip).await?;
-    if credential.basic_account.is_some_and(|account| account != key.account_id) {
+    let verified = state.service.authenticate(&credential.key, ip).await?;
+    if credential.basic_account.is_some_and(|account| account != verified.account_id) {
         return Err(ApiError::unauthorized());
     }
+    // The whole key object is more than the verification record holds: one read by id.
+    // Gone in between (an import rolled back, a keyspace deleted) reads as unknown.
+    let key = state
+        .service
+        .store()
+        .get_key(verified.account_id, verified.id)
+        .await
+        .map_err(keyward_domain::error::AuthError::Storage)?
+        .ok_or_else(ApiError::unauthorized)?;
     let now = state.service.now();
     // A key checking itself is a verification: metered (in memory), never audited.
     state.meter.record(keyward_domain::usage::UsageRecord {
@@ -317,15 +332,14 @@ pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest)
 }
 
 #[utoipa::path(post, path = "/v1/keys/verify", tag = "verification", security(("api_key" = [])), request_body = VerifyKeyRequest,
-    responses((status = 200, body = VerifyKeyResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, body = VerifyKeyResponse<'static>), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn verify_key<S: Store>(
     state: web::Data<AppState<S>>,
     req: HttpRequest,
     body: Json<VerifyKeyRequest>,
-) -> Result<web::Json<VerifyKeyResponse>> {
+) -> Result<HttpResponse> {
     let principal = crate::session::authorize(&state, &req, crate::session::Purpose::Verification).await?;
     let body = body.0;
-    let (endpoint, method) = (body.endpoint.clone(), body.method.clone());
     let input = VerifyInput {
         key: PlaintextKey::new(body.key.0),
         scopes: body.scopes,
@@ -334,33 +348,33 @@ pub async fn verify_key<S: Store>(
         cost: body.cost.unwrap_or(1),
     };
     let outcome = state.service.verify(&principal, &input, &*state.limits).await?;
-    let key = outcome.key.as_ref();
+    let key = outcome.key.as_deref();
     // Metered in memory, written by the flusher: no storage write here.
     if let Some(key) = key {
         state.meter.record(keyward_domain::usage::UsageRecord {
             key_id: key.id,
             account_id: key.account_id,
             ts: state.service.now(),
-            endpoint,
-            method,
+            endpoint: body.endpoint,
+            method: body.method,
             status_code: None,
             response_time_ms: None,
             ip: input.ip,
             outcome: Some(outcome.code),
         });
     }
-    Ok(web::Json(VerifyKeyResponse {
+    Ok(HttpResponse::Ok().json(VerifyKeyResponse {
         valid: outcome.code == keyward_domain::VerifyCode::Valid,
         code: outcome.code,
         key_id: key.map(|k| k.id),
         keyspace_id: key.and_then(|k| k.keyspace_id),
-        name: key.map(|k| k.name.clone()),
+        name: key.map(|k| &*k.name),
         environment: key.map(|k| k.environment),
-        scopes: key.map(|k| k.scopes.iter().map(|s| s.as_str().to_owned()).collect()),
-        resource: key.and_then(|k| k.resource.as_ref().map(|r| r.as_str().to_owned())),
+        scopes: key.map(|k| &k.scopes),
+        resource: key.and_then(|k| k.resource().map(keyward_domain::key::ResourceBinding::as_str)),
         tier: key.map(|k| k.tier),
-        owner_id: key.and_then(|k| k.owner_id.clone()),
-        metadata: key.map(|k| k.metadata.clone()),
+        owner_id: key.and_then(|k| k.owner_id()),
+        metadata: key.map(|k| MetadataJson(k.metadata_json())),
         expires_at: key.and_then(|k| k.expires_at),
         ratelimit: outcome.ratelimit.map(|d| RateLimitState {
             limit: d.limit,
@@ -384,12 +398,14 @@ pub async fn key_usage<S: Store>(
     let principal = principal(&state, &req).await?;
     let query = query.0;
     let limit = page_limit(query.limit)?;
-    let before = query.cursor.as_deref().map(decode_cursor::<Instant>).transpose()?.map(|i| i.0);
+    let before = query.cursor.as_deref().map(decode_cursor::<UsageCursor>).transpose()?.map(|c| c.0);
     let records =
         state.service.key_usage(&principal, parse_id(&id)?, (query.since, query.until), before, limit).await?;
-    let next_cursor =
-        (records.len() == limit as usize).then(|| records.last().map(|r| encode_cursor(Instant(r.ts)))).flatten();
-    Ok(web::Json(UsageListResponse { data: records.iter().map(UsageRecordResponse::from).collect(), next_cursor }))
+    let next_cursor = (records.len() == limit as usize)
+        .then(|| records.last().map(|e| encode_cursor(UsageCursor(e.position))))
+        .flatten();
+    let data = records.iter().map(|e| UsageRecordResponse::from(&e.record)).collect();
+    Ok(web::Json(UsageListResponse { data, next_cursor }))
 }
 
 #[utoipa::path(get, path = "/v1/stats", tag = "usage", security(("api_key" = [])),

@@ -13,6 +13,7 @@ pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod handlers;
 pub mod limits;
 pub mod openapi;
@@ -143,6 +144,10 @@ pub fn app<S: Store>(
         .wrap(from_fn(session::csrf_guard))
         .wrap(from_fn(audit::journal::<S>))
         .wrap(from_fn(error::envelope))
+        // The verification routes first: every dynamic route tried before a request's own
+        // costs a regex match, and these take nearly all the traffic.
+        .service(resource("/v1/keys/verify", vec![web::post().to(h::verify_key::<S>)]))
+        .service(resource("/v1/keys/self", vec![web::get().to(h::key_self::<S>)]))
         .service(resource("/healthz", vec![web::get().to(h::healthz)]))
         .service(resource("/readyz", vec![web::get().to(h::readyz::<S>)]))
         .service(resource("/v1/openapi.json", vec![web::get().to(h::openapi_json)]))
@@ -187,8 +192,6 @@ pub fn app<S: Store>(
         ))
         .service(resource("/v1/keys", vec![web::get().to(h::list_keys::<S>), web::post().to(h::create_key::<S>)]))
         // Fixed paths before `/v1/keys/{id}`, which would otherwise swallow them.
-        .service(resource("/v1/keys/self", vec![web::get().to(h::key_self::<S>)]))
-        .service(resource("/v1/keys/verify", vec![web::post().to(h::verify_key::<S>)]))
         .service(
             resource("/v1/keys/import", vec![web::post().to(h::import_keys::<S>)])
                 .app_data(BodyLimit(IMPORT_BODY_LIMIT)),

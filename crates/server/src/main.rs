@@ -202,7 +202,10 @@ fn parse_email(value: &str) -> Result<Email, CliError> {
 }
 
 fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
-    let service = KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?));
+    // Host names in IP allowlists resolve through the system resolver, cached briefly.
+    let resolver = Arc::new(keyward_resolver::SystemResolver::new(keyward_resolver::ResolverConfig::default()));
+    let service = KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?))
+        .with_resolver(resolver);
     let hasher = BlockingPasswordHasher::new(config.passwords.params(), config.passwords.concurrency())
         .map_err(|e| CliError::Other(format!("invalid password hashing settings: {e}")))?;
     let limits = match &config.redis_url {
@@ -225,7 +228,11 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
         HttpSettings { public_url: config.public_url(), trusted_proxies: TrustedProxies(config.trusted_proxies()?) };
     let state = web::Data::new(state);
     // Usage leaves memory in one batch a second.
-    state.meter.clone().spawn_flusher(state.service.store().clone(), std::time::Duration::from_secs(1));
+    keyward_http::usage::spawn_flusher(
+        state.meter.clone(),
+        state.service.store().clone(),
+        std::time::Duration::from_secs(1),
+    );
     spawn_retention_purges(state.clone(), config.usage_retention_days);
     let factory_settings = settings.clone();
     let factory_state = state.clone();
@@ -242,7 +249,7 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
     // in flight finish (30 s at most), then returns.
     server.run().await.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
     // The requests in flight are done: write the usage they left in memory.
-    let flushed = state.meter.flush(state.service.store()).await;
+    let flushed = keyward_http::usage::flush(&state.meter, state.service.store()).await;
     tracing::info!(usage_records_flushed = flushed, usage_records_dropped = state.meter.dropped(), "stopped");
     Ok(())
 }

@@ -26,7 +26,7 @@ use keyward_domain::{
         PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UsageStore, UserStore,
         VerifiableKey,
     },
-    usage::{AccountStats, UsageRecord, UsageSummary, day_and_month_start},
+    usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start},
 };
 use time::OffsetDateTime;
 
@@ -43,7 +43,10 @@ struct State {
     /// The last (seq, hash) of each chain.
     audit_heads: HashMap<Option<AccountId>, (i64, [u8; 32])>,
     idempotency: HashMap<(AccountId, String), IdempotencyEntry>,
-    usage: Vec<UsageRecord>,
+    /// Per-request records as stored, each with its position (`seq`: the order of writing,
+    /// never reused, so a purge moves no cursor).
+    usage: Vec<UsageEntry>,
+    next_usage_seq: i64,
     /// Requests per key per UTC day (days since the epoch).
     daily: HashMap<(KeyId, i64), u64>,
 }
@@ -128,13 +131,16 @@ impl KeyStore for MemStore {
         }))
     }
 
-    fn find_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<VerifiableKey>, StorageError>> + Send {
+    fn find_by_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> impl Future<Output = Result<Option<Arc<VerifiableKey>>, StorageError>> + Send {
         self.hash_lookups.fetch_add(1, Ordering::Relaxed);
         ready(Ok(self.read(|state| {
             let key = state.keys.get(state.by_hash.get(hash)?)?.clone();
             let ip_policy =
                 key.keyspace_id.and_then(|ks| state.keyspaces.get(&ks)).map(|ks| ks.ip_policy).unwrap_or_default();
-            Some(VerifiableKey { key, ip_policy })
+            Some(Arc::new(VerifiableKey::new(key, ip_policy)))
         })))
     }
 
@@ -667,7 +673,9 @@ impl UsageStore for MemStore {
                     key.last_used_at = Some(key.last_used_at.map_or(record.ts, |at| at.max(record.ts)));
                 }
                 *state.daily.entry((record.key_id, day_number(record.ts))).or_default() += 1;
-                state.usage.push(record.clone());
+                let position = UsagePosition { ts: record.ts, seq: state.next_usage_seq };
+                state.next_usage_seq += 1;
+                state.usage.push(UsageEntry { position, record: record.clone() });
             }
         });
         ready(Ok(()))
@@ -678,19 +686,20 @@ impl UsageStore for MemStore {
         account: AccountId,
         key: KeyId,
         window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
-        before: Option<OffsetDateTime>,
+        before: Option<UsagePosition>,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<UsageRecord>, StorageError>> + Send {
+    ) -> impl Future<Output = Result<Vec<UsageEntry>, StorageError>> + Send {
         ready(Ok(self.read(|state| {
-            let mut found: Vec<UsageRecord> = state
+            let mut found: Vec<UsageEntry> = state
                 .usage
                 .iter()
-                .filter(|r| r.account_id == account && r.key_id == key)
-                .filter(|r| window.0.is_none_or(|since| r.ts >= since) && window.1.is_none_or(|until| r.ts < until))
-                .filter(|r| before.is_none_or(|b| r.ts < b))
+                .filter(|e| e.record.account_id == account && e.record.key_id == key)
+                .filter(|e| window.0.is_none_or(|since| e.position.ts >= since))
+                .filter(|e| window.1.is_none_or(|until| e.position.ts < until))
+                .filter(|e| before.is_none_or(|b| e.position < b))
                 .cloned()
                 .collect();
-            found.sort_by_key(|r| std::cmp::Reverse(r.ts));
+            found.sort_by_key(|e| std::cmp::Reverse(e.position));
             found.truncate(limit as usize);
             found
         })))
@@ -728,8 +737,12 @@ impl UsageStore for MemStore {
     ) -> impl Future<Output = Result<AccountStats, StorageError>> + Send {
         ready(Ok(self.read(|state| {
             let (day, _) = day_and_month_start(now);
-            let verifications: Vec<&UsageRecord> =
-                state.usage.iter().filter(|r| r.account_id == account && r.outcome.is_some()).collect();
+            let verifications: Vec<&UsageRecord> = state
+                .usage
+                .iter()
+                .map(|e| &e.record)
+                .filter(|r| r.account_id == account && r.outcome.is_some())
+                .collect();
             stats_of(&verifications, day)
         })))
     }
@@ -737,7 +750,7 @@ impl UsageStore for MemStore {
     fn purge_usage(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send {
         ready(Ok(self.write(|state| {
             let count = state.usage.len();
-            state.usage.retain(|r| r.ts >= before);
+            state.usage.retain(|e| e.position.ts >= before);
             (count - state.usage.len()) as u64
         })))
     }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use keyward_domain::{
-    KeyHash, OsRandom, Plan, SystemClock,
+    KeyHash, OsRandom, Plan, ScopeSet, SystemClock, VerifiableKey,
     ports::KeyStore,
     service::{DomainConfig, KeyService, NewKey, Principal},
 };
@@ -48,14 +48,24 @@ fn main() {
             .unwrap();
         let record =
             db.store().find_by_hash(&KeyHash::blake3(created.plaintext.expose_secret())).await.unwrap().unwrap();
+        let key = db.store().get_key(principal.account_id, record.id).await.unwrap().unwrap();
+        let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+        // What a cache miss does: a whole `Key` from the row, turned into the cached view. A
+        // plain clone would share the scopes (an `Arc`) and flatter the figure.
+        let load = || {
+            let mut loaded = key.clone();
+            loaded.scopes = ScopeSet::parse(&scopes).unwrap();
+            VerifiableKey::new(loaded, record.ip_policy)
+        };
+        assert_eq!(load(), *record, "the records measured are the ones a lookup caches");
 
         let before = resident_kib();
-        let (cache, entries) = filled_key_cache(&record, ENTRIES).await;
+        let (cache, entries) = filled_key_cache(load, ENTRIES).await;
         let after = resident_kib();
         let grown = after.saturating_sub(before);
         println!(
             "cache_memory: {entries} cached keys; a record is {} bytes inline before its heap parts",
-            std::mem::size_of::<keyward_domain::ports::VerifiableKey>()
+            std::mem::size_of::<VerifiableKey>()
         );
         println!(
             "cache_memory: resident {:.1} MiB before, {:.1} MiB after: {:.1} MiB for the cache, {} bytes per key",

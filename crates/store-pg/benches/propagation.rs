@@ -48,7 +48,7 @@ fn main() {
             let started = Instant::now();
             a.revoke_key(&principal, key.key.id).await.unwrap();
             loop {
-                if b.find_by_hash(&hash).await.unwrap().unwrap().key.revoked_at.is_some() {
+                if b.find_by_hash(&hash).await.unwrap().unwrap().revoked_at.is_some() {
                     break;
                 }
                 assert!(started.elapsed() < Duration::from_secs(5), "never propagated");

@@ -7,6 +7,7 @@
 //! pool exhaustion or a lost connection → `StorageError::Unavailable`).
 
 mod cache;
+pub mod embedded;
 mod migrate;
 mod rows;
 mod schema;
@@ -44,7 +45,7 @@ use keyward_domain::{
         Outcome, PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UsageStore,
         UserStore, VerifiableKey,
     },
-    usage::{AccountStats, UsageRecord, UsageSummary, day_and_month_start},
+    usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start},
 };
 pub use migrate::{MigrationError, pending_migrations, run_migrations};
 use rows::{AccountRow, AuditRow, CorruptRow, KeyChanges, KeyRow, KeyspaceRow, MembershipRow, SessionRow, UserRow};
@@ -208,7 +209,7 @@ impl PgStore {
         let Some((row, policy)) = found else { return Ok(None) };
         let key = Key::try_from(row).map_err(corrupt)?;
         let ip_policy = policy.map(|p| p.parse()).transpose().map_err(|e| StorageError::Internal(Box::new(e)))?;
-        Ok(Some(VerifiableKey { key, ip_policy: ip_policy.unwrap_or_default() }))
+        Ok(Some(VerifiableKey::new(key, ip_policy.unwrap_or_default())))
     }
 
     /// The connection for one call: the unit of work's, when the calling task is inside
@@ -249,6 +250,15 @@ async fn listen(url: &str, cache: &KeyCache) -> Result<(), DieselError> {
         }
     }
     Ok(())
+}
+
+/// What the usage flush reads back of each key it counted.
+#[derive(QueryableByName)]
+struct UsageTouched {
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    hash: Vec<u8>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Int4>)]
+    idle_timeout_seconds: Option<i32>,
 }
 
 /// A storage error shared by the waiters of one cache load, as theirs.
@@ -473,16 +483,16 @@ impl KeyStore for PgStore {
         }
     }
 
-    fn find_by_hash(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<VerifiableKey>, StorageError>> + Send {
+    fn find_by_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> impl Future<Output = Result<Option<Arc<VerifiableKey>>, StorageError>> + Send {
         let bytes = hash.to_bytes();
         async move {
             match &self.cache {
-                None => self.load_by_hash(bytes).await,
-                Some(cache) => match cache.get_or_load(bytes, self.load_by_hash(bytes)).await {
-                    // One clone per lookup: the port hands out owned records.
-                    Ok(found) => Ok(found.map(|f| (*f).clone())),
-                    Err(error) => Err(shared_error(&error)),
-                },
+                None => Ok(self.load_by_hash(bytes).await?.map(Arc::new)),
+                // A hit hands out the cached record itself, shared.
+                Some(cache) => cache.get_or_load(bytes, self.load_by_hash(bytes)).await.map_err(|e| shared_error(&e)),
             }
         }
     }
@@ -1306,22 +1316,9 @@ impl IdempotencyStore for PgStore {
     }
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = usage_records)]
-struct NewUsageRow<'a> {
-    ts: OffsetDateTime,
-    key_id: Uuid,
-    account_id: Uuid,
-    endpoint: Option<&'a str>,
-    method: Option<&'a str>,
-    status_code: Option<i16>,
-    response_time_ms: Option<i32>,
-    ip: Option<String>,
-    outcome: Option<&'a str>,
-}
-
 /// A usage record's columns, as selected.
 type UsageColumns = (
+    i64,
     OffsetDateTime,
     Uuid,
     Uuid,
@@ -1333,17 +1330,22 @@ type UsageColumns = (
     Option<String>,
 );
 
-fn usage_from_columns(c: UsageColumns) -> UsageRecord {
-    UsageRecord {
-        ts: c.0,
-        key_id: KeyId::from_uuid(c.1),
-        account_id: AccountId::from_uuid(c.2),
-        endpoint: c.3,
-        method: c.4,
-        status_code: c.5.and_then(|s| u16::try_from(s).ok()),
-        response_time_ms: c.6.and_then(|ms| u32::try_from(ms).ok()),
-        ip: c.7.and_then(|ip| ip.parse().ok()),
-        outcome: c.8.and_then(|o| o.parse().ok()),
+fn usage_from_columns(
+    (seq, ts, key_id, account_id, endpoint, method, status, ms, ip, outcome): UsageColumns,
+) -> UsageEntry {
+    UsageEntry {
+        position: UsagePosition { ts, seq },
+        record: UsageRecord {
+            ts,
+            key_id: KeyId::from_uuid(key_id),
+            account_id: AccountId::from_uuid(account_id),
+            endpoint,
+            method,
+            status_code: status.and_then(|s| u16::try_from(s).ok()),
+            response_time_ms: ms.and_then(|ms| u32::try_from(ms).ok()),
+            ip: ip.and_then(|ip| ip.parse().ok()),
+            outcome: outcome.and_then(|o| o.parse().ok()),
+        },
     }
 }
 
@@ -1369,13 +1371,15 @@ struct Dropped {
 
 impl UsageStore for PgStore {
     async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StorageError> {
-        use std::collections::{BTreeSet, HashMap};
+        use diesel::sql_types::{Array, Date, Int2, Int4, Int8, Nullable, Text, Timestamptz as Ts, Uuid as SqlUuid};
+        use std::collections::{BTreeMap, BTreeSet};
         if batch.is_empty() {
             return Ok(());
         }
-        // Per key: how many and the latest use; per key and UTC day: how many.
-        let mut per_key: HashMap<Uuid, (i64, OffsetDateTime)> = HashMap::new();
-        let mut per_day: HashMap<(Uuid, time::Date), i64> = HashMap::new();
+        // Per key: how many and the latest use; per key and UTC day: how many. Sorted, so
+        // that rows are locked in one order by every instance (no deadlocks between flushes).
+        let mut per_key: BTreeMap<Uuid, (i64, OffsetDateTime)> = BTreeMap::new();
+        let mut per_day: BTreeMap<(Uuid, time::Date), i64> = BTreeMap::new();
         for r in batch {
             let entry = per_key.entry(r.key_id.as_uuid()).or_insert((0, r.ts));
             entry.0 += 1;
@@ -1383,60 +1387,74 @@ impl UsageStore for PgStore {
             *per_day.entry((r.key_id.as_uuid(), r.ts.to_offset(time::UtcOffset::UTC).date())).or_default() += 1;
         }
         let days: BTreeSet<time::Date> = per_day.keys().map(|(_, d)| *d).collect();
-        let rows: Vec<NewUsageRow<'_>> = batch
-            .iter()
-            .map(|r| NewUsageRow {
-                ts: r.ts,
-                key_id: r.key_id.as_uuid(),
-                account_id: r.account_id.as_uuid(),
-                endpoint: r.endpoint.as_deref(),
-                method: r.method.as_deref(),
-                status_code: r.status_code.and_then(|s| i16::try_from(s).ok()),
-                response_time_ms: r.response_time_ms.and_then(|ms| i32::try_from(ms).ok()),
-                ip: r.ip.map(|ip| ip.to_string()),
-                outcome: r.outcome.map(keyward_domain::VerifyCode::as_str),
-            })
-            .collect();
+        let key_ids: Vec<Uuid> = per_key.keys().copied().collect();
+        let (counts, lasts): (Vec<i64>, Vec<OffsetDateTime>) = per_key.values().copied().unzip();
+        let (day_keys, day_dates): (Vec<Uuid>, Vec<time::Date>) = per_day.keys().copied().unzip();
+        let day_counts: Vec<i64> = per_day.values().copied().collect();
         let mut conn = self.conn().await?;
         let idle_hashes = conn
             .transaction::<_, DieselError, _>(async |conn| {
                 for day in &days {
-                    diesel::sql_query("SELECT keyward_usage_partition($1)")
-                        .bind::<diesel::sql_types::Date, _>(*day)
-                        .execute(conn)
-                        .await?;
+                    diesel::sql_query("SELECT keyward_usage_partition($1)").bind::<Date, _>(*day).execute(conn).await?;
                 }
-                for chunk in rows.chunks(1_000) {
-                    diesel::insert_into(usage_records::table).values(chunk).execute(conn).await?;
+                // Set-based: one statement per 10,000 records, however many keys they name
+                // (a statement per key took seconds once 10,000 keys were in use).
+                for chunk in batch.chunks(10_000) {
+                    diesel::sql_query(
+                        "INSERT INTO usage_records \
+                         (ts, key_id, account_id, endpoint, method, status_code, response_time_ms, ip, outcome) \
+                         SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind::<Array<Ts>, _>(chunk.iter().map(|r| r.ts).collect::<Vec<_>>())
+                    .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.key_id.as_uuid()).collect::<Vec<_>>())
+                    .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.account_id.as_uuid()).collect::<Vec<_>>())
+                    .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.endpoint.as_deref()).collect::<Vec<_>>())
+                    .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.method.as_deref()).collect::<Vec<_>>())
+                    .bind::<Array<Nullable<Int2>>, _>(
+                        chunk.iter().map(|r| r.status_code.and_then(|s| i16::try_from(s).ok())).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Nullable<Int4>>, _>(
+                        chunk
+                            .iter()
+                            .map(|r| r.response_time_ms.and_then(|ms| i32::try_from(ms).ok()))
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Nullable<Text>>, _>(
+                        chunk.iter().map(|r| r.ip.map(|ip| ip.to_string())).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Nullable<Text>>, _>(
+                        chunk.iter().map(|r| r.outcome.map(keyward_domain::VerifyCode::as_str)).collect::<Vec<_>>(),
+                    )
+                    .execute(conn)
+                    .await?;
                 }
-                let mut idle_hashes = Vec::new();
-                for (key, (count, last)) in &per_key {
-                    let updated: Vec<(Vec<u8>, Option<i32>)> = diesel::update(keys::table.find(key))
-                        .set((
-                            keys::usage_count.eq(keys::usage_count + count),
-                            keys::last_used_at.eq(sql::<Nullable<Timestamptz>>("GREATEST(keys.last_used_at, ")
-                                .bind::<Timestamptz, _>(*last)
-                                .sql(")")),
-                        ))
-                        .returning((keys::hash, keys::idle_timeout_seconds))
-                        .get_results(conn)
-                        .await?;
-                    idle_hashes.extend(updated.into_iter().filter(|(_, idle)| idle.is_some()).map(|(hash, _)| hash));
-                }
-                for ((key, day), count) in &per_day {
-                    diesel::insert_into(key_usage_daily::table)
-                        .values((
-                            key_usage_daily::key_id.eq(key),
-                            key_usage_daily::day.eq(day),
-                            key_usage_daily::requests.eq(count),
-                        ))
-                        .on_conflict((key_usage_daily::key_id, key_usage_daily::day))
-                        .do_update()
-                        .set(key_usage_daily::requests.eq(key_usage_daily::requests + count))
-                        .execute(conn)
-                        .await?;
-                }
+                diesel::sql_query("SELECT id FROM keys WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                    .bind::<Array<SqlUuid>, _>(&key_ids)
+                    .execute(conn)
+                    .await?;
+                let updated: Vec<UsageTouched> = diesel::sql_query(
+                    "UPDATE keys SET usage_count = keys.usage_count + v.n, \
+                     last_used_at = GREATEST(keys.last_used_at, v.last) \
+                     FROM unnest($1, $2, $3) AS v(id, n, last) WHERE keys.id = v.id \
+                     RETURNING keys.hash, keys.idle_timeout_seconds",
+                )
+                .bind::<Array<SqlUuid>, _>(&key_ids)
+                .bind::<Array<Int8>, _>(&counts)
+                .bind::<Array<Ts>, _>(&lasts)
+                .load(conn)
+                .await?;
+                diesel::sql_query(
+                    "INSERT INTO key_usage_daily (key_id, day, requests) SELECT * FROM unnest($1, $2, $3) \
+                     ON CONFLICT (key_id, day) DO UPDATE SET requests = key_usage_daily.requests + EXCLUDED.requests",
+                )
+                .bind::<Array<SqlUuid>, _>(&day_keys)
+                .bind::<Array<Date>, _>(&day_dates)
+                .bind::<Array<Int8>, _>(&day_counts)
+                .execute(conn)
+                .await?;
                 // Keys with an idle timeout must see their new `last_used_at` everywhere.
+                let idle_hashes: Vec<Vec<u8>> =
+                    updated.into_iter().filter(|t| t.idle_timeout_seconds.is_some()).map(|t| t.hash).collect();
                 let hashes: Vec<&[u8]> = idle_hashes.iter().map(Vec::as_slice).collect();
                 self.announce(conn, &hashes).await?;
                 Ok(idle_hashes)
@@ -1453,9 +1471,9 @@ impl UsageStore for PgStore {
         account: AccountId,
         key: KeyId,
         window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
-        before: Option<OffsetDateTime>,
+        before: Option<UsagePosition>,
         limit: u32,
-    ) -> Result<Vec<UsageRecord>, StorageError> {
+    ) -> Result<Vec<UsageEntry>, StorageError> {
         let mut query = usage_records::table
             .filter(usage_records::account_id.eq(account.as_uuid()))
             .filter(usage_records::key_id.eq(key.as_uuid()))
@@ -1467,13 +1485,19 @@ impl UsageStore for PgStore {
             query = query.filter(usage_records::ts.lt(until));
         }
         if let Some(before) = before {
-            query = query.filter(usage_records::ts.lt(before));
+            // (ts, id) < (before.ts, before.seq): the row after the previous page's last.
+            query = query.filter(
+                usage_records::ts
+                    .lt(before.ts)
+                    .or(usage_records::ts.eq(before.ts).and(usage_records::id.lt(before.seq))),
+            );
         }
         let mut conn = self.conn().await?;
         let rows: Vec<UsageColumns> = query
-            .order(usage_records::ts.desc())
+            .order((usage_records::ts.desc(), usage_records::id.desc()))
             .limit(i64::from(limit))
             .select((
+                usage_records::id,
                 usage_records::ts,
                 usage_records::key_id,
                 usage_records::account_id,

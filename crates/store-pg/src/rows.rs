@@ -4,7 +4,8 @@
 use diesel::prelude::*;
 use ipnet::IpNet;
 use keyward_domain::{
-    Account, AccountId, Actor, EventId, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet, SessionId, UserId,
+    Account, AccountId, Actor, EventId, Hostname, IpAllowlist, Key, KeyHash, KeyId, Keyspace, KeyspaceId, ScopeSet,
+    SessionId, UserId,
     audit::{AuditEvent, AuditRecord, RequestContext},
     key::ResourceBinding,
     key_format::KeyPrefix,
@@ -137,6 +138,7 @@ pub(crate) struct KeyRow {
     pub rate_limits: serde_json::Value,
     pub quota: Option<serde_json::Value>,
     pub ip_allowlist: Vec<IpNet>,
+    pub ip_allowlist_hosts: Vec<String>,
     pub expires_at: Option<OffsetDateTime>,
     pub idle_timeout_seconds: Option<i32>,
     pub owner_id: Option<String>,
@@ -169,7 +171,8 @@ impl From<&Key> for KeyRow {
             tier: k.tier.as_str().to_owned(),
             rate_limits: serde_json::to_value(&k.rate_limits).unwrap_or_default(),
             quota: k.quota.as_ref().and_then(|q| serde_json::to_value(q).ok()),
-            ip_allowlist: k.ip_allowlist.clone(),
+            ip_allowlist: k.ip_allowlist.nets.clone(),
+            ip_allowlist_hosts: k.ip_allowlist.hosts.iter().map(|h| h.as_str().to_owned()).collect(),
             expires_at: k.expires_at,
             idle_timeout_seconds: k.idle_timeout_seconds.map(|s| i32::try_from(s).unwrap_or(i32::MAX)),
             owner_id: k.owner_id.clone(),
@@ -212,7 +215,15 @@ impl TryFrom<KeyRow> for Key {
             tier: row.tier.parse().map_err(|e| bad(format!("tier: {e}")))?,
             rate_limits: serde_json::from_value(row.rate_limits).map_err(serde_error("rate_limits"))?,
             quota: row.quota.map(serde_json::from_value).transpose().map_err(serde_error("quota"))?,
-            ip_allowlist: row.ip_allowlist,
+            ip_allowlist: IpAllowlist {
+                nets: row.ip_allowlist,
+                hosts: row
+                    .ip_allowlist_hosts
+                    .iter()
+                    .map(|h| Hostname::new(h))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| bad(format!("ip_allowlist_hosts: {e}")))?,
+            },
             expires_at: row.expires_at,
             idle_timeout_seconds: row.idle_timeout_seconds.map(|s| u32::try_from(s).unwrap_or(0)),
             owner_id: row.owner_id,
@@ -246,6 +257,7 @@ pub(crate) struct KeyChanges<'a> {
     pub rate_limits: &'a serde_json::Value,
     pub quota: Option<&'a serde_json::Value>,
     pub ip_allowlist: &'a [IpNet],
+    pub ip_allowlist_hosts: &'a [String],
     pub expires_at: Option<OffsetDateTime>,
     pub idle_timeout_seconds: Option<i32>,
     pub owner_id: Option<&'a str>,
@@ -265,6 +277,7 @@ impl<'a> From<&'a KeyRow> for KeyChanges<'a> {
             rate_limits: &row.rate_limits,
             quota: row.quota.as_ref(),
             ip_allowlist: &row.ip_allowlist,
+            ip_allowlist_hosts: &row.ip_allowlist_hosts,
             expires_at: row.expires_at,
             idle_timeout_seconds: row.idle_timeout_seconds,
             owner_id: row.owner_id.as_deref(),

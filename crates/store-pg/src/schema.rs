@@ -79,6 +79,7 @@ diesel::table! {
         created_at -> Timestamptz,
         created_by -> Text,
         updated_at -> Timestamptz,
+        ip_allowlist_hosts -> Array<Text>,
     }
 }
 

@@ -144,14 +144,14 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A verification cache holding `count` copies of `template` under distinct hashes, each
-/// copy its own allocation as a loaded record would be, and the number of entries it holds
+/// A verification cache holding `count` records made by `make_record` under distinct hashes
+/// (each its own allocation, as a loaded record would be), and the number of entries it holds
 /// once settled. For measuring the cache's memory (`benches/cache_memory.rs`); the cache is
 /// returned so that it stays alive while the caller measures.
 pub async fn filled_key_cache(
-    template: &keyward_domain::ports::VerifiableKey,
+    make_record: impl Fn() -> keyward_domain::ports::VerifiableKey,
     count: u32,
-) -> (impl Send + Sync + use<>, u64) {
+) -> (Box<dyn Send + Sync>, u64) {
     let cache = crate::cache::KeyCache::new(crate::CacheConfig {
         max_entries: u64::from(count),
         // Long enough that nothing expires while the caller measures.
@@ -161,10 +161,10 @@ pub async fn filled_key_cache(
     for i in 0..count {
         let mut hash = [0u8; 33];
         hash[1..5].copy_from_slice(&i.to_le_bytes());
-        let record = template.clone();
+        let record = make_record();
         let loaded = cache.get_or_load(hash, async { Ok::<_, std::convert::Infallible>(Some(record)) }).await;
         assert!(loaded.is_ok());
     }
     let entries = cache.settle().await;
-    (cache, entries)
+    (Box::new(cache), entries)
 }

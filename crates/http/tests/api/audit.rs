@@ -35,7 +35,7 @@ both_stores! {
             ("key.revoke".to_owned(), AuditResult::Success, Some(id.clone())),
         ]);
         let event = &trail.last().unwrap().event;
-        assert_eq!(event.actor.to_string(), app.service.store().find_by_hash(&keyward_domain::KeyHash::blake3(&app.root_key)).await.unwrap().unwrap().key.id.to_string());
+        assert_eq!(event.actor.to_string(), app.service.store().find_by_hash(&keyward_domain::KeyHash::blake3(&app.root_key)).await.unwrap().unwrap().id.to_string());
         assert_eq!(event.context.ip, Some("192.0.2.10".parse().unwrap()));
         assert!(event.context.request_id.is_some());
         assert!(!trail.iter().any(|r| serde_json::Value::Object(r.event.metadata.clone()).to_string().contains(&key)), "no plaintext key in metadata");

@@ -111,7 +111,7 @@ both_stores! {
         app.service.store().update_key(&key).await.unwrap();
         app.call(Method::GET, "/v1/keys", secret, None).await.assert_error(403, "key_inactive");
         key.is_active = true;
-        key.ip_allowlist = vec!["10.0.0.0/8".parse().unwrap()];
+        key.ip_allowlist.push("10.0.0.0/8").unwrap();
         app.service.store().update_key(&key).await.unwrap();
         app.call(Method::GET, "/v1/keys", secret, None).await.assert_error(403, "ip_not_allowed");
     }

@@ -103,7 +103,8 @@ impl<S: Store> TestApp<S> {
             clock.clone(),
             Arc::new(SeededRandom::new(plan as u64 + 1)),
             Arc::new(DomainConfig::default()),
-        );
+        )
+        .with_resolver(Arc::new(keyward_resolver::SystemResolver::new(Default::default())));
         let (account, issued) = service.create_account("Acme", plan, true).await.unwrap();
         let root_key = issued.unwrap().plaintext.expose_secret().to_owned();
         let settings =

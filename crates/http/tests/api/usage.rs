@@ -7,6 +7,35 @@ use time::Duration;
 use crate::helpers::*;
 
 both_stores! {
+    async fn usage_pages_lose_no_record_that_shares_a_timestamp(app) {
+        let (id, key) = app.create_key(json!({"name": "bursty"})).await;
+        // The clock does not move: all five records share one timestamp.
+        for i in 0..5 {
+            let body = json!({"key": key, "endpoint": format!("/e{i}")});
+            assert_eq!(app.verify(body).await["code"], "VALID");
+        }
+        keyward_http::usage::flush(&app.meter, app.service.store()).await;
+        let (mut endpoints, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/keys/{id}/usage?limit=2&cursor={c}"),
+                None => format!("/v1/keys/{id}/usage?limit=2"),
+            };
+            let page = app.get(&path).await;
+            assert_eq!(page.status.as_u16(), 200, "{:#}", page.body);
+            endpoints.extend(page.body["data"].as_array().unwrap().iter().map(|r| r["endpoint"].as_str().unwrap().to_owned()));
+            pages += 1;
+            match page.body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        endpoints.sort();
+        assert_eq!(endpoints, ["/e0", "/e1", "/e2", "/e3", "/e4"], "each record exactly once");
+        assert_eq!(pages, 3);
+        app.get(&format!("/v1/keys/{id}/usage?cursor=bm90IGEgY3Vyc29y")).await.assert_error(400, "validation_failed");
+    }
+
     async fn verifications_are_metered_without_touching_storage(app) {
         let (id, key) = app.create_key(json!({"name": "metered", "scopes": ["servers:read"]})).await;
         for i in 0..5 {
@@ -22,7 +51,7 @@ both_stores! {
         assert_eq!(app.get(&format!("/v1/keys/{id}")).await.body["usage_count"], 0);
         // Six verifications plus the two management calls made with the root key (create, get);
         // the unknown key's verification is not attributed to anyone.
-        assert_eq!(app.meter.flush(app.service.store()).await, 8);
+        assert_eq!(keyward_http::usage::flush(&app.meter, app.service.store()).await, 8);
 
         let key_view = app.get(&format!("/v1/keys/{id}")).await;
         assert_eq!(key_view.body["usage_count"], 6);
@@ -44,10 +73,11 @@ both_stores! {
         app.get("/v1/keys/key_0000000000000000000000/usage").await.assert_error(404, "not_found");
 
         // Management calls made with an account key are metered too, with their status.
-        let root_id = app.service.store().find_by_hash(&keyward_domain::KeyHash::blake3(&app.root_key)).await.unwrap().unwrap().key.id;
+        let root_id = app.service.store().find_by_hash(&keyward_domain::KeyHash::blake3(&app.root_key)).await.unwrap().unwrap().id;
         app.get("/v1/keys/key_0000000000000000000000").await;
-        app.meter.flush(app.service.store()).await;
+        keyward_http::usage::flush(&app.meter, app.service.store()).await;
         let calls = app.service.store().key_usage(app.account_id.parse().unwrap(), root_id, (None, None), None, 100).await.unwrap();
+        let calls: Vec<_> = calls.into_iter().map(|e| e.record).collect();
         let missing = calls
             .iter()
             .find(|c| c.endpoint.as_deref() == Some("/v1/keys/{id}") && c.status_code == Some(404))
@@ -64,7 +94,7 @@ both_stores! {
         app.clock.advance(Duration::milliseconds(1));
         let own = app.call(actix_web::http::Method::GET, "/v1/keys/self", &key, None).await;
         assert_eq!(own.status.as_u16(), 200, "{:#}", own.body);
-        app.meter.flush(app.service.store()).await;
+        keyward_http::usage::flush(&app.meter, app.service.store()).await;
         let stats = app.get("/v1/stats").await;
         assert_eq!(stats.body["verifications_total"], 7);
         assert_eq!(stats.body["by_code"]["VALID"], 6);
@@ -75,7 +105,7 @@ both_stores! {
         let (_, idle) = app.create_key(json!({"name": "idle", "idle_timeout_seconds": 60})).await;
         app.clock.advance(Duration::seconds(50));
         assert_eq!(app.verify(json!({"key": idle})).await["code"], "VALID");
-        app.meter.flush(app.service.store()).await;
+        keyward_http::usage::flush(&app.meter, app.service.store()).await;
         app.clock.advance(Duration::seconds(50));
         assert_eq!(app.verify(json!({"key": idle})).await["code"], "VALID", "its last use was 50 s ago");
     }

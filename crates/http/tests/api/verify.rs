@@ -54,6 +54,22 @@ both_stores! {
         assert_eq!(app.verify(json!({"key": app.root_key})).await["code"], "NOT_FOUND");
     }
 
+    async fn host_names_in_allowlists_admit_what_they_resolve_to(app) {
+        let (id, key) = app.create_key(json!({"name": "office", "ip_allowlist": ["198.51.100.0/24", "LocalHost"]})).await;
+        assert_eq!(app.get(&format!("/v1/keys/{id}")).await.body["ip_allowlist"], json!(["198.51.100.0/24", "localhost"]));
+        assert_eq!(app.verify(json!({"key": key, "ip": "127.0.0.1"})).await["code"], "VALID", "localhost resolves to it");
+        assert_eq!(app.verify(json!({"key": key, "ip": "198.51.100.7"})).await["code"], "VALID", "the network still counts");
+        assert_eq!(app.verify(json!({"key": key, "ip": "203.0.113.1"})).await["code"], "IP_NOT_ALLOWED");
+        assert_eq!(app.verify(json!({"key": key})).await["code"], "IP_NOT_ALLOWED", "no ip: fails closed");
+
+        let (_, nowhere) = app.create_key(json!({"name": "nowhere", "ip_allowlist": ["keyward-test.invalid"]})).await;
+        assert_eq!(app.verify(json!({"key": nowhere, "ip": "127.0.0.1"})).await["code"], "IP_NOT_ALLOWED");
+
+        let refused = app.post("/v1/keys", json!({"name": "bad", "ip_allowlist": ["10.0.0.1", "not a host"]})).await;
+        refused.assert_error(400, "validation_failed");
+        assert_eq!(refused.body["details"][0]["field"], "ip_allowlist[1]");
+    }
+
     async fn idle_timeout_expires_unused_keys(app) {
         let (_, key) = app.create_key(json!({"name": "idle", "idle_timeout_seconds": 30})).await;
         app.clock.advance(Duration::seconds(29));
