@@ -168,11 +168,9 @@ impl PgStore {
     }
 
     /// Tells every instance (this one included) that these keys changed. Inside a
-    /// transaction the notification leaves when it commits.
+    /// transaction the notification leaves when it commits. Sent whether or not this
+    /// store caches: other instances and embedded verifiers may.
     async fn announce(&self, conn: &mut AsyncPgConnection, hashes: &[&[u8]]) -> QueryResult<()> {
-        if self.cache.is_none() {
-            return Ok(());
-        }
         for payload in cache::payloads(hashes.iter().copied()) {
             diesel::sql_query("SELECT pg_notify($1, $2)")
                 .bind::<diesel::sql_types::Text, _>(cache::CHANNEL)

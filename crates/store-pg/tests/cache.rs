@@ -63,6 +63,26 @@ fn service(store: PgStore) -> KeyService<PgStore> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_instance_without_a_cache_still_announces_its_changes() {
+    let db = TestDatabase::new().await;
+    // A keeps no cache (`[cache] enabled = false`); B, an embedded verifier say, does.
+    let a = service(db.store());
+    let b = db.store().with_key_cache(LONG);
+    b.start_invalidation_listener();
+    wait_for_listener(db.url(), None).await;
+    let (_, issued) = a.create_account("Acme", Plan::Pro, true).await.unwrap();
+    let principal = Principal::for_key(&issued.unwrap().key);
+    let issued = a.create_key(&principal, NewKey { name: "k".into(), ..Default::default() }).await.unwrap();
+    let hash = KeyHash::blake3(issued.plaintext.expose_secret());
+    assert!(b.find_by_hash(&hash).await.unwrap().unwrap().revoked_at.is_none());
+    a.revoke_key(&principal, issued.key.id).await.unwrap();
+    assert!(
+        eventually(async || b.find_by_hash(&hash).await.unwrap().unwrap().revoked_at.is_some()).await,
+        "B hears of the revocation long before its one-hour TTL"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn changes_on_one_instance_reach_another_without_waiting_for_the_ttl() {
     let db = TestDatabase::new().await;
     let a = service(db.store().with_key_cache(LONG));
