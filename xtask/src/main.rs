@@ -354,16 +354,20 @@ fn tidy() -> Result {
     if !offending.is_empty() {
         return Err(format!("keyward-domain must stay pure but depends on: {}", offending.join(", ")));
     }
+    // Every workspace member, as the root manifest lists them (one quoted path a line).
+    let workspace = std::fs::read_to_string(root().join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
+    let members_section = workspace.split("members = [").nth(1).and_then(|rest| rest.split(']').next());
+    let members: Vec<&str> = members_section
+        .ok_or("Cargo.toml has no [workspace] members list")?
+        .lines()
+        .filter_map(|line| line.trim().trim_end_matches(',').strip_prefix('"')?.strip_suffix('"'))
+        .collect();
+    if members.len() < 2 {
+        return Err("could not read the workspace members from Cargo.toml".into());
+    }
+    let members_count = members.len();
     let mut missing_lints = Vec::new();
-    for dir in [
-        "crates/domain",
-        "crates/store-mem",
-        "crates/store-pg",
-        "crates/ratelimit",
-        "crates/http",
-        "crates/server",
-        "xtask",
-    ] {
+    for dir in members {
         let manifest =
             std::fs::read_to_string(root().join(dir).join("Cargo.toml")).map_err(|e| format!("{dir}: {e}"))?;
         if !manifest.contains("[lints]\nworkspace = true") {
@@ -373,7 +377,7 @@ fn tidy() -> Result {
     if !missing_lints.is_empty() {
         return Err(format!("these crates do not opt into the workspace lints: {}", missing_lints.join(", ")));
     }
-    eprintln!("tidy: the domain is pure; every crate uses the workspace lints");
+    eprintln!("tidy: the domain is pure; all {members_count} workspace crates use the workspace lints");
     Ok(())
 }
 
