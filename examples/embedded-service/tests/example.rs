@@ -73,6 +73,13 @@ async fn the_example_admits_valid_keys_rejects_revoked_ones_and_records_usage() 
     let (status, body) = get_servers(&app, Some(key)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["owner_id"], "cust_7");
+    // Nothing an embedding service might log shows the key: the verifier, a request, a verdict.
+    let random_part = &key[key.len() - 36..key.len() - 6];
+    let input = keyward_domain::service::VerifyInput::key(keyward_domain::PlaintextKey::new(key.to_owned()));
+    let outcome = embedded.check(&input).await.unwrap();
+    for shown in [format!("{embedded:?}"), format!("{input:?}"), format!("{outcome:?}")] {
+        assert!(!shown.contains(key) && !shown.contains(random_part), "a key leaked into Debug output: {shown}");
+    }
     let (status, body) = get_servers(&app, None).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")));
     let (status, body) = get_servers(&app, Some(dns_only.plaintext.expose_secret())).await;
