@@ -80,7 +80,14 @@ async fn ensure_template() -> String {
     )
     .await
     .unwrap();
-    if !exists.exists {
+    // A template behind the migrations this build embeds (one built by a stale build) is
+    // rebuilt rather than handed out: every test cloned from it would fail confusingly.
+    let stale = exists.exists
+        && crate::pending_migrations(&with_database(&admin_url(), &name)).await.map_or(true, |pending| pending > 0);
+    if stale {
+        conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+    }
+    if !exists.exists || stale {
         let building = format!("{name}_building");
         conn.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.unwrap();
         conn.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
