@@ -143,6 +143,11 @@ where
                 Ok(None) => return Ok(req.error_response(ApiError::unauthorized()).map_into_right_body()),
                 Err(error) => return Ok(req.error_response(error).map_into_right_body()),
             };
+            // Basic auth names the account, and this verifier finds one account's keys only:
+            // another name can match no key, so it is refused before any lookup.
+            if credential.basic_account.is_some_and(|account| account != guard.verifier.account()) {
+                return Ok(req.error_response(ApiError::unauthorized()).map_into_right_body());
+            }
             let input = VerifyInput { scopes: guard.scopes.to_vec(), ip, ..VerifyInput::key(credential.key) };
             let outcome = match guard.verifier.check(&input).await {
                 Ok(outcome) => outcome,
@@ -151,6 +156,10 @@ where
                     tracing::error!(%error, "the key guard could not verify a key");
                     return Ok(req.error_response(ApiError::from(error)).map_into_right_body());
                 }
+            };
+            // An unknown key has nothing to meter it under: refused before building a record.
+            let Some(key) = outcome.key.clone() else {
+                return Ok(req.error_response(refusal(&outcome)).map_into_right_body());
             };
             // The route pattern, never the raw path, which may carry anything a client typed.
             let endpoint = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
@@ -162,16 +171,11 @@ where
                 response_time_ms: Some(u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)),
                 ip,
             };
-            let key = match (&outcome.key, credential.basic_account) {
-                // Basic auth names the account; a key of another one is no key at all.
-                (Some(key), Some(account)) if key.account_id != account => None,
-                (key, _) => key.clone(),
-            };
-            let (Some(key), VerifyCode::Valid) = (key, outcome.code) else {
+            if outcome.code != VerifyCode::Valid {
                 let refusal = refusal(&outcome);
                 guard.verifier.record(&outcome, usage(refusal.status));
                 return Ok(req.error_response(refusal).map_into_right_body());
-            };
+            }
             req.extensions_mut().insert(VerifiedKey(key));
             let result = service.call(req).await;
             let status = match &result {
@@ -189,7 +193,7 @@ fn refusal(outcome: &VerifyOutcome) -> ApiError {
     let forbidden = |code, message| ApiError::new(StatusCode::FORBIDDEN, code, message);
     let retry_after = outcome.ratelimit.map_or(1, |d| d.reset_seconds.max(1));
     match outcome.code {
-        // Also VALID with a key of another account (Basic): one answer, no oracle.
+        // One answer for every "no usable key", no oracle. (VALID never reaches here.)
         VerifyCode::Valid | VerifyCode::NotFound | VerifyCode::Revoked | VerifyCode::Expired => {
             ApiError::unauthorized()
         }

@@ -86,6 +86,17 @@ async fn the_example_admits_valid_keys_rejects_revoked_ones_and_records_usage() 
     assert_eq!((status, body["error"].as_str()), (403, Some("insufficient_scope")));
     let (status, _) = get_servers(&app, Some("kw_live_notakeyatall")).await;
     assert_eq!(status, 401);
+    // Basic auth names the account: the right one passes, another is refused unmetered.
+    let basic = |account: &str| {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{account}:{key}")))
+    };
+    let with_basic = |value: String| test::TestRequest::get().uri("/servers").insert_header(("Authorization", value));
+    let passed = test::call_service(&app, with_basic(basic(&account.id.to_string())).to_request()).await;
+    assert_eq!(passed.status().as_u16(), 200);
+    let other = keyward.create_account("Other", Plan::Pro, false).await.unwrap().0;
+    let refused = test::call_service(&app, with_basic(basic(&other.id.to_string())).to_request()).await;
+    assert_eq!(refused.status().as_u16(), 401);
 
     // Revoked through "Keyward": the example's cache hears of it, long before its 30 s TTL.
     keyward.revoke_key(&root, customer.key.id).await.unwrap();
