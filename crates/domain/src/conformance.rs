@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub use crate::key::tests_support::sample_key;
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -760,4 +761,7 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
     assert_eq!(store.key_usage(account, key.id, (None, None), None, 10).await.unwrap().len(), 1);
     assert_eq!(store.get_key(account, key.id).await.unwrap().unwrap().usage_count, 9, "counts stay");
     assert_eq!(store.usage_summary(account, key.id, next_day).await.unwrap().requests_this_month, 9, "4 + the 5 above");
+    let stats = store.account_stats(account, next_day).await.unwrap();
+    assert_eq!(stats.verifications_total, 1, "the statistics count the records still kept");
+    assert_eq!(stats.by_code.get("RATE_LIMITED"), None);
 }

@@ -459,12 +459,13 @@ impl VerifiableKey {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "conformance"))]
 pub(crate) mod tests_support {
     use super::*;
     use crate::random::SeededRandom;
 
-    pub(crate) fn sample_key(now: OffsetDateTime) -> Key {
+    /// A plain active service key, for tests (the adapters' through `conformance`).
+    pub fn sample_key(now: OffsetDateTime) -> Key {
         let rng = SeededRandom::new(3);
         Key {
             id: KeyId::generate(now, &rng),

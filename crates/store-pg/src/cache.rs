@@ -39,22 +39,95 @@ impl Default for CacheConfig {
 
 type Entry = Option<Arc<VerifiableKey>>;
 
+/// A cached lookup and when it was loaded (seconds since the cache was made: four bytes,
+/// where an `Instant` would take sixteen in each of a million entries).
+#[derive(Clone)]
+struct Cached {
+    entry: Entry,
+    loaded: u32,
+}
+
 struct TtlByKind {
     ttl: Duration,
     negative_ttl: Duration,
 }
 
-impl Expiry<[u8; 33], Entry> for TtlByKind {
-    fn expire_after_create(&self, _key: &[u8; 33], value: &Entry, _created_at: Instant) -> Option<Duration> {
-        Some(if value.is_some() { self.ttl } else { self.negative_ttl })
+impl Expiry<[u8; 33], Cached> for TtlByKind {
+    fn expire_after_create(&self, _key: &[u8; 33], value: &Cached, _created_at: Instant) -> Option<Duration> {
+        Some(if value.entry.is_some() { self.ttl } else { self.negative_ttl })
     }
 }
 
+/// What a lookup found, and whether the caller should reload it in the background.
+pub(crate) struct Found {
+    pub(crate) entry: Entry,
+    /// Past half its TTL and in use: reload it ahead of expiry ([`KeyCache::refresh`]), so
+    /// a key in steady use never waits for a synchronous miss. At most one refresh per
+    /// hash is claimed at a time.
+    pub(crate) refresh: Option<RefreshClaim>,
+}
+
+/// The claim on refreshing one hash; released when dropped, however the refresh ends.
+pub(crate) struct RefreshClaim {
+    cache: Arc<KeyCache>,
+    hash: [u8; 33],
+}
+
+impl Drop for RefreshClaim {
+    fn drop(&mut self) {
+        self.cache.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.hash);
+    }
+}
+
+/// Background refreshes in flight at once, per cache (a fraction of the default pool of 16).
+const MAX_REFRESHES: usize = 2;
+
+/// Hits remembered per thread (see [`KeyCache::recent`]): enough for a caller's key and
+/// the keys it verifies in turn.
+const RECENT_SLOTS: usize = 4;
+
+struct Recent {
+    /// Which cache (several may live in one process: one per store).
+    cache: u64,
+    hash: [u8; 33],
+    /// The cache's eviction count when the hit was read: any eviction since voids it.
+    evictions: u64,
+    loaded: u32,
+    key: Arc<VerifiableKey>,
+}
+
+#[derive(Default)]
+struct RecentHits {
+    slots: [Option<Recent>; RECENT_SLOTS],
+    next: usize,
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<RecentHits> = std::cell::RefCell::default();
+}
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(0);
+
 /// Keys by hash.
 pub(crate) struct KeyCache {
-    entries: Cache<[u8; 33], Entry>,
+    /// Tells this cache's remembered hits from another's.
+    id: u64,
+    entries: Cache<[u8; 33], Cached>,
+    /// The origin of `Cached::loaded`.
+    born: Instant,
+    /// An entry in use this long after its load is reloaded in the background.
+    refresh_after: Duration,
+    /// Hashes being refreshed (a lock held for one set operation, never across an await).
+    refreshing: std::sync::Mutex<std::collections::HashSet<[u8; 33]>>,
+    /// Seconds added to every age, so tests move time instead of sleeping.
+    #[cfg(test)]
+    skew_seconds: std::sync::atomic::AtomicU32,
     /// Loads from the database (misses that reached storage), for tests and metrics.
     pub(crate) loads: AtomicU64,
+    /// Counts evictions and flushes. A load that read its row before a change committed
+    /// can finish after the change's eviction; its loader sees this move and evicts what it
+    /// just cached, or a revoked key would stay valid here until the TTL.
+    evictions: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -69,29 +142,123 @@ impl KeyCache {
             .max_capacity(config.max_entries)
             .expire_after(TtlByKind { ttl: config.ttl, negative_ttl: config.negative_ttl })
             .build();
-        Self { entries, loads: AtomicU64::new(0) }
+        Self {
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            entries,
+            born: Instant::now(),
+            refresh_after: config.ttl / 2,
+            refreshing: std::sync::Mutex::default(),
+            #[cfg(test)]
+            skew_seconds: std::sync::atomic::AtomicU32::new(0),
+            loads: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    fn age_seconds(&self) -> u32 {
+        let age = u32::try_from(self.born.elapsed().as_secs()).unwrap_or(u32::MAX);
+        #[cfg(test)]
+        let age = age.saturating_add(self.skew_seconds.load(Ordering::Relaxed));
+        age
     }
 
     /// The entry for `hash`, loading it with `load` on a miss. Concurrent misses for one
     /// hash share a single load. Errors are not cached.
-    pub(crate) async fn get_or_load<F, E>(&self, hash: [u8; 33], load: F) -> Result<Entry, Arc<E>>
+    pub(crate) async fn get_or_load<F, E>(self: &Arc<Self>, hash: [u8; 33], load: F) -> Result<Found, Arc<E>>
     where
         F: Future<Output = Result<Option<VerifiableKey>, E>>,
         E: Send + Sync + 'static,
     {
-        self.entries
+        let evictions_before = self.evictions.load(Ordering::Acquire);
+        if let Some(key) = self.recent(&hash, evictions_before) {
+            return Ok(Found { entry: Some(key), refresh: None });
+        }
+        // Set only when this call ran the load: the evictions counted before its query.
+        // (An atomic, not a `Cell`: the future must be `Send`.)
+        const NOT_LOADED: u64 = u64::MAX;
+        let loaded_after = AtomicU64::new(NOT_LOADED);
+        let cached = self
+            .entries
             .try_get_with(hash, async {
+                loaded_after.store(self.evictions.load(Ordering::Acquire), Ordering::Relaxed);
                 self.loads.fetch_add(1, Ordering::Relaxed);
-                load.await.map(|found| found.map(Arc::new))
+                let loaded = self.age_seconds();
+                load.await.map(|found| Cached { entry: found.map(Arc::new), loaded })
             })
-            .await
+            .await?;
+        // Checked after moka inserted the entry. An eviction counts itself before it
+        // invalidates: either it came after the insert and removed the entry, or it counted
+        // before this check. (Any eviction meanwhile, of any key, makes this load not stick:
+        // at worst one more miss.)
+        let seen = loaded_after.load(Ordering::Relaxed);
+        if seen != NOT_LOADED && seen != self.evictions.load(Ordering::Acquire) {
+            self.entries.invalidate(&hash).await;
+        }
+        let due = cached.entry.is_some()
+            && u64::from(self.age_seconds().saturating_sub(cached.loaded)) >= self.refresh_after.as_secs();
+        let refresh = due.then(|| self.claim_refresh(hash)).flatten();
+        if let (Some(key), false) = (&cached.entry, due) {
+            self.remember(hash, evictions_before, cached.loaded, key);
+        }
+        Ok(Found { entry: cached.entry, refresh })
+    }
+
+    /// A hit of this thread's last few, if nothing was evicted since and it is not due for
+    /// a refresh: the caller's own account key, presented on every verification, costs no
+    /// moka lookup (hashing, a probe, the bookkeeping of a read) the second time.
+    fn recent(&self, hash: &[u8; 33], evictions_now: u64) -> Option<Arc<VerifiableKey>> {
+        RECENT.with(|recent| {
+            let recent = recent.borrow();
+            let hit = recent.slots.iter().flatten().find(|r| r.cache == self.id && r.hash == *hash)?;
+            let fresh = hit.evictions == evictions_now
+                && u64::from(self.age_seconds().saturating_sub(hit.loaded)) < self.refresh_after.as_secs();
+            fresh.then(|| hit.key.clone())
+        })
+    }
+
+    fn remember(&self, hash: [u8; 33], evictions: u64, loaded: u32, key: &Arc<VerifiableKey>) {
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            let slot = recent.next;
+            recent.next = (slot + 1) % RECENT_SLOTS;
+            recent.slots[slot] = Some(Recent { cache: self.id, hash, evictions, loaded, key: key.clone() });
+        });
+    }
+
+    fn claim_refresh(self: &Arc<Self>, hash: [u8; 33]) -> Option<RefreshClaim> {
+        let mut refreshing = self.refreshing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A few at a time: when thousands of entries come due together (loaded together,
+        // say by a warm-up), unbounded refreshes took every pooled connection and the
+        // misses queued behind them for seconds. An entry not refreshed now is on its next
+        // hit, or expires and is loaded as a miss.
+        let claimed = refreshing.len() < MAX_REFRESHES && refreshing.insert(hash);
+        drop(refreshing);
+        claimed.then(|| RefreshClaim { cache: self.clone(), hash })
+    }
+
+    /// Reloads a claimed entry in place (the old one keeps answering meanwhile). As for a
+    /// miss, a change evicted during the load is not undone; a failed load leaves the entry
+    /// to its TTL.
+    pub(crate) async fn refresh<E>(claim: RefreshClaim, load: impl Future<Output = Result<Option<VerifiableKey>, E>>) {
+        let cache = &claim.cache;
+        let seen = cache.evictions.load(Ordering::Acquire);
+        let loaded = cache.age_seconds();
+        cache.loads.fetch_add(1, Ordering::Relaxed);
+        if let Ok(found) = load.await {
+            cache.entries.insert(claim.hash, Cached { entry: found.map(Arc::new), loaded }).await;
+            if cache.evictions.load(Ordering::Acquire) != seen {
+                cache.entries.invalidate(&claim.hash).await;
+            }
+        }
     }
 
     pub(crate) async fn evict(&self, hash: &[u8; 33]) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate(hash).await;
     }
 
     pub(crate) fn flush(&self) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
     }
 
@@ -130,6 +297,100 @@ pub(crate) fn parse_payload(payload: &str) -> Vec<[u8; 33]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key() -> VerifiableKey {
+        let key = keyward_domain::conformance::sample_key(time::OffsetDateTime::UNIX_EPOCH);
+        VerifiableKey::new(key, keyward_domain::keyspace::IpPolicy::Open)
+    }
+
+    /// A revocation whose eviction lands while a miss is still loading the row as it was
+    /// before: the loaded (stale) record must not stay cached until the TTL.
+    #[tokio::test]
+    async fn an_eviction_during_a_load_is_not_undone_by_it() {
+        let cache = Arc::new(KeyCache::new(CacheConfig::default()));
+        let hash = [7u8; 33];
+        let stale = cache
+            .get_or_load(hash, async {
+                // The change commits and its notification evicts, mid-load.
+                cache.evict(&hash).await;
+                Ok::<_, ()>(Some(key()))
+            })
+            .await
+            .unwrap()
+            .entry;
+        assert!(stale.is_some(), "the racing request itself gets what was read");
+        let reloaded = cache.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap().entry;
+        assert!(reloaded.is_none(), "the next lookup loads again and sees the change");
+        assert_eq!(cache.loads.load(Ordering::Relaxed), 2);
+
+        // Without an eviction meanwhile, a load sticks.
+        let hits = cache.get_or_load(hash, async { Ok::<_, ()>(Some(key())) }).await.unwrap().entry;
+        assert!(hits.is_none(), "the cached miss is served");
+        assert_eq!(cache.loads.load(Ordering::Relaxed), 2);
+    }
+
+    /// A hit remembered by the thread is served until anything is evicted, and only by the
+    /// cache that read it.
+    #[tokio::test]
+    async fn remembered_hits_end_with_an_eviction() {
+        let (cache, other) =
+            (Arc::new(KeyCache::new(CacheConfig::default())), Arc::new(KeyCache::new(CacheConfig::default())));
+        let hash = [5u8; 33];
+        for _ in 0..3 {
+            let found = cache.get_or_load(hash, async { Ok::<_, ()>(Some(key())) }).await.unwrap();
+            assert!(found.entry.is_some());
+        }
+        assert_eq!(cache.loads.load(Ordering::Relaxed), 1);
+        let elsewhere = other.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
+        assert!(elsewhere.entry.is_none(), "another cache does not see this one's hits");
+
+        // Revoked: the eviction ends the remembered hit at once.
+        cache.evict(&[6u8; 33]).await;
+        cache.evict(&hash).await;
+        let after = cache.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
+        assert!(after.entry.is_none(), "the change is seen");
+        assert_eq!(cache.loads.load(Ordering::Relaxed), 2);
+    }
+
+    /// An entry in use past half its TTL is reloaded in the background, once at a time,
+    /// and the reload replaces it without a miss.
+    #[tokio::test]
+    async fn entries_in_use_are_refreshed_ahead_of_expiry() {
+        let cache = Arc::new(KeyCache::new(CacheConfig::default()));
+        let hash = [9u8; 33];
+        let first = cache.get_or_load(hash, async { Ok::<_, ()>(Some(key())) }).await.unwrap();
+        assert_eq!(first.entry.as_deref().map(|k| &*k.name), Some("k"));
+        cache.skew_seconds.store(14, Ordering::Relaxed);
+        let early = cache.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
+        assert!(early.entry.is_some() && early.refresh.is_none(), "before half the TTL (15 s), nothing to do");
+        // Past half the TTL; moka's own clock, which expires entries, has not moved.
+        cache.skew_seconds.store(16, Ordering::Relaxed);
+        let due = cache.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
+        assert!(due.entry.is_some(), "answered from the entry, not a miss");
+        let claim = due.refresh.expect("a refresh is due");
+        let meanwhile = cache.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
+        assert!(meanwhile.refresh.is_none(), "one refresh of a key at a time");
+        // Other keys due meanwhile: a bounded number refresh at once.
+        let mut others = Vec::new();
+        for i in 0..10u8 {
+            let other = [100 + i; 33];
+            cache.get_or_load(other, async { Ok::<_, ()>(Some(key())) }).await.unwrap();
+        }
+        cache.skew_seconds.store(32, Ordering::Relaxed);
+        for i in 0..10u8 {
+            others.extend(cache.get_or_load([100 + i; 33], async { Ok::<_, ()>(None) }).await.unwrap().refresh);
+        }
+        assert_eq!(others.len(), MAX_REFRESHES - 1, "with the first key's claim, {MAX_REFRESHES} in flight");
+        drop(others);
+
+        let mut renamed = key();
+        renamed.name = "renamed".into();
+        KeyCache::refresh(claim, async { Ok::<_, ()>(Some(renamed)) }).await;
+        let after = cache.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
+        assert_eq!(after.entry.as_deref().map(|k| &*k.name), Some("renamed"), "the reload replaced the entry");
+        assert!(after.refresh.is_none(), "a fresh entry is not due");
+        assert_eq!(cache.loads.load(Ordering::Relaxed), 1 + 10 + 1, "a load per key, one refresh, no miss");
+    }
 
     #[test]
     fn payloads_round_trip_and_stay_small() {

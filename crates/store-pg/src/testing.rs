@@ -159,12 +159,12 @@ pub async fn filled_key_cache(
     make_record: impl Fn() -> keyward_domain::ports::VerifiableKey,
     count: u32,
 ) -> (Box<dyn Send + Sync>, u64) {
-    let cache = crate::cache::KeyCache::new(crate::CacheConfig {
+    let cache = std::sync::Arc::new(crate::cache::KeyCache::new(crate::CacheConfig {
         max_entries: u64::from(count),
         // Long enough that nothing expires while the caller measures.
         ttl: std::time::Duration::from_secs(3600),
         ..crate::CacheConfig::default()
-    });
+    }));
     for i in 0..count {
         let mut hash = [0u8; 33];
         hash[1..5].copy_from_slice(&i.to_le_bytes());
