@@ -51,7 +51,15 @@ macro_rules! typed_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}_{:0>width$}", $prefix, base62::encode(self.0.as_u128()), width = ENCODED_LEN)
+                // Into a buffer on the stack: ids are written into every answer of the
+                // verification hot path, where an allocation per id shows.
+                let mut digits = [b'0'; ENCODED_LEN];
+                let written = base62::encode_bytes(self.0.as_u128(), &mut digits).unwrap_or(0);
+                // Left-padded with zeros to the fixed width.
+                digits.rotate_left(written);
+                f.write_str($prefix)?;
+                f.write_str("_")?;
+                f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
             }
         }
 
@@ -136,6 +144,16 @@ mod tests {
         assert!(text.parse::<AccountId>().is_err());
         assert!("key_".parse::<KeyId>().is_err());
         assert!("key_!!!!!!!!!!!!!!!!!!!!!!".parse::<KeyId>().is_err());
+    }
+
+    #[test]
+    fn ids_are_zero_padded_to_a_fixed_width() {
+        for value in [0, 1, 61, 62, u128::from(u64::MAX), u128::MAX] {
+            let text = KeyId::from_uuid(Uuid::from_u128(value)).to_string();
+            assert_eq!(text, format!("key_{:0>22}", base62::encode(value)), "{value}");
+            assert_eq!(text.parse::<KeyId>().unwrap().as_uuid().as_u128(), value);
+        }
+        assert_eq!(KeyId::from_uuid(Uuid::from_u128(61)).to_string(), format!("key_{}z", "0".repeat(21)));
     }
 
     #[test]

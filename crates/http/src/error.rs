@@ -266,8 +266,9 @@ pub async fn envelope(
     let request_id = RequestId::generate(time::OffsetDateTime::now_utc(), &RequestIdRandom);
     req.extensions_mut().insert(request_id);
     let started = std::time::Instant::now();
-    // The path only: query strings are the client's business, bodies may hold keys.
-    let (method, path) = (req.method().clone(), req.path().to_owned());
+    // For the access log: the path only (query strings are the client's business, bodies
+    // may hold keys). Clones of shared bytes, not copies.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     // An Arc clone: the URL is only read when rendering an error.
     let public_url = req.app_data::<web::Data<PublicUrl>>().cloned();
     // A panic in a handler must not drop the connection: it becomes a 500 envelope. The
@@ -318,7 +319,7 @@ pub async fn envelope(
     } else {
         response
     };
-    if let Ok(value) = header::HeaderValue::from_str(&request_id.to_string()) {
+    if let Some(value) = crate::limits::header_value(format_args!("{request_id}")) {
         response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }
     let (request, http_response) = response.into_parts();
@@ -329,7 +330,7 @@ pub async fn envelope(
         target: "keyward::access",
         %request_id,
         %method,
-        %path,
+        path = uri.path(),
         status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"

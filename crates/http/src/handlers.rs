@@ -336,6 +336,7 @@ pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest)
 pub async fn verify_key<S: Store>(
     state: web::Data<AppState<S>>,
     req: HttpRequest,
+    _: crate::session::CsrfChecked,
     body: Json<VerifyKeyRequest>,
 ) -> Result<HttpResponse> {
     let principal = crate::session::authorize(&state, &req, crate::session::Purpose::Verification).await?;

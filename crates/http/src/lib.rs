@@ -139,15 +139,31 @@ pub fn app<S: Store>(
         .app_data(cookies)
         .app_data(web::Data::new(PublicUrl(settings.public_url.trim_end_matches('/').to_owned())))
         .app_data(web::Data::new(settings.trusted_proxies))
-        // The last `wrap` is the outermost: the envelope sees every response; the audit trail
-        // sees CSRF refusals and knows the request id.
-        .wrap(from_fn(session::csrf_guard))
-        .wrap(from_fn(audit::journal::<S>))
+        // The envelope sees every response.
         .wrap(from_fn(error::envelope))
-        // The verification routes first: every dynamic route tried before a request's own
-        // costs a regex match, and these take nearly all the traffic.
+        // The verification routes (the hot path) first, and outside the management scope:
+        // every dynamic route tried before a request's own costs a regex match, and the
+        // journal and CSRF middlewares have nothing to do for them (no audit event, no
+        // idempotency; the CSRF check is the handler's `CsrfChecked` extractor).
         .service(resource("/v1/keys/verify", vec![web::post().to(h::verify_key::<S>)]))
         .service(resource("/v1/keys/self", vec![web::get().to(h::key_self::<S>)]))
+        .service(management_routes::<S>())
+}
+
+/// Everything but verification, inside the unit of work of the journal.
+fn management_routes<S: Store>() -> actix_web::Scope<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::scope("")
+        // The last `wrap` is the outermost: the audit trail sees CSRF refusals.
+        .wrap(from_fn(session::csrf_guard))
+        .wrap(from_fn(audit::journal::<S>))
         .service(resource("/healthz", vec![web::get().to(h::healthz)]))
         .service(resource("/readyz", vec![web::get().to(h::readyz::<S>)]))
         .service(resource("/v1/openapi.json", vec![web::get().to(h::openapi_json)]))

@@ -161,14 +161,48 @@ impl ApiLimits {
 pub(crate) fn add_headers(req: &HttpRequest, headers: &mut HeaderMap) {
     let Some(seen) = req.extensions().get::<RateLimitSeen>().copied() else { return };
     let d = seen.decision;
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::from_str(&value) {
+    let mut set = |name: &'static str, value: Option<HeaderValue>| {
+        if let Some(value) = value {
             headers.insert(HeaderName::from_static(name), value);
         }
     };
-    set("x-ratelimit-limit", d.limit.to_string());
-    set("x-ratelimit-remaining", d.remaining.to_string());
-    set("x-ratelimit-reset", seen.reset_at.to_string());
-    set("ratelimit-policy", format!("\"{}\";q={};w={}", seen.tier, d.limit, d.window_seconds));
-    set("ratelimit", format!("\"{}\";r={};t={}", seen.tier, d.remaining, d.reset_seconds));
+    set("x-ratelimit-limit", header_value(format_args!("{}", d.limit)));
+    set("x-ratelimit-remaining", header_value(format_args!("{}", d.remaining)));
+    set("x-ratelimit-reset", header_value(format_args!("{}", seen.reset_at)));
+    set("ratelimit-policy", header_value(format_args!("\"{}\";q={};w={}", seen.tier, d.limit, d.window_seconds)));
+    set("ratelimit", header_value(format_args!("\"{}\";r={};t={}", seen.tier, d.remaining, d.reset_seconds)));
+}
+
+/// Short text formatted on the stack, for the values every response carries: formatting
+/// into a `String` first cost a second allocation per header on the hot path.
+pub(crate) struct StackText {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl StackText {
+    /// `None` when the text would not fit.
+    pub(crate) fn format(args: std::fmt::Arguments<'_>) -> Option<Self> {
+        let mut text = Self { bytes: [0; 96], len: 0 };
+        std::fmt::write(&mut text, args).ok()?;
+        Some(text)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// A header value formatted without an intermediate `String`.
+pub(crate) fn header_value(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(StackText::format(args)?.as_bytes()).ok()
 }

@@ -88,34 +88,50 @@ pub async fn csrf_guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let settings = req.app_data::<web::Data<CookieSettings>>().cloned();
-    if let Some(settings) = settings.filter(|_| unsafe_method)
-        && settings.token_of(req.request()).is_some()
-        && credential(req.request()).ok().flatten().is_none()
-    {
-        let headers = req.headers();
-        let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or_default().to_lowercase());
-        let json = req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/json");
-        let refusal = if origin.is_some_and(|o| o != settings.origin) {
-            Some("the Origin is not this service's")
-        } else if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
-            Some("Sec-Fetch-Site is cross-site")
-        } else if *req.method() != Method::DELETE && !json {
-            Some("the body must be application/json")
-        } else {
-            None
-        };
-        if let Some(why) = refusal {
-            // A response carrying the error, so the envelope middleware renders it
-            // (`ServiceRequest::into_response` would drop the error on the way).
-            let (request, _) = req.into_parts();
-            return Ok(
-                ServiceResponse::new(request, HttpResponse::from_error(csrf_rejected(why))).map_into_right_body()
-            );
-        }
+    if let Some(refusal) = csrf_refusal(req.request()) {
+        // A response carrying the error, so the envelope middleware renders it
+        // (`ServiceRequest::into_response` would drop the error on the way).
+        let (request, _) = req.into_parts();
+        return Ok(ServiceResponse::new(request, HttpResponse::from_error(refusal)).map_into_right_body());
     }
     next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+/// [`csrf_guard`] as an extractor, for the verification routes, which skip the management
+/// middlewares. Listed before the body, it refuses before the body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct CsrfChecked;
+
+impl actix_web::FromRequest for CsrfChecked {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(csrf_refusal(req).map_or(Ok(Self), Err))
+    }
+}
+
+/// The check of [`csrf_guard`], for the verification routes, which skip the management
+/// middlewares: `None` when the request may proceed.
+pub(crate) fn csrf_refusal(req: &HttpRequest) -> Option<ApiError> {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let settings = req.app_data::<web::Data<CookieSettings>>()?;
+    if !(unsafe_method && settings.token_of(req).is_some() && credential(req).ok().flatten().is_none()) {
+        return None;
+    }
+    let headers = req.headers();
+    let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or_default().to_lowercase());
+    let json = req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/json");
+    let why = if origin.is_some_and(|o| o != settings.origin) {
+        "the Origin is not this service's"
+    } else if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+        "Sec-Fetch-Site is cross-site"
+    } else if *req.method() != Method::DELETE && !json {
+        "the body must be application/json"
+    } else {
+        return None;
+    };
+    Some(csrf_rejected(why))
 }
 
 /// Who made the request and from where, for the audit trail and login throttling.
@@ -194,8 +210,10 @@ pub(crate) async fn authorize<S: Store>(
             claim_idempotency_key(state, req, &principal, now).await?;
         }
         Purpose::Verification => {
-            enforce(&state.limits, req, "account", format!("verify:{account}").as_bytes(), &limits.verify_rules(), now)
-                .await?;
+            // The subject on the stack: this runs on every verification.
+            let subject =
+                crate::limits::StackText::format(format_args!("verify:{account}")).ok_or_else(ApiError::internal)?;
+            enforce(&state.limits, req, "account", subject.as_bytes(), &limits.verify_rules(), now).await?;
         }
     }
     Ok(principal)

@@ -209,6 +209,15 @@ both_stores! {
         app.send(form).await.assert_error(403, "csrf_rejected");
         let bodyless = TestRequest::post().uri("/v1/auth/logout").cookie(cookie());
         app.send(bodyless).await.assert_error(403, "csrf_rejected");
+        // Verification skips the management middlewares; its own check refuses the same,
+        // before reading the body (which here is not even JSON).
+        let verify = TestRequest::post().uri("/v1/keys/verify").cookie(cookie()).insert_header(("origin", "https://evil.example")).insert_header(("content-type", "application/json")).set_payload("not json");
+        app.send(verify).await.assert_error(403, "csrf_rejected");
+        let verify_form = TestRequest::post().uri("/v1/keys/verify").cookie(cookie()).insert_header(("content-type", "text/plain")).set_payload(r#"{"key": "x"}"#);
+        app.send(verify_form).await.assert_error(403, "csrf_rejected");
+        let verify_same = TestRequest::post().uri("/v1/keys/verify").cookie(cookie()).insert_header(("origin", "http://keyward.test")).set_json(json!({"key": "kw_live_nope"}));
+        let answer = app.send(verify_same).await;
+        assert_eq!(answer.status.as_u16(), 200, "{:#}", answer.body);
         // Same origin, or no Origin at all (curl), with JSON: fine.
         let same = TestRequest::post().uri("/v1/keys").cookie(cookie()).insert_header(("origin", "http://keyward.test")).set_json(json!({"name": "x"}));
         assert_eq!(app.send(same).await.status.as_u16(), 201);
