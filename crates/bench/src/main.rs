@@ -5,10 +5,11 @@
 //!   map: the least an HTTP verification can cost on this machine.
 //! - `import --url URL --root-key FILE --count N --out FILE`: makes N native-format keys,
 //!   imports them into Keyward by hash (1,000 a call) and writes `id key` lines.
-//! - `load --url URL --root-key FILE --keys FILE --connections C --seconds S [--rate R]`:
+//! - `load --url URL --root-key FILE --keys FILE --connections C --seconds S [--rate R] [--passes P]`:
 //!   verifications round-robin over the keys, closed loop (as fast as answers come) or at R
 //!   requests a second in all; latency is timed from each request's scheduled start, so a
-//!   slow answer cannot hide the requests queued behind it.
+//!   slow answer cannot hide the requests queued behind it. `--passes 1` verifies every
+//!   key exactly once (the cache warm-up).
 //! - `misses …` (each key verified once, one at a time: cache misses on a fresh instance) and
 //!   `propagation --url A --other-url B … --trials N` (revoke on A, poll B until REVOKED).
 //!
@@ -252,6 +253,9 @@ async fn load(options: &Options) -> Result {
     let connections = options.number("connections", 32)?.max(1);
     let seconds = options.number("seconds", 10)?;
     let rate = options.number("rate", 0)?;
+    // `--passes 1`: every key verified exactly once (each connection takes its own slice),
+    // which is how a run warms the cache; 0: until the deadline.
+    let passes = options.number("passes", 0)?;
     let requests: Arc<Vec<Vec<u8>>> =
         Arc::new(options.keys()?.iter().map(|(_, key)| verify_request(&host, &root_key, key)).collect());
     let started = Instant::now();
@@ -273,10 +277,20 @@ async fn load(options: &Options) -> Result {
             tokio::spawn(async move {
                 let mut connection = Connection::open(&host).await?;
                 let (mut latencies, mut service, mut errors, mut body) = (Vec::new(), Vec::new(), 0u64, Vec::new());
-                let mut next = (c as usize * 7_919) % requests.len();
+                // Evenly spaced starting points: the connections walk disjoint stretches of
+                // the keys, so a run touches as many distinct keys as it sends requests.
+                let share = requests.len().div_ceil(connections as usize);
+                let first = (c as usize * share).min(requests.len());
+                let mut next = first % requests.len();
+                let mut remaining = if passes == 0 {
+                    usize::MAX
+                } else {
+                    usize::try_from(passes).unwrap_or(usize::MAX).saturating_mul(share.min(requests.len() - first))
+                };
                 let mut scheduled =
                     started + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
-                while scheduled < deadline && Instant::now() < deadline {
+                while remaining > 0 && scheduled < deadline && Instant::now() < deadline {
+                    remaining -= 1;
                     if interval.is_some() {
                         while Instant::now() < scheduled {
                             tokio::task::yield_now().await;
