@@ -175,28 +175,33 @@ impl DatabaseAside {
         if cores < 2 || !succeeds("sh", &["-c", "command -v taskset && command -v pgrep"]) {
             return None;
         }
-        let moved = Self::set_affinity("1");
-        if !moved {
+        let aside = Self { cores };
+        if !Self::set_affinity("1") {
             eprintln!(
                 "  (could not move PostgreSQL to core 1; it shares keyward's core, which lowers keyward's figures)"
             );
+            // Dropped here: whatever did move goes back.
             return None;
         }
-        Some(Self { cores })
+        Some(aside)
     }
 
-    /// Every `postgres` process of the machine (the benchmark's server among them).
+    /// Every `postgres` process of the machine (the benchmark's server among them). Each is
+    /// tried, so one backend exiting meanwhile does not leave the others where they were;
+    /// true when all moved.
     fn set_affinity(cpus: &str) -> bool {
         let pids = output("pgrep", &["-x", "postgres"]).unwrap_or_default();
-        let pids: Vec<&str> = pids.split_whitespace().collect();
-        !pids.is_empty()
-            && pids.iter().all(|pid| {
+        let moved: Vec<bool> = pids
+            .split_whitespace()
+            .map(|pid| {
                 Command::new("taskset")
                     .args(["-a", "-p", "-c", cpus, pid])
                     .stdout(std::process::Stdio::null())
                     .status()
                     .is_ok_and(|s| s.success())
             })
+            .collect();
+        !moved.is_empty() && moved.iter().all(|&ok| ok)
     }
 }
 

@@ -94,12 +94,16 @@ struct Recent {
     evictions: u64,
     loaded: u32,
     key: Arc<VerifiableKey>,
+    /// When it last answered (a tick of this thread's): the slot used longest ago is the
+    /// one replaced, so the caller's key, hit on every request, outlasts the keys it
+    /// verifies in turn.
+    used: u64,
 }
 
 #[derive(Default)]
 struct RecentHits {
     slots: [Option<Recent>; RECENT_SLOTS],
-    next: usize,
+    tick: u64,
 }
 
 thread_local! {
@@ -208,20 +212,27 @@ impl KeyCache {
     /// moka lookup (hashing, a probe, the bookkeeping of a read) the second time.
     fn recent(&self, hash: &[u8; 33], evictions_now: u64) -> Option<Arc<VerifiableKey>> {
         RECENT.with(|recent| {
-            let recent = recent.borrow();
-            let hit = recent.slots.iter().flatten().find(|r| r.cache == self.id && r.hash == *hash)?;
+            let recent = &mut *recent.borrow_mut();
+            recent.tick += 1;
+            let hit = recent.slots.iter_mut().flatten().find(|r| r.cache == self.id && r.hash == *hash)?;
             let fresh = hit.evictions == evictions_now
                 && u64::from(self.age_seconds().saturating_sub(hit.loaded)) < self.refresh_after.as_secs();
+            hit.used = recent.tick;
             fresh.then(|| hit.key.clone())
         })
     }
 
     fn remember(&self, hash: [u8; 33], evictions: u64, loaded: u32, key: &Arc<VerifiableKey>) {
         RECENT.with(|recent| {
-            let mut recent = recent.borrow_mut();
-            let slot = recent.next;
-            recent.next = (slot + 1) % RECENT_SLOTS;
-            recent.slots[slot] = Some(Recent { cache: self.id, hash, evictions, loaded, key: key.clone() });
+            let recent = &mut *recent.borrow_mut();
+            recent.tick += 1;
+            let same = |r: &Option<Recent>| r.as_ref().is_some_and(|r| r.cache == self.id && r.hash == hash);
+            let slot = recent.slots.iter().position(same).unwrap_or_else(|| {
+                // An empty slot, or the one used longest ago.
+                (0..RECENT_SLOTS).min_by_key(|&i| recent.slots[i].as_ref().map_or(0, |r| r.used)).unwrap_or(0)
+            });
+            let used = recent.tick;
+            recent.slots[slot] = Some(Recent { cache: self.id, hash, evictions, loaded, key: key.clone(), used });
         });
     }
 
@@ -344,12 +355,20 @@ mod tests {
         let elsewhere = other.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
         assert!(elsewhere.entry.is_none(), "another cache does not see this one's hits");
 
+        // The caller's key, looked up between the keys it verifies, stays remembered however
+        // many others pass through (a miss of the remembered hit would show as a load once
+        // the cache forgets it).
+        for i in 0..20u8 {
+            cache.get_or_load([200 - i; 33], async { Ok::<_, ()>(Some(key())) }).await.unwrap();
+            assert!(cache.recent(&hash, cache.evictions.load(Ordering::Acquire)).is_some(), "after {i} others");
+        }
+
         // Revoked: the eviction ends the remembered hit at once.
         cache.evict(&[6u8; 33]).await;
         cache.evict(&hash).await;
         let after = cache.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
         assert!(after.entry.is_none(), "the change is seen");
-        assert_eq!(cache.loads.load(Ordering::Relaxed), 2);
+        assert_eq!(cache.loads.load(Ordering::Relaxed), 2 + 20);
     }
 
     /// An entry in use past half its TTL is reloaded in the background, once at a time,
