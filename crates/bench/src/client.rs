@@ -12,6 +12,7 @@ use tokio::{
 
 #[derive(Debug)]
 pub struct Connection {
+    host: String,
     stream: BufReader<TcpStream>,
     line: String,
 }
@@ -30,14 +31,30 @@ impl Connection {
     pub async fn open(host: &str) -> io::Result<Self> {
         let stream = TcpStream::connect(host).await?;
         stream.set_nodelay(true)?;
-        Ok(Self { stream: BufReader::new(stream), line: String::new() })
+        Ok(Self { host: host.to_owned(), stream: BufReader::new(stream), line: String::new() })
+    }
+
+    /// [`send`](Self::send), on a new connection if the server had closed this one before
+    /// answering (a keep-alive connection may be closed between requests: after an
+    /// overload run, say). For the sequential probes; the load runs count such a close as
+    /// an error instead.
+    pub async fn send_reconnecting(&mut self, request: &[u8], body: &mut Vec<u8>) -> io::Result<u16> {
+        match self.send(request, body).await {
+            Err(e) if closed_before_answer(&e) => {
+                *self = Self::open(&self.host).await?;
+                self.send(request, body).await
+            }
+            other => other,
+        }
     }
 
     /// Sends a rendered request and reads the response: its status, and its body into `body`.
     pub async fn send(&mut self, request: &[u8], body: &mut Vec<u8>) -> io::Result<u16> {
         self.stream.get_mut().write_all(request).await?;
         self.line.clear();
-        self.stream.read_line(&mut self.line).await?;
+        if self.stream.read_line(&mut self.line).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         let status = self
             .line
             .split(' ')
@@ -64,4 +81,12 @@ impl Connection {
         self.stream.read_exact(body).await?;
         Ok(status)
     }
+}
+
+/// Whether a send failed because the server had closed the connection before it answered.
+fn closed_before_answer(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }

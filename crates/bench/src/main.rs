@@ -349,7 +349,7 @@ async fn misses(options: &Options) -> Result {
     for (_, key) in options.keys()?.iter().rev().take(count) {
         let request = verify_request(&host, &root_key, key);
         let started = Instant::now();
-        let status = connection.send(&request, &mut body).await.map_err(|e| e.to_string())?;
+        let status = connection.send_reconnecting(&request, &mut body).await.map_err(|e| e.to_string())?;
         latencies.push(micros(started.elapsed()));
         if status != 200 || !contains(&body, br#""valid":true,"#) {
             return Err(format!("a verification answered {status}: {}", String::from_utf8_lossy(&body)));
@@ -369,18 +369,18 @@ async fn propagation(options: &Options) -> Result {
     let (mut latencies, mut body) = (Vec::new(), Vec::new());
     for (id, key) in options.keys()?.iter().take(trials) {
         let verify = verify_request(&b, &root_key, key);
-        on_b.send(&verify, &mut body).await.map_err(|e| e.to_string())?;
+        on_b.send_reconnecting(&verify, &mut body).await.map_err(|e| e.to_string())?;
         if !contains(&body, br#""valid":true,"#) {
             return Err(format!("B does not find key {id} valid before the revocation"));
         }
         let revoke = render("DELETE", &a, &format!("/v1/keys/{id}"), &root_key, "");
         let started = Instant::now();
-        let status = on_a.send(&revoke, &mut body).await.map_err(|e| e.to_string())?;
+        let status = on_a.send_reconnecting(&revoke, &mut body).await.map_err(|e| e.to_string())?;
         if status != 200 {
             return Err(format!("revoking on A answered {status}: {}", String::from_utf8_lossy(&body)));
         }
         loop {
-            on_b.send(&verify, &mut body).await.map_err(|e| e.to_string())?;
+            on_b.send_reconnecting(&verify, &mut body).await.map_err(|e| e.to_string())?;
             if contains(&body, br#""code":"REVOKED""#) {
                 break;
             }
