@@ -28,13 +28,149 @@ pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
     }
 }
 
-/// Flushes every `every` until the process ends.
-pub fn spawn_flusher<S: UsageStore + 'static>(meter: Arc<UsageMeter>, store: S, every: Duration) {
-    actix_web::rt::spawn(async move {
+/// The running flusher. [`Flusher::stop`] lets a flush in progress finish before the last
+/// one: aborting the task instead could drop a batch it had taken from the meter but not
+/// yet written, and a shutdown would lose it.
+#[derive(Debug)]
+#[must_use = "dropping the flusher stops it after one last flush"]
+pub struct Flusher {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl Flusher {
+    /// Stops flushing on a schedule, waits for a flush in progress, then writes what is
+    /// left; returns how many records that last flush wrote.
+    pub async fn stop(self) -> usize {
+        // Refused only when the task has already ended, which is what this asks for.
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// Flushes every `every` until [`Flusher::stop`] (or the handle's drop).
+pub fn spawn_flusher<S: UsageStore + 'static>(meter: Arc<UsageMeter>, store: S, every: Duration) -> Flusher {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = actix_web::rt::spawn(async move {
         let mut interval = actix_web::rt::time::interval(every);
         loop {
-            interval.tick().await;
-            flush(&meter, &store).await;
+            // Only the wait for the next tick is raced against the stop signal: a flush, once
+            // begun, runs to its end.
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                _ = interval.tick() => {
+                    flush(&meter, &store).await;
+                }
+            }
         }
+        flush(&meter, &store).await
     });
+    Flusher { stop, task }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use keyward_domain::{
+        AccountId, KeyId,
+        ports::StorageError,
+        random::SeededRandom,
+        usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary},
+    };
+    use time::OffsetDateTime;
+    use tokio::sync::{Notify, Semaphore};
+
+    use super::*;
+
+    /// A store whose writes wait for a permit, so that a test can stop the flusher while a
+    /// batch is being written.
+    #[derive(Debug, Clone)]
+    struct GatedStore(Arc<Gate>);
+
+    #[derive(Debug)]
+    struct Gate {
+        entered: Notify,
+        release: Semaphore,
+        written: AtomicUsize,
+    }
+
+    impl std::ops::Deref for GatedStore {
+        type Target = Gate;
+
+        fn deref(&self) -> &Gate {
+            &self.0
+        }
+    }
+
+    impl UsageStore for GatedStore {
+        async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StorageError> {
+            self.entered.notify_one();
+            let permit = self.release.acquire().await.map_err(|_| StorageError::Unavailable("closed".into()))?;
+            permit.forget();
+            self.written.fetch_add(batch.len(), Ordering::SeqCst);
+            Ok(())
+        }
+        async fn key_usage(
+            &self,
+            _: AccountId,
+            _: KeyId,
+            _: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+            _: Option<UsagePosition>,
+            _: u32,
+        ) -> Result<Vec<UsageEntry>, StorageError> {
+            Ok(Vec::new())
+        }
+        async fn usage_summary(&self, _: AccountId, _: KeyId, _: OffsetDateTime) -> Result<UsageSummary, StorageError> {
+            Ok(UsageSummary::default())
+        }
+        async fn account_stats(&self, _: AccountId, _: OffsetDateTime) -> Result<AccountStats, StorageError> {
+            Ok(AccountStats::default())
+        }
+        async fn purge_usage(&self, _: OffsetDateTime) -> Result<u64, StorageError> {
+            Ok(0)
+        }
+    }
+
+    fn record() -> UsageRecord {
+        let (now, rng) = (OffsetDateTime::now_utc(), SeededRandom::new(7));
+        UsageRecord {
+            key_id: KeyId::generate(now, &rng),
+            account_id: AccountId::generate(now, &rng),
+            ts: now,
+            endpoint: None,
+            method: None,
+            status_code: None,
+            response_time_ms: None,
+            ip: None,
+            outcome: None,
+        }
+    }
+
+    #[actix_web::test]
+    async fn stopping_waits_for_the_batch_being_written_then_writes_the_rest() {
+        let meter = Arc::new(UsageMeter::new(10));
+        let store = GatedStore(Arc::new(Gate {
+            entered: Notify::new(),
+            release: Semaphore::new(0),
+            written: AtomicUsize::new(0),
+        }));
+        for _ in 0..3 {
+            meter.record(record());
+        }
+        // The first tick is immediate: that flush takes the three records and waits.
+        let flusher = spawn_flusher(meter.clone(), store.clone(), Duration::from_secs(3600));
+        store.entered.notified().await;
+        meter.record(record());
+
+        let stopping = actix_web::rt::spawn(flusher.stop());
+        for _ in 0..10 {
+            actix_web::rt::task::yield_now().await;
+        }
+        assert!(!stopping.is_finished(), "stop returned while a batch was being written");
+        store.release.add_permits(2);
+        assert_eq!(stopping.await.ok(), Some(1), "the last flush writes the record that came later");
+        assert_eq!(store.written.load(Ordering::SeqCst), 4, "nothing taken from the meter is lost");
+    }
 }

@@ -228,7 +228,7 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
         HttpSettings { public_url: config.public_url(), trusted_proxies: TrustedProxies(config.trusted_proxies()?) };
     let state = web::Data::new(state);
     // Usage leaves memory in one batch a second.
-    keyward_http::usage::spawn_flusher(
+    let flusher = keyward_http::usage::spawn_flusher(
         state.meter.clone(),
         state.service.store().clone(),
         std::time::Duration::from_secs(1),
@@ -248,8 +248,9 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
     // actix-web stops gracefully on SIGTERM and SIGINT: it stops accepting, lets requests
     // in flight finish (30 s at most), then returns.
     server.run().await.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
-    // The requests in flight are done: write the usage they left in memory.
-    let flushed = keyward_http::usage::flush(&state.meter, state.service.store()).await;
+    // The requests in flight are done: write the usage they left in memory, after the
+    // flush that may be running now.
+    let flushed = flusher.stop().await;
     tracing::info!(usage_records_flushed = flushed, usage_records_dropped = state.meter.dropped(), "stopped");
     Ok(())
 }

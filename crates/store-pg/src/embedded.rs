@@ -72,12 +72,20 @@ pub enum EmbedError {
     PendingMigrations(usize),
 }
 
-/// A [`Verifier`] over PostgreSQL with its cache listener and usage flusher running.
+/// A [`Verifier`] over PostgreSQL with its cache listener and usage flusher running
+/// (dropping it ends the flusher after one last flush; [`EmbeddedVerifier::shutdown`] waits
+/// for that flush).
 /// Dereferences to the [`Verifier`]; share it behind an `Arc`.
 #[derive(Debug)]
 pub struct EmbeddedVerifier<A> {
     verifier: Arc<Verifier<PgStore, A>>,
-    flusher: tokio::task::JoinHandle<()>,
+    /// Held for each flush, the flusher's and [`EmbeddedVerifier::flush`]'s: a flush takes
+    /// the whole buffer, so one that did not wait for another in progress could return
+    /// before that one's records are written.
+    flushing: Arc<tokio::sync::Mutex<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// Ends with a last flush, and says how many records it wrote.
+    flusher: tokio::task::JoinHandle<usize>,
 }
 
 impl<A: RateLimiter + QuotaLedger + 'static> EmbeddedVerifier<A> {
@@ -102,14 +110,29 @@ impl<A: RateLimiter + QuotaLedger + 'static> EmbeddedVerifier<A> {
                 .with_resolver(resolver);
         let meter = Arc::new(UsageMeter::new(options.usage_buffer));
         let verifier = Arc::new(Verifier::new(service, admission, meter.clone(), account));
-        let flusher = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(options.flush_every);
-            loop {
-                interval.tick().await;
-                flush(&meter, &store).await;
+        let flushing = Arc::new(tokio::sync::Mutex::new(()));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let flusher = tokio::spawn({
+            let flushing = flushing.clone();
+            async move {
+                let mut interval = tokio::time::interval(options.flush_every);
+                loop {
+                    // Only the wait is raced against the stop signal: a flush, once begun,
+                    // runs to its end (aborting it could drop a batch taken but not written).
+                    tokio::select! {
+                        biased;
+                        _ = &mut stopped => break,
+                        _ = interval.tick() => {
+                            let _flushing = flushing.lock().await;
+                            flush(&meter, &store).await;
+                        }
+                    }
+                }
+                let _flushing = flushing.lock().await;
+                flush(&meter, &store).await
             }
         });
-        Ok(Self { verifier, flusher })
+        Ok(Self { verifier, flushing, stop, flusher })
     }
 
     /// The verifier, to hand to `keyward_http::guard::KeyGuard` or keep elsewhere.
@@ -117,15 +140,19 @@ impl<A: RateLimiter + QuotaLedger + 'static> EmbeddedVerifier<A> {
         &self.verifier
     }
 
-    /// Writes what is buffered now; returns how many records.
+    /// Writes what is buffered now, after a flush in progress; returns how many records
+    /// this call wrote.
     pub async fn flush(&self) -> usize {
+        let _flushing = self.flushing.lock().await;
         flush(self.verifier.meter(), self.verifier.service().store()).await
     }
 
-    /// Stops the flusher and writes what is left: call it once requests have stopped.
+    /// Stops the flusher (after a flush in progress) and writes what is left: call it once
+    /// requests have stopped. Returns how many records this last flush wrote.
     pub async fn shutdown(self) -> usize {
-        self.flusher.abort();
-        self.flush().await
+        // Refused only when the task has already ended, which is what this asks for.
+        let _ = self.stop.send(());
+        self.flusher.await.unwrap_or(0)
     }
 }
 

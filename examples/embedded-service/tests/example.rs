@@ -6,9 +6,11 @@
 use std::{sync::Arc, time::Duration};
 
 use actix_web::test;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use keyward_domain::{
-    OsRandom, Plan, SystemClock, VerifyCode,
-    service::{DomainConfig, KeyService, NewKey, Principal},
+    OsRandom, PlaintextKey, Plan, SystemClock, VerifyCode,
+    service::{DomainConfig, KeyService, NewKey, Principal, VerifyInput},
+    verifier::RequestUsage,
 };
 use keyward_ratelimit::Limits;
 use keyward_store_pg::{
@@ -134,4 +136,61 @@ async fn the_example_admits_valid_keys_rejects_revoked_ones_and_records_usage() 
     );
     let refreshed = keyward.get_key(&root, customer.key.id).await.unwrap();
     assert_eq!(refreshed.usage_count, records.len() as u64, "usage_count counts every metered request");
+}
+
+/// A shutdown while a flush waits on PostgreSQL lets that flush finish: the batch it took
+/// from the meter is written, not dropped with an aborted task.
+#[tokio::test]
+async fn shutdown_waits_for_a_flush_in_progress() {
+    // Scoped here: its `first` would shadow the slice's in the test above.
+    use diesel_async::RunQueryDsl as _;
+
+    let db = TestDatabase::new().await;
+    let keyward = service(db.store());
+    let (account, issued) = keyward.create_account("Slowpoke", Plan::Pro, true).await.unwrap();
+    let root = Principal::for_key(&issued.unwrap().key);
+    let customer = keyward.create_key(&root, NewKey { name: "cust".into(), ..Default::default() }).await.unwrap();
+    let options = EmbeddedOptions { flush_every: Duration::from_millis(20), ..EmbeddedOptions::default() };
+    let embedded =
+        EmbeddedVerifier::connect(db.url(), account.id, Arc::new(Limits::in_process()), options).await.unwrap();
+
+    // Another session holds the key's row, so the flush of the verification below waits.
+    let mut holder = AsyncPgConnection::establish(db.url()).await.unwrap();
+    holder
+        .batch_execute(&format!("BEGIN; SELECT id FROM keys WHERE id = '{}' FOR UPDATE", customer.key.id.as_uuid()))
+        .await
+        .unwrap();
+    let input = VerifyInput::key(PlaintextKey::new(customer.plaintext.expose_secret().to_owned()));
+    let outcome = embedded.verify(&input, RequestUsage::default()).await.unwrap();
+    assert_eq!(outcome.code, VerifyCode::Valid);
+    let mut waiting = false;
+    for _ in 0..200 {
+        let blocked: Vec<Blocked> = diesel::sql_query(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .load(&mut holder)
+        .await
+        .unwrap();
+        if !blocked.is_empty() {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "the flush reached the locked row");
+
+    let shutdown = tokio::spawn(embedded.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!shutdown.is_finished(), "the shutdown waits for the flush in progress");
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(shutdown.await.unwrap(), 0, "the last flush found nothing left");
+    let entries = keyward.key_usage(&root, customer.key.id, (None, None), None, 100).await.unwrap();
+    assert_eq!(entries.len(), 1, "the verification the flush had taken is written");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Blocked {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[allow(dead_code)] // Only counted.
+    pid: i32,
 }
