@@ -254,14 +254,16 @@ async fn listen(url: &str, cache: &KeyCache) -> Result<(), DieselError> {
     Ok(())
 }
 
-/// What the usage flush reads back of each key it counted.
+/// What the usage flush reads back of a key it counted that has an idle timeout.
 #[derive(QueryableByName)]
 struct UsageTouched {
     #[diesel(sql_type = diesel::sql_types::Bytea)]
     hash: Vec<u8>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Int4>)]
-    idle_timeout_seconds: Option<i32>,
 }
+
+/// The advisory lock the usage flushes take turns under: the two-`int4` form, whose key
+/// space does not overlap the single-`bigint` one of the audit chains' locks.
+const USAGE_FLUSH_LOCK: (i32, i32) = (0x6b77_7573, 1); // "kwus"
 
 /// A storage error shared by the waiters of one cache load, as theirs.
 fn shared_error(error: &StorageError) -> StorageError {
@@ -1387,8 +1389,8 @@ impl UsageStore for PgStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // Per key: how many and the latest use; per key and UTC day: how many. Sorted, so
-        // that rows are locked in one order by every instance (no deadlocks between flushes).
+        // Per key: how many and the latest use; per key and UTC day: how many. (Sorted maps:
+        // each statement's arrays come out in key order.)
         let mut per_key: BTreeMap<Uuid, (i64, OffsetDateTime)> = BTreeMap::new();
         let mut per_day: BTreeMap<(Uuid, time::Date), i64> = BTreeMap::new();
         // Per account, UTC day and verdict (verifications only): requests, timed, total ms.
@@ -1416,6 +1418,15 @@ impl UsageStore for PgStore {
         let mut conn = self.conn().await?;
         let idle_hashes = conn
             .transaction::<_, DieselError, _>(async |conn| {
+                // Flushes take turns, across instances: their row locks (the counters'
+                // update, the daily upserts) are taken in no guaranteed order, so two at
+                // once over overlapping keys could deadlock. A lock per flush, not per key
+                // row (a row lock is a write of every row before its update writes it again).
+                diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+                    .bind::<Int4, _>(USAGE_FLUSH_LOCK.0)
+                    .bind::<Int4, _>(USAGE_FLUSH_LOCK.1)
+                    .execute(conn)
+                    .await?;
                 for day in &days {
                     diesel::sql_query("SELECT keyward_usage_partition($1)").bind::<Date, _>(*day).execute(conn).await?;
                 }
@@ -1450,15 +1461,14 @@ impl UsageStore for PgStore {
                     .execute(conn)
                     .await?;
                 }
-                diesel::sql_query("SELECT id FROM keys WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                    .bind::<Array<SqlUuid>, _>(&key_ids)
-                    .execute(conn)
-                    .await?;
-                let updated: Vec<UsageTouched> = diesel::sql_query(
-                    "UPDATE keys SET usage_count = keys.usage_count + v.n, \
+                // Only the keys whose idle timeout depends on the new `last_used_at` come
+                // back (to be announced), not a hash per key used in the second.
+                let idle: Vec<UsageTouched> = diesel::sql_query(
+                    "WITH touched AS (UPDATE keys SET usage_count = keys.usage_count + v.n, \
                      last_used_at = GREATEST(keys.last_used_at, v.last) \
                      FROM unnest($1, $2, $3) AS v(id, n, last) WHERE keys.id = v.id \
-                     RETURNING keys.hash, keys.idle_timeout_seconds",
+                     RETURNING keys.hash, keys.idle_timeout_seconds) \
+                     SELECT hash FROM touched WHERE idle_timeout_seconds IS NOT NULL",
                 )
                 .bind::<Array<SqlUuid>, _>(&key_ids)
                 .bind::<Array<Int8>, _>(&counts)
@@ -1491,8 +1501,7 @@ impl UsageStore for PgStore {
                 .execute(conn)
                 .await?;
                 // Keys with an idle timeout must see their new `last_used_at` everywhere.
-                let idle_hashes: Vec<Vec<u8>> =
-                    updated.into_iter().filter(|t| t.idle_timeout_seconds.is_some()).map(|t| t.hash).collect();
+                let idle_hashes: Vec<Vec<u8>> = idle.into_iter().map(|t| t.hash).collect();
                 let hashes: Vec<&[u8]> = idle_hashes.iter().map(Vec::as_slice).collect();
                 self.announce(conn, &hashes).await?;
                 Ok(idle_hashes)
