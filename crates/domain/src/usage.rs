@@ -88,6 +88,9 @@ pub struct UsageMeter {
     buffer: Mutex<Vec<UsageRecord>>,
     capacity: usize,
     dropped: AtomicU64,
+    /// Records written by flushes, and flushes that failed (metrics).
+    written: AtomicU64,
+    failed_flushes: AtomicU64,
     /// What the last report said, and when (Unix seconds).
     reported: AtomicU64,
     reported_at: AtomicI64,
@@ -99,6 +102,8 @@ impl UsageMeter {
             buffer: Mutex::new(Vec::new()),
             capacity,
             dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            failed_flushes: AtomicU64::new(0),
             reported: AtomicU64::new(0),
             reported_at: AtomicI64::new(i64::MIN),
         }
@@ -124,6 +129,21 @@ impl UsageMeter {
         self.capacity
     }
 
+    /// Records waiting for the next flush (a metric).
+    pub fn buffered(&self) -> usize {
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Records written by flushes since the start (a metric).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Flushes that failed since the start, their batches kept for the next (a metric).
+    pub fn failed_flushes(&self) -> u64 {
+        self.failed_flushes.load(Ordering::Relaxed)
+    }
+
     /// The total dropped, when it grew since the last report and that report is a minute
     /// old: what a flusher logs, so that a full buffer cannot flood the log.
     pub fn drops_to_report(&self, now: OffsetDateTime) -> Option<u64> {
@@ -147,8 +167,12 @@ impl UsageMeter {
             return Ok(0);
         }
         match store.record_usage(&batch).await {
-            Ok(()) => Ok(batch.len()),
+            Ok(()) => {
+                self.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Ok(batch.len())
+            }
             Err(error) => {
+                self.failed_flushes.fetch_add(1, Ordering::Relaxed);
                 let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
                 let room = self.capacity.saturating_sub(buffer.len());
                 let kept = batch.len().min(room);

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod guard;
 pub mod handlers;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod password;
 pub mod people;
@@ -110,6 +111,8 @@ pub struct HttpSettings {
     /// Base of `documentation_url` in error envelopes, e.g. `https://keys.example.com`.
     pub public_url: String,
     pub trusted_proxies: TrustedProxies,
+    /// What a scraper presents to `GET /metrics`; `None`: the route does not exist.
+    pub metrics_token: Option<metrics::MetricsToken>,
 }
 
 /// A resource whose other methods answer 405 with the envelope.
@@ -139,6 +142,7 @@ pub fn app<S: Store>(
         .app_data(cookies)
         .app_data(web::Data::new(PublicUrl(settings.public_url.trim_end_matches('/').to_owned())))
         .app_data(web::Data::new(settings.trusted_proxies))
+        .app_data(web::Data::new(settings.metrics_token))
         // The envelope sees every response.
         .wrap(from_fn(error::envelope))
         // The verification routes (the hot path) first, and outside the management scope:
@@ -147,6 +151,8 @@ pub fn app<S: Store>(
         // idempotency; the CSRF check is the handler's `CsrfChecked` extractor).
         .service(resource("/v1/keys/verify", vec![web::post().to(h::verify_key::<S>)]))
         .service(resource("/v1/keys/self", vec![web::get().to(h::key_self::<S>)]))
+        // Not a management call either: a scrape leaves no audit event.
+        .service(resource("/metrics", vec![web::get().to(metrics::metrics::<S>)]))
         .service(management_routes::<S>())
 }
 

@@ -6,13 +6,24 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use crate::{dto::*, handlers::*, people::*};
+use crate::{dto::*, handlers::*, metrics::*, people::*};
 
 struct ApiKeyAuth;
 
 impl Modify for ApiKeyAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The scrape token of the `metrics_token` setting: `Authorization: Bearer <token>`.",
+                    ))
+                    .build(),
+            ),
+        );
         components.add_security_scheme(
             "api_key",
             SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some(
@@ -31,7 +42,7 @@ impl Modify for ApiKeyAuth {
         create_key, import_keys, list_keys, get_key, update_key, revoke_key, rotate_key, key_self, verify_key,
         login, logout, session, verify_password, list_users, add_user, update_user, remove_user,
         create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
-        list_audit, key_usage, stats,
+        list_audit, key_usage, stats, metrics,
     ),
     components(schemas(ErrorEnvelope, FieldErrorDto)),
     modifiers(&ApiKeyAuth),

@@ -152,6 +152,9 @@ pub(crate) struct Config {
     /// (`KEYWARD_SECRET`). Instances behind one load balancer must share it; without it,
     /// each process makes its own and replays do not survive a restart.
     pub(crate) secret: Option<String>,
+    /// The bearer token a scraper presents to `GET /metrics` (`KEYWARD_METRICS_TOKEN`);
+    /// without one the route does not exist.
+    pub(crate) metrics_token: Option<String>,
     /// Usage records buffered in memory between flushes; past it they are dropped (counted).
     pub(crate) usage_buffer: usize,
     /// Days per-request usage records are kept (daily counts stay).
@@ -181,6 +184,7 @@ impl Default for Config {
             redis_url: None,
             redis_timeout_ms: 250,
             secret: None,
+            metrics_token: None,
             usage_buffer: 100_000,
             usage_retention_days: 30,
             rate_limits: keyward_http::ApiLimits::default(),
@@ -232,6 +236,19 @@ impl Config {
             account_key_prefix: prefix("account_key_prefix", &self.keys.account_key_prefix)?,
             temporary_key_prefix: prefix("temporary_key_prefix", &self.keys.temporary_key_prefix)?,
         })
+    }
+
+    /// At least 16 characters: a scrape token is guessed like any password.
+    pub(crate) fn metrics_token(&self) -> Result<Option<keyward_http::metrics::MetricsToken>, ConfigError> {
+        match self.metrics_token.as_deref() {
+            None => Ok(None),
+            Some(token) if token.chars().count() < 16 || token.chars().any(char::is_whitespace) => {
+                Err(ConfigError::Invalid(
+                    "metrics_token (KEYWARD_METRICS_TOKEN) must be 16 or more characters, no spaces".into(),
+                ))
+            }
+            Some(token) => Ok(Some(keyward_http::metrics::MetricsToken::new(token))),
+        }
     }
 
     pub(crate) fn secret(&self) -> Result<Option<[u8; 32]>, ConfigError> {
@@ -291,5 +308,15 @@ mod tests {
         assert_eq!(config.tiers.free, 20);
         assert_eq!(config.domain().unwrap().default_keyspace_prefix.as_str(), "acme");
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_metrics_token_must_be_long_and_is_never_shown() {
+        let with = |token: &str| Config { metrics_token: Some(token.into()), ..Config::default() }.metrics_token();
+        assert!(Config::default().metrics_token().unwrap().is_none(), "no token: no route");
+        assert!(with("short").is_err());
+        assert!(with("sixteen chars ok").is_err(), "no spaces: it travels in a header");
+        let token = with("a-scrape-token-of-32-characters!").unwrap().unwrap();
+        assert!(!format!("{token:?}").contains("scrape"));
     }
 }

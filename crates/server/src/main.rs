@@ -59,6 +59,10 @@ enum Command {
         /// In-memory mode: also write the bootstrap account key to this file (mode 0600).
         #[arg(long)]
         bootstrap_key_file: Option<PathBuf>,
+        /// The bearer token a scraper presents to `GET /metrics`; without one the route
+        /// does not exist.
+        #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
     },
     /// Apply the embedded database migrations.
     Migrate,
@@ -224,8 +228,11 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
 }
 
 async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(), CliError> {
-    let settings =
-        HttpSettings { public_url: config.public_url(), trusted_proxies: TrustedProxies(config.trusted_proxies()?) };
+    let settings = HttpSettings {
+        public_url: config.public_url(),
+        trusted_proxies: TrustedProxies(config.trusted_proxies()?),
+        metrics_token: config.metrics_token()?,
+    };
     let state = web::Data::new(state);
     // Usage leaves memory in one batch a second.
     let flusher = keyward_http::usage::spawn_flusher(
@@ -349,9 +356,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     init_tracing(config.log_format);
     match cli.command {
-        Command::Serve { listen, public_url, bootstrap_key_file } => {
+        Command::Serve { listen, public_url, bootstrap_key_file, metrics_token } => {
             if let Some(listen) = listen {
                 config.listen = listen;
+            }
+            if metrics_token.is_some() {
+                config.metrics_token = metrics_token;
             }
             if public_url.is_some() {
                 config.public_url = public_url;

@@ -164,8 +164,11 @@ async fn storage_down_is_503_with_the_envelope() {
         Arc::new(OsRandom),
         Arc::new(DomainConfig::default()),
     );
-    let settings =
-        HttpSettings { public_url: "http://keyward.test".into(), trusted_proxies: TrustedProxies::default() };
+    let settings = HttpSettings {
+        public_url: "http://keyward.test".into(),
+        trusted_proxies: TrustedProxies::default(),
+        metrics_token: None,
+    };
     let hasher = keyward_http::BlockingPasswordHasher::new(keyward_domain::password::HashParams::default(), 1).unwrap();
     let state = AppState::new(
         service,

@@ -97,6 +97,15 @@ impl<S: Store> TestApp<S> {
     }
 
     pub async fn with_plan(store: S, plan: Plan) -> Self {
+        Self::build(store, plan, Some(METRICS_TOKEN)).await
+    }
+
+    /// An app whose `GET /metrics` is off (no scrape token configured).
+    pub async fn without_metrics(store: S) -> Self {
+        Self::build(store, Plan::Enterprise, None).await
+    }
+
+    async fn build(store: S, plan: Plan, metrics_token: Option<&str>) -> Self {
         let clock = Arc::new(ManualClock::new(START));
         let service = KeyService::new(
             store,
@@ -107,8 +116,11 @@ impl<S: Store> TestApp<S> {
         .with_resolver(Arc::new(keyward_resolver::SystemResolver::new(Default::default())));
         let (account, issued) = service.create_account("Acme", plan, true).await.unwrap();
         let root_key = issued.unwrap().plaintext.expose_secret().to_owned();
-        let settings =
-            HttpSettings { public_url: "http://keyward.test/".into(), trusted_proxies: TrustedProxies::default() };
+        let settings = HttpSettings {
+            public_url: "http://keyward.test/".into(),
+            trusted_proxies: TrustedProxies::default(),
+            metrics_token: metrics_token.map(keyward_http::metrics::MetricsToken::new),
+        };
         let audit = Arc::new(keyward_http::audit::RequestAuditSink);
         let hasher = BlockingPasswordHasher::new(HashParams::default(), 2).unwrap();
         let limits = Arc::new(keyward_ratelimit::Limits::in_process());
@@ -209,6 +221,9 @@ where
 }
 
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// What the test app's `GET /metrics` asks of a scraper.
+pub const METRICS_TOKEN: &str = "scrape-token-for-tests";
 
 impl<S: Store> TestApp<S> {
     /// Adds a person to this app's account with `PASSWORD`.

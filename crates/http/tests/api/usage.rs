@@ -110,3 +110,57 @@ both_stores! {
         assert_eq!(app.verify(json!({"key": idle})).await["code"], "VALID", "its last use was 50 s ago");
     }
 }
+
+/// The value of one metric in a Prometheus text page.
+fn metric(page: &str, name: &str) -> u64 {
+    let line = page.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("{name} missing"));
+    line[name.len() + 1..].parse().unwrap()
+}
+
+#[actix_web::test]
+async fn metrics_need_the_scrape_token_and_show_the_meter() {
+    use actix_web::test::TestRequest;
+
+    let app = TestApp::new(keyward_store_mem::MemStore::new()).await;
+    let scrape = |token: Option<&str>| {
+        let request = TestRequest::get().uri("/metrics");
+        match token {
+            Some(token) => request.insert_header(("Authorization", format!("Bearer {token}"))),
+            None => request,
+        }
+    };
+    app.send(scrape(None)).await.assert_error(401, "unauthorized");
+    app.send(scrape(Some("scrape-token-for-test"))).await.assert_error(401, "unauthorized");
+    // Process-wide counters: no account's key opens them.
+    app.send(scrape(Some(&app.root_key))).await.assert_error(401, "unauthorized");
+
+    // One management call made with the root key and three verifications are metered.
+    let (_, key) = app.create_key(json!({"name": "scraped"})).await;
+    for _ in 0..3 {
+        assert_eq!(app.verify(json!({"key": key})).await["code"], "VALID");
+    }
+    let page = app.send(scrape(Some(METRICS_TOKEN))).await;
+    assert_eq!(page.status.as_u16(), 200);
+    assert!(page.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = page.body.as_str().unwrap().to_owned();
+    assert!(text.contains("# TYPE keyward_usage_records_dropped_total counter"), "{text}");
+    assert_eq!(metric(&text, "keyward_usage_records_buffered"), 4, "{text}");
+    assert_eq!(metric(&text, "keyward_usage_records_written_total"), 0);
+    assert_eq!(metric(&text, "keyward_usage_records_dropped_total"), 0);
+    assert_eq!(metric(&text, "keyward_usage_buffer_capacity"), 100_000);
+
+    assert_eq!(keyward_http::usage::flush(&app.meter, app.service.store()).await, 4);
+    let text = app.send(scrape(Some(METRICS_TOKEN))).await.body.as_str().unwrap().to_owned();
+    assert_eq!(metric(&text, "keyward_usage_records_buffered"), 0, "a scrape is not metered");
+    assert_eq!(metric(&text, "keyward_usage_records_written_total"), 4);
+    assert_eq!(metric(&text, "keyward_usage_flush_failures_total"), 0);
+    assert!(!text.contains(METRICS_TOKEN) && !text.contains(&key), "{text}");
+}
+
+#[actix_web::test]
+async fn without_a_scrape_token_there_is_no_metrics_route() {
+    let app = TestApp::without_metrics(keyward_store_mem::MemStore::new()).await;
+    let request =
+        actix_web::test::TestRequest::get().uri("/metrics").insert_header(("Authorization", "Bearer anything"));
+    app.send(request).await.assert_error(404, "not_found");
+}
