@@ -232,6 +232,45 @@ fn measure(mut command: Command) -> Result<std::collections::BTreeMap<String, St
     Ok(line.split(' ').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
 }
 
+/// CPU time (user + system, every thread) a process has used so far, in seconds; from
+/// `/proc/<pid>/stat`, so Linux only (`None` elsewhere).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: the
+    // state is the first, utime and stime the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ, in which /proc counts, is 100 on every Linux architecture.
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds used so far by every `postgres` process (the benchmark's server among them).
+fn postgres_cpu_seconds() -> f64 {
+    let pids = output("pgrep", &["-x", "postgres"]).unwrap_or_default();
+    pids.split_whitespace().filter_map(|pid| pid.parse().ok()).filter_map(cpu_seconds).sum()
+}
+
+/// A closed-loop run against `server`, adding to its result the server's and PostgreSQL's
+/// CPU time per request (`cpu_us`, `pg_us`). PostgreSQL's is read after `settle`, so that
+/// the usage flush of the run's last second counts.
+fn closed_run_with_cpu(
+    run: impl Fn() -> Result<std::collections::BTreeMap<String, String>>,
+    server: u32,
+    settle: Duration,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let (server_before, pg_before) = (cpu_seconds(server), postgres_cpu_seconds());
+    let mut result = run()?;
+    let server_after = cpu_seconds(server);
+    std::thread::sleep(settle);
+    let pg_after = postgres_cpu_seconds();
+    let requests = figure(&result, "requests").max(1.0);
+    if let (Some(before), Some(after)) = (server_before, server_after) {
+        result.insert("cpu_us".into(), format!("{:.1}", (after - before) * 1e6 / requests));
+        result.insert("pg_us".into(), format!("{:.1}", (pg_after - pg_before) * 1e6 / requests));
+    }
+    Ok(result)
+}
+
 fn figure(result: &std::collections::BTreeMap<String, String>, name: &str) -> f64 {
     result.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
@@ -317,11 +356,10 @@ fn http_bench(database_url: &str) -> Result {
     closed(&url_bare, "3")?;
     let mut ceiling: Vec<_> = Vec::new();
     let mut keyward_runs: Vec<_> = Vec::new();
+    let pause = Duration::from_secs(3);
     for _ in 0..2 {
-        ceiling.push(closed(&url_bare, "10")?);
-        std::thread::sleep(Duration::from_secs(3));
-        keyward_runs.push(closed(&url_a, "10")?);
-        std::thread::sleep(Duration::from_secs(3));
+        ceiling.push(closed_run_with_cpu(|| closed(&url_bare, "10"), bare_server.0.id(), pause)?);
+        keyward_runs.push(closed_run_with_cpu(|| closed(&url_a, "10"), instance_a.0.id(), pause)?);
     }
     let best = |runs: &[std::collections::BTreeMap<String, String>]| {
         runs.iter().max_by(|a, b| figure(a, "rps").total_cmp(&figure(b, "rps"))).cloned().unwrap_or_default()
@@ -375,6 +413,17 @@ fn http_bench(database_url: &str) -> Result {
     row("keyward, cache misses (sequential)", &misses);
     row("revocation A -> REVOKED on B (100 trials)", &propagation);
     eprintln!("  throughput ratio keyward / ceiling: {:.1}% (target: at least 80%)", ratio * 100.0);
+    // On two cores the load generator shares its core with PostgreSQL, which slows the
+    // client during keyward's runs only: the CPU each server spends per request says what
+    // the throughput ratio would be with the database on a host of its own.
+    let (cpu_keyward, cpu_bare) = (figure(&verify, "cpu_us"), figure(&ceiling, "cpu_us"));
+    if cpu_keyward > 0.0 {
+        eprintln!(
+            "  CPU per request: keyward {cpu_keyward:.1} us, bare {cpu_bare:.1} us (ratio {:.1}%); PostgreSQL {} us per verification",
+            cpu_bare / cpu_keyward * 100.0,
+            figure(&verify, "pg_us"),
+        );
+    }
     Ok(())
 }
 

@@ -198,13 +198,32 @@ impl KeyCache {
         if seen != NOT_LOADED && seen != self.evictions.load(Ordering::Acquire) {
             self.entries.invalidate(&hash).await;
         }
+        Ok(self.found(hash, evictions_before, cached))
+    }
+
+    /// The entry for `hash` if the cache holds one (a negative one included); `None` is a
+    /// miss, for [`KeyCache::get_or_load`]. Its future is a few hundred bytes where
+    /// `get_or_load`'s holds the load's (a diesel query, ~12 KiB), which every hit would
+    /// otherwise build and move through each caller's future.
+    pub(crate) async fn get(self: &Arc<Self>, hash: [u8; 33]) -> Option<Found> {
+        let evictions_before = self.evictions.load(Ordering::Acquire);
+        if let Some(key) = self.recent(&hash, evictions_before) {
+            return Some(Found { entry: Some(key), refresh: None });
+        }
+        let cached = self.entries.get(&hash).await?;
+        Some(self.found(hash, evictions_before, cached))
+    }
+
+    /// What a lookup hands out: the entry, a refresh claim when it is due for one, and —
+    /// when it is not — a remembered hit for this thread's next lookup of it.
+    fn found(self: &Arc<Self>, hash: [u8; 33], evictions_before: u64, cached: Cached) -> Found {
         let due = cached.entry.is_some()
             && u64::from(self.age_seconds().saturating_sub(cached.loaded)) >= self.refresh_after.as_secs();
         let refresh = due.then(|| self.claim_refresh(hash)).flatten();
         if let (Some(key), false) = (&cached.entry, due) {
             self.remember(hash, evictions_before, cached.loaded, key);
         }
-        Ok(Found { entry: cached.entry, refresh })
+        Found { entry: cached.entry, refresh }
     }
 
     /// A hit of this thread's last few, if nothing was evicted since and it is not due for

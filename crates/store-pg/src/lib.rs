@@ -493,12 +493,19 @@ impl KeyStore for PgStore {
     ) -> impl Future<Output = Result<Option<Arc<VerifiableKey>>, StorageError>> + Send {
         let bytes = hash.to_bytes();
         async move {
+            // The load's future is large (~12 KiB: a diesel query): on the heap, and built
+            // only on a miss, so that a hit's future — and every future awaiting it, up to
+            // the HTTP handler's — stays small and cheap to move.
             match &self.cache {
-                None => Ok(self.load_by_hash(bytes).await?.map(Arc::new)),
+                None => Ok(Box::pin(self.load_by_hash(bytes)).await?.map(Arc::new)),
                 // A hit hands out the cached record itself, shared.
                 Some(cache) => {
-                    let found =
-                        cache.get_or_load(bytes, self.load_by_hash(bytes)).await.map_err(|e| shared_error(&e))?;
+                    let found = match cache.get(bytes).await {
+                        Some(hit) => hit,
+                        None => Box::pin(cache.get_or_load(bytes, self.load_by_hash(bytes)))
+                            .await
+                            .map_err(|e| shared_error(&e))?,
+                    };
                     if let Some(claim) = found.refresh {
                         // In the background: this request answers from the entry it has.
                         let store = self.clone();
