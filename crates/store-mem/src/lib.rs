@@ -6,7 +6,7 @@
 //! awaiting, and releases it; no lock is held across an `.await`. Data is lost on exit.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     future::{Future, ready},
     sync::{
         Arc, PoisonError, RwLock,
@@ -43,9 +43,9 @@ struct State {
     /// The last (seq, hash) of each chain.
     audit_heads: HashMap<Option<AccountId>, (i64, [u8; 32])>,
     idempotency: HashMap<(AccountId, String), IdempotencyEntry>,
-    /// Per-request records as stored, each with its position (`seq`: the order of writing,
-    /// never reused, so a purge moves no cursor).
-    usage: Vec<UsageEntry>,
+    /// Per-request records as stored, oldest first, each with its position (`seq`: the
+    /// order of writing, never reused, so a purge moves no cursor).
+    usage: VecDeque<UsageEntry>,
     next_usage_seq: i64,
     /// Requests per key per UTC day (days since the epoch).
     daily: HashMap<(KeyId, i64), u64>,
@@ -71,16 +71,35 @@ impl State {
     }
 }
 
+/// Per-request usage records kept in memory by default: about 200 MB. Past it the oldest
+/// go, as the retention purge would; counters and daily counts stay exact.
+pub const DEFAULT_USAGE_RECORDS: usize = 1_000_000;
+
 /// Storage in a process's memory. Cloning shares the same data.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemStore {
     state: Arc<RwLock<State>>,
     hash_lookups: Arc<AtomicU64>,
+    /// The most per-request usage records kept: a long-running in-memory server under load
+    /// would otherwise grow by every verification it answers until the hourly purge, which
+    /// keeps 30 days.
+    usage_records: usize,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        Self::with_usage_records(DEFAULT_USAGE_RECORDS)
+    }
 }
 
 impl MemStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that keeps at most `records` per-request usage records, the newest.
+    pub fn with_usage_records(records: usize) -> Self {
+        Self { state: Arc::default(), hash_lookups: Arc::default(), usage_records: records }
     }
 
     /// How many times `find_by_hash` was called; lets tests prove a lookup did not happen.
@@ -675,8 +694,10 @@ impl UsageStore for MemStore {
                 *state.daily.entry((record.key_id, day_number(record.ts))).or_default() += 1;
                 let position = UsagePosition { ts: record.ts, seq: state.next_usage_seq };
                 state.next_usage_seq += 1;
-                state.usage.push(UsageEntry { position, record: record.clone() });
+                state.usage.push_back(UsageEntry { position, record: record.clone() });
             }
+            let excess = state.usage.len().saturating_sub(self.usage_records);
+            state.usage.drain(..excess);
         });
         ready(Ok(()))
     }
