@@ -13,7 +13,7 @@ use crate::{
     key_format::KeyHash,
     keyspace::IpPolicy,
     plan::{Tier, UnknownVariant, text_enum},
-    scope::ScopeSet,
+    scope::{Scope, ScopeSet},
 };
 
 pub const MAX_NAME_LEN: usize = 100;
@@ -457,6 +457,24 @@ impl VerifiableKey {
     pub fn metadata_json(&self) -> Option<&RawValue> {
         self.extras.as_ref().and_then(|e| e.metadata.as_deref())
     }
+
+    /// The bytes this record holds, inline and on the heap (allocator overhead aside): what
+    /// a cache weighs it at against its memory bound.
+    pub fn footprint(&self) -> usize {
+        use std::mem::size_of;
+        let scopes = 2 * size_of::<usize>() // the Arc's counts
+            + self.scopes.iter().map(|s| size_of::<Scope>() + s.as_str().len()).sum::<usize>();
+        let extras = self.extras.as_ref().map_or(0, |e| {
+            size_of::<KeyExtras>()
+                + e.resource.as_ref().map_or(0, |r| r.as_str().len())
+                + e.rate_limits.iter().map(|w| size_of::<RateLimitWindow>() + w.name.len()).sum::<usize>()
+                + size_of_val(&*e.ip_allowlist)
+                + e.allowlist_hosts.iter().map(|h| size_of::<Hostname>() + h.as_str().len()).sum::<usize>()
+                + e.owner_id.as_ref().map_or(0, |o| o.len())
+                + e.metadata.as_ref().map_or(0, |m| m.get().len())
+        });
+        size_of::<Self>() + self.name.len() + scopes + extras
+    }
 }
 
 #[cfg(any(test, feature = "conformance"))]
@@ -503,6 +521,20 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::{tests_support::sample_key, *};
+
+    /// What a cache weighs a record at grows with what it holds on the heap.
+    #[test]
+    fn a_footprint_counts_the_heap_parts() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let plain = VerifiableKey::new(sample_key(now), IpPolicy::Open).footprint();
+        assert!(plain >= std::mem::size_of::<VerifiableKey>());
+        let mut key = sample_key(now);
+        key.name = "n".repeat(200);
+        key.owner_id = Some("o".repeat(300));
+        key.metadata.insert("m".into(), serde_json::Value::String("x".repeat(1_000)));
+        let larger = VerifiableKey::new(key, IpPolicy::Open).footprint();
+        assert!(larger >= plain + 1_500, "{plain} -> {larger}");
+    }
 
     #[test]
     fn status_precedence_is_revoked_expired_inactive_active() {

@@ -70,6 +70,8 @@ impl Default for KeySettings {
 pub(crate) struct CacheSettings {
     pub(crate) enabled: bool,
     pub(crate) max_entries: u64,
+    /// The bytes the cached records may hold, in MiB (about 1 KiB per ordinary key).
+    pub(crate) max_megabytes: u64,
     pub(crate) ttl_seconds: u64,
     pub(crate) negative_ttl_seconds: u64,
 }
@@ -80,6 +82,7 @@ impl Default for CacheSettings {
         Self {
             enabled: true,
             max_entries: config.max_entries,
+            max_megabytes: config.max_bytes >> 20,
             ttl_seconds: config.ttl.as_secs(),
             negative_ttl_seconds: config.negative_ttl.as_secs(),
         }
@@ -90,6 +93,7 @@ impl CacheSettings {
     pub(crate) fn config(&self) -> keyward_store_pg::CacheConfig {
         keyward_store_pg::CacheConfig {
             max_entries: self.max_entries,
+            max_bytes: self.max_megabytes.saturating_mul(1 << 20),
             ttl: Duration::from_secs(self.ttl_seconds.min(30)),
             negative_ttl: Duration::from_secs(self.negative_ttl_seconds.min(30)),
         }

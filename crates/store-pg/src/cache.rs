@@ -25,6 +25,9 @@ pub(crate) const CHANNEL: &str = "keyward_keys";
 pub struct CacheConfig {
     /// Entries kept (keys found and keys not found together).
     pub max_entries: u64,
+    /// Bytes the entries may hold, records and moka's bookkeeping together, as estimated
+    /// by [`VerifiableKey::footprint`]: keys with large metadata count for what they hold.
+    pub max_bytes: u64,
     /// The backstop: an entry is reloaded after this even if no notification came.
     pub ttl: Duration,
     /// How long "no such key" is remembered (short: a new key must not wait long).
@@ -33,7 +36,12 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { max_entries: 1_000_000, ttl: Duration::from_secs(30), negative_ttl: Duration::from_secs(2) }
+        Self {
+            max_entries: 1_000_000,
+            max_bytes: 1 << 30,
+            ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(2),
+        }
     }
 }
 
@@ -45,6 +53,19 @@ type Entry = Option<Arc<VerifiableKey>>;
 struct Cached {
     entry: Entry,
     loaded: u32,
+}
+
+/// moka's bookkeeping per entry besides the record: the hash-table slot, the access-order
+/// and timer nodes, the key (about 400 bytes, measured: docs/performance.md, "Memory of
+/// 1,000,000 cached keys").
+const ENTRY_OVERHEAD: usize = 400;
+
+impl Cached {
+    /// The bytes this entry holds, for the cache's memory bound.
+    fn weight(&self) -> u32 {
+        let record = self.entry.as_ref().map_or(0, |key| 2 * size_of::<usize>() + key.footprint());
+        u32::try_from(ENTRY_OVERHEAD + size_of::<Self>() + record).unwrap_or(u32::MAX)
+    }
 }
 
 struct TtlByKind {
@@ -142,8 +163,12 @@ impl std::fmt::Debug for KeyCache {
 
 impl KeyCache {
     pub(crate) fn new(config: CacheConfig) -> Self {
+        // One capacity, in bytes, bounds both: an entry weighs what it holds but never less
+        // than an even share of the bytes, so no more than about `max_entries` fit.
+        let floor = u32::try_from(config.max_bytes / config.max_entries.max(1)).unwrap_or(u32::MAX).max(1);
         let entries = Cache::builder()
-            .max_capacity(config.max_entries)
+            .max_capacity(config.max_bytes)
+            .weigher(move |_: &[u8; 33], cached: &Cached| cached.weight().max(floor))
             .expire_after(TtlByKind { ttl: config.ttl, negative_ttl: config.negative_ttl })
             .build();
         Self {
@@ -331,6 +356,35 @@ mod tests {
     fn key() -> VerifiableKey {
         let key = keyward_domain::conformance::sample_key(time::OffsetDateTime::UNIX_EPOCH);
         VerifiableKey::new(key, keyward_domain::keyspace::IpPolicy::Open)
+    }
+
+    async fn fill(cache: &Arc<KeyCache>, count: u8, make: impl Fn() -> VerifiableKey) -> u64 {
+        for i in 0..count {
+            let record = make();
+            cache.get_or_load([i; 33], async { Ok::<_, ()>(Some(record)) }).await.unwrap();
+        }
+        cache.entries.run_pending_tasks().await;
+        cache.entries.entry_count()
+    }
+
+    /// Both bounds hold: ordinary records stop at `max_entries`, and records with large
+    /// metadata stop at `max_bytes` long before.
+    #[tokio::test]
+    async fn the_cache_is_bounded_by_entries_and_by_memory() {
+        let by_entries = Arc::new(KeyCache::new(CacheConfig { max_entries: 50, ..CacheConfig::default() }));
+        let kept = fill(&by_entries, 200, key).await;
+        assert!((40..=50).contains(&kept), "{kept} entries kept of 200, at most 50");
+
+        let big = || {
+            let mut record = keyward_domain::conformance::sample_key(time::OffsetDateTime::UNIX_EPOCH);
+            record.metadata.insert("blob".into(), serde_json::Value::String("x".repeat(8_000)));
+            VerifiableKey::new(record, keyward_domain::keyspace::IpPolicy::Open)
+        };
+        assert!(big().footprint() > 8_000);
+        let by_memory =
+            Arc::new(KeyCache::new(CacheConfig { max_entries: 1_000, max_bytes: 100_000, ..CacheConfig::default() }));
+        let kept = fill(&by_memory, 200, big).await;
+        assert!((1..=12).contains(&kept), "{kept} entries of over 8 KB kept in 100 KB");
     }
 
     /// A revocation whose eviction lands while a miss is still loading the row as it was

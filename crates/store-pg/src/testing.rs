@@ -161,6 +161,8 @@ pub async fn filled_key_cache(
 ) -> (Box<dyn Send + Sync>, u64) {
     let cache = std::sync::Arc::new(crate::cache::KeyCache::new(crate::CacheConfig {
         max_entries: u64::from(count),
+        // Measured, not bounded: every record stays.
+        max_bytes: u64::MAX,
         // Long enough that nothing expires while the caller measures.
         ttl: std::time::Duration::from_secs(3600),
         ..crate::CacheConfig::default()

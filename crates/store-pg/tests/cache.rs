@@ -15,8 +15,12 @@ use keyward_domain::{
 use keyward_store_pg::{CacheConfig, PgStore, testing::TestDatabase};
 
 /// A TTL far longer than any test: only notifications can explain a fresh answer.
-const LONG: CacheConfig =
-    CacheConfig { max_entries: 10_000, ttl: Duration::from_secs(3_600), negative_ttl: Duration::from_secs(3_600) };
+const LONG: CacheConfig = CacheConfig {
+    max_entries: 10_000,
+    max_bytes: 1 << 30,
+    ttl: Duration::from_secs(3_600),
+    negative_ttl: Duration::from_secs(3_600),
+};
 
 #[derive(diesel::QueryableByName)]
 struct Pid {
