@@ -1425,15 +1425,6 @@ impl UsageStore for PgStore {
         let mut conn = self.conn().await?;
         let idle_hashes = conn
             .transaction::<_, DieselError, _>(async |conn| {
-                // Flushes take turns, across instances: their row locks (the counters'
-                // update, the daily upserts) are taken in no guaranteed order, so two at
-                // once over overlapping keys could deadlock. A lock per flush, not per key
-                // row (a row lock is a write of every row before its update writes it again).
-                diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-                    .bind::<Int4, _>(USAGE_FLUSH_LOCK.0)
-                    .bind::<Int4, _>(USAGE_FLUSH_LOCK.1)
-                    .execute(conn)
-                    .await?;
                 for day in &days {
                     diesel::sql_query("SELECT keyward_usage_partition($1)").bind::<Date, _>(*day).execute(conn).await?;
                 }
@@ -1468,6 +1459,17 @@ impl UsageStore for PgStore {
                     .execute(conn)
                     .await?;
                 }
+                // The counters' turn: flushes of several instances take it one at a time.
+                // Their row locks (the update below, the daily upserts) are taken in no
+                // guaranteed order, so two at once over overlapping keys could deadlock. One
+                // lock per flush rather than per key row (locking the rows first wrote every
+                // one of them before the update wrote it again); taken after the records'
+                // insert, the bulk of a flush, which instances still run side by side.
+                diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+                    .bind::<Int4, _>(USAGE_FLUSH_LOCK.0)
+                    .bind::<Int4, _>(USAGE_FLUSH_LOCK.1)
+                    .execute(conn)
+                    .await?;
                 // Only the keys whose idle timeout depends on the new `last_used_at` come
                 // back (to be announced), not a hash per key used in the second.
                 let idle: Vec<UsageTouched> = diesel::sql_query(
