@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, Hash, Hasher, RandomState},
+    hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState},
     sync::{Mutex, PoisonError},
 };
 
@@ -26,7 +26,29 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Shard {
-    entries: HashMap<u64, Entry>,
+    entries: HashMap<u64, Entry, BuildHasherDefault<Prehashed>>,
+}
+
+/// The shards' keys are SipHash outputs already (keyed per process, so no client can aim
+/// them at one bucket): the map uses them as they are instead of hashing them again.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+
+    /// Not used for `u64` keys; mixes anything else in rather than ignore it.
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
 }
 
 /// In-process rate limiter.
@@ -80,20 +102,38 @@ impl MemoryLimiter {
         // All rules of a subject live in one shard, so one lock makes the policy atomic.
         let shard = &self.shards[(subject_hash as usize) % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        // One rule (a tier, the verify limit: nearly every decision) needs no list.
+        if let [rule] = rules {
+            let key = rule_key(rule);
+            let outcome = evaluate(&rule.limit, shard.entries.get(&key).map(|e| &e.state), cost, now_us);
+            let decision = decide(rules, std::slice::from_ref(&outcome));
+            if commit && decision.allowed {
+                self.make_room(&mut shard, now_us);
+                shard.entries.insert(key, Entry { state: outcome.next, idle_after: outcome.idle_after });
+            }
+            return decision;
+        }
+        let keys: Vec<u64> = rules.iter().map(rule_key).collect();
         let outcomes: Vec<_> = rules
             .iter()
-            .map(|rule| evaluate(&rule.limit, shard.entries.get(&rule_key(rule)).map(|e| &e.state), cost, now_us))
+            .zip(&keys)
+            .map(|(rule, key)| evaluate(&rule.limit, shard.entries.get(key).map(|e| &e.state), cost, now_us))
             .collect();
         let decision = decide(rules, &outcomes);
         if commit && decision.allowed {
-            if shard.entries.len() >= self.max_entries_per_shard {
-                shard.entries.retain(|_, e| e.idle_after > now_us);
-            }
-            for (rule, outcome) in rules.iter().zip(outcomes) {
-                shard.entries.insert(rule_key(rule), Entry { state: outcome.next, idle_after: outcome.idle_after });
+            self.make_room(&mut shard, now_us);
+            for (key, outcome) in keys.into_iter().zip(outcomes) {
+                shard.entries.insert(key, Entry { state: outcome.next, idle_after: outcome.idle_after });
             }
         }
         decision
+    }
+
+    /// Sweeps a full shard's idle entries before it grows.
+    fn make_room(&self, shard: &mut Shard, now_us: i64) {
+        if shard.entries.len() >= self.max_entries_per_shard {
+            shard.entries.retain(|_, e| e.idle_after > now_us);
+        }
     }
 }
 
