@@ -8,6 +8,33 @@ use keyward_domain::{
 };
 use serde::Deserialize;
 
+/// A setting that is a secret or may hold one (a URL's password): read like any string,
+/// never shown by `Debug`, so a configuration logged whole shows no secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Sensitive(String);
+
+impl Sensitive {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sensitive(redacted)")
+    }
+}
+
+/// How clap reads it from a flag or an environment variable.
+impl std::str::FromStr for Sensitive {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum LogFormat {
@@ -146,19 +173,19 @@ pub(crate) struct Config {
     /// Base URL clients reach Keyward at; used in `documentation_url`.
     pub(crate) public_url: Option<String>,
     /// PostgreSQL; when absent, `serve` keeps everything in memory.
-    pub(crate) database_url: Option<String>,
+    pub(crate) database_url: Option<Sensitive>,
     /// Redis, for rate limits and quotas shared by every instance; when absent, each
     /// instance limits on its own.
-    pub(crate) redis_url: Option<String>,
+    pub(crate) redis_url: Option<Sensitive>,
     /// How long a rate-limit decision waits for Redis before deciding in process.
     pub(crate) redis_timeout_ms: u64,
     /// 64 hex digits (32 bytes) sealing the responses kept for idempotent replay
     /// (`KEYWARD_SECRET`). Instances behind one load balancer must share it; without it,
     /// each process makes its own and replays do not survive a restart.
-    pub(crate) secret: Option<String>,
+    pub(crate) secret: Option<Sensitive>,
     /// The bearer token a scraper presents to `GET /metrics` (`KEYWARD_METRICS_TOKEN`);
     /// without one the route does not exist.
-    pub(crate) metrics_token: Option<String>,
+    pub(crate) metrics_token: Option<Sensitive>,
     /// Usage records buffered in memory between flushes; past it they are dropped (counted).
     pub(crate) usage_buffer: usize,
     /// Days per-request usage records are kept (daily counts stay).
@@ -244,7 +271,7 @@ impl Config {
 
     /// At least 16 characters: a scrape token is guessed like any password.
     pub(crate) fn metrics_token(&self) -> Result<Option<keyward_http::metrics::MetricsToken>, ConfigError> {
-        match self.metrics_token.as_deref() {
+        match self.metrics_token.as_ref().map(Sensitive::expose) {
             None => Ok(None),
             Some(token) if token.chars().count() < 16 || token.chars().any(char::is_whitespace) => {
                 Err(ConfigError::Invalid(
@@ -256,7 +283,7 @@ impl Config {
     }
 
     pub(crate) fn secret(&self) -> Result<Option<[u8; 32]>, ConfigError> {
-        let Some(text) = &self.secret else { return Ok(None) };
+        let Some(text) = self.secret.as_ref().map(Sensitive::expose) else { return Ok(None) };
         let invalid = || ConfigError::Invalid("secret (KEYWARD_SECRET) must be 64 hexadecimal digits".into());
         if text.len() != 64 {
             return Err(invalid());
@@ -315,8 +342,31 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_shows_no_secret_setting() {
+        let secret = "ab".repeat(32);
+        let config: Config = toml::from_str(&format!(
+            r#"
+            database_url = "postgres://keyward:db-password-1@db/keyward"
+            redis_url = "redis://:redis-password-2@cache:6379"
+            secret = "{secret}"
+            metrics_token = "scrape-token-3-long-enough"
+            "#
+        ))
+        .unwrap();
+        let shown = format!("{config:?}");
+        for hidden in ["db-password-1", "redis-password-2", secret.as_str(), "scrape-token-3"] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+        assert_eq!(
+            config.database_url.as_ref().map(Sensitive::expose),
+            Some("postgres://keyward:db-password-1@db/keyward")
+        );
+        assert!(config.secret().unwrap().is_some(), "still read as the secret it is");
+    }
+
+    #[test]
     fn a_metrics_token_must_be_long_and_is_never_shown() {
-        let with = |token: &str| Config { metrics_token: Some(token.into()), ..Config::default() }.metrics_token();
+        let with = |token: &str| Config { metrics_token: token.parse().ok(), ..Config::default() }.metrics_token();
         assert!(Config::default().metrics_token().unwrap().is_none(), "no token: no route");
         assert!(with("short").is_err());
         assert!(with("sixteen chars ok").is_err(), "no spaces: it travels in a header");

@@ -12,7 +12,7 @@ use std::{
 
 use actix_web::{HttpServer, web};
 use clap::{Parser, Subcommand};
-use config::{Config, LogFormat};
+use config::{Config, LogFormat, Sensitive};
 use keyward_domain::{
     AccountId, OsRandom, Plan, Store, SystemClock,
     password::Password,
@@ -32,13 +32,13 @@ struct Cli {
     config: Option<PathBuf>,
     /// PostgreSQL URL; without one, `serve` keeps everything in memory.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    database_url: Option<Sensitive>,
     /// Redis URL; rate limits and quotas are then shared by every instance.
     #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
+    redis_url: Option<Sensitive>,
     /// 64 hex digits sealing stored idempotent responses; shared by every instance.
     #[arg(long, global = true, env = "KEYWARD_SECRET", hide_env_values = true)]
-    secret: Option<String>,
+    secret: Option<Sensitive>,
     #[arg(long, global = true, env = "KEYWARD_LOG_FORMAT")]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
@@ -62,7 +62,7 @@ enum Command {
         /// The bearer token a scraper presents to `GET /metrics`; without one the route
         /// does not exist.
         #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true)]
-        metrics_token: Option<String>,
+        metrics_token: Option<Sensitive>,
     },
     /// Apply the embedded database migrations.
     Migrate,
@@ -212,7 +212,7 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
         .with_resolver(resolver);
     let hasher = BlockingPasswordHasher::new(config.passwords.params(), config.passwords.concurrency())
         .map_err(|e| CliError::Other(format!("invalid password hashing settings: {e}")))?;
-    let limits = match &config.redis_url {
+    let limits = match config.redis_url.as_ref().map(Sensitive::expose) {
         Some(url) => {
             let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
             let limits = Limits::redis(url, timeout).map_err(|e| CliError::Other(format!("invalid REDIS_URL: {e}")))?;
@@ -289,7 +289,7 @@ fn spawn_retention_purges<S: Store>(state: web::Data<AppState<S>>, usage_retenti
 }
 
 async fn pg_state(config: &Config) -> Result<AppState<PgStore>, CliError> {
-    let url = config.database_url.as_deref().ok_or(CliError::NoDatabase)?;
+    let url = config.database_url.as_ref().map(Sensitive::expose).ok_or(CliError::NoDatabase)?;
     let mut store =
         PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
     if config.cache.enabled {
@@ -301,7 +301,7 @@ async fn pg_state(config: &Config) -> Result<AppState<PgStore>, CliError> {
 const BOOTSTRAP_OWNER: &str = "admin@keyward.local";
 
 async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<(), CliError> {
-    if let Some(url) = &config.database_url {
+    if let Some(url) = config.database_url.as_ref().map(Sensitive::expose) {
         let pending = keyward_store_pg::pending_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
         if pending > 0 {
             return Err(CliError::Other(format!(
@@ -369,7 +369,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             serve(config, bootstrap_key_file).await
         }
         Command::Migrate => {
-            let url = config.database_url.as_deref().ok_or(CliError::NoDatabase)?;
+            let url = config.database_url.as_ref().map(Sensitive::expose).ok_or(CliError::NoDatabase)?;
             let applied = keyward_store_pg::run_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
             tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied; the schema is current");
             Ok(())
@@ -481,5 +481,34 @@ fn main() -> ExitCode {
             eprintln!("keyward: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flags and environment variables holding secrets parse, and `Debug` shows none.
+    #[test]
+    fn the_command_line_debug_shows_no_secret() {
+        let cli = Cli::try_parse_from([
+            "keyward",
+            "--database-url",
+            "postgres://keyward:cli-db-password@db/keyward",
+            "--redis-url",
+            "redis://:cli-redis-password@cache",
+            "serve",
+            "--metrics-token",
+            "cli-scrape-token-long-enough",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        for hidden in ["cli-db-password", "cli-redis-password", "cli-scrape-token"] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+        assert_eq!(
+            cli.database_url.as_ref().map(Sensitive::expose),
+            Some("postgres://keyward:cli-db-password@db/keyward")
+        );
     }
 }
