@@ -383,6 +383,9 @@ fn http_bench(database_url: &str) -> Result {
     drop(bare_server);
 
     step("HTTP benchmark: revocation on A seen as REVOKED on B, 100 trials");
+    // The overload run just before leaves A answering queued requests and flushing their
+    // usage for a while; the probe measures propagation, not that backlog.
+    std::thread::sleep(Duration::from_secs(5));
     let instance_b = start("keyward B", serve(port_b), port_b)?;
     let url_b = format!("http://127.0.0.1:{port_b}");
     let propagation = tool_run("propagation", &url_a, &["--other-url", &url_b, "--trials", "100"])?;
