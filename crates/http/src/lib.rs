@@ -142,7 +142,6 @@ pub fn app<S: Store>(
         .app_data(cookies)
         .app_data(web::Data::new(PublicUrl(settings.public_url.trim_end_matches('/').to_owned())))
         .app_data(web::Data::new(settings.trusted_proxies))
-        .app_data(web::Data::new(settings.metrics_token))
         // The envelope sees every response.
         .wrap(from_fn(error::envelope))
         // The verification routes (the hot path) first, and outside the management scope:
@@ -151,8 +150,14 @@ pub fn app<S: Store>(
         // idempotency; the CSRF check is the handler's `CsrfChecked` extractor).
         .service(resource("/v1/keys/verify", vec![web::post().to(h::verify_key::<S>)]))
         .service(resource("/v1/keys/self", vec![web::get().to(h::key_self::<S>)]))
-        // Not a management call either: a scrape leaves no audit event.
-        .service(resource("/metrics", vec![web::get().to(metrics::metrics::<S>)]))
+        // Only with a scrape token, and not a management call: a scrape leaves no audit event.
+        .configure(|config| {
+            if let Some(token) = settings.metrics_token {
+                config
+                    .app_data(web::Data::new(token))
+                    .service(resource("/metrics", vec![web::get().to(metrics::metrics::<S>)]));
+            }
+        })
         .service(management_routes::<S>())
 }
 

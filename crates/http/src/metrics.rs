@@ -1,7 +1,7 @@
 //! `GET /metrics`: the process's operational counters in the Prometheus text format (0.0.4),
 //! for a scraper that presents the configured token (`Authorization: Bearer <token>`).
 //!
-//! Without a token configured the route does not exist (404): the counters say how busy the
+//! Without a token configured the route is not registered (404): the counters say how busy the
 //! service is, which is nobody's business on a public listener by default. They are
 //! process-wide, so no account key opens them either.
 //!
@@ -42,12 +42,9 @@ impl std::fmt::Debug for MetricsToken {
         (status = 401, body = crate::dto::ErrorEnvelope), (status = 404, body = crate::dto::ErrorEnvelope, description = "No metrics token is configured")))]
 pub async fn metrics<S: Store>(
     state: web::Data<AppState<S>>,
-    token: web::Data<Option<MetricsToken>>,
+    token: web::Data<MetricsToken>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(token) = token.get_ref() else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route"));
-    };
     let presented = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

@@ -163,4 +163,6 @@ async fn without_a_scrape_token_there_is_no_metrics_route() {
     let request =
         actix_web::test::TestRequest::get().uri("/metrics").insert_header(("Authorization", "Bearer anything"));
     app.send(request).await.assert_error(404, "not_found");
+    // Not even a 405 that would tell the route exists.
+    app.send(actix_web::test::TestRequest::post().uri("/metrics")).await.assert_error(404, "not_found");
 }
