@@ -461,7 +461,6 @@ impl VerifiableKey {
     /// The bytes this record holds, inline and on the heap (allocator overhead aside): what
     /// a cache weighs it at against its memory bound.
     pub fn footprint(&self) -> usize {
-        use std::mem::size_of;
         let scopes = 2 * size_of::<usize>() // the Arc's counts
             + self.scopes.iter().map(|s| size_of::<Scope>() + s.as_str().len()).sum::<usize>();
         let extras = self.extras.as_ref().map_or(0, |e| {

@@ -11,23 +11,23 @@
 use std::{fmt::Write as _, sync::Arc};
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use keyward_domain::Store;
+use keyward_domain::{KeyHash, Store};
 
 use crate::{AppState, error::ApiError};
 
-/// The bearer token a scraper must present. `Debug` does not show it.
+/// The bearer token a scraper must present, kept as its BLAKE3 digest only: a presented
+/// token is compared digest to digest (equal-length inputs whose comparison's timing says
+/// nothing useful about the token), and the process holds no copy of the token itself.
 #[derive(Clone)]
-pub struct MetricsToken(Arc<str>);
+pub struct MetricsToken(Arc<KeyHash>);
 
 impl MetricsToken {
     pub fn new(token: &str) -> Self {
-        Self(token.into())
+        Self(Arc::new(KeyHash::blake3(token)))
     }
 
-    /// Compared as BLAKE3 digests: equal-length inputs whose comparison's timing says
-    /// nothing useful about the token.
     fn admits(&self, presented: &str) -> bool {
-        keyward_domain::KeyHash::blake3(presented) == keyward_domain::KeyHash::blake3(&self.0)
+        KeyHash::blake3(presented) == *self.0
     }
 }
 

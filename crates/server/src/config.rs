@@ -252,6 +252,14 @@ impl Config {
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path: display, source })
     }
 
+    pub(crate) fn database_url(&self) -> Option<&str> {
+        self.database_url.as_ref().map(Sensitive::expose)
+    }
+
+    pub(crate) fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_ref().map(Sensitive::expose)
+    }
+
     pub(crate) fn public_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
     }
@@ -357,10 +365,7 @@ mod tests {
         for hidden in ["db-password-1", "redis-password-2", secret.as_str(), "scrape-token-3"] {
             assert!(!shown.contains(hidden), "{hidden} in {shown}");
         }
-        assert_eq!(
-            config.database_url.as_ref().map(Sensitive::expose),
-            Some("postgres://keyward:db-password-1@db/keyward")
-        );
+        assert_eq!(config.database_url(), Some("postgres://keyward:db-password-1@db/keyward"));
         assert!(config.secret().unwrap().is_some(), "still read as the secret it is");
     }
 

@@ -212,7 +212,7 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
         .with_resolver(resolver);
     let hasher = BlockingPasswordHasher::new(config.passwords.params(), config.passwords.concurrency())
         .map_err(|e| CliError::Other(format!("invalid password hashing settings: {e}")))?;
-    let limits = match config.redis_url.as_ref().map(Sensitive::expose) {
+    let limits = match config.redis_url() {
         Some(url) => {
             let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
             let limits = Limits::redis(url, timeout).map_err(|e| CliError::Other(format!("invalid REDIS_URL: {e}")))?;
@@ -289,7 +289,7 @@ fn spawn_retention_purges<S: Store>(state: web::Data<AppState<S>>, usage_retenti
 }
 
 async fn pg_state(config: &Config) -> Result<AppState<PgStore>, CliError> {
-    let url = config.database_url.as_ref().map(Sensitive::expose).ok_or(CliError::NoDatabase)?;
+    let url = config.database_url().ok_or(CliError::NoDatabase)?;
     let mut store =
         PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
     if config.cache.enabled {
@@ -301,7 +301,7 @@ async fn pg_state(config: &Config) -> Result<AppState<PgStore>, CliError> {
 const BOOTSTRAP_OWNER: &str = "admin@keyward.local";
 
 async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<(), CliError> {
-    if let Some(url) = config.database_url.as_ref().map(Sensitive::expose) {
+    if let Some(url) = config.database_url() {
         let pending = keyward_store_pg::pending_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
         if pending > 0 {
             return Err(CliError::Other(format!(
@@ -369,7 +369,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             serve(config, bootstrap_key_file).await
         }
         Command::Migrate => {
-            let url = config.database_url.as_ref().map(Sensitive::expose).ok_or(CliError::NoDatabase)?;
+            let url = config.database_url().ok_or(CliError::NoDatabase)?;
             let applied = keyward_store_pg::run_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
             tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied; the schema is current");
             Ok(())
