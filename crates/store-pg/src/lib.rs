@@ -1429,12 +1429,15 @@ impl UsageStore for PgStore {
                     diesel::sql_query("SELECT keyward_usage_partition($1)").bind::<Date, _>(*day).execute(conn).await?;
                 }
                 // Set-based: one statement per 10,000 records, however many keys they name
-                // (a statement per key took seconds once 10,000 keys were in use).
+                // (a statement per key took seconds once 10,000 keys were in use). Inserted
+                // in the primary key's order (key_id, ts), so consecutive index insertions
+                // land on the same leaf pages: ~11% less time than arrival order for 40,000
+                // records over 10,000 keys, sort included (docs/performance.md).
                 for chunk in batch.chunks(10_000) {
                     diesel::sql_query(
                         "INSERT INTO usage_records \
                          (ts, key_id, account_id, endpoint, method, status_code, response_time_ms, ip, outcome) \
-                         SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                         SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) ORDER BY 2, 1",
                     )
                     .bind::<Array<Ts>, _>(chunk.iter().map(|r| r.ts).collect::<Vec<_>>())
                     .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.key_id.as_uuid()).collect::<Vec<_>>())
