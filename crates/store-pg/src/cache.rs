@@ -103,28 +103,36 @@ impl Drop for RefreshClaim {
 /// Background refreshes in flight at once, per cache (a fraction of the default pool of 16).
 const MAX_REFRESHES: usize = 2;
 
-/// Hits remembered per thread (see [`KeyCache::recent`]): enough for a caller's key and
-/// the keys it verifies in turn.
-const RECENT_SLOTS: usize = 4;
+/// What one thread's remembered hits (see [`KeyCache::recent`]) may keep alive, in records'
+/// bytes as [`VerifiableKey::footprint`] counts them: at most this much beyond the cache's
+/// own memory bound, for records moka has already let go of. When a new hit would pass
+/// it, the thread forgets them all and starts again.
+const RECENT_BYTES: usize = 8 << 20;
 
 struct Recent {
-    /// Which cache (several may live in one process: one per store).
-    cache: u64,
-    hash: [u8; 33],
     /// The cache's eviction count when the hit was read: any eviction since voids it.
     evictions: u64,
-    loaded: u32,
+    /// The cache's age, in whole seconds, when moka answered: the hit stands for the rest
+    /// of that second only. So moka still sees every key in use at least once a second
+    /// per thread (its frequency sketch decides what stays under memory pressure), and a
+    /// hit never outlives the point where its entry comes due for a refresh.
+    read: u32,
     key: Arc<VerifiableKey>,
-    /// When it last answered (a tick of this thread's): the slot used longest ago is the
-    /// one replaced, so the caller's key, hit on every request, outlasts the keys it
-    /// verifies in turn.
-    used: u64,
+}
+
+impl Recent {
+    /// What remembering `key` holds: its record and the map's slot.
+    fn weight(key: &VerifiableKey) -> usize {
+        key.footprint() + size_of::<((u64, [u8; 33]), Self)>()
+    }
 }
 
 #[derive(Default)]
 struct RecentHits {
-    slots: [Option<Recent>; RECENT_SLOTS],
-    tick: u64,
+    /// By cache (several may live in one process: one per store) and hash.
+    hits: std::collections::HashMap<(u64, [u8; 33]), Recent>,
+    /// The footprints of the records in `hits`.
+    bytes: usize,
 }
 
 thread_local! {
@@ -240,43 +248,41 @@ impl KeyCache {
     }
 
     /// What a lookup hands out: the entry, a refresh claim when it is due for one, and —
-    /// when it is not — a remembered hit for this thread's next lookup of it.
+    /// when it is not — a remembered hit for this thread's next lookups of it.
     fn found(self: &Arc<Self>, hash: [u8; 33], evictions_before: u64, cached: Cached) -> Found {
-        let due = cached.entry.is_some()
-            && u64::from(self.age_seconds().saturating_sub(cached.loaded)) >= self.refresh_after.as_secs();
+        let age = self.age_seconds();
+        let due =
+            cached.entry.is_some() && u64::from(age.saturating_sub(cached.loaded)) >= self.refresh_after.as_secs();
         let refresh = due.then(|| self.claim_refresh(hash)).flatten();
         if let (Some(key), false) = (&cached.entry, due) {
-            self.remember(hash, evictions_before, cached.loaded, key);
+            self.remember(hash, evictions_before, age, key);
         }
         Found { entry: cached.entry, refresh }
     }
 
-    /// A hit of this thread's last few, if nothing was evicted since and it is not due for
-    /// a refresh: the caller's own account key, presented on every verification, costs no
-    /// moka lookup (hashing, a probe, the bookkeeping of a read) the second time.
+    /// A hit this thread read from moka in the current second, if nothing was evicted
+    /// since: the caller's own account key, presented on every verification, and the keys
+    /// in steady use cost no moka lookup (hashing, a probe, the bookkeeping of a read and
+    /// its share of housekeeping) more than once a second. Only hits are remembered: a key
+    /// that was not found is asked of moka every time, so it cannot fill the map.
     fn recent(&self, hash: &[u8; 33], evictions_now: u64) -> Option<Arc<VerifiableKey>> {
         RECENT.with(|recent| {
-            let recent = &mut *recent.borrow_mut();
-            recent.tick += 1;
-            let hit = recent.slots.iter_mut().flatten().find(|r| r.cache == self.id && r.hash == *hash)?;
-            let fresh = hit.evictions == evictions_now
-                && u64::from(self.age_seconds().saturating_sub(hit.loaded)) < self.refresh_after.as_secs();
-            hit.used = recent.tick;
-            fresh.then(|| hit.key.clone())
+            let recent = recent.borrow();
+            let hit = recent.hits.get(&(self.id, *hash))?;
+            (hit.evictions == evictions_now && hit.read == self.age_seconds()).then(|| hit.key.clone())
         })
     }
 
-    fn remember(&self, hash: [u8; 33], evictions: u64, loaded: u32, key: &Arc<VerifiableKey>) {
+    fn remember(&self, hash: [u8; 33], evictions: u64, read: u32, key: &Arc<VerifiableKey>) {
         RECENT.with(|recent| {
             let recent = &mut *recent.borrow_mut();
-            recent.tick += 1;
-            let same = |r: &Option<Recent>| r.as_ref().is_some_and(|r| r.cache == self.id && r.hash == hash);
-            let slot = recent.slots.iter().position(same).unwrap_or_else(|| {
-                // An empty slot, or the one used longest ago.
-                (0..RECENT_SLOTS).min_by_key(|&i| recent.slots[i].as_ref().map_or(0, |r| r.used)).unwrap_or(0)
-            });
-            let used = recent.tick;
-            recent.slots[slot] = Some(Recent { cache: self.id, hash, evictions, loaded, key: key.clone(), used });
+            if recent.bytes + Recent::weight(key) > RECENT_BYTES {
+                recent.hits.clear();
+                recent.bytes = 0;
+            }
+            let replaced = recent.hits.insert((self.id, hash), Recent { evictions, read, key: key.clone() });
+            recent.bytes += Recent::weight(key);
+            recent.bytes -= replaced.map_or(0, |r| Recent::weight(&r.key));
         });
     }
 
@@ -442,6 +448,57 @@ mod tests {
         let after = cache.get_or_load(hash, async { Ok::<_, ()>(None) }).await.unwrap();
         assert!(after.entry.is_none(), "the change is seen");
         assert_eq!(cache.loads.load(Ordering::Relaxed), 2 + 20);
+    }
+
+    /// A remembered hit stands for the second moka answered it in, so moka keeps seeing
+    /// the keys in use; keys not found are never remembered.
+    #[tokio::test]
+    async fn remembered_hits_last_one_second_and_only_hits_are_remembered() {
+        let cache = Arc::new(KeyCache::new(CacheConfig::default()));
+        let (hash, unknown) = ([11u8; 33], [12u8; 33]);
+        let evictions = || cache.evictions.load(Ordering::Acquire);
+        cache.get_or_load(hash, async { Ok::<_, ()>(Some(key())) }).await.unwrap();
+        assert!(cache.recent(&hash, evictions()).is_some(), "remembered in the second it was read");
+        cache.skew_seconds.store(1, Ordering::Relaxed);
+        assert!(cache.recent(&hash, evictions()).is_none(), "the next second asks moka again");
+        let found = cache.get(hash).await.expect("still cached");
+        assert!(found.entry.is_some() && found.refresh.is_none());
+        assert!(cache.recent(&hash, evictions()).is_some(), "and remembers it for that second");
+        assert_eq!(cache.loads.load(Ordering::Relaxed), 1, "moka answered: no load");
+
+        let remembered = || RECENT.with(|r| r.borrow().hits.len());
+        let before = remembered();
+        for _ in 0..3 {
+            assert!(cache.get_or_load(unknown, async { Ok::<_, ()>(None) }).await.unwrap().entry.is_none());
+        }
+        assert_eq!(remembered(), before, "a key not found is not remembered");
+    }
+
+    /// However many keys a thread verifies, its remembered hits keep at most
+    /// `RECENT_BYTES` of records alive, and the hits it still holds are served.
+    #[tokio::test]
+    async fn remembered_hits_are_bounded_in_bytes() {
+        let big = || {
+            let mut record = keyward_domain::conformance::sample_key(time::OffsetDateTime::UNIX_EPOCH);
+            record.metadata.insert("blob".into(), serde_json::Value::String("x".repeat(4_000)));
+            VerifiableKey::new(record, keyward_domain::keyspace::IpPolicy::Open)
+        };
+        let per_key = Recent::weight(&big());
+        let count = RECENT_BYTES / per_key * 3 / 2;
+        let cache = Arc::new(KeyCache::new(CacheConfig::default()));
+        let mut most = 0;
+        for i in 0..count {
+            let hash: [u8; 33] = std::array::from_fn(|b| (i >> (8 * (b % 4))) as u8);
+            cache.get_or_load(hash, async { Ok::<_, ()>(Some(big())) }).await.unwrap();
+            let (bytes, held) = RECENT.with(|r| (r.borrow().bytes, r.borrow().hits.len()));
+            assert!(bytes <= RECENT_BYTES, "{bytes} bytes remembered after {i} keys");
+            assert_eq!(bytes, held * per_key, "the count matches what is held");
+            most = most.max(held);
+        }
+        assert!(most >= RECENT_BYTES / per_key - 1, "the budget is used before starting again: {most}");
+        assert!(most < count, "{count} keys did not all stay remembered");
+        let last: [u8; 33] = std::array::from_fn(|b| ((count - 1) >> (8 * (b % 4))) as u8);
+        assert!(cache.recent(&last, cache.evictions.load(Ordering::Acquire)).is_some());
     }
 
     /// An entry in use past half its TTL is reloaded in the background, once at a time,
