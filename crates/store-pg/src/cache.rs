@@ -274,14 +274,15 @@ impl KeyCache {
     }
 
     fn remember(&self, hash: [u8; 33], evictions: u64, read: u32, key: &Arc<VerifiableKey>) {
+        let weight = Recent::weight(key);
         RECENT.with(|recent| {
             let recent = &mut *recent.borrow_mut();
-            if recent.bytes + Recent::weight(key) > RECENT_BYTES {
+            if recent.bytes + weight > RECENT_BYTES {
                 recent.hits.clear();
                 recent.bytes = 0;
             }
             let replaced = recent.hits.insert((self.id, hash), Recent { evictions, read, key: key.clone() });
-            recent.bytes += Recent::weight(key);
+            recent.bytes += weight;
             recent.bytes -= replaced.map_or(0, |r| Recent::weight(&r.key));
         });
     }
