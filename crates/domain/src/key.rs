@@ -222,6 +222,19 @@ impl IpAllowlist {
         self.nets.len() + self.hosts.len()
     }
 
+    /// Whether `self` admits only addresses `other` admits too: every network of `self`
+    /// inside one of `other`'s, every host name also in `other`. An empty list admits
+    /// everything, so it is within nothing but another empty list (and every list is
+    /// within it).
+    pub fn is_within(&self, other: &Self) -> bool {
+        if other.is_empty() {
+            return true;
+        }
+        !self.is_empty()
+            && self.nets.iter().all(|net| other.nets.iter().any(|outer| outer.contains(net)))
+            && self.hosts.iter().all(|host| other.hosts.contains(host))
+    }
+
     /// Every entry as text: the networks, then the host names.
     pub fn entries(&self) -> impl Iterator<Item = String> + '_ {
         self.nets.iter().map(ToString::to_string).chain(self.hosts.iter().map(ToString::to_string))

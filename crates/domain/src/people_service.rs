@@ -564,6 +564,10 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let (_, role) = self.manager_session(principal, false)?;
         let mut key = self.account_key(principal, id).await?;
         let now = self.keys.now();
+        // Widening a key's power is as sensitive as minting one; narrowing is not.
+        if Self::widens(&key, &patch) {
+            self.manager_session(principal, true)?;
+        }
         let mut errors = FieldErrors::new();
         if let Some(name) = patch.name {
             validate_name(&mut errors, "name", &name, MAX_NAME_LEN);
@@ -573,12 +577,10 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             validate_optional_text(&mut errors, "description", description.as_deref(), MAX_DESCRIPTION_LEN);
             key.description = description;
         }
-        if let Some(values) = patch.scopes {
-            // Widening a key's power is as sensitive as minting one.
-            self.manager_session(principal, true)?;
-            if let Some(scopes) = Self::check_account_key_scopes(&mut errors, role, &values) {
-                key.scopes = scopes;
-            }
+        if let Some(values) = patch.scopes
+            && let Some(scopes) = Self::check_account_key_scopes(&mut errors, role, &values)
+        {
+            key.scopes = scopes;
         }
         if let Some(expires_at) = patch.expires_at {
             if expires_at.is_some_and(|at| at <= now) {
@@ -605,6 +607,23 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             Default::default(),
         );
         self.account_key(principal, id).await
+    }
+
+    /// Whether `patch` would let `key` do more than it can now: any change of scopes (a
+    /// scope set is compared by the step-up, not here), an allowlist not within the current
+    /// one, a later or removed expiry, or re-enabling. An allowlist that does not parse
+    /// counts as widening; its errors come after the step-up check.
+    fn widens(key: &Key, patch: &AccountKeyPatch) -> bool {
+        let allowlist_widens = patch.ip_allowlist.as_ref().is_some_and(|entries| {
+            let mut wanted = crate::key::IpAllowlist::default();
+            entries.iter().any(|entry| wanted.push(entry).is_err()) || !wanted.is_within(&key.ip_allowlist)
+        });
+        let expiry_widens = patch.expires_at.is_some_and(|wanted| match (key.expires_at, wanted) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(now), Some(later)) => later > now,
+        });
+        patch.scopes.is_some() || allowlist_widens || expiry_widens || (patch.is_active == Some(true) && !key.is_active)
     }
 
     pub async fn revoke_account_key(
@@ -803,6 +822,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
     ) -> Result<(User, Membership), PeopleError> {
         let before = self.guard_owner_change(principal, user, Some(role)).await?;
         self.store().set_role(principal.account_id, user, role).await.map_err(Self::membership_error)?;
+        let reshaped = self.end_derived_credentials(principal.account_id, user, Some(role)).await?;
         self.audit(
             ctx,
             Some(principal.account_id),
@@ -810,7 +830,11 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             "user.update",
             ("user", Some(user.to_string())),
             AuditResult::Success,
-            metadata(&[("from", before.role.as_str()), ("to", role.as_str())]),
+            metadata(&[
+                ("from", before.role.as_str()),
+                ("to", role.as_str()),
+                ("temporary_keys_reshaped", &reshaped.to_string()),
+            ]),
         );
         let found = self.store().get_user(user).await?.ok_or(ManageError::NotFound)?;
         Ok((found, Membership { role, ..before }))
@@ -823,7 +847,9 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         ctx: &RequestContext,
     ) -> Result<(), PeopleError> {
         self.guard_owner_change(principal, user, None).await?;
+        // Removing the membership also ends its sessions (the store does both at once).
         self.store().remove_membership(principal.account_id, user).await.map_err(Self::membership_error)?;
+        let revoked = self.end_derived_credentials(principal.account_id, user, None).await?;
         self.audit(
             ctx,
             Some(principal.account_id),
@@ -831,9 +857,36 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             "user.remove",
             ("user", Some(user.to_string())),
             AuditResult::Success,
-            Default::default(),
+            metadata(&[("temporary_keys_revoked", &revoked.to_string())]),
         );
         Ok(())
+    }
+
+    /// A temporary key is a snapshot of its user's role; this keeps every live one of
+    /// `user` in `account` in step with the membership: with a new role, their scopes become
+    /// the role's; with none (removed), they are revoked. Stores evict what they change from
+    /// every instance's cache, so the very next request sees it. Sessions need nothing: they
+    /// read the membership on every request, and a removal deletes them. Returns how many
+    /// keys changed.
+    async fn end_derived_credentials(
+        &self,
+        account: AccountId,
+        user: UserId,
+        role: Option<Role>,
+    ) -> Result<usize, PeopleError> {
+        let now = self.keys.now();
+        let keys = self.store().live_temporary_keys(account, user, now).await?;
+        let changed = keys.len();
+        for key in keys {
+            match role {
+                Some(role) => {
+                    let key = Key { scopes: role.scopes(), updated_at: now, ..key };
+                    self.store().update_key(&key).await?;
+                }
+                None => self.keys.revoke(key).await?,
+            }
+        }
+        Ok(changed)
     }
 
     /// Creates an account with its owner (operator's path: CLI and the embedded bootstrap).

@@ -174,6 +174,15 @@ pub trait KeyStore: Send + Sync {
     /// Account keys and temporary keys of the account, newest first (at most 1,000).
     fn list_account_keys(&self, account: AccountId) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send;
 
+    /// The temporary keys `user`'s logins minted in `account` that still work (not revoked,
+    /// not expired at `now`): what a change of the user's membership must end or reshape.
+    fn live_temporary_keys(
+        &self,
+        account: AccountId,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send;
+
     /// Non-revoked, unexpired account and temporary keys of the account: what the plan's
     /// key limit counts for account keys.
     fn count_account_keys(

@@ -69,6 +69,28 @@ pub struct AccountStats {
     pub by_code: std::collections::BTreeMap<String, u64>,
 }
 
+/// Bounds of what a caller says about its own request (`endpoint`, `method` of
+/// `POST /v1/keys/verify`): stored with every usage record, so they must be text any store
+/// holds, of a bounded size.
+pub const MAX_ENDPOINT_LEN: usize = 1024;
+pub const MAX_METHOD_LEN: usize = 32;
+
+/// Checks the caller's `endpoint` and `method`: at most [`MAX_ENDPOINT_LEN`] /
+/// [`MAX_METHOD_LEN`] bytes, no control characters (a NUL is text PostgreSQL refuses).
+/// The message never echoes the value.
+pub fn check_request_labels(endpoint: Option<&str>, method: Option<&str>) -> Result<(), crate::FieldErrors> {
+    let mut errors = crate::FieldErrors::new();
+    for (field, value, max) in [("endpoint", endpoint, MAX_ENDPOINT_LEN), ("method", method, MAX_METHOD_LEN)] {
+        let Some(value) = value else { continue };
+        if value.len() > max {
+            errors.push(field, format!("must be at most {max} bytes"));
+        } else if value.chars().any(char::is_control) {
+            errors.push(field, "must not contain control characters");
+        }
+    }
+    errors.into_result()
+}
+
 /// The first instant of `now`'s UTC day and month.
 pub fn day_and_month_start(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
     let now = now.to_offset(time::UtcOffset::UTC);
@@ -91,6 +113,8 @@ pub struct UsageMeter {
     /// Records written by flushes, and flushes that failed (metrics).
     written: AtomicU64,
     failed_flushes: AtomicU64,
+    /// Records storage refused and that were dropped (metrics).
+    rejected: AtomicU64,
     /// What the last report said, and when (Unix seconds).
     reported: AtomicU64,
     reported_at: AtomicI64,
@@ -104,6 +128,7 @@ impl UsageMeter {
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             failed_flushes: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             reported: AtomicU64::new(0),
             reported_at: AtomicI64::new(i64::MIN),
         }
@@ -158,30 +183,97 @@ impl UsageMeter {
         Some(dropped)
     }
 
-    /// Writes everything buffered now as one batch; returns how many. On a storage error the
-    /// batch goes back to the buffer (as far as it fits, the rest counted as dropped) for
-    /// the next flush, and the error is returned for the adapter to log.
-    pub async fn flush<S: UsageStore>(&self, store: &S) -> Result<usize, StorageError> {
+    /// Writes everything buffered now as one batch.
+    ///
+    /// When storage refuses the batch (any error but `Unavailable`), the batch is split in
+    /// halves until the records it refuses are isolated: the rest is written, and each
+    /// refused record is dropped and counted ([`UsageMeter::rejected`]) — but only when some
+    /// write of this flush succeeded, which shows that storage works and the record is the
+    /// problem. Otherwise (storage unavailable, or refusing everything) the records go back
+    /// to the buffer, as far as they fit, for the next flush. One bad record can therefore
+    /// never stop metering for the others.
+    pub async fn flush<S: UsageStore>(&self, store: &S) -> FlushOutcome {
         let batch = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut outcome = FlushOutcome::default();
         if batch.is_empty() {
-            return Ok(0);
+            return outcome;
         }
-        match store.record_usage(&batch).await {
-            Ok(()) => {
-                self.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                Ok(batch.len())
+        // A stack of ranges of `batch` still to write.
+        let mut pending = Vec::with_capacity(1);
+        pending.push(0..batch.len());
+        let (mut kept, mut refused) = (Vec::new(), Vec::new());
+        let mut failed_writes = 0;
+        while let Some(range) = pending.pop() {
+            if failed_writes >= MAX_FAILED_WRITES_PER_FLUSH {
+                kept.push(range);
+                continue;
             }
-            Err(error) => {
-                self.failed_flushes.fetch_add(1, Ordering::Relaxed);
-                let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
-                let room = self.capacity.saturating_sub(buffer.len());
-                let kept = batch.len().min(room);
-                self.dropped.fetch_add((batch.len() - kept) as u64, Ordering::Relaxed);
-                buffer.extend(batch.into_iter().take(kept));
-                Err(error)
+            match store.record_usage(&batch[range.clone()]).await {
+                Ok(()) => outcome.written += range.len(),
+                Err(error @ StorageError::Unavailable(_)) => {
+                    kept.push(range);
+                    kept.append(&mut pending);
+                    outcome.error = Some(error);
+                }
+                Err(error) => {
+                    failed_writes += 1;
+                    outcome.error = Some(error);
+                    if range.len() == 1 {
+                        refused.push(range);
+                    } else {
+                        let middle = range.start + range.len() / 2;
+                        pending.push(middle..range.end);
+                        pending.push(range.start..middle);
+                    }
+                }
             }
         }
+        if outcome.written > 0 {
+            outcome.rejected = refused.len();
+        } else {
+            kept.append(&mut refused);
+        }
+        if outcome.error.is_some() {
+            self.failed_flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.written.fetch_add(outcome.written as u64, Ordering::Relaxed);
+        self.rejected.fetch_add(outcome.rejected as u64, Ordering::Relaxed);
+        let back: usize = kept.iter().map(ExactSizeIterator::len).sum();
+        if back > 0 {
+            let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+            let room = self.capacity.saturating_sub(buffer.len());
+            let mut batch = batch.into_iter().map(Some).collect::<Vec<_>>();
+            let returned = kept.into_iter().flatten().filter_map(|i| batch[i].take());
+            let before = buffer.len();
+            buffer.extend(returned.take(room));
+            outcome.kept = buffer.len() - before;
+            self.dropped.fetch_add((back - outcome.kept) as u64, Ordering::Relaxed);
+        }
+        outcome
     }
+
+    /// Records dropped because storage refused them (a metric): each was refused on its own
+    /// while others of its flush were written.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+}
+
+/// How many failed writes one flush may spend isolating refused records; what is not
+/// settled by then waits for the next flush.
+const MAX_FAILED_WRITES_PER_FLUSH: usize = 64;
+
+/// What one [`UsageMeter::flush`] did.
+#[derive(Debug, Default)]
+pub struct FlushOutcome {
+    /// Records written.
+    pub written: usize,
+    /// Records storage refused on their own, dropped (never retried).
+    pub rejected: usize,
+    /// Records back in the buffer for the next flush.
+    pub kept: usize,
+    /// The last storage error met, for the adapter to log.
+    pub error: Option<StorageError>,
 }
 
 #[cfg(test)]

@@ -26,7 +26,12 @@ use keyward_domain::{
     usage::UsageRecord,
 };
 
-use crate::{AppState, error::ApiError, extract::IMPORT_BODY_LIMIT, session::request_context};
+use crate::{
+    AppState,
+    error::ApiError,
+    extract::{IMPORT_BODY_LIMIT, read_bounded},
+    session::request_context,
+};
 
 tokio::task_local! {
     static REQUEST_EVENTS: RefCell<Vec<AuditEvent>>;
@@ -165,23 +170,31 @@ fn idempotency_key(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
     })
 }
 
-/// Reads the body once to fingerprint it, and puts it back for the handler.
-async fn fingerprint_body(req: &mut ServiceRequest) -> Option<[u8; 32]> {
+/// Reads the whole body — bounded by the largest any route takes, and by
+/// `BODY_READ_TIMEOUT` — and puts it back for the handler, whose own extractor then applies
+/// the route's limit. Done before the unit of work begins, so a client that sends its body
+/// slowly holds no transaction slot and no pooled connection.
+async fn buffer_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
     let mut payload = req.take_payload();
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
-        let Ok(chunk) = chunk else { return None };
-        body.extend_from_slice(&chunk);
-        if body.len() > IMPORT_BODY_LIMIT {
-            // Too large for any route: the handler answers 413 before executing.
-            req.set_payload(actix_web::dev::Payload::from(body.freeze()));
-            return None;
-        }
+    let body = read_bounded(req.headers(), &mut payload, IMPORT_BODY_LIMIT).await?;
+    req.set_payload(actix_web::dev::Payload::from(body.clone()));
+    Ok(body)
+}
+
+/// An answer given before the call ran (its body could not be read, its Idempotency-Key is
+/// malformed); `audit` says whether it leaves an audit event.
+async fn refuse<S: Store>(
+    state: &AppState<S>,
+    req: ServiceRequest,
+    error: ApiError,
+    audit: bool,
+) -> ServiceResponse<BoxBody> {
+    let (request, _) = req.into_parts();
+    let response = ServiceResponse::new(request, HttpResponse::from_error(error));
+    if audit {
+        write_audit(state, &response, Vec::new()).await;
     }
-    let body = body.freeze();
-    let hash = body_hash(&body);
-    req.set_payload(actix_web::dev::Payload::from(body));
-    Some(hash)
+    response
 }
 
 /// Every management call, as one unit of work: the handler's changes, the call's audit
@@ -198,20 +211,19 @@ pub async fn journal<S: Store>(
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
     let started = (std::time::Instant::now(), state.service.now());
+    let body = match buffer_body(&mut req).await {
+        Ok(body) => body,
+        // Nobody is known yet: an anonymous client's slow or oversized body is not worth an
+        // audit row (it would let anyone write them at will).
+        Err(error) => return Ok(refuse(&state, req, error, false).await),
+    };
     if req.method() == Method::POST {
         match idempotency_key(&req) {
             Ok(Some(key)) => {
-                if let Some(body_hash) = fingerprint_body(&mut req).await {
-                    req.extensions_mut().insert(IdempotencyRequest { key, body_hash });
-                }
+                req.extensions_mut().insert(IdempotencyRequest { key, body_hash: body_hash(&body) });
             }
             Ok(None) => {}
-            Err(error) => {
-                let (request, _) = req.into_parts();
-                let response = ServiceResponse::new(request, HttpResponse::from_error(error));
-                write_audit(&state, &response, Vec::new()).await;
-                return Ok(response);
-            }
+            Err(error) => return Ok(refuse(&state, req, error, true).await),
         }
     }
 

@@ -102,7 +102,7 @@ pub struct CreateKeyRequest {
     pub quota: Option<QuotaDto>,
     #[schema(example = json!(["203.0.113.0/24", "2001:db8::1"]))]
     pub ip_allowlist: Option<Vec<String>>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
     pub idle_timeout_seconds: Option<u32>,
@@ -150,7 +150,7 @@ pub struct ImportKeyEntry {
     pub rate_limits: Option<Vec<RateLimitWindowDto>>,
     pub quota: Option<QuotaDto>,
     pub ip_allowlist: Option<Vec<String>>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
     pub idle_timeout_seconds: Option<u32>,
@@ -235,7 +235,7 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option")]
     pub quota: Option<Option<QuotaDto>>,
     pub ip_allowlist: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "double_option_rfc3339")]
+    #[serde(default, deserialize_with = "crate::timestamp::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<OffsetDateTime>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -245,12 +245,6 @@ pub struct UpdateKeyRequest {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
     pub is_active: Option<bool>,
-}
-
-fn double_option_rfc3339<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
-    time::serde::rfc3339::option::deserialize(deserializer).map(Some)
 }
 
 impl From<UpdateKeyRequest> for KeyPatch {
@@ -692,10 +686,10 @@ pub struct AuditQuery {
     pub action: Option<String>,
     #[param(value_type = Option<String>)]
     pub result: Option<keyward_domain::audit::AuditResult>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<OffsetDateTime>,
 }
@@ -766,10 +760,10 @@ pub struct UsageQuery {
     /// 1–100, default 50.
     pub limit: Option<u32>,
     pub cursor: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<OffsetDateTime>,
 }

@@ -40,6 +40,7 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ("forbidden", 403, "The operation is not allowed."),
     ("not_found", 404, "No such route, or no such object in your account."),
     ("method_not_allowed", 405, "The route exists but does not accept this method."),
+    ("request_timeout", 408, "The body did not arrive in time; send it at once."),
     ("idempotency_key_in_use", 409, "A request with this Idempotency-Key is still running."),
     ("keyspace_not_empty", 409, "The keyspace still holds active keys."),
     ("payload_too_large", 413, "The body is larger than the route accepts."),

@@ -21,11 +21,29 @@ use crate::error::ApiError;
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 pub const IMPORT_BODY_LIMIT: usize = 1024 * 1024;
 
+/// How long a client may take to send a whole body, once its head has arrived (actix's
+/// `client_request_timeout` bounds the head). A body still arriving then is answered 408:
+/// a slow client cannot hold a request — or anything the request holds — open at will.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A JSON body. Not JSON at all → 400 `invalid_json`; JSON of the wrong shape (unknown or
 /// missing field, wrong type) → 400 `validation_failed` naming the field; not
 /// `application/json` → 415; too large → 413.
+///
+/// Extraction never fails: the outcome waits in the value until the handler asks for it
+/// with [`Json::into_inner`], after it has authenticated the caller. Actix polls a handler's
+/// extractors together, so an extractor that failed on its own would let a malformed body
+/// answer before the credential (an anonymous client learning the body's rules, 400
+/// instead of 401).
 #[derive(Debug)]
-pub struct Json<T>(pub T);
+pub struct Json<T>(Result<T, ApiError>);
+
+impl<T> Json<T> {
+    /// The body, or the error that reading or parsing it met.
+    pub fn into_inner(self) -> Result<T, ApiError> {
+        self.0
+    }
+}
 
 /// The body limit of a route, as app or resource data; 64 KiB when absent.
 #[derive(Debug, Clone, Copy)]
@@ -85,10 +103,22 @@ fn is_json(req: &HttpRequest) -> bool {
 
 async fn read_body(req: &HttpRequest, payload: &mut Payload) -> Result<web::Bytes, ApiError> {
     let limit = req.app_data::<BodyLimit>().map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+    read_bounded(req.headers(), payload, limit).await
+}
+
+/// Reads a whole body of at most `limit` bytes within [`BODY_READ_TIMEOUT`]: 413 when it
+/// is (or announces to be) larger, 408 when it is still arriving at the deadline.
+pub(crate) async fn read_bounded<P>(
+    headers: &header::HeaderMap,
+    payload: &mut P,
+    limit: usize,
+) -> Result<web::Bytes, ApiError>
+where
+    P: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
+{
     let too_large =
         || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"));
-    if req
-        .headers()
+    if headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
@@ -96,16 +126,25 @@ async fn read_body(req: &HttpRequest, payload: &mut Payload) -> Result<web::Byte
     {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = futures_util::StreamExt::next(payload).await {
-        let chunk =
-            chunk.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body could not be read"))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = futures_util::StreamExt::next(payload).await {
+            let chunk = chunk
+                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body could not be read"))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(BODY_READ_TIMEOUT, read).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body did not arrive within {} seconds", BODY_READ_TIMEOUT.as_secs()),
+        ))
+    })
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
@@ -116,22 +155,32 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
-            let body = read_body(&req, &mut payload).await?;
-            if !is_json(&req) {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the body as application/json",
-                ));
-            }
-            parse_json(&body).map(Json)
+            let parsed = async {
+                let body = read_body(&req, &mut payload).await?;
+                if !is_json(&req) {
+                    return Err(unsupported_media_type());
+                }
+                parse_json(&body)
+            };
+            Ok(Json(parsed.await))
         })
     }
 }
 
-/// A JSON body that may be absent (`POST /v1/keys/{id}/rotate`): an empty body is `T::default()`.
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json")
+}
+
+/// A JSON body that may be absent (`POST /v1/keys/{id}/rotate`): an empty body is
+/// `T::default()`. Deferred like [`Json`].
 #[derive(Debug)]
-pub struct OptionalJson<T>(pub T);
+pub struct OptionalJson<T>(Result<T, ApiError>);
+
+impl<T> OptionalJson<T> {
+    pub fn into_inner(self) -> Result<T, ApiError> {
+        self.0
+    }
+}
 
 impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
     type Error = ApiError;
@@ -141,33 +190,38 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
-            let body = read_body(&req, &mut payload).await?;
-            if body.iter().all(u8::is_ascii_whitespace) {
-                return Ok(OptionalJson(T::default()));
-            }
-            if !is_json(&req) {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the body as application/json",
-                ));
-            }
-            parse_json(&body).map(OptionalJson)
+            let parsed = async {
+                let body = read_body(&req, &mut payload).await?;
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(T::default());
+                }
+                if !is_json(&req) {
+                    return Err(unsupported_media_type());
+                }
+                parse_json(&body)
+            };
+            Ok(OptionalJson(parsed.await))
         })
     }
 }
 
 /// A query string; an unknown or malformed parameter is 400 `validation_failed` naming it.
+/// Deferred like [`Json`]: the handler authenticates first.
 #[derive(Debug)]
-pub struct Query<T>(pub T);
+pub struct Query<T>(Result<T, ApiError>);
+
+impl<T> Query<T> {
+    pub fn into_inner(self) -> Result<T, ApiError> {
+        self.0
+    }
+}
 
 impl<T: DeserializeOwned> FromRequest for Query<T> {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = serde_urlencoded_path(req.query_string());
-        std::future::ready(result.map(Query))
+        std::future::ready(Ok(Query(serde_urlencoded_path(req.query_string()))))
     }
 }
 

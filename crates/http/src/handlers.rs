@@ -61,7 +61,7 @@ pub async fn create_keyspace<S: Store>(
     body: Json<CreateKeyspaceRequest>,
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
-    let keyspace = state.service.create_keyspace(&principal, body.0.into()).await?;
+    let keyspace = state.service.create_keyspace(&principal, body.into_inner()?.into()).await?;
     crate::audit::note_created(&req, keyspace.id);
     Ok(created(KeyspaceResponse::from(&keyspace)))
 }
@@ -98,7 +98,7 @@ pub async fn update_keyspace<S: Store>(
     body: Json<UpdateKeyspaceRequest>,
 ) -> Result<web::Json<KeyspaceResponse>> {
     let principal = principal(&state, &req).await?;
-    let keyspace = state.service.update_keyspace(&principal, parse_id(&id)?, body.0.into()).await?;
+    let keyspace = state.service.update_keyspace(&principal, parse_id(&id)?, body.into_inner()?.into()).await?;
     Ok(web::Json((&keyspace).into()))
 }
 
@@ -139,7 +139,7 @@ pub async fn create_key<S: Store>(
     body: Json<CreateKeyRequest>,
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
-    let key = state.service.create_key(&principal, body.0.into()).await?;
+    let key = state.service.create_key(&principal, body.into_inner()?.into()).await?;
     crate::audit::note_created(&req, key.key.id);
     Ok(issued(&key, state.service.now()))
 }
@@ -152,7 +152,7 @@ pub async fn import_keys<S: Store>(
     body: Json<ImportKeysRequest>,
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
-    let ImportKeysRequest { keyspace_id, keys } = body.0;
+    let ImportKeysRequest { keyspace_id, keys } = body.into_inner()?;
     let entries = keys.into_iter().map(ImportKeyEntry::into_domain).collect();
     let imported = state.service.import_keys(&principal, keyspace_id, entries).await?;
     Ok(created(ImportKeysResponse {
@@ -217,7 +217,7 @@ pub async fn list_keys<S: Store>(
     query: Query<ListKeysQuery>,
 ) -> Result<web::Json<KeyListResponse>> {
     let principal = principal(&state, &req).await?;
-    let query = query.0;
+    let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
     let before = query.cursor.as_deref().map(decode_cursor::<KeyId>).transpose()?;
     let filter = KeyFilter {
@@ -266,7 +266,7 @@ pub async fn update_key<S: Store>(
     body: Json<UpdateKeyRequest>,
 ) -> Result<web::Json<KeyResponse>> {
     let principal = principal(&state, &req).await?;
-    let key = state.service.update_key(&principal, parse_id(&id)?, body.0.into()).await?;
+    let key = state.service.update_key(&principal, parse_id(&id)?, body.into_inner()?.into()).await?;
     Ok(web::Json(KeyResponse::new(&key, state.service.now())))
 }
 
@@ -293,7 +293,7 @@ pub async fn rotate_key<S: Store>(
     body: OptionalJson<RotateKeyRequest>,
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
-    let key = state.service.rotate_key(&principal, parse_id(&id)?, body.0.grace_period_seconds).await?;
+    let key = state.service.rotate_key(&principal, parse_id(&id)?, body.into_inner()?.grace_period_seconds).await?;
     Ok(issued(&key, state.service.now()))
 }
 
@@ -340,7 +340,11 @@ pub async fn verify_key<S: Store>(
     body: Json<VerifyKeyRequest>,
 ) -> Result<HttpResponse> {
     let principal = crate::session::authorize(&state, &req, crate::session::Purpose::Verification).await?;
-    let body = body.0;
+    let body = body.into_inner()?;
+    // Checked before anything is decided or metered: a label no store can hold would
+    // otherwise reach the usage flush.
+    keyward_domain::usage::check_request_labels(body.endpoint.as_deref(), body.method.as_deref())
+        .map_err(keyward_domain::error::ManageError::from)?;
     let input = VerifyInput {
         key: PlaintextKey::new(body.key.0),
         scopes: body.scopes,
@@ -397,7 +401,7 @@ pub async fn key_usage<S: Store>(
     query: Query<UsageQuery>,
 ) -> Result<web::Json<UsageListResponse>> {
     let principal = principal(&state, &req).await?;
-    let query = query.0;
+    let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
     let before = query.cursor.as_deref().map(decode_cursor::<UsageCursor>).transpose()?.map(|c| c.0);
     let records =
@@ -435,7 +439,7 @@ pub async fn list_audit<S: Store>(
     query: Query<AuditQuery>,
 ) -> Result<web::Json<AuditListResponse>> {
     let principal = principal(&state, &req).await?;
-    let query = query.0;
+    let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
     let before = query.cursor.as_deref().map(decode_cursor::<keyward_domain::EventId>).transpose()?;
     let filter = keyward_domain::audit::AuditFilter {
@@ -469,8 +473,15 @@ pub async fn error_page(code: web::Path<String>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().content_type("text/markdown; charset=utf-8").body(page))
 }
 
-pub async fn method_not_allowed() -> Result<HttpResponse> {
-    Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept this method"))
+/// 405 with `Allow: <allow>`; the envelope middleware renders the body and keeps the header.
+pub fn method_not_allowed(allow: &str) -> HttpResponse {
+    let error =
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this route accepts {allow} only"));
+    let mut response = HttpResponse::from_error(error);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 pub async fn no_route() -> Result<HttpResponse> {

@@ -21,12 +21,14 @@ pub mod openapi;
 pub mod password;
 pub mod people;
 pub mod session;
+pub mod timestamp;
 pub mod usage;
 
 use actix_web::{
-    App, Route,
+    App, FromRequest, Handler, Responder, Route,
     body::MessageBody,
     dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    http::Method,
     middleware::from_fn,
     web,
 };
@@ -115,12 +117,24 @@ pub struct HttpSettings {
     pub metrics_token: Option<metrics::MetricsToken>,
 }
 
-/// A resource whose other methods answer 405 with the envelope.
-fn resource(path: &str, routes: Vec<Route>) -> actix_web::Resource {
+/// One method of a resource and its handler.
+fn on<F, Args>(method: Method, handler: F) -> (Method, Route)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (method.clone(), web::route().method(method).to(handler))
+}
+
+/// A resource whose other methods answer 405 with the envelope and an `Allow` header that
+/// lists the methods it does accept (RFC 9110 §15.5.6), taken from the same list.
+fn resource(path: &str, routes: Vec<(Method, Route)>) -> actix_web::Resource {
+    let allow = routes.iter().map(|(method, _)| method.as_str()).collect::<Vec<_>>().join(", ");
     routes
         .into_iter()
-        .fold(web::resource(path), |r, route| r.route(route))
-        .default_service(web::to(h::method_not_allowed))
+        .fold(web::resource(path), |r, (_, route)| r.route(route))
+        .default_service(web::to(move || std::future::ready(h::method_not_allowed(&allow))))
 }
 
 /// The application, for `HttpServer::new` and for `actix_web::test::init_service`.
@@ -148,14 +162,14 @@ pub fn app<S: Store>(
         // every dynamic route tried before a request's own costs a regex match, and the
         // journal and CSRF middlewares have nothing to do for them (no audit event, no
         // idempotency; the CSRF check is the handler's `CsrfChecked` extractor).
-        .service(resource("/v1/keys/verify", vec![web::post().to(h::verify_key::<S>)]))
-        .service(resource("/v1/keys/self", vec![web::get().to(h::key_self::<S>)]))
+        .service(resource("/v1/keys/verify", vec![on(Method::POST, h::verify_key::<S>)]))
+        .service(resource("/v1/keys/self", vec![on(Method::GET, h::key_self::<S>)]))
         // Only with a scrape token, and not a management call: a scrape leaves no audit event.
         .configure(|config| {
             if let Some(token) = settings.metrics_token {
                 config
                     .app_data(web::Data::new(token))
-                    .service(resource("/metrics", vec![web::get().to(metrics::metrics::<S>)]));
+                    .service(resource("/metrics", vec![on(Method::GET, metrics::metrics::<S>)]));
             }
         })
         .service(management_routes::<S>())
@@ -175,65 +189,65 @@ fn management_routes<S: Store>() -> actix_web::Scope<
         // The last `wrap` is the outermost: the audit trail sees CSRF refusals.
         .wrap(from_fn(session::csrf_guard))
         .wrap(from_fn(audit::journal::<S>))
-        .service(resource("/healthz", vec![web::get().to(h::healthz)]))
-        .service(resource("/readyz", vec![web::get().to(h::readyz::<S>)]))
-        .service(resource("/v1/openapi.json", vec![web::get().to(h::openapi_json)]))
-        .service(resource("/docs/errors/{code}", vec![web::get().to(h::error_page)]))
-        .service(resource("/v1/account", vec![web::get().to(h::get_account::<S>)]))
-        .service(resource("/v1/auth/login", vec![web::post().to(p::login::<S>)]))
-        .service(resource("/v1/auth/logout", vec![web::post().to(p::logout::<S>)]))
-        .service(resource("/v1/auth/session", vec![web::get().to(p::session::<S>)]))
-        .service(resource("/v1/account/verify-password", vec![web::post().to(p::verify_password::<S>)]))
+        .service(resource("/healthz", vec![on(Method::GET, h::healthz)]))
+        .service(resource("/readyz", vec![on(Method::GET, h::readyz::<S>)]))
+        .service(resource("/v1/openapi.json", vec![on(Method::GET, h::openapi_json)]))
+        .service(resource("/docs/errors/{code}", vec![on(Method::GET, h::error_page)]))
+        .service(resource("/v1/account", vec![on(Method::GET, h::get_account::<S>)]))
+        .service(resource("/v1/auth/login", vec![on(Method::POST, p::login::<S>)]))
+        .service(resource("/v1/auth/logout", vec![on(Method::POST, p::logout::<S>)]))
+        .service(resource("/v1/auth/session", vec![on(Method::GET, p::session::<S>)]))
+        .service(resource("/v1/account/verify-password", vec![on(Method::POST, p::verify_password::<S>)]))
         .service(resource(
             "/v1/account/users",
-            vec![web::get().to(p::list_users::<S>), web::post().to(p::add_user::<S>)],
+            vec![on(Method::GET, p::list_users::<S>), on(Method::POST, p::add_user::<S>)],
         ))
         .service(resource(
             "/v1/account/users/{id}",
-            vec![web::patch().to(p::update_user::<S>), web::delete().to(p::remove_user::<S>)],
+            vec![on(Method::PATCH, p::update_user::<S>), on(Method::DELETE, p::remove_user::<S>)],
         ))
         .service(resource(
             "/v1/account/keys",
-            vec![web::get().to(p::list_account_keys::<S>), web::post().to(p::create_account_key::<S>)],
+            vec![on(Method::GET, p::list_account_keys::<S>), on(Method::POST, p::create_account_key::<S>)],
         ))
         .service(resource(
             "/v1/account/keys/{id}",
             vec![
-                web::get().to(p::get_account_key::<S>),
-                web::patch().to(p::update_account_key::<S>),
-                web::delete().to(p::revoke_account_key::<S>),
+                on(Method::GET, p::get_account_key::<S>),
+                on(Method::PATCH, p::update_account_key::<S>),
+                on(Method::DELETE, p::revoke_account_key::<S>),
             ],
         ))
-        .service(resource("/v1/account/keys/{id}/rotate", vec![web::post().to(p::rotate_account_key::<S>)]))
+        .service(resource("/v1/account/keys/{id}/rotate", vec![on(Method::POST, p::rotate_account_key::<S>)]))
         .service(resource(
             "/v1/keyspaces",
-            vec![web::get().to(h::list_keyspaces::<S>), web::post().to(h::create_keyspace::<S>)],
+            vec![on(Method::GET, h::list_keyspaces::<S>), on(Method::POST, h::create_keyspace::<S>)],
         ))
         .service(resource(
             "/v1/keyspaces/{id}",
             vec![
-                web::get().to(h::get_keyspace::<S>),
-                web::patch().to(h::update_keyspace::<S>),
-                web::delete().to(h::delete_keyspace::<S>),
+                on(Method::GET, h::get_keyspace::<S>),
+                on(Method::PATCH, h::update_keyspace::<S>),
+                on(Method::DELETE, h::delete_keyspace::<S>),
             ],
         ))
-        .service(resource("/v1/keys", vec![web::get().to(h::list_keys::<S>), web::post().to(h::create_key::<S>)]))
+        .service(resource("/v1/keys", vec![on(Method::GET, h::list_keys::<S>), on(Method::POST, h::create_key::<S>)]))
         // Fixed paths before `/v1/keys/{id}`, which would otherwise swallow them.
         .service(
-            resource("/v1/keys/import", vec![web::post().to(h::import_keys::<S>)])
+            resource("/v1/keys/import", vec![on(Method::POST, h::import_keys::<S>)])
                 .app_data(BodyLimit(IMPORT_BODY_LIMIT)),
         )
         .service(resource(
             "/v1/keys/{id}",
             vec![
-                web::get().to(h::get_key::<S>),
-                web::patch().to(h::update_key::<S>),
-                web::delete().to(h::revoke_key::<S>),
+                on(Method::GET, h::get_key::<S>),
+                on(Method::PATCH, h::update_key::<S>),
+                on(Method::DELETE, h::revoke_key::<S>),
             ],
         ))
-        .service(resource("/v1/keys/{id}/rotate", vec![web::post().to(h::rotate_key::<S>)]))
-        .service(resource("/v1/keys/{id}/usage", vec![web::get().to(h::key_usage::<S>)]))
-        .service(resource("/v1/stats", vec![web::get().to(h::stats::<S>)]))
-        .service(resource("/v1/audit", vec![web::get().to(h::list_audit::<S>)]))
+        .service(resource("/v1/keys/{id}/rotate", vec![on(Method::POST, h::rotate_key::<S>)]))
+        .service(resource("/v1/keys/{id}/usage", vec![on(Method::GET, h::key_usage::<S>)]))
+        .service(resource("/v1/stats", vec![on(Method::GET, h::stats::<S>)]))
+        .service(resource("/v1/audit", vec![on(Method::GET, h::list_audit::<S>)]))
         .default_service(web::to(h::no_route))
 }

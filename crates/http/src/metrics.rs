@@ -81,7 +81,7 @@ fn render(meter: &keyward_domain::usage::UsageMeter) -> String {
     metric(
         "keyward_usage_records_dropped_total",
         "counter",
-        "Usage records dropped because the buffer was full.",
+        "Usage records dropped because the buffer was full (or had no room when a failed flush gave them back).",
         meter.dropped(),
     );
     metric("keyward_usage_records_written_total", "counter", "Usage records written to storage.", meter.written());
@@ -90,6 +90,12 @@ fn render(meter: &keyward_domain::usage::UsageMeter) -> String {
         "counter",
         "Usage flushes that failed (their records are kept for the next one).",
         meter.failed_flushes(),
+    );
+    metric(
+        "keyward_usage_records_rejected_total",
+        "counter",
+        "Usage records storage refused on their own; dropped while the rest of their batch was written.",
+        meter.rejected(),
     );
     out
 }

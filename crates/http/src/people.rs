@@ -25,10 +25,6 @@ fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) ->
     Option::<T>::deserialize(d).map(Some)
 }
 
-fn double_option_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
-    time::serde::rfc3339::option::deserialize(d).map(Some)
-}
-
 fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T> {
     raw.parse().map_err(|_| ApiError::not_found())
 }
@@ -94,7 +90,7 @@ pub async fn login<S: Store>(
     req: HttpRequest,
     body: Json<LoginRequest>,
 ) -> Result<HttpResponse> {
-    let LoginRequest { email, password, account_id, temporary_key } = body.0;
+    let LoginRequest { email, password, account_id, temporary_key } = body.into_inner()?;
     let input = LoginInput { email, password: Password::presented(password.0), account_id, temporary_key };
     let outcome = state.people.login(input, &request_context(&req)).await?;
     let now = state.service.now();
@@ -184,7 +180,7 @@ pub async fn verify_password<S: Store>(
     let principal = principal(&state, &req).await?;
     let until = state
         .people
-        .verify_password(&principal, Password::presented(body.0.password.0), &request_context(&req))
+        .verify_password(&principal, Password::presented(body.into_inner()?.password.0), &request_context(&req))
         .await?;
     Ok(web::Json(VerifyPasswordResponse { step_up_expires_at: until }))
 }
@@ -249,7 +245,8 @@ pub async fn add_user<S: Store>(
     body: Json<AddUserRequest>,
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
-    let added = state.people.add_user(&principal, &body.0.email, body.0.role, &request_context(&req)).await?;
+    let body = body.into_inner()?;
+    let added = state.people.add_user(&principal, &body.email, body.role, &request_context(&req)).await?;
     Ok(HttpResponse::Created().json(AddedUserResponse {
         member: MemberResponse::new(&added.user, &added.membership),
         initial_password: added.initial_password.map(|p| p.expose_secret().to_owned()),
@@ -273,7 +270,7 @@ pub async fn update_user<S: Store>(
 ) -> Result<web::Json<MemberResponse>> {
     let principal = principal(&state, &req).await?;
     let (user, membership) =
-        state.people.set_user_role(&principal, parse_id(&id)?, body.0.role, &request_context(&req)).await?;
+        state.people.set_user_role(&principal, parse_id(&id)?, body.into_inner()?.role, &request_context(&req)).await?;
     Ok(web::Json(MemberResponse::new(&user, &membership)))
 }
 
@@ -300,7 +297,7 @@ pub struct CreateAccountKeyRequest {
     #[schema(example = json!(["keys:read", "keys:write"]))]
     pub scopes: Vec<String>,
     pub description: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
     pub ip_allowlist: Option<Vec<String>>,
@@ -314,7 +311,7 @@ pub async fn create_account_key<S: Store>(
     body: Json<CreateAccountKeyRequest>,
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
-    let CreateAccountKeyRequest { name, scopes, description, expires_at, ip_allowlist } = body.0;
+    let CreateAccountKeyRequest { name, scopes, description, expires_at, ip_allowlist } = body.into_inner()?;
     let input = NewAccountKey { name, scopes, description, expires_at, ip_allowlist };
     let issued = state.people.create_account_key(&principal, input, &request_context(&req)).await?;
     Ok(HttpResponse::Created().json(IssuedKeyResponse {
@@ -360,7 +357,7 @@ pub struct UpdateAccountKeyRequest {
     pub description: Option<Option<String>>,
     /// Changing scopes needs the step-up window, like minting a key.
     pub scopes: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "double_option_rfc3339")]
+    #[serde(default, deserialize_with = "crate::timestamp::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<OffsetDateTime>>,
     pub ip_allowlist: Option<Vec<String>>,
@@ -376,7 +373,8 @@ pub async fn update_account_key<S: Store>(
     body: Json<UpdateAccountKeyRequest>,
 ) -> Result<web::Json<KeyResponse>> {
     let principal = principal(&state, &req).await?;
-    let UpdateAccountKeyRequest { name, description, scopes, expires_at, ip_allowlist, is_active } = body.0;
+    let UpdateAccountKeyRequest { name, description, scopes, expires_at, ip_allowlist, is_active } =
+        body.into_inner()?;
     let patch = AccountKeyPatch { name, description, scopes, expires_at, ip_allowlist, is_active };
     let key = state.people.update_account_key(&principal, parse_id(&id)?, patch, &request_context(&req)).await?;
     Ok(web::Json(KeyResponse::new(&key, state.service.now())))
@@ -407,7 +405,7 @@ pub async fn rotate_account_key<S: Store>(
     let principal = principal(&state, &req).await?;
     let issued = state
         .people
-        .rotate_account_key(&principal, parse_id(&id)?, body.0.grace_period_seconds, &request_context(&req))
+        .rotate_account_key(&principal, parse_id(&id)?, body.into_inner()?.grace_period_seconds, &request_context(&req))
         .await?;
     Ok(HttpResponse::Created().json(IssuedKeyResponse {
         record: KeyResponse::new(&issued.key, state.service.now()),

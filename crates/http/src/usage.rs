@@ -19,13 +19,20 @@ pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
             "the usage buffer is full: usage records are being dropped"
         );
     }
-    match meter.flush(store).await {
-        Ok(written) => written,
-        Err(error) => {
-            tracing::warn!(%error, "could not write usage; keeping it for the next flush");
-            0
-        }
+    let outcome = meter.flush(store).await;
+    if outcome.rejected > 0 {
+        tracing::error!(
+            rejected = outcome.rejected,
+            written = outcome.written,
+            "storage refused some usage records; they were dropped and the rest written"
+        );
     }
+    if let Some(error) = &outcome.error
+        && outcome.kept > 0
+    {
+        tracing::warn!(%error, kept = outcome.kept, "could not write usage; keeping it for the next flush");
+    }
+    outcome.written
 }
 
 /// The running flusher. [`Flusher::stop`] lets a flush in progress finish before the last
@@ -172,5 +179,84 @@ mod tests {
         store.release.add_permits(2);
         assert_eq!(stopping.await.ok(), Some(1), "the last flush writes the record that came later");
         assert_eq!(store.written.load(Ordering::SeqCst), 4, "nothing taken from the meter is lost");
+    }
+    /// A store that refuses (as PostgreSQL refuses a NUL in text) every batch holding a
+    /// record whose endpoint has a NUL, and writes the others; or refuses everything.
+    #[derive(Debug, Default)]
+    struct RefusingStore {
+        written: std::sync::Mutex<Vec<UsageRecord>>,
+        refuse_all: bool,
+    }
+
+    impl UsageStore for RefusingStore {
+        async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StorageError> {
+            if self.refuse_all || batch.iter().any(|r| r.endpoint.as_deref().is_some_and(|e| e.contains('\0'))) {
+                return Err(StorageError::Internal("invalid byte sequence for encoding \"UTF8\": 0x00".into()));
+            }
+            self.written.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+        async fn key_usage(
+            &self,
+            _: AccountId,
+            _: KeyId,
+            _: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+            _: Option<UsagePosition>,
+            _: u32,
+        ) -> Result<Vec<UsageEntry>, StorageError> {
+            Ok(Vec::new())
+        }
+        async fn usage_summary(&self, _: AccountId, _: KeyId, _: OffsetDateTime) -> Result<UsageSummary, StorageError> {
+            Ok(UsageSummary::default())
+        }
+        async fn account_stats(&self, _: AccountId, _: OffsetDateTime) -> Result<AccountStats, StorageError> {
+            Ok(AccountStats::default())
+        }
+        async fn purge_usage(&self, _: OffsetDateTime) -> Result<u64, StorageError> {
+            Ok(0)
+        }
+    }
+
+    fn poisoned() -> UsageRecord {
+        UsageRecord { endpoint: Some("/a\0b".into()), ..record() }
+    }
+
+    #[actix_web::test]
+    async fn a_refused_record_is_isolated_dropped_and_counted_and_the_rest_written() {
+        let meter = UsageMeter::new(100);
+        let store = RefusingStore::default();
+        for i in 0..37 {
+            meter.record(if i == 3 || i == 30 { poisoned() } else { record() });
+        }
+        assert_eq!(flush(&meter, &store).await, 35);
+        assert_eq!(store.written.lock().unwrap().len(), 35);
+        assert_eq!((meter.rejected(), meter.buffered(), meter.dropped()), (2, 0, 0));
+        // Metering goes on: the next flush is clean.
+        meter.record(record());
+        assert_eq!(flush(&meter, &store).await, 1);
+        assert_eq!(meter.failed_flushes(), 1);
+    }
+
+    #[actix_web::test]
+    async fn a_refused_record_alone_waits_until_others_show_that_storage_works() {
+        let meter = UsageMeter::new(100);
+        let store = RefusingStore::default();
+        meter.record(poisoned());
+        assert_eq!(flush(&meter, &store).await, 0);
+        assert_eq!((meter.rejected(), meter.buffered()), (0, 1), "nothing proves the record is the problem yet");
+        meter.record(record());
+        assert_eq!(flush(&meter, &store).await, 1);
+        assert_eq!((meter.rejected(), meter.buffered()), (1, 0));
+    }
+
+    #[actix_web::test]
+    async fn storage_that_refuses_everything_loses_nothing() {
+        let meter = UsageMeter::new(100);
+        let store = RefusingStore { refuse_all: true, ..Default::default() };
+        for _ in 0..20 {
+            meter.record(record());
+        }
+        assert_eq!(flush(&meter, &store).await, 0);
+        assert_eq!((meter.rejected(), meter.buffered(), meter.dropped()), (0, 20, 0));
     }
 }

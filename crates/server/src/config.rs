@@ -49,6 +49,7 @@ pub(crate) struct DatabaseSettings {
     pub(crate) max_connections: usize,
     pub(crate) wait_timeout_ms: u64,
     pub(crate) statement_timeout_ms: u64,
+    pub(crate) idle_in_transaction_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -58,6 +59,7 @@ impl Default for DatabaseSettings {
             max_connections: pool.max_size,
             wait_timeout_ms: pool.wait_timeout.as_millis() as u64,
             statement_timeout_ms: pool.statement_timeout.as_millis() as u64,
+            idle_in_transaction_timeout_ms: pool.idle_in_transaction_timeout.as_millis() as u64,
         }
     }
 }
@@ -68,6 +70,7 @@ impl DatabaseSettings {
             max_size: self.max_connections,
             wait_timeout: Duration::from_millis(self.wait_timeout_ms),
             statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            idle_in_transaction_timeout: Duration::from_millis(self.idle_in_transaction_timeout_ms),
         }
     }
 }

@@ -244,6 +244,10 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
     let factory_settings = settings.clone();
     let factory_state = state.clone();
     let mut server = HttpServer::new(move || keyward_http::app(factory_state.clone(), factory_settings.clone()))
+        // A request's head must arrive within 5 s (actix's default, stated here because it
+        // is one half of the slow-client defence; the body's deadline is the other, in
+        // `keyward_http::extract::BODY_READ_TIMEOUT`).
+        .client_request_timeout(std::time::Duration::from_secs(5))
         .bind(config.listen)
         .map_err(|e| CliError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
     if config.workers > 0 {

@@ -5,115 +5,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, mpsc},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use diesel::{QueryableByName, sql_types::Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use keyward_store_pg::testing::TestDatabase;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyward");
+mod common;
 
-/// A running `keyward serve`, with everything it printed collected.
-struct Server {
-    child: Child,
-    base: String,
-    output: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("DATABASE_URL")
-            .env("KEYWARD_LOG_FORMAT", "json")
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            let port_tx = port_tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Ok(event) = serde_json::from_str::<Value>(&line)
-                        && event["message"] == "listening"
-                    {
-                        let _ = port_tx.send(event["addr"].as_str().unwrap().to_owned());
-                    }
-                    output.lock().unwrap().push_str(&(line + "\n"));
-                }
-            });
-        }
-        let addr = port_rx.recv_timeout(Duration::from_secs(30)).expect("keyward printed its address");
-        Self { child, base: format!("http://{addr}"), output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// The output once it contains `needle` (stdout and stderr are read by two threads, so
-    /// one may lag the other).
-    fn output_with(&self, needle: &str) -> String {
-        for _ in 0..100 {
-            let output = self.output();
-            if output.contains(needle) {
-                return output;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{needle:?} never appeared in: {}", self.output());
-    }
-
-    fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-        let (status, _, body) = self.request(method, path, ("authorization", &format!("Bearer {key}")), body);
-        (status, body)
-    }
-
-    /// One request with one credential header; returns status, Set-Cookie and the JSON body.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        credential: (&str, &str),
-        body: Option<Value>,
-    ) -> (u16, Option<String>, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let url = format!("{}{path}", self.base);
-        let mut response = match (method, body) {
-            ("GET", _) => agent.get(&url).header(credential.0, credential.1).call(),
-            ("DELETE", _) => agent.delete(&url).header(credential.0, credential.1).call(),
-            ("POST", Some(body)) => agent.post(&url).header(credential.0, credential.1).send_json(body),
-            ("PATCH", Some(body)) => agent.patch(&url).header(credential.0, credential.1).send_json(body),
-            _ => unreachable!(),
-        }
-        .unwrap();
-        let status = response.status().as_u16();
-        assert!(response.headers().get("x-request-id").is_some());
-        let cookie = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        (status, cookie, response.body_mut().read_json().unwrap_or(Value::Null))
-    }
-
-    /// Sends SIGTERM and waits: a graceful stop exits 0.
-    fn stop(mut self) -> String {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "keyward exited with {status} on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-        self.output()
-    }
-}
+use common::{BIN, Server};
 
 /// The lifecycle of the README walkthrough; returns the plaintext keys it saw.
 fn walk_lifecycle(server: &Server, root: &str) -> Vec<String> {

@@ -225,6 +225,24 @@ impl KeyStore for MemStore {
         ready(Ok(()))
     }
 
+    fn live_temporary_keys(
+        &self,
+        account: AccountId,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            state
+                .keys
+                .values()
+                .filter(|k| k.account_id == account && k.kind == KeyKind::Temporary)
+                .filter(|k| k.created_by == keyward_domain::key::Actor::User(user) && k.revoked_at.is_none())
+                .filter(|k| k.expires_at.is_none_or(|at| at > now))
+                .cloned()
+                .collect()
+        })))
+    }
+
     fn list_account_keys(&self, account: AccountId) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send {
         ready(Ok(self.read(|state| {
             state

@@ -172,11 +172,18 @@ async fn flush(meter: &UsageMeter, store: &PgStore) -> usize {
             "the usage buffer is full: usage records are being dropped"
         );
     }
-    match meter.flush(store).await {
-        Ok(written) => written,
-        Err(error) => {
-            tracing::warn!(%error, "could not write usage; keeping it for the next flush");
-            0
-        }
+    let outcome = meter.flush(store).await;
+    if outcome.rejected > 0 {
+        tracing::error!(
+            rejected = outcome.rejected,
+            written = outcome.written,
+            "storage refused some usage records; they were dropped and the rest written"
+        );
     }
+    if let Some(error) = &outcome.error
+        && outcome.kept > 0
+    {
+        tracing::warn!(%error, kept = outcome.kept, "could not write usage; keeping it for the next flush");
+    }
+    outcome.written
 }

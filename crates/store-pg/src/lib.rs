@@ -64,11 +64,20 @@ pub struct PoolConfig {
     pub wait_timeout: Duration,
     /// `statement_timeout` of every connection: no query holds a connection longer.
     pub statement_timeout: Duration,
+    /// `idle_in_transaction_session_timeout` of every connection: PostgreSQL ends a session
+    /// whose transaction sat idle this long, so a unit of work whose task stalled cannot
+    /// hold its row locks and its connection indefinitely.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { max_size: 16, wait_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(10) }
+        Self {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -80,6 +89,9 @@ pub struct PgStore {
     /// once, so a burst of them (a login flood waiting on password hashing) always leaves
     /// connections for verification.
     units: Arc<tokio::sync::Semaphore>,
+    /// How long a unit of work waits for its slot before the call answers 503, like the
+    /// pool's own wait for a connection.
+    unit_wait: Duration,
     /// Key records by hash for verification; `None` until `with_key_cache`.
     cache: Option<Arc<KeyCache>>,
     /// For the invalidation listener's own connection. Never printed (it may hold a password).
@@ -101,6 +113,7 @@ impl PgStore {
     /// Builds the pool; connections are opened lazily, on first use.
     pub fn connect(database_url: &str, config: &PoolConfig) -> Result<Self, PoolBuildError> {
         let statement_timeout_ms = config.statement_timeout.as_millis();
+        let idle_in_transaction_ms = config.idle_in_transaction_timeout.as_millis();
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // No `SELECT 1` before every checkout (the default), which doubled the round trips
         // of a cache miss. A connection PostgreSQL closed is still never handed out: the
@@ -110,7 +123,9 @@ impl PgStore {
             async move {
                 let mut conn = AsyncPgConnection::establish(url).await?;
                 conn.batch_execute(&format!(
-                    "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'keyward'"
+                    "SET statement_timeout = {statement_timeout_ms}; \
+                     SET idle_in_transaction_session_timeout = {idle_in_transaction_ms}; \
+                     SET application_name = 'keyward'"
                 ))
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -128,7 +143,13 @@ impl PgStore {
             .map_err(PoolBuildError)?;
         // A quarter of the pool, at least one connection, stays free of units of work.
         let units = config.max_size.saturating_sub(config.max_size.div_ceil(4)).max(1);
-        Ok(Self { pool, units: Arc::new(tokio::sync::Semaphore::new(units)), cache: None, url: database_url.into() })
+        Ok(Self {
+            pool,
+            units: Arc::new(tokio::sync::Semaphore::new(units)),
+            unit_wait: config.wait_timeout,
+            cache: None,
+            url: database_url.into(),
+        })
     }
 
     /// Caches key records by hash for verification (see `cache.rs`). Start the listener too
@@ -639,6 +660,26 @@ impl KeyStore for PgStore {
             .filter(keys::kind.ne(KeyKind::Service.as_str()))
             .order(keys::id.desc())
             .limit(1_000)
+            .select(KeyRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(Key::try_from).collect::<Result<_, _>>().map_err(corrupt)
+    }
+
+    async fn live_temporary_keys(
+        &self,
+        account: AccountId,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Key>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<KeyRow> = keys::table
+            .filter(keys::account_id.eq(account.as_uuid()))
+            .filter(keys::kind.eq(KeyKind::Temporary.as_str()))
+            .filter(keys::created_by.eq(keyward_domain::key::Actor::User(user).to_string()))
+            .filter(keys::revoked_at.is_null())
+            .filter(keys::expires_at.is_null().or(keys::expires_at.gt(now)))
             .select(KeyRow::as_select())
             .load(&mut conn)
             .await
@@ -1657,7 +1698,10 @@ impl Atomic for PgStore {
     /// the transaction; calls that open transactions of their own nest as savepoints.
     async fn atomically<T, F: Future<Output = Outcome<T>>>(&self, work: F) -> Result<T, StorageError> {
         use diesel_async::{AnsiTransactionManager, TransactionManager};
-        let _permit = self.units.acquire().await.map_err(|e| StorageError::Unavailable(Box::new(e)))?;
+        let _permit = tokio::time::timeout(self.unit_wait, self.units.acquire())
+            .await
+            .map_err(|_| StorageError::Unavailable("every unit-of-work slot stayed busy".into()))?
+            .map_err(|e| StorageError::Unavailable(Box::new(e)))?;
         let mut conn = self.own_conn().await?;
         AnsiTransactionManager::begin_transaction(&mut *conn).await.map_err(db_error)?;
         let shared: SharedConn = Arc::new(tokio::sync::Mutex::new(Some(conn)));

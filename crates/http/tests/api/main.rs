@@ -10,5 +10,6 @@ mod idempotency;
 mod keys;
 mod people;
 mod ratelimits;
+mod trust;
 mod usage;
 mod verify;

@@ -1,0 +1,186 @@
+//! The holes of issue #13, each as an attacker would try it: a removed or demoted member, a
+//! cookie that widens a key without step-up, a timestamp that panics, a body checked before
+//! the credential, a 405 without `Allow`, an endpoint that poisons metering.
+
+use actix_web::{http::Method, test::TestRequest};
+use keyward_domain::people::Role;
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// Steps the session up (password re-entered).
+async fn step_up<S: keyward_domain::Store>(app: &TestApp<S>, session: &str) {
+    let reply = app
+        .with_session(Method::POST, "/v1/account/verify-password", session, Some(json!({"password": PASSWORD})))
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "{:#}", reply.body);
+}
+
+/// The id of a member of the app's account, by email.
+async fn user_id<S: keyward_domain::Store>(app: &TestApp<S>, session: &str, email: &str) -> String {
+    let users = app.with_session(Method::GET, "/v1/account/users", session, None).await;
+    users.body["data"].as_array().unwrap().iter().find(|u| u["email"] == email).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+both_stores! {
+    async fn a_removed_member_loses_every_credential_at_once(app) {
+        app.add_person("owner@acme.io", Role::Owner).await;
+        app.add_person("leaver@acme.io", Role::Admin).await;
+        let owner = app.login_as("owner@acme.io").await;
+        let (cookie, reply) = app.login(json!({"email": "leaver@acme.io", "password": PASSWORD, "temporary_key": true})).await;
+        let (leaver_session, temporary) = (cookie.unwrap(), reply.body["temporary_key"]["key"].as_str().unwrap().to_owned());
+        assert_eq!(app.call(Method::POST, "/v1/keys", &temporary, Some(json!({"name": "before"}))).await.status.as_u16(), 201);
+
+        step_up(&app, &owner).await;
+        let leaver = user_id(&app, &owner, "leaver@acme.io").await;
+        let removed = app.with_session(Method::DELETE, &format!("/v1/account/users/{leaver}"), &owner, None).await;
+        assert_eq!(removed.status.as_u16(), 204, "{:#}", removed.body);
+
+        // The very next request with either credential is refused.
+        app.call(Method::POST, "/v1/keys", &temporary, Some(json!({"name": "after"}))).await.assert_error(401, "unauthorized");
+        app.call(Method::GET, "/v1/keys", &temporary, None).await.assert_error(401, "unauthorized");
+        app.with_session(Method::GET, "/v1/keys", &leaver_session, None).await.assert_error(401, "unauthorized");
+
+        // Added back later, the old session and temporary key stay dead.
+        let again = app.with_session(Method::POST, "/v1/account/users", &owner, Some(json!({"email": "leaver@acme.io", "role": "viewer"}))).await;
+        assert!(again.status.is_success() || again.status.as_u16() == 202, "{:#}", again.body);
+        app.with_session(Method::GET, "/v1/keys", &leaver_session, None).await.assert_error(401, "unauthorized");
+        app.call(Method::GET, "/v1/keys", &temporary, None).await.assert_error(401, "unauthorized");
+    }
+
+    async fn a_demoted_member_keeps_only_the_new_roles_power(app) {
+        app.add_person("owner@acme.io", Role::Owner).await;
+        app.add_person("demoted@acme.io", Role::Admin).await;
+        let owner = app.login_as("owner@acme.io").await;
+        let (cookie, reply) = app.login(json!({"email": "demoted@acme.io", "password": PASSWORD, "temporary_key": true})).await;
+        let (session, temporary) = (cookie.unwrap(), reply.body["temporary_key"]["key"].as_str().unwrap().to_owned());
+        assert_eq!(app.call(Method::POST, "/v1/keys", &temporary, Some(json!({"name": "before"}))).await.status.as_u16(), 201);
+
+        step_up(&app, &owner).await;
+        let id = user_id(&app, &owner, "demoted@acme.io").await;
+        let changed = app.with_session(Method::PATCH, &format!("/v1/account/users/{id}"), &owner, Some(json!({"role": "viewer"}))).await;
+        assert_eq!(changed.status.as_u16(), 200, "{:#}", changed.body);
+
+        app.call(Method::POST, "/v1/keys", &temporary, Some(json!({"name": "after"}))).await.assert_error(403, "insufficient_scope");
+        app.with_session(Method::POST, "/v1/keys", &session, Some(json!({"name": "after"}))).await.assert_error(403, "insufficient_scope");
+        // Reading is what a viewer may still do.
+        assert_eq!(app.call(Method::GET, "/v1/keys", &temporary, None).await.status.as_u16(), 200);
+        let own = app.call(Method::GET, "/v1/keys/self", &temporary, None).await;
+        assert!(!own.body["scopes"].as_array().unwrap().iter().any(|s| s == "keys:write"), "{:#}", own.body);
+    }
+
+    async fn widening_an_account_key_needs_the_step_up_window(app) {
+        app.add_person("owner@acme.io", Role::Owner).await;
+        let session = app.login_as("owner@acme.io").await;
+        step_up(&app, &session).await;
+        let created = app.with_session(Method::POST, "/v1/account/keys", &session, Some(json!({
+            "name": "ci", "scopes": ["keys:read"], "ip_allowlist": ["203.0.113.0/24"],
+            "expires_at": "2026-06-01T00:00:00Z",
+        }))).await;
+        assert_eq!(created.status.as_u16(), 201, "{:#}", created.body);
+        let path = format!("/v1/account/keys/{}", created.str("id"));
+        let disabled = app.with_session(Method::PATCH, &path, &session, Some(json!({"is_active": false}))).await;
+        assert_eq!(disabled.status.as_u16(), 200, "{:#}", disabled.body);
+
+        app.clock.advance(time::Duration::minutes(6));
+        // Widening, with the cookie alone: refused, and nothing changes.
+        for widen in [json!({"ip_allowlist": []}), json!({"ip_allowlist": ["203.0.113.0/24", "0.0.0.0/0"]}),
+            json!({"expires_at": null}), json!({"expires_at": "2027-01-01T00:00:00Z"}), json!({"is_active": true})] {
+            app.with_session(Method::PATCH, &path, &session, Some(widen.clone())).await.assert_error(403, "step_up_required");
+        }
+        let unchanged = app.with_session(Method::GET, &path, &session, None).await;
+        assert_eq!(unchanged.body["ip_allowlist"], json!(["203.0.113.0/24"]), "{:#}", unchanged.body);
+        assert_eq!(unchanged.body["is_active"], false);
+        assert_eq!(unchanged.body["expires_at"], "2026-06-01T00:00:00Z");
+
+        // Narrowing stays cookie-only.
+        for narrow in [json!({"ip_allowlist": ["203.0.113.7"]}), json!({"expires_at": "2026-05-01T00:00:00Z"}),
+            json!({"is_active": false}), json!({"name": "ci-renamed"})] {
+            let reply = app.with_session(Method::PATCH, &path, &session, Some(narrow)).await;
+            assert_eq!(reply.status.as_u16(), 200, "{:#}", reply.body);
+        }
+        // With the window open again, widening works.
+        step_up(&app, &session).await;
+        let widened = app.with_session(Method::PATCH, &path, &session, Some(json!({"is_active": true, "expires_at": null}))).await;
+        assert_eq!(widened.status.as_u16(), 200, "{:#}", widened.body);
+    }
+
+    async fn timestamps_beyond_what_storage_holds_are_refused_by_name(app) {
+        for (field, value) in [("expires_at", "9999-12-31T23:59:59-23:59"), ("expires_at", "0001-01-01T00:00:00+23:59")] {
+            let reply = app.post("/v1/keys", json!({"name": "x", field: value})).await;
+            reply.assert_error(400, "validation_failed");
+            assert_eq!(reply.body["details"][0]["field"], field, "{:#}", reply.body);
+        }
+        for query in ["since=9999-12-31T23:59:59-23:59", "until=0001-01-01T00:00:00%2B23:59"] {
+            let reply = app.get(&format!("/v1/audit?{query}")).await;
+            reply.assert_error(400, "validation_failed");
+        }
+        let (id, _) = app.create_key(json!({"name": "k"})).await;
+        app.patch(&format!("/v1/keys/{id}"), json!({"expires_at": "9999-12-31T23:59:59-23:59"})).await.assert_error(400, "validation_failed");
+        app.get(&format!("/v1/keys/{id}/usage?since=9999-12-31T23:59:59-23:59")).await.assert_error(400, "validation_failed");
+        // Nothing half-written: still one key, unchanged.
+        assert_eq!(app.get("/v1/keys").await.body["total"], 1);
+        assert_eq!(app.get(&format!("/v1/keys/{id}")).await.body["expires_at"], serde_json::Value::Null);
+        // The last instant both stores hold is accepted, and an offset is normalised to UTC.
+        let (far, key) = app.create_key(json!({"name": "far", "expires_at": "9999-12-31T23:59:59Z"})).await;
+        assert_eq!(app.get(&format!("/v1/keys/{far}")).await.body["expires_at"], "9999-12-31T23:59:59Z");
+        assert_eq!(app.verify(json!({"key": key})).await["code"], "VALID");
+        let shifted = app.patch(&format!("/v1/keys/{far}"), json!({"expires_at": "2030-01-01T12:00:00+02:00"})).await;
+        assert_eq!(shifted.body["expires_at"], "2030-01-01T10:00:00Z", "{:#}", shifted.body);
+    }
+
+    async fn credentials_are_checked_before_the_body(app) {
+        let (id, _) = app.create_key(json!({"name": "k"})).await;
+        let anonymous = |method: Method, path: String, body: &'static str| {
+            TestRequest::default().method(method).uri(&path).insert_header(("content-type", "application/json")).set_payload(body)
+        };
+        for (method, path, body) in [
+            (Method::POST, format!("/v1/keys/{id}/rotate"), "null"),
+            (Method::POST, "/v1/keys".to_owned(), "{not json"),
+            (Method::PATCH, format!("/v1/keys/{id}"), "{\"unknown\": 1}"),
+            (Method::POST, "/v1/keys/verify".to_owned(), "[]"),
+            (Method::POST, "/v1/keyspaces".to_owned(), "null"),
+            (Method::POST, "/v1/account/keys".to_owned(), "null"),
+            (Method::POST, "/v1/account/verify-password".to_owned(), "null"),
+            (Method::GET, "/v1/keys?limit=abc".to_owned(), ""),
+            (Method::GET, "/v1/audit?since=yesterday".to_owned(), ""),
+        ] {
+            let reply = app.send(anonymous(method.clone(), path.clone(), body)).await;
+            assert_eq!(reply.status.as_u16(), 401, "{method} {path}: {:#}", reply.body);
+            reply.assert_error(401, "unauthorized");
+            // A wrong key is the same: 401 before the body.
+            let wrong = app.send(anonymous(method.clone(), path.clone(), body).insert_header(("authorization", "Bearer kw_live_nope"))).await;
+            assert_eq!(wrong.status.as_u16(), 401, "{method} {path}: {:#}", wrong.body);
+        }
+    }
+
+    async fn every_405_names_the_allowed_methods(app) {
+        for (method, path, allow) in [
+            (Method::PUT, "/v1/keys", "GET, POST"),
+            (Method::DELETE, "/v1/keys/verify", "POST"),
+            (Method::POST, "/v1/keys/self", "GET"),
+            (Method::PUT, "/v1/keys/key_x", "GET, PATCH, DELETE"),
+            (Method::GET, "/v1/auth/login", "POST"),
+            (Method::DELETE, "/healthz", "GET"),
+        ] {
+            let reply = app.call(method.clone(), path, &app.root_key.clone(), None).await;
+            reply.assert_error(405, "method_not_allowed");
+            assert_eq!(reply.headers.get("allow").map(|v| v.to_str().unwrap()), Some(allow), "{method} {path}");
+        }
+    }
+
+    async fn an_endpoint_or_method_that_could_poison_metering_is_refused(app) {
+        let (_, key) = app.create_key(json!({"name": "k"})).await;
+        for (field, value) in [("endpoint", "/a\u{0}b".to_owned()), ("endpoint", "x".repeat(1025)),
+            ("method", "GE\nT".to_owned()), ("method", "M".repeat(33)), ("endpoint", "/a\u{7f}".to_owned())] {
+            let reply = app.post("/v1/keys/verify", json!({"key": key, field: value})).await;
+            reply.assert_error(400, "validation_failed");
+            assert_eq!(reply.body["details"][0]["field"], field, "{:#}", reply.body);
+        }
+        let ok = app.verify(json!({"key": key, "endpoint": "/v1/servers/ünïcode", "method": "PATCH"})).await;
+        assert_eq!(ok["code"], "VALID");
+    }
+}

@@ -1,0 +1,125 @@
+//! The release binary against real PostgreSQL, attacked as issue #13's reviewer did: slow
+//! bodies that tried to hold revocation hostage, and a NUL that stopped metering.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use keyward_store_pg::testing::TestDatabase;
+use serde_json::json;
+
+mod common;
+
+use common::{Server, account_key};
+
+/// Twenty-four clients announce a 60 KB login body and send a few bytes of it. Revocation
+/// must answer while every one of them is still waiting — they hold no transaction slot
+/// and no connection — and each of them is then answered 408 instead of being waited for
+/// forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_bodies_cannot_hold_revocation_hostage() {
+    let db = TestDatabase::new().await;
+    let root = account_key(db.url(), "enterprise");
+    let server = Server::start(&[("DATABASE_URL", db.url())]);
+    let (status, created) = server.call("POST", "/v1/keys", &root, Some(json!({"name": "hostage"})));
+    assert_eq!(status, 201, "{created}");
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow: Vec<TcpStream> = (0..24)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            stream
+                .write_all(
+                    b"POST /v1/auth/login HTTP/1.1\r\nHost: keyward\r\nContent-Type: application/json\r\n\
+                      Content-Length: 60000\r\n\r\n{\"email\": ",
+                )
+                .unwrap();
+            stream
+        })
+        .collect();
+    // Let the server take them all in before the revocation arrives.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (status, revoked) = server.call("DELETE", &format!("/v1/keys/{id}"), &root, None);
+    assert_eq!(status, 200, "{revoked}");
+    for stream in &mut slow {
+        stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let read = stream.read(&mut byte);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == ErrorKind::WouldBlock),
+            "a slow client was answered before the revocation: {read:?}"
+        );
+    }
+    let (_, verdict) = server.call("POST", "/v1/keys/verify", &root, Some(json!({"key": key})));
+    assert_eq!(verdict["code"], "REVOKED");
+
+    // Each slow client is answered 408 with the envelope, not waited for.
+    for mut stream in slow {
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("request_timeout") {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
+    }
+    server.stop();
+}
+
+/// A verification whose endpoint holds a NUL is refused; metering goes on for everyone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_in_an_endpoint_cannot_stop_metering() {
+    let db = TestDatabase::new().await;
+    let root = account_key(db.url(), "enterprise");
+    let server = Server::start(&[("DATABASE_URL", db.url())]);
+    let (status, created) = server.call("POST", "/v1/keys", &root, Some(json!({"name": "metered"})));
+    assert_eq!(status, 201, "{created}");
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+
+    let (status, refused) = server.call(
+        "POST",
+        "/v1/keys/verify",
+        &root,
+        Some(json!({"key": key, "endpoint": "/a\u{0}b", "method": "GET"})),
+    );
+    assert_eq!((status, refused["error"].as_str()), (400, Some("validation_failed")), "{refused}");
+    assert_eq!(refused["details"][0]["field"], "endpoint");
+    for _ in 0..5 {
+        let (status, body) = server.call(
+            "POST",
+            "/v1/keys/verify",
+            &root,
+            Some(json!({"key": key, "endpoint": "/ok", "method": "GET"})),
+        );
+        assert_eq!((status, body["code"].as_str()), (200, Some("VALID")), "{body}");
+    }
+    let logs = server.stop();
+    assert!(!logs.contains("could not write usage"), "{logs}");
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        usage_count: i64,
+    }
+    let uuid = keyward_domain::KeyId::as_uuid(&id.parse().unwrap());
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    let count: Count = diesel::sql_query(format!("SELECT usage_count FROM keys WHERE id = '{uuid}'"))
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count.usage_count, 5);
+}
