@@ -39,12 +39,14 @@ macro_rules! conformance_tests {
             listing_pages_newest_first_with_filters,
             status_filter_follows_expiry_and_idle_timeout,
             revocation_survives_a_later_update,
+            a_stale_copy_undoes_no_concurrent_change,
             rotation_is_atomic,
             keyspace_names_are_unique_per_account,
             keyspace_delete_refuses_active_keys,
             key_counts_ignore_revoked_and_expired,
             users_are_unique_by_email,
             the_last_owner_stays,
+            invitations_wait_for_their_user,
             removing_a_member_ends_their_sessions,
             sessions_round_trip,
             touching_a_key_only_moves_forward,
@@ -177,7 +179,7 @@ pub async fn other_accounts_objects_are_invisible<S: Store>(store: S) {
     let mut stolen = key.clone();
     stolen.account_id = b.principal.account_id;
     stolen.name = "mine now".into();
-    assert!(matches!(b.service.store().update_key(&stolen).await, Err(UpdateError::NotFound)));
+    assert!(matches!(b.service.store().update_key(&key, &stolen).await, Err(UpdateError::NotFound)));
     assert!(matches!(
         b.service.store().delete_keyspace(b.principal.account_id, ks.id, START).await,
         Err(DeleteKeyspaceError::NotFound)
@@ -279,15 +281,40 @@ pub async fn revocation_survives_a_later_update<S: Store>(store: S) {
     let revoked = f.service.revoke_key(&f.principal, key.id).await.unwrap();
     assert_eq!(revoked.revoked_at, Some(START + Duration::seconds(5)));
     // A writer that read the key before the revocation writes its copy back.
-    let mut update = stale;
+    let mut update = stale.clone();
     update.name = "renamed".into();
-    f.service.store().update_key(&update).await.unwrap();
+    f.service.store().update_key(&stale, &update).await.unwrap();
     let stored = f.service.store().get_key(f.principal.account_id, key.id).await.unwrap().unwrap();
     assert_eq!(stored.name, "renamed");
     assert_eq!(stored.revoked_at, revoked.revoked_at, "revocation is permanent");
     f.clock.advance(Duration::seconds(5));
     let again = f.service.revoke_key(&f.principal, key.id).await.unwrap();
     assert_eq!(again.revoked_at, revoked.revoked_at, "revoking twice keeps the first time");
+}
+
+/// A PATCH that read the key before a rotation, a disable and an allowlist change writes
+/// its copy back: it changes what it changed (the name), and nothing it did not.
+pub async fn a_stale_copy_undoes_no_concurrent_change<S: Store>(store: S) {
+    let f = fixture(store, Plan::Pro).await;
+    let key = f.service.create_key(&f.principal, named("k")).await.unwrap().key;
+    let stale = f.service.store().get_key(f.principal.account_id, key.id).await.unwrap().unwrap();
+    f.clock.advance(Duration::seconds(5));
+    let successor = f.service.rotate_key(&f.principal, key.id, 60).await.unwrap().key;
+    let patch =
+        KeyPatch { is_active: Some(false), ip_allowlist: Some(vec!["203.0.113.0/24".into()]), ..Default::default() };
+    f.service.update_key(&f.principal, key.id, patch).await.unwrap();
+
+    let mut update = stale.clone();
+    update.name = "renamed".into();
+    update.updated_at = START + Duration::seconds(10);
+    f.service.store().update_key(&stale, &update).await.unwrap();
+    let stored = f.service.store().get_key(f.principal.account_id, key.id).await.unwrap().unwrap();
+    assert_eq!(stored.name, "renamed");
+    assert_eq!(stored.expires_at, Some(START + Duration::seconds(65)), "the rotation's grace expiry stays");
+    assert_eq!(stored.rotated_to, Some(successor.id));
+    assert!(!stored.is_active, "the disable stays");
+    assert_eq!(stored.ip_allowlist.len(), 1, "the allowlist stays");
+    assert_eq!(stored.updated_at, START + Duration::seconds(10));
 }
 
 pub async fn rotation_is_atomic<S: Store>(store: S) {
@@ -372,6 +399,7 @@ fn user(email: &str, seed: u64) -> crate::people::User {
         id: crate::id::UserId::generate(START, &SeededRandom::new(seed)),
         email: crate::people::Email::new(email).unwrap(),
         password_hash: crate::password::PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        password_change_required: false,
         created_at: START,
         updated_at: START,
     }
@@ -391,6 +419,7 @@ fn session(user: &crate::people::User, account: AccountId, seed: u64) -> crate::
         last_seen_at: START,
         step_up_at: None,
         temporary_key_id: None,
+        password_change_required: false,
     }
 }
 
@@ -409,8 +438,55 @@ pub async fn users_are_unique_by_email<S: Store>(store: S) {
     assert_eq!(memberships[0].1, "Acme");
     assert_eq!(store.members(f.principal.account_id).await.unwrap()[0].0.email, ada.email);
     let rehash = crate::password::PasswordHash::from_phc("$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA".into());
-    store.set_password_hash(ada.id, &rehash, START + Duration::seconds(1)).await.unwrap();
-    assert_eq!(store.get_user(ada.id).await.unwrap().unwrap().password_hash, rehash);
+    store.set_password_hash(ada.id, &rehash, true, START + Duration::seconds(1)).await.unwrap();
+    let stored = store.get_user(ada.id).await.unwrap().unwrap();
+    assert_eq!((stored.password_hash, stored.password_change_required), (rehash.clone(), true));
+    store.set_password_hash(ada.id, &rehash, false, START + Duration::seconds(2)).await.unwrap();
+    assert!(!store.get_user(ada.id).await.unwrap().unwrap().password_change_required);
+}
+
+/// An invitation becomes a membership only when the invited user answers it.
+pub async fn invitations_wait_for_their_user<S: Store>(store: S) {
+    use crate::{
+        people::{Invitation, Role},
+        ports::MembershipError,
+    };
+    let a = fixture(store.clone(), Plan::Pro).await;
+    let b = fixture(store, Plan::Pro).await;
+    let store = a.service.store();
+    let ada = user("ada@acme.io", 31);
+    store.create_user(&ada, Some(&member(&ada, b.principal.account_id, Role::Owner))).await.unwrap();
+    let invitation = Invitation {
+        account_id: a.principal.account_id,
+        user_id: ada.id,
+        role: Role::Admin,
+        invited_by: a.principal.actor(),
+        created_at: START,
+    };
+    store.invite(&invitation).await.unwrap();
+    // Inviting again replaces the offer; the invitation gives no membership yet.
+    store.invite(&Invitation { role: Role::Viewer, ..invitation.clone() }).await.unwrap();
+    assert!(store.get_membership(a.principal.account_id, ada.id).await.unwrap().is_none());
+    let waiting = store.invitations_of(ada.id).await.unwrap();
+    assert_eq!(waiting, vec![(Invitation { role: Role::Viewer, ..invitation.clone() }, "Acme".to_owned())]);
+
+    let later = START + Duration::seconds(9);
+    let joined = store.answer_invitation(a.principal.account_id, ada.id, true, later).await.unwrap().unwrap();
+    assert_eq!((joined.role, joined.created_at), (Role::Viewer, later));
+    assert_eq!(store.get_membership(a.principal.account_id, ada.id).await.unwrap(), Some(joined));
+    assert!(store.invitations_of(ada.id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.answer_invitation(a.principal.account_id, ada.id, true, later).await,
+        Err(MembershipError::NotFound)
+    ));
+    // A member cannot be invited; a declined invitation leaves nothing behind.
+    assert!(matches!(store.invite(&invitation).await, Err(MembershipError::Duplicate)));
+    let bob = user("bob@acme.io", 32);
+    store.create_user(&bob, None).await.unwrap();
+    store.invite(&Invitation { user_id: bob.id, ..invitation }).await.unwrap();
+    assert_eq!(store.answer_invitation(a.principal.account_id, bob.id, false, later).await.unwrap(), None);
+    assert!(store.get_membership(a.principal.account_id, bob.id).await.unwrap().is_none());
+    assert!(store.invitations_of(bob.id).await.unwrap().is_empty());
 }
 
 pub async fn the_last_owner_stays<S: Store>(store: S) {

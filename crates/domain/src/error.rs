@@ -87,6 +87,10 @@ pub enum PeopleError {
     /// The account's plan does not include account keys.
     #[error("the account's plan does not include account keys")]
     PlanRequired,
+    /// The session logged in with a password someone else chose: it may only change it
+    /// (`POST /v1/account/password`) or log out.
+    #[error("change your password first (POST /v1/account/password)")]
+    PasswordChangeRequired,
     #[error(transparent)]
     Manage(#[from] ManageError),
     #[error("password hashing failed")]

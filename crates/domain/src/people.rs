@@ -98,6 +98,9 @@ pub struct User {
     pub id: UserId,
     pub email: Email,
     pub password_hash: PasswordHash,
+    /// The password was chosen by someone else (an admin's `POST /v1/account/users`): the
+    /// user must change it before doing anything else.
+    pub password_change_required: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -123,6 +126,20 @@ pub struct Session {
     pub step_up_at: Option<OffsetDateTime>,
     /// The temporary key minted by this login, revoked at logout.
     pub temporary_key_id: Option<KeyId>,
+    /// Logged in with a password someone else chose: this session may only change it (or
+    /// log out). Changing it ends this session and starts an unrestricted one.
+    pub password_change_required: bool,
+}
+
+/// An offer of membership to a user who already exists: only that user can accept it,
+/// while logged in (SPEC §7: adding a person of another account needs their consent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub invited_by: crate::key::Actor,
+    pub created_at: OffsetDateTime,
 }
 
 impl Session {
@@ -183,6 +200,7 @@ mod tests {
             last_seen_at: t0,
             step_up_at: None,
             temporary_key_id: None,
+            password_change_required: false,
         };
         assert!(!session.step_up_open(t0));
         session.step_up_at = Some(t0);

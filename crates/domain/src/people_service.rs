@@ -2,6 +2,8 @@
 //! roles, account keys, and temporary keys. Written against the ports, like `KeyService`,
 //! which it uses for everything about keys.
 
+mod consent;
+
 use std::{fmt, sync::Arc};
 
 use time::{Duration, OffsetDateTime};
@@ -14,7 +16,7 @@ use crate::{
     key::{Actor, Environment, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_NAME_LEN},
     key_format,
     password::Password,
-    people::{Email, Membership, Role, Session, TEMPORARY_KEY_IDLE_SECONDS, TEMPORARY_KEY_LIFETIME, User},
+    people::{Email, Invitation, Membership, Role, Session, TEMPORARY_KEY_IDLE_SECONDS, TEMPORARY_KEY_LIFETIME, User},
     plan::Plan,
     ports::{CreateUserError, MembershipError, PasswordHasher, Store, UpdateError},
     ratelimit::RateLimiter,
@@ -108,12 +110,14 @@ pub struct AccountKeyPatch {
 }
 
 /// A member added by `POST /v1/account/users`; `password` is set when a new user was
-/// created, to be shown once.
+/// created, to be shown once. `invited`: the person existed already, so they were only
+/// invited, and `membership` is what they will have once they accept.
 #[derive(Debug)]
 pub struct AddedMember {
     pub user: User,
     pub membership: Membership,
     pub initial_password: Option<Password>,
+    pub invited: bool,
 }
 
 /// The people use cases over one store, one password hasher and one rate limiter (login
@@ -242,7 +246,8 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         };
         if check.needs_rehash {
             let rehashed = self.hasher.hash(input.password).await.map_err(PeopleError::Hashing)?;
-            self.store().set_password_hash(user.id, &rehashed, now).await.map_err(|e| match e {
+            let keep = user.password_change_required;
+            self.store().set_password_hash(user.id, &rehashed, keep, now).await.map_err(|e| match e {
                 UpdateError::NotFound => PeopleError::InvalidCredentials,
                 UpdateError::Storage(e) => e.into(),
             })?;
@@ -259,7 +264,10 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         };
         let account = self.store().get_account(membership.account_id).await?.ok_or(ManageError::NotFound)?;
 
-        let temporary_key = if input.temporary_key {
+        // A password someone else chose opens a session that may only change it; no key is
+        // minted from it.
+        let restricted = user.password_change_required;
+        let temporary_key = if input.temporary_key && !restricted {
             let plaintext =
                 key_format::generate(&self.keys.config().temporary_key_prefix, Environment::Live, self.keys.rng());
             let key = self.keys.blank_key(
@@ -299,6 +307,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             last_seen_at: now,
             step_up_at: None,
             temporary_key_id: temporary_key.as_ref().map(|t| t.key.id),
+            password_change_required: restricted,
         };
         self.store().insert_session(&session).await?;
         let mut meta = metadata(&[("session_id", &session.id.to_string())]);
@@ -338,6 +347,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
                 user_id: session.user_id,
                 role: membership.role,
                 step_up_until: session.step_up_expires_at(),
+                password_change_required: session.password_change_required,
             },
             scopes: membership.role.scopes(),
         };
@@ -562,10 +572,11 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         ctx: &RequestContext,
     ) -> Result<Key, PeopleError> {
         let (_, role) = self.manager_session(principal, false)?;
-        let mut key = self.account_key(principal, id).await?;
+        let before = self.account_key(principal, id).await?;
+        let mut key = before.clone();
         let now = self.keys.now();
         // Widening a key's power is as sensitive as minting one; narrowing is not.
-        if Self::widens(&key, &patch) {
+        if Self::widens(&before, &patch) {
             self.manager_session(principal, true)?;
         }
         let mut errors = FieldErrors::new();
@@ -596,7 +607,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         }
         errors.into_result()?;
         key.updated_at = now;
-        self.store().update_key(&key).await?;
+        self.store().update_key(&before, &key).await?;
         self.audit(
             ctx,
             Some(principal.account_id),
@@ -723,12 +734,33 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             return Err(ManageError::Forbidden("only an owner can add an owner").into());
         }
         let email = Email::new(email).map_err(|e| FieldErrors::single("email", e.to_string()))?;
-        let added = self.add_member(principal.account_id, email, role, None).await?;
+        let now = self.keys.now();
+        // Someone who already has a login is only invited: joining an account is theirs to
+        // accept (an admin must not be able to enrol a stranger's login into their account,
+        // nor pre-register one and wait for the stranger to be added elsewhere).
+        let added = match self.store().find_user_by_email(&email).await? {
+            Some(user) => {
+                let invitation = Invitation {
+                    account_id: principal.account_id,
+                    user_id: user.id,
+                    role,
+                    invited_by: principal.actor(),
+                    created_at: now,
+                };
+                self.store().invite(&invitation).await.map_err(Self::membership_error)?;
+                let membership =
+                    Membership { user_id: user.id, account_id: principal.account_id, role, created_at: now };
+                AddedMember { user, membership, initial_password: None, invited: true }
+            }
+            // A password chosen here is the admin's, not the user's: it must be changed at
+            // the first login.
+            None => self.create_member(principal.account_id, email, role, None, true).await?,
+        };
         self.audit(
             ctx,
             Some(principal.account_id),
             principal.actor(),
-            "user.create",
+            if added.invited { "user.invite" } else { "user.create" },
             ("user", Some(added.user.id.to_string())),
             AuditResult::Success,
             metadata(&[("role", role.as_str())]),
@@ -736,8 +768,9 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         Ok(added)
     }
 
-    /// The operator's path (CLI): no session, no step-up. `password` of `None` generates a
-    /// one-time password for a new user.
+    /// The operator's path (CLI): no session, no step-up, and the operator's authority
+    /// stands in for the person's consent (an existing user is added at once). `password`
+    /// of `None` generates one for a new user, shown to the operator who reads it.
     pub async fn add_member(
         &self,
         account: AccountId,
@@ -746,9 +779,8 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         password: Option<Password>,
     ) -> Result<AddedMember, PeopleError> {
         let now = self.keys.now();
-        let membership_for = |user_id| Membership { user_id, account_id: account, role, created_at: now };
         if let Some(user) = self.store().find_user_by_email(&email).await? {
-            let membership = membership_for(user.id);
+            let membership = Membership { user_id: user.id, account_id: account, role, created_at: now };
             self.store().add_membership(&membership).await.map_err(|e| match e {
                 MembershipError::Duplicate => {
                     PeopleError::from(FieldErrors::single("email", "already a member of this account"))
@@ -758,8 +790,23 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
                     PeopleError::Manage(ManageError::Storage(crate::ports::StorageError::Internal(Box::new(other))))
                 }
             })?;
-            return Ok(AddedMember { user, membership, initial_password: None });
+            return Ok(AddedMember { user, membership, initial_password: None, invited: false });
         }
+        self.create_member(account, email, role, password, false).await
+    }
+
+    /// Creates a user and their membership. `change_required`: the password (given or
+    /// generated) was chosen by someone other than the user, who must change it first.
+    async fn create_member(
+        &self,
+        account: AccountId,
+        email: Email,
+        role: Role,
+        password: Option<Password>,
+        change_required: bool,
+    ) -> Result<AddedMember, PeopleError> {
+        let now = self.keys.now();
+        let membership_for = |user_id| Membership { user_id, account_id: account, role, created_at: now };
         let generated = password.is_none();
         let password = password.unwrap_or_else(|| Password::generate(self.keys.rng()));
         let hash = self.hasher.hash(password.clone()).await.map_err(PeopleError::Hashing)?;
@@ -767,6 +814,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             id: UserId::generate(now, self.keys.rng()),
             email,
             password_hash: hash,
+            password_change_required: change_required,
             created_at: now,
             updated_at: now,
         };
@@ -777,14 +825,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             }
             CreateUserError::Storage(e) => e.into(),
         })?;
-        Ok(AddedMember { user, membership, initial_password: generated.then_some(password) })
+        Ok(AddedMember { user, membership, initial_password: generated.then_some(password), invited: false })
     }
 
     /// Sets a user's password (operator's path: CLI).
     pub async fn set_password(&self, email: &Email, password: Password) -> Result<User, PeopleError> {
         let user = self.store().find_user_by_email(email).await?.ok_or(ManageError::NotFound)?;
         let hash = self.hasher.hash(password).await.map_err(PeopleError::Hashing)?;
-        self.store().set_password_hash(user.id, &hash, self.keys.now()).await?;
+        self.store().set_password_hash(user.id, &hash, false, self.keys.now()).await?;
         Ok(user)
     }
 
@@ -880,8 +928,8 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         for key in keys {
             match role {
                 Some(role) => {
-                    let key = Key { scopes: role.scopes(), updated_at: now, ..key };
-                    self.store().update_key(&key).await?;
+                    let reshaped = Key { scopes: role.scopes(), updated_at: now, ..key.clone() };
+                    self.store().update_key(&key, &reshaped).await?;
                 }
                 None => self.keys.revoke(key).await?,
             }

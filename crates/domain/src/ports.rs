@@ -19,7 +19,7 @@ use crate::{
     key_format::KeyHash,
     keyspace::Keyspace,
     password::{HashFailure, Password, PasswordCheck, PasswordHash},
-    people::{Email, Membership, Role, Session, User},
+    people::{Email, Invitation, Membership, Role, Session, User},
     usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary},
 };
 
@@ -152,10 +152,13 @@ pub trait KeyStore: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<KeyPage, StorageError>> + Send;
 
-    /// Writes every mutable attribute of `key` (matched by account and id). A `revoked_at`
-    /// already stored is never cleared or moved, whatever `key` says: revocation is
-    /// permanent even against a concurrent update. Errors: `NotFound`, `Storage`.
-    fn update_key(&self, key: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send;
+    /// Writes the attributes of `after` that differ from `before` — the copy the caller read
+    /// and changed — and `updated_at` (matched by account and id). Every other attribute
+    /// stays as stored, so a concurrent writer's change to another attribute (a rotation's
+    /// expiry, a disable, an allowlist) is never undone by a copy read before it. A
+    /// `revoked_at` already stored is never cleared or moved: revocation is permanent even
+    /// against a concurrent update. Errors: `NotFound`, `Storage`.
+    fn update_key(&self, before: &Key, after: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send;
 
     /// Atomically writes `old` (its new `expires_at`, `rotated_to`, `updated_at`) and inserts
     /// `new`. Errors: `NotFound` when `old` is gone or revoked meanwhile, `Storage`.
@@ -229,11 +232,13 @@ pub trait UserStore: Send + Sync {
 
     fn get_user(&self, id: UserId) -> impl Future<Output = Result<Option<User>, StorageError>> + Send;
 
+    /// Sets the password's hash and whether it must be changed at the next login.
     /// Errors: `NotFound`, `Storage`.
     fn set_password_hash(
         &self,
         id: UserId,
         hash: &PasswordHash,
+        change_required: bool,
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), UpdateError>> + Send;
 
@@ -255,6 +260,27 @@ pub trait UserStore: Send + Sync {
 
     /// Errors: `Duplicate`, `Storage`.
     fn add_membership(&self, membership: &Membership) -> impl Future<Output = Result<(), MembershipError>> + Send;
+
+    /// Records an invitation, replacing one the user already had from that account.
+    /// Errors: `Duplicate` when the user is a member already, `Storage`.
+    fn invite(&self, invitation: &Invitation) -> impl Future<Output = Result<(), MembershipError>> + Send;
+
+    /// The user's pending invitations with each account's name, oldest first.
+    fn invitations_of(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = Result<Vec<(Invitation, String)>, StorageError>> + Send;
+
+    /// Turns the user's invitation to `account` into a membership at `at`, atomically, or
+    /// (`accept` false) discards it. Errors: `NotFound` (no such invitation), `Duplicate`,
+    /// `Storage`.
+    fn answer_invitation(
+        &self,
+        account: AccountId,
+        user: UserId,
+        accept: bool,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Membership>, MembershipError>> + Send;
 
     /// Changes a role, atomically refusing to demote the account's last owner.
     /// Errors: `NotFound`, `LastOwner`, `Storage`.

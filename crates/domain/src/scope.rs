@@ -105,8 +105,10 @@ impl serde::Serialize for ScopeSet {
 pub enum InvalidScopeSet {
     #[error("at most {MAX_SCOPES} scopes")]
     TooMany,
-    #[error("{0:?} is not a valid scope: {InvalidScope}")]
-    Invalid(String),
+    /// The position of the first invalid scope. Never the value: a client that pastes a
+    /// key into `scopes` must not see it echoed back (or logged).
+    #[error("entry {0} is not a valid scope: {InvalidScope}")]
+    Invalid(usize),
 }
 
 impl ScopeSet {
@@ -116,7 +118,8 @@ impl ScopeSet {
         }
         values
             .iter()
-            .map(|v| Scope::new(v.as_ref()).map_err(|_| InvalidScopeSet::Invalid(v.as_ref().to_owned())))
+            .enumerate()
+            .map(|(i, v)| Scope::new(v.as_ref()).map_err(|_| InvalidScopeSet::Invalid(i)))
             .collect::<Result<BTreeSet<_>, _>>()
             .map(Self::from_sorted)
     }
@@ -212,6 +215,9 @@ mod tests {
         for bad in ["", "keys", ":read", "keys:", "keys:read:extra", "*:read", "a b:c", &"x".repeat(200)] {
             assert!(Scope::new(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(ScopeSet::parse(&["ok:x", "bad"]), Err(InvalidScopeSet::Invalid("bad".into())));
+        assert_eq!(ScopeSet::parse(&["ok:x", "bad"]), Err(InvalidScopeSet::Invalid(1)));
+        let secret = "kw_live_2MnWFVGFulYfDYYofw9tWlVJNJrXgb1tl35W";
+        let error = ScopeSet::parse(&[secret]).unwrap_err();
+        assert!(!error.to_string().contains(secret) && !format!("{error:?}").contains(secret), "{error}");
     }
 }

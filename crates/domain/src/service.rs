@@ -73,7 +73,15 @@ pub enum Via {
     /// An account or temporary key.
     Key { id: KeyId, kind: KeyKind },
     /// A person's login session (cookie).
-    Session { id: SessionId, user_id: UserId, role: Role, step_up_until: Option<OffsetDateTime> },
+    Session {
+        id: SessionId,
+        user_id: UserId,
+        role: Role,
+        step_up_until: Option<OffsetDateTime>,
+        /// Logged in with a password someone else chose: only changing it (or logging
+        /// out) is allowed.
+        password_change_required: bool,
+    },
 }
 
 /// Who is calling the management API, once authenticated.
@@ -96,6 +104,11 @@ impl Principal {
 
     pub fn require(&self, scope: &'static str) -> Result<(), ManageError> {
         if self.scopes.grants_str(scope) { Ok(()) } else { Err(ManageError::InsufficientScope(scope)) }
+    }
+
+    /// Whether this is a session that must change its password before anything else.
+    pub fn password_change_required(&self) -> bool {
+        matches!(self.via, Via::Session { password_change_required: true, .. })
     }
 
     /// Who appears in `created_by` and in audit events.
@@ -975,7 +988,8 @@ impl<S: Store> KeyService<S> {
 
     pub async fn update_key(&self, principal: &Principal, id: KeyId, patch: KeyPatch) -> Result<Key, ManageError> {
         principal.require(management::KEYS_WRITE)?;
-        let mut key = self.service_key(principal, id).await?;
+        let before = self.service_key(principal, id).await?;
+        let mut key = before.clone();
         let keyspace = match key.keyspace_id {
             Some(ks) => self.store.get_keyspace(principal.account_id, ks).await?,
             None => None,
@@ -1040,7 +1054,7 @@ impl<S: Store> KeyService<S> {
         }
         errors.into_result()?;
         key.updated_at = now;
-        self.store.update_key(&key).await?;
+        self.store.update_key(&before, &key).await?;
         // Read back: a concurrent revocation wins over this update, and the answer says so.
         self.service_key(principal, id).await
     }
@@ -1054,12 +1068,11 @@ impl<S: Store> KeyService<S> {
     }
 
     /// Revokes `key` now unless it already is (any kind of key; the callers check access).
-    pub(crate) async fn revoke(&self, mut key: Key) -> Result<(), ManageError> {
+    pub(crate) async fn revoke(&self, key: Key) -> Result<(), ManageError> {
         if key.revoked_at.is_none() {
             let now = self.now();
-            key.revoked_at = Some(now);
-            key.updated_at = now;
-            self.store.update_key(&key).await?;
+            let revoked = Key { revoked_at: Some(now), updated_at: now, ..key.clone() };
+            self.store.update_key(&key, &revoked).await?;
         }
         Ok(())
     }

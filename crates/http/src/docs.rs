@@ -14,6 +14,7 @@ const PAGES: &[(&str, &str)] = &[
     ("step_up_required", include_str!("../../../docs/errors/step_up_required.md")),
     ("plan_required", include_str!("../../../docs/errors/plan_required.md")),
     ("key_limit_reached", include_str!("../../../docs/errors/key_limit_reached.md")),
+    ("password_change_required", include_str!("../../../docs/errors/password_change_required.md")),
     ("csrf_rejected", include_str!("../../../docs/errors/csrf_rejected.md")),
     ("forbidden", include_str!("../../../docs/errors/forbidden.md")),
     ("not_found", include_str!("../../../docs/errors/not_found.md")),

@@ -19,8 +19,9 @@ fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 }
 
 /// A secret string from a request body (a password, a presented key): deserialised like a
-/// string, redacted in `Debug`.
-#[derive(Clone, Deserialize)]
+/// string, redacted in `Debug`. Also what a response that shows a secret once (a new key,
+/// an initial password) carries, so that no `Debug` of a DTO prints it.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct SecretString(pub String);
 
@@ -387,8 +388,17 @@ pub struct IssuedKeyResponse {
     #[serde(flatten)]
     pub record: KeyResponse,
     /// The plaintext key. Store it now: Keyward keeps only its hash.
-    #[schema(example = "kw_live_3kTMd9nQ2xWvB7pLr0aZc5Yh8JfE1uGi0q4Rbx")]
-    pub key: String,
+    #[schema(value_type = String, example = "kw_live_3kTMd9nQ2xWvB7pLr0aZc5Yh8JfE1uGi0q4Rbx")]
+    pub key: SecretString,
+}
+
+impl IssuedKeyResponse {
+    pub fn new(issued: &keyward_domain::service::IssuedKey, now: OffsetDateTime) -> Self {
+        Self {
+            record: KeyResponse::new(&issued.key, now),
+            key: SecretString(issued.plaintext.expose_secret().to_owned()),
+        }
+    }
 }
 
 /// Usage counters of `GET /v1/keys/{id}`.

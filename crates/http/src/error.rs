@@ -36,6 +36,7 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ("step_up_required", 403, "Re-enter your password first (POST /v1/account/verify-password)."),
     ("plan_required", 403, "The account's plan does not include this feature."),
     ("key_limit_reached", 403, "The account's plan allows no more active keys."),
+    ("password_change_required", 403, "Change the password someone else chose first (POST /v1/account/password)."),
     ("csrf_rejected", 403, "A cookie-authenticated request came from another origin or was not JSON."),
     ("forbidden", 403, "The operation is not allowed."),
     ("not_found", 404, "No such route, or no such object in your account."),
@@ -184,6 +185,11 @@ impl From<PeopleError> for ApiError {
                 StatusCode::FORBIDDEN,
                 "step_up_required",
                 "re-enter your password first: POST /v1/account/verify-password",
+            ),
+            PeopleError::PasswordChangeRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "this password was chosen by someone else: change it first (POST /v1/account/password)",
             ),
             PeopleError::PlanRequired => {
                 Self::new(StatusCode::FORBIDDEN, "plan_required", "the account's plan does not include account keys")

@@ -125,10 +125,7 @@ pub async fn delete_keyspace<S: Store>(
 // --- service keys ---------------------------------------------------------------------------
 
 fn issued(issued: &keyward_domain::service::IssuedKey, now: time::OffsetDateTime) -> HttpResponse {
-    created(IssuedKeyResponse {
-        record: KeyResponse::new(&issued.key, now),
-        key: issued.plaintext.expose_secret().to_owned(),
-    })
+    created(IssuedKeyResponse::new(issued, now))
 }
 
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("api_key" = [])), request_body = CreateKeyRequest,

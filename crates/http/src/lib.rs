@@ -9,6 +9,7 @@
 //! behind the `Store` it is given.
 
 pub mod audit;
+pub mod consent;
 pub mod docs;
 pub mod dto;
 pub mod error;
@@ -198,6 +199,16 @@ fn management_routes<S: Store>() -> actix_web::Scope<
         .service(resource("/v1/auth/logout", vec![on(Method::POST, p::logout::<S>)]))
         .service(resource("/v1/auth/session", vec![on(Method::GET, p::session::<S>)]))
         .service(resource("/v1/account/verify-password", vec![on(Method::POST, p::verify_password::<S>)]))
+        .service(resource("/v1/account/password", vec![on(Method::POST, consent::change_password::<S>)]))
+        .service(resource("/v1/auth/invitations", vec![on(Method::GET, consent::list_invitations::<S>)]))
+        .service(resource(
+            "/v1/auth/invitations/{account_id}",
+            vec![on(Method::DELETE, consent::decline_invitation::<S>)],
+        ))
+        .service(resource(
+            "/v1/auth/invitations/{account_id}/accept",
+            vec![on(Method::POST, consent::accept_invitation::<S>)],
+        ))
         .service(resource(
             "/v1/account/users",
             vec![on(Method::GET, p::list_users::<S>), on(Method::POST, p::add_user::<S>)],

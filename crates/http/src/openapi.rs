@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use crate::{dto::*, handlers::*, metrics::*, people::*};
+use crate::{consent::*, dto::*, handlers::*, metrics::*, people::*};
 
 struct ApiKeyAuth;
 
@@ -40,7 +40,8 @@ impl Modify for ApiKeyAuth {
         healthz, readyz, openapi_json, error_page, get_account,
         create_keyspace, list_keyspaces, get_keyspace, update_keyspace, delete_keyspace,
         create_key, import_keys, list_keys, get_key, update_key, revoke_key, rotate_key, key_self, verify_key,
-        login, logout, session, verify_password, list_users, add_user, update_user, remove_user,
+        login, logout, session, verify_password, change_password, list_invitations, accept_invitation, decline_invitation,
+        list_users, add_user, update_user, remove_user,
         create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
         list_audit, key_usage, stats, metrics,
     ),

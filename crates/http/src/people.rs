@@ -80,6 +80,9 @@ pub struct LoginResponse {
     pub session_expires_at: OffsetDateTime,
     /// Present when `temporary_key` was asked for; its plaintext is shown this once.
     pub temporary_key: Option<IssuedKeyResponse>,
+    /// The password was chosen by someone else: this session may only change it
+    /// (`POST /v1/account/password`) or log out, and no temporary key was minted.
+    pub password_change_required: bool,
 }
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
@@ -109,10 +112,8 @@ pub async fn login<S: Store>(
             .map(|(m, name)| MembershipDto { account_id: m.account_id, name: name.clone(), role: m.role })
             .collect(),
         session_expires_at: outcome.session.expires_at(),
-        temporary_key: outcome.temporary_key.as_ref().map(|t| IssuedKeyResponse {
-            record: KeyResponse::new(&t.key, now),
-            key: t.plaintext.expose_secret().to_owned(),
-        }),
+        temporary_key: outcome.temporary_key.as_ref().map(|t| IssuedKeyResponse::new(t, now)),
+        password_change_required: outcome.session.password_change_required,
     };
     Ok(HttpResponse::Ok().cookie(cookie).json(body))
 }
@@ -145,6 +146,9 @@ pub struct SessionResponse {
 pub async fn session<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<SessionResponse>> {
     let token = state.cookies.token_of(&req).ok_or_else(ApiError::unauthorized)?;
     let (principal, session) = state.people.authenticate_session(&token).await?;
+    if principal.password_change_required() {
+        return Err(keyward_domain::error::PeopleError::PasswordChangeRequired.into());
+    }
     let (user, account, role) = state.people.current_user(&principal).await?;
     let now = state.service.now();
     Ok(web::Json(SessionResponse {
@@ -233,12 +237,18 @@ pub struct AddUserRequest {
 pub struct AddedUserResponse {
     #[serde(flatten)]
     pub member: MemberResponse,
+    /// `active`: a new user, a member now. `invited`: the person has a login already, so
+    /// they were invited and become a member when they accept (202).
+    #[schema(example = "active")]
+    pub status: &'static str,
     /// For a new user only: a one-time password to hand over; shown this once.
-    pub initial_password: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub initial_password: Option<SecretString>,
 }
 
 #[utoipa::path(post, path = "/v1/account/users", tag = "users", request_body = AddUserRequest,
-    responses((status = 201, body = AddedUserResponse), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 201, body = AddedUserResponse), (status = 202, body = AddedUserResponse, description = "An existing user, invited"),
+        (status = 403, body = ErrorEnvelope)))]
 pub async fn add_user<S: Store>(
     state: web::Data<AppState<S>>,
     req: HttpRequest,
@@ -247,9 +257,11 @@ pub async fn add_user<S: Store>(
     let principal = principal(&state, &req).await?;
     let body = body.into_inner()?;
     let added = state.people.add_user(&principal, &body.email, body.role, &request_context(&req)).await?;
-    Ok(HttpResponse::Created().json(AddedUserResponse {
+    let mut response = if added.invited { HttpResponse::Accepted() } else { HttpResponse::Created() };
+    Ok(response.json(AddedUserResponse {
         member: MemberResponse::new(&added.user, &added.membership),
-        initial_password: added.initial_password.map(|p| p.expose_secret().to_owned()),
+        status: if added.invited { "invited" } else { "active" },
+        initial_password: added.initial_password.map(|p| SecretString(p.expose_secret().to_owned())),
     }))
 }
 
@@ -314,10 +326,7 @@ pub async fn create_account_key<S: Store>(
     let CreateAccountKeyRequest { name, scopes, description, expires_at, ip_allowlist } = body.into_inner()?;
     let input = NewAccountKey { name, scopes, description, expires_at, ip_allowlist };
     let issued = state.people.create_account_key(&principal, input, &request_context(&req)).await?;
-    Ok(HttpResponse::Created().json(IssuedKeyResponse {
-        record: KeyResponse::new(&issued.key, state.service.now()),
-        key: issued.plaintext.expose_secret().to_owned(),
-    }))
+    Ok(HttpResponse::Created().json(IssuedKeyResponse::new(&issued, state.service.now())))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -407,8 +416,5 @@ pub async fn rotate_account_key<S: Store>(
         .people
         .rotate_account_key(&principal, parse_id(&id)?, body.into_inner()?.grace_period_seconds, &request_context(&req))
         .await?;
-    Ok(HttpResponse::Created().json(IssuedKeyResponse {
-        record: KeyResponse::new(&issued.key, state.service.now()),
-        key: issued.plaintext.expose_secret().to_owned(),
-    }))
+    Ok(HttpResponse::Created().json(IssuedKeyResponse::new(&issued, state.service.now())))
 }

@@ -178,6 +178,9 @@ pub(crate) async fn authorize<S: Store>(
         enforce(&state.limits, req, "ip", format!("ip:{ip}").as_bytes(), &limits.ip_rules(), now).await?;
     }
     let principal = authenticate(state, req).await?;
+    if principal.password_change_required() && !password_change_route(req) {
+        return Err(keyward_domain::error::PeopleError::PasswordChangeRequired.into());
+    }
     let account = principal.account_id;
     req.extensions_mut().insert(crate::audit::Caller { account, actor: principal.actor() });
     match purpose {
@@ -217,6 +220,11 @@ pub(crate) async fn authorize<S: Store>(
         }
     }
     Ok(principal)
+}
+
+/// What a session that must change its password may still do: change it, or log out.
+fn password_change_route(req: &HttpRequest) -> bool {
+    *req.method() == Method::POST && matches!(req.path(), "/v1/account/password" | "/v1/auth/logout")
 }
 
 /// With an `Idempotency-Key`, claims the key for this request — after authentication and

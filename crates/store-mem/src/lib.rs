@@ -38,6 +38,7 @@ struct State {
     by_hash: HashMap<KeyHash, KeyId>,
     users: BTreeMap<UserId, User>,
     memberships: BTreeMap<(AccountId, UserId), Membership>,
+    invitations: BTreeMap<(AccountId, UserId), keyward_domain::people::Invitation>,
     sessions: HashMap<SessionId, Session>,
     audit: BTreeMap<EventId, AuditRecord>,
     /// The last (seq, hash) of each chain.
@@ -189,13 +190,37 @@ impl KeyStore for MemStore {
         })))
     }
 
-    fn update_key(&self, key: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
+    fn update_key(&self, before: &Key, after: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
         ready(self.write(|state| {
-            let stored =
-                state.keys.get_mut(&key.id).filter(|k| k.account_id == key.account_id).ok_or(UpdateError::NotFound)?;
-            let revoked_at = stored.revoked_at.or(key.revoked_at);
-            let rotated_to = stored.rotated_to.or(key.rotated_to);
-            *stored = Key { revoked_at, rotated_to, ..key.clone() };
+            let stored = state
+                .keys
+                .get_mut(&after.id)
+                .filter(|k| k.account_id == after.account_id)
+                .ok_or(UpdateError::NotFound)?;
+            macro_rules! changed {
+                ($($field:ident),+) => {$(
+                    if before.$field != after.$field {
+                        stored.$field = after.$field.clone();
+                    }
+                )+};
+            }
+            changed!(
+                name,
+                description,
+                scopes,
+                resource,
+                tier,
+                rate_limits,
+                quota,
+                ip_allowlist,
+                expires_at,
+                idle_timeout_seconds,
+                owner_id,
+                metadata,
+                is_active
+            );
+            stored.revoked_at = stored.revoked_at.or(after.revoked_at);
+            stored.updated_at = after.updated_at;
             Ok(())
         }))
     }
@@ -422,11 +447,13 @@ impl UserStore for MemStore {
         &self,
         id: UserId,
         hash: &PasswordHash,
+        change_required: bool,
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), UpdateError>> + Send {
         ready(self.write(|state| {
             let user = state.users.get_mut(&id).ok_or(UpdateError::NotFound)?;
             user.password_hash = hash.clone();
+            user.password_change_required = change_required;
             user.updated_at = at;
             Ok(())
         }))
@@ -480,6 +507,57 @@ impl UserStore for MemStore {
             }
             state.memberships.insert(key, *membership);
             Ok(())
+        }))
+    }
+
+    fn invite(
+        &self,
+        invitation: &keyward_domain::people::Invitation,
+    ) -> impl Future<Output = Result<(), MembershipError>> + Send {
+        ready(self.write(|state| {
+            let key = (invitation.account_id, invitation.user_id);
+            if state.memberships.contains_key(&key) {
+                return Err(MembershipError::Duplicate);
+            }
+            state.invitations.insert(key, invitation.clone());
+            Ok(())
+        }))
+    }
+
+    fn invitations_of(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = Result<Vec<(keyward_domain::people::Invitation, String)>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut found: Vec<_> = state
+                .invitations
+                .values()
+                .filter(|i| i.user_id == user)
+                .filter_map(|i| state.accounts.get(&i.account_id).map(|a| (i.clone(), a.name.clone())))
+                .collect();
+            found.sort_by_key(|(i, _)| (i.created_at, i.account_id));
+            found
+        })))
+    }
+
+    fn answer_invitation(
+        &self,
+        account: AccountId,
+        user: UserId,
+        accept: bool,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Membership>, MembershipError>> + Send {
+        ready(self.write(|state| {
+            let invitation = state.invitations.remove(&(account, user)).ok_or(MembershipError::NotFound)?;
+            if !accept {
+                return Ok(None);
+            }
+            if state.memberships.contains_key(&(account, user)) {
+                return Err(MembershipError::Duplicate);
+            }
+            let membership = Membership { user_id: user, account_id: account, role: invitation.role, created_at: at };
+            state.memberships.insert((account, user), membership);
+            Ok(Some(membership))
         }))
     }
 

@@ -38,7 +38,7 @@ use keyward_domain::{
     audit::{AuditEvent, AuditFilter, AuditRecord, chain_hash},
     idempotency::{Claim, LEASE, RETENTION, StoredResponse},
     password::PasswordHash,
-    people::{Email, Membership, Role, Session, User},
+    people::{Email, Invitation, Membership, Role, Session, User},
     ports::{
         AccountStore, Atomic, AuditStore, BoxError, CreateUserError, DeleteKeyspaceError, IdempotencyStore,
         InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError,
@@ -48,10 +48,13 @@ use keyward_domain::{
     usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start},
 };
 pub use migrate::{MigrationError, pending_migrations, run_migrations};
-use rows::{AccountRow, AuditRow, CorruptRow, KeyChanges, KeyRow, KeyspaceRow, MembershipRow, SessionRow, UserRow};
+use rows::{
+    AccountRow, AuditRow, CorruptRow, InvitationRow, KeyChanges, KeyRow, KeyspaceRow, MembershipRow, SessionRow,
+    UserRow,
+};
 use schema::{
-    accounts, audit_events, idempotency_keys, key_usage_daily, keys, keyspaces, memberships, sessions, usage_records,
-    users,
+    accounts, audit_events, idempotency_keys, invitations, key_usage_daily, keys, keyspaces, memberships, sessions,
+    usage_records, users,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -577,8 +580,8 @@ impl KeyStore for PgStore {
         Ok(KeyPage { keys, total: u64::try_from(total).unwrap_or(0), has_more })
     }
 
-    fn update_key(&self, key: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
-        let row = KeyRow::from(key);
+    fn update_key(&self, before: &Key, after: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
+        let (read, row) = (KeyRow::from(before), KeyRow::from(after));
         async move {
             let mut conn = self.conn().await?;
             // `revoked_at` is only ever set, never cleared or moved: a writer holding a copy
@@ -589,7 +592,7 @@ impl KeyStore for PgStore {
             let updated = diesel::update(keys::table)
                 .filter(keys::id.eq(row.id))
                 .filter(keys::account_id.eq(row.account_id))
-                .set((KeyChanges::from(&row), keys::revoked_at.eq(keep_first_revocation)))
+                .set((KeyChanges::between(&read, &row), keys::revoked_at.eq(keep_first_revocation)))
                 .execute(&mut conn)
                 .await
                 .map_err(db_error)?;
@@ -960,10 +963,20 @@ impl UserStore for PgStore {
         row.map(User::try_from).transpose().map_err(corrupt)
     }
 
-    async fn set_password_hash(&self, id: UserId, hash: &PasswordHash, at: OffsetDateTime) -> Result<(), UpdateError> {
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        change_required: bool,
+        at: OffsetDateTime,
+    ) -> Result<(), UpdateError> {
         let mut conn = self.conn().await?;
         let updated = diesel::update(users::table.find(id.as_uuid()))
-            .set((users::password_hash.eq(hash.as_phc()), users::updated_at.eq(at)))
+            .set((
+                users::password_hash.eq(hash.as_phc()),
+                users::password_change_required.eq(change_required),
+                users::updated_at.eq(at),
+            ))
             .execute(&mut conn)
             .await
             .map_err(db_error)?;
@@ -1022,6 +1035,85 @@ impl UserStore for PgStore {
             Err(e) if is_unique_violation(&e, "memberships_pkey") => Err(MembershipError::Duplicate),
             Err(e) => Err(db_error(e).into()),
         }
+    }
+
+    async fn invite(&self, invitation: &Invitation) -> Result<(), MembershipError> {
+        let row = InvitationRow::from(invitation);
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, TxError<MembershipError>, _>(async |conn| {
+            let member: i64 = memberships::table
+                .filter(memberships::account_id.eq(row.account_id))
+                .filter(memberships::user_id.eq(row.user_id))
+                .count()
+                .get_result(conn)
+                .await?;
+            if member > 0 {
+                return Err(TxError::Domain(MembershipError::Duplicate));
+            }
+            diesel::insert_into(invitations::table)
+                .values(&row)
+                .on_conflict((invitations::account_id, invitations::user_id))
+                .do_update()
+                .set((
+                    invitations::role.eq(&row.role),
+                    invitations::invited_by.eq(&row.invited_by),
+                    invitations::created_at.eq(row.created_at),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .map_err(TxError::into_domain)
+    }
+
+    async fn invitations_of(&self, user: UserId) -> Result<Vec<(Invitation, String)>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(InvitationRow, String)> = invitations::table
+            .inner_join(accounts::table)
+            .filter(invitations::user_id.eq(user.as_uuid()))
+            .order((invitations::created_at.asc(), invitations::account_id.asc()))
+            .select((InvitationRow::as_select(), accounts::name))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(i, name)| Invitation::try_from(i).map(|i| (i, name)))
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)
+    }
+
+    async fn answer_invitation(
+        &self,
+        account: AccountId,
+        user: UserId,
+        accept: bool,
+        at: OffsetDateTime,
+    ) -> Result<Option<Membership>, MembershipError> {
+        let (account_id, user_id) = (account.as_uuid(), user.as_uuid());
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, TxError<MembershipError>, _>(async |conn| {
+            let taken: Option<InvitationRow> = diesel::delete(invitations::table.find((account_id, user_id)))
+                .returning(InvitationRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+            let invitation = Invitation::try_from(taken.ok_or(TxError::Domain(MembershipError::NotFound))?)
+                .map_err(|e| TxError::Domain(MembershipError::Storage(corrupt(e))))?;
+            if !accept {
+                return Ok(None);
+            }
+            let membership = Membership { user_id: user, account_id: account, role: invitation.role, created_at: at };
+            match diesel::insert_into(memberships::table).values(MembershipRow::from(&membership)).execute(conn).await {
+                Ok(_) => Ok(Some(membership)),
+                Err(e) if is_unique_violation(&e, "memberships_pkey") => {
+                    Err(TxError::Domain(MembershipError::Duplicate))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+        .map_err(TxError::into_domain)
     }
 
     async fn set_role(&self, account: AccountId, user: UserId, role: Role) -> Result<(), MembershipError> {

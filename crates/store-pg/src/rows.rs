@@ -10,7 +10,7 @@ use keyward_domain::{
     key::ResourceBinding,
     key_format::KeyPrefix,
     password::PasswordHash,
-    people::{Email, Membership, Session, User},
+    people::{Email, Invitation, Membership, Session, User},
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -244,46 +244,53 @@ impl TryFrom<KeyRow> for Key {
     }
 }
 
-/// The attributes `PATCH /v1/keys/{id}` may change. Identity, hash, kind, environment,
-/// succession and `revoked_at` are not among them (revocation has its own rule).
+/// The attributes an update may change, each written only when the caller changed it
+/// (`None`: the column stays as stored). Identity, hash, kind, environment, succession and
+/// `revoked_at` are not among them (revocation has its own rule).
 #[derive(Debug, AsChangeset)]
-#[diesel(table_name = keys, treat_none_as_null = true)]
+#[diesel(table_name = keys)]
 pub(crate) struct KeyChanges<'a> {
-    pub name: &'a str,
-    pub description: Option<&'a str>,
-    pub scopes: &'a [String],
-    pub resource: Option<&'a str>,
-    pub tier: &'a str,
-    pub rate_limits: &'a serde_json::Value,
-    pub quota: Option<&'a serde_json::Value>,
-    pub ip_allowlist: &'a [IpNet],
-    pub ip_allowlist_hosts: &'a [String],
-    pub expires_at: Option<OffsetDateTime>,
-    pub idle_timeout_seconds: Option<i32>,
-    pub owner_id: Option<&'a str>,
-    pub metadata: &'a serde_json::Value,
-    pub is_active: bool,
+    pub name: Option<&'a str>,
+    pub description: Option<Option<&'a str>>,
+    pub scopes: Option<&'a [String]>,
+    pub resource: Option<Option<&'a str>>,
+    pub tier: Option<&'a str>,
+    pub rate_limits: Option<&'a serde_json::Value>,
+    pub quota: Option<Option<&'a serde_json::Value>>,
+    pub ip_allowlist: Option<&'a [IpNet]>,
+    pub ip_allowlist_hosts: Option<&'a [String]>,
+    pub expires_at: Option<Option<OffsetDateTime>>,
+    pub idle_timeout_seconds: Option<Option<i32>>,
+    pub owner_id: Option<Option<&'a str>>,
+    pub metadata: Option<&'a serde_json::Value>,
+    pub is_active: Option<bool>,
     pub updated_at: OffsetDateTime,
 }
 
-impl<'a> From<&'a KeyRow> for KeyChanges<'a> {
-    fn from(row: &'a KeyRow) -> Self {
+impl<'a> KeyChanges<'a> {
+    /// The columns in which `after` differs from `before`, and `updated_at`.
+    pub fn between(before: &KeyRow, after: &'a KeyRow) -> Self {
+        macro_rules! changed {
+            ($field:ident, $value:expr) => {
+                (before.$field != after.$field).then(|| $value)
+            };
+        }
         Self {
-            name: &row.name,
-            description: row.description.as_deref(),
-            scopes: &row.scopes,
-            resource: row.resource.as_deref(),
-            tier: &row.tier,
-            rate_limits: &row.rate_limits,
-            quota: row.quota.as_ref(),
-            ip_allowlist: &row.ip_allowlist,
-            ip_allowlist_hosts: &row.ip_allowlist_hosts,
-            expires_at: row.expires_at,
-            idle_timeout_seconds: row.idle_timeout_seconds,
-            owner_id: row.owner_id.as_deref(),
-            metadata: &row.metadata,
-            is_active: row.is_active,
-            updated_at: row.updated_at,
+            name: changed!(name, after.name.as_str()),
+            description: changed!(description, after.description.as_deref()),
+            scopes: changed!(scopes, after.scopes.as_slice()),
+            resource: changed!(resource, after.resource.as_deref()),
+            tier: changed!(tier, after.tier.as_str()),
+            rate_limits: changed!(rate_limits, &after.rate_limits),
+            quota: changed!(quota, after.quota.as_ref()),
+            ip_allowlist: changed!(ip_allowlist, after.ip_allowlist.as_slice()),
+            ip_allowlist_hosts: changed!(ip_allowlist_hosts, after.ip_allowlist_hosts.as_slice()),
+            expires_at: changed!(expires_at, after.expires_at),
+            idle_timeout_seconds: changed!(idle_timeout_seconds, after.idle_timeout_seconds),
+            owner_id: changed!(owner_id, after.owner_id.as_deref()),
+            metadata: changed!(metadata, &after.metadata),
+            is_active: changed!(is_active, after.is_active),
+            updated_at: after.updated_at,
         }
     }
 }
@@ -296,6 +303,7 @@ pub(crate) struct UserRow {
     pub password_hash: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    pub password_change_required: bool,
 }
 
 impl From<&User> for UserRow {
@@ -306,6 +314,7 @@ impl From<&User> for UserRow {
             password_hash: u.password_hash.as_phc().to_owned(),
             created_at: u.created_at,
             updated_at: u.updated_at,
+            password_change_required: u.password_change_required,
         }
     }
 }
@@ -319,6 +328,7 @@ impl TryFrom<UserRow> for User {
             id: UserId::from_uuid(row.id),
             email: Email::new(&row.email).map_err(|e| bad(format!("email: {e}")))?,
             password_hash: PasswordHash::from_phc(row.password_hash),
+            password_change_required: row.password_change_required,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -360,6 +370,43 @@ impl TryFrom<MembershipRow> for Membership {
 }
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::invitations, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct InvitationRow {
+    pub account_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+    pub invited_by: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&Invitation> for InvitationRow {
+    fn from(i: &Invitation) -> Self {
+        Self {
+            account_id: i.account_id.as_uuid(),
+            user_id: i.user_id.as_uuid(),
+            role: i.role.as_str().to_owned(),
+            invited_by: i.invited_by.to_string(),
+            created_at: i.created_at,
+        }
+    }
+}
+
+impl TryFrom<InvitationRow> for Invitation {
+    type Error = CorruptRow;
+
+    fn try_from(row: InvitationRow) -> Result<Self, Self::Error> {
+        let bad = corrupt("invitations", row.user_id);
+        Ok(Invitation {
+            account_id: AccountId::from_uuid(row.account_id),
+            user_id: UserId::from_uuid(row.user_id),
+            role: row.role.parse().map_err(|_| bad(format!("role: {}", row.role)))?,
+            invited_by: row.invited_by.parse().map_err(|e| bad(format!("invited_by: {e}")))?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::schema::sessions, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct SessionRow {
     pub id: Uuid,
@@ -370,6 +417,7 @@ pub(crate) struct SessionRow {
     pub last_seen_at: OffsetDateTime,
     pub step_up_at: Option<OffsetDateTime>,
     pub temporary_key_id: Option<Uuid>,
+    pub password_change_required: bool,
 }
 
 impl From<&Session> for SessionRow {
@@ -383,6 +431,7 @@ impl From<&Session> for SessionRow {
             last_seen_at: s.last_seen_at,
             step_up_at: s.step_up_at,
             temporary_key_id: s.temporary_key_id.map(|id| id.as_uuid()),
+            password_change_required: s.password_change_required,
         }
     }
 }
@@ -401,6 +450,7 @@ impl TryFrom<SessionRow> for Session {
             last_seen_at: row.last_seen_at,
             step_up_at: row.step_up_at,
             temporary_key_id: row.temporary_key_id.map(KeyId::from_uuid),
+            password_change_required: row.password_change_required,
         })
     }
 }

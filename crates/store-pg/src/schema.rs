@@ -53,6 +53,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    invitations (account_id, user_id) {
+        account_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        invited_by -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     key_usage_daily (key_id, day) {
         key_id -> Uuid,
         day -> Date,
@@ -128,6 +138,7 @@ diesel::table! {
         last_seen_at -> Timestamptz,
         step_up_at -> Nullable<Timestamptz>,
         temporary_key_id -> Nullable<Uuid>,
+        password_change_required -> Bool,
     }
 }
 
@@ -153,10 +164,13 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        password_change_required -> Bool,
     }
 }
 
 diesel::joinable!(idempotency_keys -> accounts (account_id));
+diesel::joinable!(invitations -> accounts (account_id));
+diesel::joinable!(invitations -> users (user_id));
 diesel::joinable!(keys -> accounts (account_id));
 diesel::joinable!(keys -> keyspaces (keyspace_id));
 diesel::joinable!(keyspaces -> accounts (account_id));
@@ -171,6 +185,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     audit_events,
     idempotency_keys,
+    invitations,
     key_usage_daily,
     keys,
     keyspaces,

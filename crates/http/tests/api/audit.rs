@@ -71,7 +71,7 @@ both_stores! {
         let reader = app.service.create_account("Readers", keyward_domain::Plan::Pro, true).await.unwrap().1.unwrap();
         let mut key = reader.key.clone();
         key.scopes = keyward_domain::ScopeSet::parse(&["keys:read"]).unwrap();
-        app.service.store().update_key(&key).await.unwrap();
+        app.service.store().update_key(&reader.key, &key).await.unwrap();
         app.call(Method::GET, "/v1/audit", reader.plaintext.expose_secret(), None).await.assert_error(403, "insufficient_scope");
     }
 

@@ -100,19 +100,21 @@ both_stores! {
         let read_only = app.service.create_account("Readers", keyward_domain::Plan::Pro, true).await.unwrap().1.unwrap();
         let mut key = read_only.key.clone();
         key.scopes = keyward_domain::ScopeSet::parse(&["keys:read"]).unwrap();
-        app.service.store().update_key(&key).await.unwrap();
+        app.service.store().update_key(&read_only.key, &key).await.unwrap();
         let secret = read_only.plaintext.expose_secret();
         assert_eq!(app.call(Method::GET, "/v1/keys", secret, None).await.status.as_u16(), 200);
         let denied = app.call(Method::POST, "/v1/keys", secret, Some(json!({"name": "nope"}))).await;
         denied.assert_error(403, "insufficient_scope");
         assert!(denied.str("message").contains("keys:write"));
         app.call(Method::POST, "/v1/keys/verify", secret, Some(json!({"key": "x"}))).await.assert_error(403, "insufficient_scope");
+        let before = key.clone();
         key.is_active = false;
-        app.service.store().update_key(&key).await.unwrap();
+        app.service.store().update_key(&before, &key).await.unwrap();
         app.call(Method::GET, "/v1/keys", secret, None).await.assert_error(403, "key_inactive");
+        let before = key.clone();
         key.is_active = true;
         key.ip_allowlist.push("10.0.0.0/8").unwrap();
-        app.service.store().update_key(&key).await.unwrap();
+        app.service.store().update_key(&before, &key).await.unwrap();
         app.call(Method::GET, "/v1/keys", secret, None).await.assert_error(403, "ip_not_allowed");
     }
 }

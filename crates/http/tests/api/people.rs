@@ -284,6 +284,7 @@ both_stores! {
             id: keyward_domain::UserId::generate(now, &keyward_domain::OsRandom),
             email: Email::new("legacy@acme.io").unwrap(),
             password_hash: weak.hash(&Password::new(PASSWORD.into()).unwrap(), &keyward_domain::OsRandom).unwrap(),
+            password_change_required: false,
             created_at: now,
             updated_at: now,
         };

@@ -183,4 +183,100 @@ both_stores! {
         let ok = app.verify(json!({"key": key, "endpoint": "/v1/servers/ünïcode", "method": "PATCH"})).await;
         assert_eq!(ok["code"], "VALID");
     }
+
+    async fn dtos_and_errors_never_print_a_secret(app) {
+        let presented = keyward_domain::PlaintextKey::new(app.root_key.clone());
+        let principal = app.service.authenticate_management(&presented, None).await.unwrap();
+        let new = keyward_domain::service::NewKey { name: "x".into(), ..Default::default() };
+        let issued = app.service.create_key(&principal, new).await.unwrap();
+        let secret = issued.plaintext.expose_secret().to_owned();
+        let dto = keyward_http::dto::IssuedKeyResponse::new(&issued, START);
+        assert!(!format!("{dto:?}").contains(&secret), "{dto:?}");
+        assert!(serde_json::to_string(&dto).unwrap().contains(&secret), "the response still shows it, once");
+        let login: keyward_http::people::LoginRequest =
+            serde_json::from_value(json!({"email": "a@acme.io", "password": "hunter2 hunter2"})).unwrap();
+        assert!(!format!("{login:?}").contains("hunter2"));
+
+        // A key pasted into `scopes` is refused without being echoed.
+        let reply = app.post("/v1/keys", json!({"name": "x", "scopes": ["keys:read", secret]})).await;
+        reply.assert_error(400, "validation_failed");
+        assert!(!String::from_utf8_lossy(&reply.bytes).contains(&secret), "{:#}", reply.body);
+        assert!(!String::from_utf8_lossy(&reply.bytes).contains(&secret[8..]), "{:#}", reply.body);
+    }
+
+    async fn a_password_someone_else_chose_must_be_changed_first(app) {
+        app.add_person("owner@acme.io", Role::Owner).await;
+        let owner = app.login_as("owner@acme.io").await;
+        step_up(&app, &owner).await;
+        let added = app.with_session(Method::POST, "/v1/account/users", &owner, Some(json!({"email": "new@acme.io", "role": "member"}))).await;
+        assert_eq!((added.status.as_u16(), added.body["status"].as_str()), (201, Some("active")), "{:#}", added.body);
+        let initial = added.str("initial_password");
+
+        let (cookie, login) = app.login(json!({"email": "new@acme.io", "password": initial, "temporary_key": true})).await;
+        assert_eq!(login.status.as_u16(), 200, "{:#}", login.body);
+        assert_eq!(login.body["password_change_required"], true);
+        assert!(login.body["temporary_key"].is_null(), "no key is minted from a password someone else chose");
+        let restricted = cookie.unwrap();
+        for (method, path, body) in [(Method::GET, "/v1/keys", None), (Method::POST, "/v1/keys", Some(json!({"name": "x"}))),
+            (Method::GET, "/v1/auth/session", None), (Method::GET, "/v1/account", None),
+            (Method::POST, "/v1/account/verify-password", Some(json!({"password": initial}))),
+            (Method::POST, "/v1/keys/verify", Some(json!({"key": "kw_live_x"})))] {
+            let reply = app.with_session(method.clone(), path, &restricted, body).await;
+            assert_eq!(reply.status.as_u16(), 403, "{method} {path}: {:#}", reply.body);
+            reply.assert_error(403, "password_change_required");
+        }
+
+        let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+        app.with_session(Method::POST, "/v1/account/password", &restricted, Some(change("wrong password!", PASSWORD))).await.assert_error(401, "invalid_credentials");
+        let short = app.with_session(Method::POST, "/v1/account/password", &restricted, Some(change(&initial, "short"))).await;
+        short.assert_error(400, "validation_failed");
+        assert_eq!(short.body["details"][0]["field"], "new_password");
+        let changed = app.with_session(Method::POST, "/v1/account/password", &restricted, Some(change(&initial, PASSWORD))).await;
+        assert_eq!(changed.status.as_u16(), 200, "{:#}", changed.body);
+        let fresh = changed.headers.get_all("set-cookie").filter_map(|v| v.to_str().ok()).find_map(|c| {
+            c.strip_prefix("keyward_session=").map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+        }).expect("a new session cookie");
+
+        app.with_session(Method::GET, "/v1/keys", &restricted, None).await.assert_error(401, "unauthorized");
+        assert_eq!(app.with_session(Method::GET, "/v1/keys", &fresh, None).await.status.as_u16(), 200);
+        let (_, again) = app.login(json!({"email": "new@acme.io", "password": PASSWORD, "temporary_key": true})).await;
+        assert_eq!(again.body["password_change_required"], false, "{:#}", again.body);
+        assert!(again.body["temporary_key"]["key"].is_string());
+        app.login(json!({"email": "new@acme.io", "password": initial})).await.1.assert_error(401, "invalid_credentials");
+    }
+
+    async fn an_existing_person_joins_another_account_only_by_accepting(app) {
+        app.add_person("owner@acme.io", Role::Owner).await;
+        let owner = app.login_as("owner@acme.io").await;
+        // cto@b.example belongs to account B, with their own password.
+        let (other, _) = app.service.create_account("Beta", keyward_domain::Plan::Pro, false).await.unwrap();
+        let email = keyward_domain::people::Email::new("cto@b.example").unwrap();
+        let password = keyward_domain::password::Password::new(PASSWORD.into()).unwrap();
+        app.people.add_member(other.id, email, Role::Owner, Some(password)).await.unwrap();
+
+        step_up(&app, &owner).await;
+        let added = app.with_session(Method::POST, "/v1/account/users", &owner, Some(json!({"email": "cto@b.example", "role": "member"}))).await;
+        assert_eq!((added.status.as_u16(), added.body["status"].as_str()), (202, Some("invited")), "{:#}", added.body);
+        assert!(added.body["initial_password"].is_null());
+        // Not a member yet: invisible in the list, no way in.
+        let members = app.with_session(Method::GET, "/v1/account/users", &owner, None).await;
+        assert!(!members.body.to_string().contains("cto@b.example"), "{:#}", members.body);
+        let acme = app.account_id.clone();
+        let (_, refused) = app.login(json!({"email": "cto@b.example", "password": PASSWORD, "account_id": acme})).await;
+        refused.assert_error(403, "forbidden");
+
+        // The person sees the invitation in their own session, and accepts it.
+        let cto = app.login_as("cto@b.example").await;
+        let waiting = app.with_session(Method::GET, "/v1/auth/invitations", &cto, None).await;
+        assert_eq!(waiting.body["data"][0]["account_id"], acme.as_str(), "{:#}", waiting.body);
+        assert_eq!(waiting.body["data"][0]["role"], "member");
+        // Nobody else can accept it for them.
+        app.with_session(Method::POST, &format!("/v1/auth/invitations/{acme}/accept"), &owner, None).await.assert_error(404, "not_found");
+        let accepted = app.with_session(Method::POST, &format!("/v1/auth/invitations/{acme}/accept"), &cto, None).await;
+        assert_eq!(accepted.status.as_u16(), 200, "{:#}", accepted.body);
+        let (_, joined) = app.login(json!({"email": "cto@b.example", "password": PASSWORD, "account_id": acme})).await;
+        assert_eq!((joined.status.as_u16(), joined.body["role"].as_str()), (200, Some("member")), "{:#}", joined.body);
+        let actions = app.audit_actions().await;
+        assert!(actions.iter().any(|(a, _)| a == "user.invite") && actions.iter().any(|(a, _)| a == "user.invitation_accept"), "{actions:?}");
+    }
 }
