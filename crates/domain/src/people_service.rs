@@ -267,6 +267,11 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         // A password someone else chose opens a session that may only change it; no key is
         // minted from it.
         let restricted = user.password_change_required;
+        // A temporary key is a management key: only plans with account keys have them.
+        if input.temporary_key && !restricted && !self.keys.config().plans.limits(account.plan).account_keys_allowed {
+            deny(self, AuditResult::Denied, "plan_required");
+            return Err(PeopleError::PlanRequired);
+        }
         let temporary_key = if input.temporary_key && !restricted {
             let plaintext =
                 key_format::generate(&self.keys.config().temporary_key_prefix, Environment::Live, self.keys.rng());
@@ -452,6 +457,17 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         Ok(self.store().get_account(principal.account_id).await?.ok_or(ManageError::NotFound)?)
     }
 
+    /// The account, if its plan includes account keys (403 `plan_required` otherwise): every
+    /// path that creates or widens one checks it, not only creation.
+    async fn account_with_account_keys(&self, principal: &Principal) -> Result<Account, PeopleError> {
+        let account = self.account(principal).await?;
+        if self.keys.config().plans.limits(account.plan).account_keys_allowed {
+            Ok(account)
+        } else {
+            Err(PeopleError::PlanRequired)
+        }
+    }
+
     // --- account keys ---------------------------------------------------------------------
 
     fn check_account_key_scopes(
@@ -500,11 +516,8 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         input: NewAccountKey,
     ) -> Result<IssuedKey, PeopleError> {
         let (user_id, role) = self.manager_session(principal, false)?;
-        let account = self.account(principal).await?;
+        let account = self.account_with_account_keys(principal).await?;
         let limits = *self.keys.config().plans.limits(account.plan);
-        if !limits.account_keys_allowed {
-            return Err(PeopleError::PlanRequired);
-        }
         self.manager_session(principal, true)?;
         let now = self.keys.now();
         let mut errors = FieldErrors::new();
@@ -572,6 +585,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         ctx: &RequestContext,
     ) -> Result<Key, PeopleError> {
         let (_, role) = self.manager_session(principal, false)?;
+        self.account_with_account_keys(principal).await?;
         let before = self.account_key(principal, id).await?;
         let mut key = before.clone();
         let now = self.keys.now();
@@ -672,14 +686,22 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             )
             .into());
         }
+        let account = self.account_with_account_keys(principal).await?;
         let mut old = self.account_key(principal, id).await?;
         if old.revoked_at.is_some() || old.kind != KeyKind::Account {
             return Err(ManageError::Forbidden("only active account keys can be rotated").into());
         }
         let now = self.keys.now();
+        let frees_one = grace_period_seconds == 0 && old.status(now) == crate::key::KeyStatus::Active;
+        if let Some(max) = self.keys.config().plans.limits(account.plan).max_keys
+            && !frees_one
+            && self.store().count_account_keys(account.id, now).await? >= max
+        {
+            return Err(ManageError::KeyLimitReached.into());
+        }
         let plaintext = key_format::generate(&self.keys.config().account_key_prefix, old.environment, self.keys.rng());
         let fresh = self.keys.blank_key(
-            &self.account(principal).await?,
+            &account,
             None,
             KeyKind::Account,
             &old.name,

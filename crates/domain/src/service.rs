@@ -13,7 +13,7 @@ use crate::{
     error::{AuthError, ManageError},
     id::{AccountId, EventId, KeyId, KeyspaceId, SessionId, UserId},
     key::{
-        Actor, Environment, IpAllowlist, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST, MAX_METADATA_BYTES,
+        Actor, Environment, IpAllowlist, Key, KeyKind, KeyStatus, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST, MAX_METADATA_BYTES,
         MAX_NAME_LEN, MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, Quota, RateLimitWindow, ResourceBinding,
     },
     key_format::{self, KeyHash, KeyPrefix, ParseKeyError},
@@ -1102,6 +1102,16 @@ impl<S: Store> KeyService<S> {
             None => None,
         };
         let now = self.now();
+        // The successor is one more active key unless the old one stops counting at once.
+        let frees_one = grace_period_seconds == 0 && old.status(now) == KeyStatus::Active;
+        if !frees_one {
+            let account = self.store.get_account(principal.account_id).await?.ok_or(ManageError::NotFound)?;
+            if let Some(max) = self.config.plans.limits(account.plan).max_keys
+                && self.store.count_keys(account.id, now).await?.active >= max
+            {
+                return Err(ManageError::KeyLimitReached);
+            }
+        }
         let prefix = keyspace.map_or_else(|| self.config.default_keyspace_prefix.clone(), |k| k.prefix);
         let plaintext = key_format::generate(&prefix, old.environment, &*self.rng);
         let new = Key {

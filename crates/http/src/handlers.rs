@@ -150,6 +150,11 @@ pub async fn import_keys<S: Store>(
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
     let ImportKeysRequest { keyspace_id, keys } = body.into_inner()?;
+    // Every imported key spends the account's import budget, all of them or none.
+    let subject = format!("imported_keys:{}", principal.account_id);
+    let rules = state.api_limits.imported_keys_rules();
+    let (cost, now) = (keys.len() as u64, state.service.now());
+    crate::limits::enforce_cost(&state.limits, &req, "endpoint", subject.as_bytes(), &rules, cost, now).await?;
     let entries = keys.into_iter().map(ImportKeyEntry::into_domain).collect();
     let imported = state.service.import_keys(&principal, keyspace_id, entries).await?;
     Ok(created(ImportKeysResponse {

@@ -57,6 +57,18 @@ pub struct ApiLimits {
     /// `POST /v1/keys/verify`, per calling account (not the management limits).
     pub verify: BucketSetting,
     pub endpoints: Vec<EndpointSetting>,
+    /// Keys `POST /v1/keys/import` may bring in per account, counted per key (an import is
+    /// a way to create usable keys, so it has a creation budget too; it is larger than
+    /// `POST /v1/keys`'s because one import carries up to 1,000 keys of a migration).
+    pub imported_keys: ItemSetting,
+}
+
+/// A budget counted per item (per imported key), per account: `limit` per `period_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemSetting {
+    pub limit: u64,
+    pub period_seconds: u64,
 }
 
 impl Default for ApiLimits {
@@ -79,6 +91,7 @@ impl Default for ApiLimits {
                 hourly("POST", "/v1/account/keys", 10),
                 hourly("POST", "/v1/account/keys/{id}/rotate", 10),
             ],
+            imported_keys: ItemSetting { limit: 10_000, period_seconds: 3_600 },
         }
     }
 }
@@ -101,7 +114,20 @@ pub(crate) async fn enforce(
     rules: &[Rule],
     now: OffsetDateTime,
 ) -> Result<(), ApiError> {
-    let decision = limits.check(subject, rules, 1, now).await;
+    enforce_cost(limits, req, tier, subject, rules, 1, now).await
+}
+
+/// [`enforce`] for a request that spends `cost` units of the limit at once.
+pub(crate) async fn enforce_cost(
+    limits: &Limits,
+    req: &HttpRequest,
+    tier: &'static str,
+    subject: &[u8],
+    rules: &[Rule],
+    cost: u64,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    let decision = limits.check(subject, rules, cost, now).await;
     let seen = RateLimitSeen {
         tier,
         decision,
@@ -145,6 +171,11 @@ impl ApiLimits {
 
     pub(crate) fn verify_rules(&self) -> [Rule; 1] {
         [self.verify.rule("verify")]
+    }
+
+    pub(crate) fn imported_keys_rules(&self) -> [Rule; 1] {
+        let ItemSetting { limit, period_seconds } = self.imported_keys;
+        [Rule::new("imported_keys", Limit::Window { limit, period_seconds })]
     }
 
     /// The sub-limit of the route this request matched, if it has one.

@@ -97,15 +97,20 @@ impl<S: Store> TestApp<S> {
     }
 
     pub async fn with_plan(store: S, plan: Plan) -> Self {
-        Self::build(store, plan, Some(METRICS_TOKEN)).await
+        Self::build(store, plan, Some(METRICS_TOKEN), Policies::default()).await
+    }
+
+    /// An app on the Pro plan with these HTTP-layer policies (limits).
+    pub async fn with_policies(store: S, policies: Policies) -> Self {
+        Self::build(store, Plan::Pro, Some(METRICS_TOKEN), policies).await
     }
 
     /// An app whose `GET /metrics` is off (no scrape token configured).
     pub async fn without_metrics(store: S) -> Self {
-        Self::build(store, Plan::Enterprise, None).await
+        Self::build(store, Plan::Enterprise, None, Policies::default()).await
     }
 
-    async fn build(store: S, plan: Plan, metrics_token: Option<&str>) -> Self {
+    async fn build(store: S, plan: Plan, metrics_token: Option<&str>, policies: Policies) -> Self {
         let clock = Arc::new(ManualClock::new(START));
         let service = KeyService::new(
             store,
@@ -125,7 +130,7 @@ impl<S: Store> TestApp<S> {
         let hasher = BlockingPasswordHasher::new(HashParams::default(), 2).unwrap();
         let limits = Arc::new(keyward_ratelimit::Limits::in_process());
         let state =
-            AppState::new(service.clone(), hasher, audit.clone(), limits, Policies::default(), &settings.public_url);
+            AppState::new(service.clone(), hasher, audit.clone(), limits, policies, &settings.public_url);
         let people = state.people.clone();
         let meter = state.meter.clone();
         let state = web::Data::new(state);

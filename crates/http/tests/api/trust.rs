@@ -279,4 +279,44 @@ both_stores! {
         let actions = app.audit_actions().await;
         assert!(actions.iter().any(|(a, _)| a == "user.invite") && actions.iter().any(|(a, _)| a == "user.invitation_accept"), "{actions:?}");
     }
+
+    async fn plan_rules_hold_on_every_path_that_makes_a_usable_key(app) {
+        let store = app.service.store().clone();
+        // Rotation with a grace period makes one more active key: not past max_keys.
+        let free = TestApp::with_plan(store.clone(), keyward_domain::Plan::Free).await;
+        let keys: Vec<_> = (0..100).map(|i| json!({"hash": format!("sha256:{:064x}", i), "name": format!("k{i}")})).collect();
+        let imported = free.post("/v1/keys/import", json!({"keys": keys})).await;
+        assert_eq!(imported.status.as_u16(), 201, "{:#}", imported.body);
+        let id = imported.body["keys"][0]["id"].as_str().unwrap().to_owned();
+        free.post(&format!("/v1/keys/{id}/rotate"), json!({"grace_period_seconds": 60})).await.assert_error(403, "key_limit_reached");
+        let swapped = free.post(&format!("/v1/keys/{id}/rotate"), json!({"grace_period_seconds": 0})).await;
+        assert_eq!(swapped.status.as_u16(), 201, "a rotation that retires the old key at once adds none: {:#}", swapped.body);
+
+        // Temporary keys and account keys need a plan that has account keys, on every path.
+        free.add_person("owner@free.io", Role::Owner).await;
+        let (_, refused) = free.login(json!({"email": "owner@free.io", "password": PASSWORD, "temporary_key": true})).await;
+        refused.assert_error(403, "plan_required");
+        let session = free.login_as("owner@free.io").await;
+        step_up(&free, &session).await;
+        let listed = free.with_session(Method::GET, "/v1/account/keys", &session, None).await;
+        let bootstrap = listed.body["data"][0]["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/account/keys/{bootstrap}");
+        free.with_session(Method::PATCH, &path, &session, Some(json!({"name": "renamed"}))).await.assert_error(403, "plan_required");
+        free.with_session(Method::POST, &format!("{path}/rotate"), &session, Some(json!({}))).await.assert_error(403, "plan_required");
+        let revoked = free.with_session(Method::DELETE, &path, &session, None).await;
+        assert_eq!(revoked.status.as_u16(), 200, "revoking always works: {:#}", revoked.body);
+
+        // Imports spend a creation budget too, per key, all or nothing.
+        let limits = keyward_http::ApiLimits {
+            imported_keys: keyward_http::limits::ItemSetting { limit: 5, period_seconds: 3_600 },
+            ..Default::default()
+        };
+        let small = TestApp::with_policies(store, keyward_http::Policies { api: limits, ..Default::default() }).await;
+        let batch = |from: u32| -> Vec<_> { (from..from + 3).map(|i| json!({"hash": format!("sha256:{:064x}", 1000 + i), "name": format!("i{i}")})).collect() };
+        assert_eq!(small.post("/v1/keys/import", json!({"keys": batch(0)})).await.status.as_u16(), 201);
+        let over = small.post("/v1/keys/import", json!({"keys": batch(3)})).await;
+        over.assert_error(429, "rate_limited");
+        assert_eq!(over.body["tier"], "endpoint");
+        assert_eq!(small.get("/v1/keys").await.body["total"], 3);
+    }
 }
