@@ -13,8 +13,9 @@ use crate::{
     error::{AuthError, ManageError},
     id::{AccountId, EventId, KeyId, KeyspaceId, SessionId, UserId},
     key::{
-        Actor, Environment, IpAllowlist, Key, KeyKind, KeyStatus, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST, MAX_METADATA_BYTES,
-        MAX_NAME_LEN, MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, Quota, RateLimitWindow, ResourceBinding,
+        Actor, Environment, IpAllowlist, Key, KeyKind, KeyStatus, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST,
+        MAX_METADATA_BYTES, MAX_NAME_LEN, MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, Quota, RateLimitWindow,
+        ResourceBinding,
     },
     key_format::{self, KeyHash, KeyPrefix, ParseKeyError},
     keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy, Keyspace},

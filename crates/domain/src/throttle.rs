@@ -39,10 +39,27 @@ impl LoginLimits {
     }
 }
 
-/// The limiter subject of an IP's login attempts.
+/// What per-client limits key a client by: an IPv4 address (or an IPv4-mapped IPv6 one),
+/// or an IPv6 address's /64. A /64 is one site's subnet (RFC 6177 hands out a /64 or more
+/// per site), and its holder can rotate through 2^64 addresses at will: keyed by /128, no
+/// limit would ever hold against them.
+pub fn client_subnet(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// The limiter subject of an IP's login attempts: its [`client_subnet`].
 pub fn ip_subject(ip: IpAddr) -> Vec<u8> {
     let mut subject = b"login-ip:".to_vec();
-    match ip {
+    match client_subnet(ip) {
         IpAddr::V4(v4) => subject.extend_from_slice(&v4.octets()),
         IpAddr::V6(v6) => subject.extend_from_slice(&v6.octets()),
     }

@@ -86,6 +86,10 @@ pub(crate) fn note_created(req: &HttpRequest, id: impl ToString) {
     req.extensions_mut().insert(CreatedResource(id.to_string()));
 }
 
+/// How much of what a client typed into a path (a path that matched no route, an id) an
+/// audit event keeps.
+const MAX_AUDITED_PATH_CHARS: usize = 200;
+
 /// Management routes are audited; verification, health and documentation are not.
 fn audited(method: &Method, path: &str) -> bool {
     path.starts_with("/v1/")
@@ -208,12 +212,19 @@ pub async fn journal<S: Store>(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if !audited(req.method(), req.path()) {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
-    }
     let Some(state) = req.app_data::<web::Data<AppState<S>>>().cloned() else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
+    // The per-IP limit before any other work, on every route of the scope (unknown routes,
+    // documentation and health included): a flood from one address costs one limiter
+    // decision per request and nothing else.
+    if let Err(refusal) = crate::session::limit_ip(&state, req.request()).await {
+        state.anonymous_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(refuse(&state, req, refusal, false).await);
+    }
+    if !audited(req.method(), req.path()) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
     let started = (std::time::Instant::now(), state.service.now());
     let body = match buffer_body(&mut req).await {
         Ok(body) => body,
@@ -295,8 +306,16 @@ pub async fn journal<S: Store>(
     };
     meter_call(&state, &response, started);
     if !committed {
-        // Rolled back: audit the failure on its own, and settle the idempotency key.
-        write_audit(&state, &response, reported).await;
+        // Rolled back: audit the failure on its own — when somebody is known: an
+        // authenticated caller, or a use case that reported its event (a failed login).
+        // An anonymous 401, 404, 405 or malformed body is counted, not audited: anyone can
+        // send those at will, and each would be a row kept for years.
+        let anonymous = reported.is_empty() && response.request().extensions().get::<Caller>().is_none();
+        if anonymous {
+            state.anonymous_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            write_audit(&state, &response, reported).await;
+        }
         let claim = response.request().extensions().get::<ClaimedKey>().cloned();
         if let Some(claim) = claim {
             settle_failed_claim(&state, &claim, &response).await;
@@ -398,11 +417,13 @@ fn trail_event<S: Store>(
     let resource_id = req
         .match_info()
         .get("id")
-        .map(str::to_owned)
+        .map(|id| id.chars().take(MAX_AUDITED_PATH_CHARS).collect())
         .or_else(|| req.extensions().get::<CreatedResource>().map(|c| c.0.clone()));
     let mut metadata = serde_json::Map::new();
     metadata.insert("method".into(), req.method().as_str().into());
-    metadata.insert("path".into(), req.match_pattern().unwrap_or_else(|| req.path().to_owned()).into());
+    // The route's pattern; a raw path (no route matched) is the client's text, kept short.
+    let path = req.match_pattern().unwrap_or_else(|| req.path().chars().take(MAX_AUDITED_PATH_CHARS).collect());
+    metadata.insert("path".into(), path.into());
     metadata.insert("status".into(), status.as_u16().into());
     if replayed {
         metadata.insert("idempotent_replayed".into(), true.into());

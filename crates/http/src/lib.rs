@@ -63,6 +63,9 @@ pub struct AppState<S> {
     pub sealer: Sealer,
     /// Usage records on their way to storage.
     pub meter: Arc<usage::UsageMeter>,
+    /// Refusals of callers nobody knows (a 401, 404, 405, a malformed body, the per-IP
+    /// limit): counted for `/metrics` instead of audited.
+    pub anonymous_refusals: std::sync::atomic::AtomicU64,
 }
 
 /// The policies of the HTTP layer: who may try how often, and the secret that seals
@@ -104,6 +107,7 @@ impl<S: Store> AppState<S> {
             api_limits: policies.api,
             sealer,
             meter: Arc::new(usage::UsageMeter::new(policies.usage_buffer)),
+            anonymous_refusals: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }

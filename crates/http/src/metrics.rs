@@ -57,10 +57,12 @@ pub async fn metrics<S: Store>(
             "the metrics token is required (Authorization: Bearer <token>)",
         ));
     }
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(render(&state.meter)))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(render(&state.meter, state.anonymous_refusals.load(std::sync::atomic::Ordering::Relaxed))))
 }
 
-fn render(meter: &keyward_domain::usage::UsageMeter) -> String {
+fn render(meter: &keyward_domain::usage::UsageMeter, anonymous_refusals: u64) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         // Writing to a String cannot fail.
@@ -96,6 +98,12 @@ fn render(meter: &keyward_domain::usage::UsageMeter) -> String {
         "counter",
         "Usage records storage refused on their own; dropped while the rest of their batch was written.",
         meter.rejected(),
+    );
+    metric(
+        "keyward_http_anonymous_refusals_total",
+        "counter",
+        "Management requests refused before anybody was known (401, 404, 405, bad bodies, the per-IP limit); not audited.",
+        anonymous_refusals,
     );
     out
 }

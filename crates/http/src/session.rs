@@ -170,13 +170,7 @@ pub(crate) async fn authorize<S: Store>(
 ) -> Result<Principal, ApiError> {
     let now = state.service.now();
     let limits = &state.api_limits;
-    // The IP limit comes before authentication, so floods of bad credentials meet it too.
-    // Verification is exempt: its callers are a few servers sending most of the traffic.
-    if purpose == Purpose::Management
-        && let Some(ip) = client_ip(req)
-    {
-        enforce(&state.limits, req, "ip", format!("ip:{ip}").as_bytes(), &limits.ip_rules(), now).await?;
-    }
+    // The IP limit was applied before anything else, by the journal (`limit_ip`).
     let principal = authenticate(state, req).await?;
     if principal.password_change_required() && !password_change_route(req) {
         return Err(keyward_domain::error::PeopleError::PasswordChangeRequired.into());
@@ -220,6 +214,14 @@ pub(crate) async fn authorize<S: Store>(
         }
     }
     Ok(principal)
+}
+
+/// The per-IP limit of the management API, which the journal applies before any other
+/// work. Verification is exempt: its callers are a few servers sending most of the traffic.
+pub(crate) async fn limit_ip<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(ip) = client_ip(req) else { return Ok(()) };
+    let subject = format!("ip:{}", keyward_domain::throttle::client_subnet(ip));
+    enforce(&state.limits, req, "ip", subject.as_bytes(), &state.api_limits.ip_rules(), state.service.now()).await
 }
 
 /// What a session that must change its password may still do: change it, or log out.

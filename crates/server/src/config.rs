@@ -138,7 +138,7 @@ pub(crate) struct PasswordSettings {
     pub(crate) memory_kib: u32,
     pub(crate) iterations: u32,
     pub(crate) parallelism: u32,
-    /// 0 means one per CPU core.
+    /// 0 means half the CPU cores, at least one.
     pub(crate) max_concurrent: usize,
 }
 
@@ -159,12 +159,27 @@ impl PasswordSettings {
         HashParams { memory_kib: self.memory_kib, iterations: self.iterations, parallelism: self.parallelism }
     }
 
+    /// Hashes at once: `max_concurrent`, or by default half the cores (at least one), so a
+    /// login flood can take at most half the machine and verification keeps the rest.
     pub(crate) fn concurrency(&self) -> usize {
         if self.max_concurrent > 0 {
             self.max_concurrent
         } else {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            default_hash_concurrency(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
         }
+    }
+}
+
+fn default_hash_concurrency(cores: usize) -> usize {
+    (cores / 2).max(1)
+}
+
+#[cfg(test)]
+mod hashing_tests {
+    #[test]
+    fn password_hashing_leaves_verification_half_the_cores_by_default() {
+        let bound = super::default_hash_concurrency;
+        assert_eq!([bound(1), bound(2), bound(3), bound(8)], [1, 1, 1, 4]);
     }
 }
 

@@ -1208,6 +1208,21 @@ impl SessionStore for PgStore {
     }
 }
 
+/// The newest (seq, hash) of a chain, served by the `(account_id, seq)` index read
+/// backwards: `account_id = $1`, or `IS NULL` for the chain without an account, since
+/// `IS NOT DISTINCT FROM` cannot use an index and would scan the whole table under the
+/// chain's lock on every management call (`testing::explain_chain_head` shows the plan).
+pub(crate) fn chain_head(
+    account: Option<Uuid>,
+) -> audit_events::BoxedQuery<'static, diesel::pg::Pg, (diesel::sql_types::BigInt, diesel::sql_types::Binary)> {
+    let query = audit_events::table.select((audit_events::seq, audit_events::hash)).into_boxed();
+    let query = match account {
+        Some(account) => query.filter(audit_events::account_id.eq(account)),
+        None => query.filter(audit_events::account_id.is_null()),
+    };
+    query.order(audit_events::seq.desc()).limit(1)
+}
+
 /// The advisory lock of a chain: the first 8 bytes of the account id (another fixed number
 /// for the chain of events without an account).
 fn chain_lock(account: Option<Uuid>) -> i64 {
@@ -1230,13 +1245,7 @@ impl AuditStore for PgStore {
                 .bind::<diesel::sql_types::BigInt, _>(chain_lock(account))
                 .execute(conn)
                 .await?;
-            let head: Option<(i64, Vec<u8>)> = audit_events::table
-                .filter(audit_events::account_id.is_not_distinct_from(account))
-                .order(audit_events::seq.desc())
-                .select((audit_events::seq, audit_events::hash))
-                .first(conn)
-                .await
-                .optional()?;
+            let head: Option<(i64, Vec<u8>)> = chain_head(account).first(conn).await.optional()?;
             let (seq, prev_hash) = match head {
                 Some((seq, hash)) => (seq, hash.as_slice().try_into().unwrap_or([0; 32])),
                 None => (0, [0; 32]),

@@ -177,3 +177,31 @@ pub async fn filled_key_cache(
     let entries = cache.settle().await;
     (Box::new(cache), entries)
 }
+
+/// PostgreSQL's plan for the audit append's chain-head query, with sequential scans
+/// disabled so that a query the index cannot serve still shows `Seq Scan`.
+pub async fn explain_chain_head(url: &str, account: Option<uuid::Uuid>) -> String {
+    use diesel::QueryableByName;
+    use diesel_async::RunQueryDsl;
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let query = crate::chain_head(account);
+    let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+    let sql = sql.split(" -- binds:").next().unwrap().to_owned();
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    conn.batch_execute("SET enable_seqscan = off").await.unwrap();
+    let explain = diesel::sql_query(format!("EXPLAIN {sql}"));
+    let lines: Vec<Line> = match account {
+        Some(account) => explain
+            .bind::<diesel::sql_types::Uuid, _>(account)
+            .bind::<diesel::sql_types::BigInt, _>(1_i64)
+            .load(&mut conn)
+            .await
+            .unwrap(),
+        None => explain.bind::<diesel::sql_types::BigInt, _>(1_i64).load(&mut conn).await.unwrap(),
+    };
+    lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")
+}

@@ -83,3 +83,19 @@ async fn nobody_edits_history_and_tampering_is_detected() {
     assert_eq!(store.purge_audit(Some(account), datetime!(2026-03-01 12:00:02 UTC)).await.unwrap(), 2);
     owner.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};")).await.unwrap();
 }
+
+/// The append finds each chain's head through the `(account_id, seq)` index, for an account
+/// and for the chain without one: no append scans the table under the chain's lock.
+#[tokio::test]
+async fn the_chain_head_is_found_through_the_index() {
+    let db = TestDatabase::new().await;
+    let store = db.store();
+    let account = AccountId::generate(datetime!(2026-03-01 12:00 UTC), &SeededRandom::new(5));
+    for i in 0..50 {
+        store.append_audit(&event(account, i)).await.unwrap();
+    }
+    for chain in [Some(account.as_uuid()), None] {
+        let plan = keyward_store_pg::testing::explain_chain_head(db.url(), chain).await;
+        assert!(plan.contains("Index") && !plan.contains("Seq Scan"), "{chain:?}:\n{plan}");
+    }
+}

@@ -40,10 +40,14 @@ both_stores! {
         assert!(event.context.request_id.is_some());
         assert!(!trail.iter().any(|r| serde_json::Value::Object(r.event.metadata.clone()).to_string().contains(&key)), "no plaintext key in metadata");
 
-        // A denial without a credential lands in the chain of events without an account.
+        // A denial without a credential is counted, not audited (issue #13: anyone can send
+        // those at will); a failed login still lands in the chain without an account.
+        let orphans = app.service.store().audit_chain(None, 0, 100).await.unwrap().len();
         app.send(TestRequest::get().uri("/v1/keys")).await.assert_error(401, "unauthorized");
+        assert_eq!(app.service.store().audit_chain(None, 0, 100).await.unwrap().len(), orphans);
+        app.send(TestRequest::post().uri("/v1/auth/login").set_json(json!({"email": "nobody@acme.io", "password": "wrong password!"}))).await;
         let orphans = app.service.store().audit_chain(None, 0, 100).await.unwrap();
-        assert_eq!(orphans.last().map(|r| (r.event.action.to_string(), r.event.result)), Some(("key.list".to_owned(), AuditResult::Denied)));
+        assert_eq!(orphans.last().map(|r| (r.event.action.to_string(), r.event.result)), Some(("auth.login_failed".to_owned(), AuditResult::Failure)));
         let reports = app.service.verify_audit(None).await.unwrap();
         assert!(reports.iter().all(|r| r.broken_at.is_none()), "{reports:?}");
     }

@@ -129,8 +129,7 @@ impl<S: Store> TestApp<S> {
         let audit = Arc::new(keyward_http::audit::RequestAuditSink);
         let hasher = BlockingPasswordHasher::new(HashParams::default(), 2).unwrap();
         let limits = Arc::new(keyward_ratelimit::Limits::in_process());
-        let state =
-            AppState::new(service.clone(), hasher, audit.clone(), limits, policies, &settings.public_url);
+        let state = AppState::new(service.clone(), hasher, audit.clone(), limits, policies, &settings.public_url);
         let people = state.people.clone();
         let meter = state.meter.clone();
         let state = web::Data::new(state);
@@ -146,7 +145,12 @@ impl<S: Store> TestApp<S> {
     }
 
     pub async fn send(&self, request: test::TestRequest) -> Reply {
-        let response = self.app.call(request.peer_addr("192.0.2.10:5000".parse().unwrap()).to_request()).await.unwrap();
+        self.send_from(request, "192.0.2.10:5000").await
+    }
+
+    /// Sends from another client address (`ip:port`, `[v6]:port`).
+    pub async fn send_from(&self, request: test::TestRequest, peer: &str) -> Reply {
+        let response = self.app.call(request.peer_addr(peer.parse().unwrap()).to_request()).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = test::read_body(response).await;

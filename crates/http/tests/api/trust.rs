@@ -319,4 +319,72 @@ both_stores! {
         assert_eq!(over.body["tier"], "endpoint");
         assert_eq!(small.get("/v1/keys").await.body["total"], 3);
     }
+
+    async fn anonymous_floods_meet_the_ip_limit_first_and_write_no_audit_rows(app) {
+        let store = app.service.store().clone();
+        let limits = keyward_http::ApiLimits {
+            ip: keyward_http::limits::BucketSetting { burst: 5, per_second: 1 },
+            ..Default::default()
+        };
+        let small = TestApp::with_policies(store, keyward_http::Policies { api: limits, ..Default::default() }).await;
+        let before = small.audit_actions().await.len();
+        // An anonymous scanner: unknown routes, wrong methods, bad credentials, bad bodies.
+        let probes = [
+            TestRequest::get().uri("/v1/nope/../../etc/passwd"),
+            TestRequest::put().uri("/v1/keys"),
+            TestRequest::get().uri("/v1/keys").insert_header(("authorization", "Bearer kw_live_guess")),
+            TestRequest::post().uri("/v1/keys").insert_header(("content-type", "application/json")).set_payload("{oops"),
+            TestRequest::get().uri("/healthz"),
+        ];
+        for probe in probes {
+            let reply = small.send_from(probe, "198.51.100.7:4000").await;
+            assert_ne!(reply.status.as_u16(), 429, "{:#}", reply.body);
+        }
+        // The sixth request from that address is refused before anything else happens:
+        // even a malformed body to a real route, or a route that does not exist.
+        let sixth = small.send_from(TestRequest::get().uri(&format!("/v1/{}", "x".repeat(5000))), "198.51.100.7:4001").await;
+        sixth.assert_error(429, "rate_limited");
+        assert_eq!(sixth.body["tier"], "ip");
+        assert_eq!(small.audit_actions().await.len(), before, "anonymous failures are counted, not audited");
+        let metrics = small.send(TestRequest::get().uri("/metrics").insert_header(("authorization", format!("Bearer {METRICS_TOKEN}")))).await;
+        assert!(String::from_utf8_lossy(&metrics.bytes).contains("keyward_http_anonymous_refusals_total 5"), "{}", String::from_utf8_lossy(&metrics.bytes));
+
+        // Known callers' failures are still audited, with what the client typed cut short.
+        let unknown = small.get(&format!("/v1/keys/{}", "y".repeat(5000))).await;
+        unknown.assert_error(404, "not_found");
+        let trail = small.account_trail().await;
+        let last = &trail.last().unwrap().event;
+        assert_eq!((last.action.as_ref(), last.result), ("key.read", keyward_domain::audit::AuditResult::Failure));
+        assert_eq!(last.metadata["path"], "/v1/keys/{id}");
+        assert!(last.resource_id.as_ref().unwrap().chars().count() <= 200, "{:?}", last.resource_id);
+    }
+
+    async fn an_ipv6_client_is_one_client_across_its_64(app) {
+        let store = app.service.store().clone();
+        let limits = keyward_http::ApiLimits {
+            ip: keyward_http::limits::BucketSetting { burst: 5, per_second: 1 },
+            ..Default::default()
+        };
+        let small = TestApp::with_policies(store, keyward_http::Policies { api: limits, ..Default::default() }).await;
+        for i in 1..=5 {
+            let reply = small.send_from(TestRequest::get().uri("/v1/keys"), &format!("[2001:db8:1:2::{i:x}]:443")).await;
+            reply.assert_error(401, "unauthorized");
+        }
+        let rotated = small.send_from(TestRequest::get().uri("/v1/keys"), "[2001:db8:1:2:ffff:ffff:ffff:ffff]:443").await;
+        rotated.assert_error(429, "rate_limited");
+        // Another /64 is another client.
+        let other = small.send_from(TestRequest::get().uri("/v1/keys"), "[2001:db8:1:3::1]:443").await;
+        other.assert_error(401, "unauthorized");
+
+        // Login throttling (10 a minute per client) holds across the /64 too.
+        app.add_person("ada@acme.io", Role::Admin).await;
+        for i in 0..10 {
+            let attempt = TestRequest::post().uri("/v1/auth/login").set_json(json!({"email": format!("x{i}@acme.io"), "password": "wrong password!"}));
+            app.send_from(attempt, &format!("[2001:db8:9:9::{:x}]:443", i + 1)).await.assert_error(401, "invalid_credentials");
+        }
+        let attempt = TestRequest::post().uri("/v1/auth/login").set_json(json!({"email": "ada@acme.io", "password": PASSWORD}));
+        let throttled = app.send_from(attempt, "[2001:db8:9:9::abcd]:443").await;
+        throttled.assert_error(429, "rate_limited");
+        assert_eq!(throttled.body["tier"], "login");
+    }
 }
