@@ -113,16 +113,56 @@ pub fn chain_hash(prev_hash: &[u8; 32], event: &AuditEvent) -> [u8; 32] {
 }
 
 /// The first event of a chain whose link is broken: its stored hashes do not follow from the
-/// previous event and its own contents (a row altered, inserted or removed by hand).
-pub fn first_broken_link(records: &[AuditRecord], mut prev: Option<[u8; 32]>) -> Option<EventId> {
+/// previous event (`prev`: its seq and hash) and its own contents, its `seq` is not the
+/// next one, or — the very first event of a chain (seq 1) — it does not start from the
+/// zero hash (a row altered, inserted or removed by hand). A chain whose oldest events
+/// were purged starts wherever the purge left it; removals at the newest end are what
+/// [`AnchoredHead`] catches.
+pub fn first_broken_link(records: &[AuditRecord], mut prev: Option<(i64, [u8; 32])>) -> Option<EventId> {
     for record in records {
-        let follows = prev.is_none_or(|p| p == record.prev_hash);
+        let follows = match prev {
+            Some((seq, hash)) => record.seq == seq + 1 && record.prev_hash == hash,
+            None => record.seq > 1 || record.prev_hash == [0; 32],
+        };
         if !follows || chain_hash(&record.prev_hash, &record.event) != record.hash {
             return Some(record.event.id);
         }
-        prev = Some(record.hash);
+        prev = Some((record.seq, record.hash));
     }
     None
+}
+
+/// A chain's head as an operator wrote it down outside the database (`keyward audit head`):
+/// the trail must still hold that event, unchanged, at that position — so deleting the
+/// newest events, which leaves an intact but shorter chain, is caught by
+/// `keyward audit verify --expect-head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchoredHead {
+    pub account: Option<AccountId>,
+    pub seq: i64,
+    pub hash: [u8; 32],
+}
+
+impl std::fmt::Display for AnchoredHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let chain = self.account.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        write!(f, "{chain}:{}:{}", self.seq, hex::encode(self.hash))
+    }
+}
+
+impl std::str::FromStr for AnchoredHead {
+    type Err = &'static str;
+
+    /// `<account id or none>:<seq>:<64 hex digits>`, as `Display` writes it.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const FORM: &str = "expected <acct_… or none>:<seq>:<64 hex digits>";
+        let mut parts = text.splitn(3, ':');
+        let (Some(chain), Some(seq), Some(hash)) = (parts.next(), parts.next(), parts.next()) else { return Err(FORM) };
+        let account = if chain == "none" { None } else { Some(chain.parse().map_err(|_| FORM)?) };
+        let seq = seq.parse().map_err(|_| FORM)?;
+        let hash = hex::decode(hash).ok().and_then(|h| <[u8; 32]>::try_from(h).ok()).ok_or(FORM)?;
+        Ok(Self { account, seq, hash })
+    }
 }
 
 /// Which events `GET /v1/audit` returns.
@@ -199,5 +239,27 @@ mod tests {
         let gone = removed.remove(2);
         assert_eq!(first_broken_link(&removed, None), Some(removed[2].event.id), "the event after a removed one");
         let _ = gone;
+    }
+
+    #[test]
+    fn a_forged_start_or_a_skipped_seq_is_a_broken_link() {
+        // A first event that does not start from the zero hash.
+        let mut forged = chain(3);
+        forged[0].prev_hash = [7; 32];
+        forged[0].hash = chain_hash(&forged[0].prev_hash, &forged[0].event);
+        assert_eq!(first_broken_link(&forged, None), Some(forged[0].event.id));
+        // A renumbered event, hashes intact.
+        let mut renumbered = chain(3);
+        renumbered[2].seq = 5;
+        assert_eq!(first_broken_link(&renumbered, None), Some(renumbered[2].event.id));
+        // What a purge leaves (the oldest events gone) still verifies.
+        assert_eq!(first_broken_link(&chain(5)[2..], None), None);
+    }
+
+    #[test]
+    fn an_anchored_head_reads_back_as_written() {
+        let head = AnchoredHead { account: None, seq: 42, hash: [0xab; 32] };
+        assert_eq!(head.to_string().parse::<AnchoredHead>(), Ok(head));
+        assert!("none:42:abcd".parse::<AnchoredHead>().is_err());
     }
 }

@@ -223,6 +223,8 @@ pub struct ChainReport {
     pub events: u64,
     /// The first event whose link does not hold, if any.
     pub broken_at: Option<EventId>,
+    /// The newest event's seq and hash: what `keyward audit head` prints for anchoring.
+    pub head: Option<(i64, [u8; 32])>,
 }
 
 /// The account as `GET /v1/account` shows it.
@@ -569,11 +571,17 @@ impl<S: Store> KeyService<S> {
                     broken_at = first_broken_link(&page, prev);
                 }
                 after = last.seq;
-                prev = Some(last.hash);
+                prev = Some((last.seq, last.hash));
             }
-            reports.push(ChainReport { account, events, broken_at });
+            reports.push(ChainReport { account, events, broken_at, head: prev });
         }
         Ok(reports)
+    }
+
+    /// Whether the trail still holds the anchored event, unchanged, at its position.
+    pub async fn holds_anchor(&self, anchor: &crate::audit::AnchoredHead) -> Result<bool, StorageError> {
+        let found = self.store.audit_chain(anchor.account, anchor.seq - 1, 1).await?;
+        Ok(found.first().is_some_and(|r| r.seq == anchor.seq && r.hash == anchor.hash))
     }
 
     /// The retention purge: each account's events older than its plan's retention go; events

@@ -93,7 +93,15 @@ enum AuditCommand {
         /// Only this account's chain.
         #[arg(long)]
         account: Option<AccountId>,
+        /// A head printed earlier by `keyward audit head` (`<acct_… or none>:<seq>:<hash>`):
+        /// the trail must still hold that event unchanged, so deleting the newest events is
+        /// caught. Repeatable.
+        #[arg(long = "expect-head")]
+        expect_head: Vec<keyward_domain::audit::AnchoredHead>,
     },
+    /// Print each chain's newest event as `<acct_… or none>:<seq>:<hash>`, to keep outside
+    /// the database and check later with `verify --expect-head`.
+    Head,
     /// Delete events older than each account's plan retention (`serve` does this hourly).
     Purge,
 }
@@ -446,11 +454,31 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { account } } => {
+        Command::Audit { command: AuditCommand::Head } => {
+            let state = pg_state(&config).await?;
+            let reports =
+                state.service.verify_audit(None).await.map_err(|e| other("cannot read the audit trail")(&e))?;
+            for report in &reports {
+                if let Some((seq, hash)) = report.head {
+                    let head = keyward_domain::audit::AnchoredHead { account: report.account, seq, hash };
+                    print_once(&head.to_string());
+                }
+            }
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { account, expect_head } } => {
             let state = pg_state(&config).await?;
             let reports =
                 state.service.verify_audit(account).await.map_err(|e| other("cannot read the audit trail")(&e))?;
             let mut broken = false;
+            for anchor in &expect_head {
+                let held =
+                    state.service.holds_anchor(anchor).await.map_err(|e| other("cannot read the audit trail")(&e))?;
+                if !held {
+                    broken = true;
+                    print_once(&format!("{anchor}: MISSING (the anchored event is gone or changed)"));
+                }
+            }
             for report in &reports {
                 let chain = report.account.map_or_else(|| "(no account)".to_owned(), |a| a.to_string());
                 match report.broken_at {

@@ -312,6 +312,39 @@ async fn audit_verify_names_a_tampered_event(url: &str) {
     assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stderr));
     assert!(String::from_utf8_lossy(&clean.stdout).contains(": ok ("));
 
+    // The operator writes the heads down outside the database…
+    let head = Command::new(BIN).args(["audit", "head"]).env("DATABASE_URL", url).output().unwrap();
+    assert!(head.status.success(), "{}", String::from_utf8_lossy(&head.stderr));
+    let heads: Vec<String> = String::from_utf8_lossy(&head.stdout).lines().map(str::to_owned).collect();
+    let anchored = heads.iter().find(|h| h.starts_with("acct_")).expect("an account's head").clone();
+    // …then someone deletes that chain's newest event, going around the trigger: what is
+    // left is an intact, shorter chain, which only the anchored head can tell.
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let account = keyward_domain::AccountId::as_uuid(&anchored.split(':').next().unwrap().parse().unwrap());
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        &format!(
+            "SET session_replication_role = replica; \
+             DELETE FROM audit_events WHERE account_id = '{account}' \
+             AND seq = (SELECT max(seq) FROM audit_events WHERE account_id = '{account}'); \
+             SET session_replication_role = origin;"
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(verify().status.success(), "without an anchor the shorter chain verifies");
+    let anchored_verify = Command::new(BIN)
+        .args(["audit", "verify", "--expect-head", &anchored])
+        .env("DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert!(!anchored_verify.status.success());
+    assert!(
+        String::from_utf8_lossy(&anchored_verify.stdout).contains("MISSING"),
+        "{}",
+        String::from_utf8_lossy(&anchored_verify.stdout)
+    );
+
     #[derive(QueryableByName)]
     struct Victim {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
