@@ -40,6 +40,10 @@ pub enum ManageError {
     /// The keyspace still holds active keys.
     #[error("the keyspace still holds active keys")]
     KeyspaceNotEmpty,
+    /// Too many lookups of legacy strings that matched nothing: retry after this many
+    /// seconds (maps to 429 `rate_limited`).
+    #[error("too many failed lookups of legacy keys")]
+    LegacyGuessing { retry_after_seconds: u64 },
     /// Refused for a reason the message gives (rotating a revoked key, deleting the
     /// default keyspace).
     #[error("{0}")]

@@ -142,8 +142,13 @@ pub fn display_prefix(key: &PlaintextKey) -> String {
 pub enum HashAlgorithm {
     /// Native keys.
     Blake3,
-    /// Imported legacy keys, looked up by the SHA-256 of the presented string.
+    /// Imported legacy keys, looked up by the SHA-256 of the presented string (when no
+    /// server secret is configured).
     Sha256,
+    /// Imported legacy keys, stored as a keyed BLAKE3 of their SHA-256 under a pepper
+    /// derived from the server's secret: a dump of the database alone does not allow
+    /// guessing weak legacy keys offline.
+    PepperedSha256,
 }
 
 impl HashAlgorithm {
@@ -151,6 +156,7 @@ impl HashAlgorithm {
         match self {
             Self::Blake3 => 1,
             Self::Sha256 => 2,
+            Self::PepperedSha256 => 3,
         }
     }
 
@@ -158,6 +164,7 @@ impl HashAlgorithm {
         match self {
             Self::Blake3 => "blake3",
             Self::Sha256 => "sha256",
+            Self::PepperedSha256 => "peppered-sha256",
         }
     }
 }
@@ -186,6 +193,25 @@ impl KeyHash {
 
     pub fn sha256(key: &str) -> Self {
         Self { algorithm: HashAlgorithm::Sha256, digest: sha2::Sha256::digest(key.as_bytes()).into() }
+    }
+
+    /// A legacy key's lookup hash: the SHA-256 of the presented string, peppered when the
+    /// server has a secret ([`KeyHash::peppered`]).
+    pub fn legacy(presented: &str, pepper: Option<&LegacyPepper>) -> Self {
+        let plain = Self::sha256(presented);
+        pepper.map_or(plain, |pepper| plain.peppered(pepper))
+    }
+
+    /// A SHA-256 hash (as imported, or of a presented legacy key) under the pepper; any
+    /// other hash as it is.
+    pub fn peppered(self, pepper: &LegacyPepper) -> Self {
+        match self.algorithm {
+            HashAlgorithm::Sha256 => Self {
+                algorithm: HashAlgorithm::PepperedSha256,
+                digest: *blake3::keyed_hash(&pepper.0, &self.digest).as_bytes(),
+            },
+            _ => self,
+        }
     }
 
     /// Parses `sha256:<hex>` or `blake3:<hex>`, as given to `POST /v1/keys/import`.
@@ -218,9 +244,28 @@ impl KeyHash {
         let algorithm = match tag {
             1 => HashAlgorithm::Blake3,
             2 => HashAlgorithm::Sha256,
+            3 => HashAlgorithm::PepperedSha256,
             _ => return None,
         };
         Some(Self { algorithm, digest: digest.try_into().ok()? })
+    }
+}
+
+/// The key of the legacy hashes' pepper, derived from the server's secret. `Debug` is
+/// redacted.
+#[derive(Clone)]
+pub struct LegacyPepper([u8; 32]);
+
+impl LegacyPepper {
+    /// Derives the pepper from the server's secret (`KEYWARD_SECRET`), for this use only.
+    pub fn from_secret(secret: &[u8; 32]) -> Self {
+        Self(blake3::derive_key("keyward 2026-12 legacy key pepper", secret))
+    }
+}
+
+impl fmt::Debug for LegacyPepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LegacyPepper([redacted])")
     }
 }
 

@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod key;
 pub mod key_format;
 pub mod keyspace;
+pub mod legacy;
 pub mod password;
 pub mod people;
 pub mod people_service;

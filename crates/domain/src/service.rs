@@ -53,6 +53,11 @@ pub struct DomainConfig {
     pub account_key_prefix: KeyPrefix,
     /// Prefix of temporary keys minted by login (`kw_tmp_live_…`).
     pub temporary_key_prefix: KeyPrefix,
+    /// Peppers imported legacy hashes (from the server's secret); `None` keeps them as
+    /// plain SHA-256. Every instance and embedding service must use the same one.
+    pub legacy_pepper: Option<crate::key_format::LegacyPepper>,
+    /// Budgets of failed lookups of legacy (non-native) strings.
+    pub legacy_misses: crate::legacy::LegacyMissLimits,
 }
 
 impl Default for DomainConfig {
@@ -64,6 +69,8 @@ impl Default for DomainConfig {
             default_keyspace_prefix: KeyPrefix::new("kw").expect("valid literal"),
             account_key_prefix: KeyPrefix::new("kw_acct").expect("valid literal"),
             temporary_key_prefix: KeyPrefix::new("kw_tmp").expect("valid literal"),
+            legacy_pepper: None,
+            legacy_misses: crate::legacy::LegacyMissLimits::default(),
         }
     }
 }
@@ -380,15 +387,47 @@ impl<S: Store> KeyService<S> {
     /// checksum is answered without touching storage; a string in no known format is looked
     /// up by SHA-256 (imported legacy keys).
     pub async fn lookup(&self, presented: &str) -> Result<Option<Arc<VerifiableKey>>, StorageError> {
-        let hash = match key_format::parse(presented) {
-            Ok(_) => KeyHash::blake3(presented),
-            Err(ParseKeyError::BadChecksum) => return Ok(None),
-            Err(ParseKeyError::Malformed) if presented.is_empty() || presented.len() > MAX_PRESENTED_KEY_LEN => {
-                return Ok(None);
+        match self.lookup_hash(presented) {
+            Some((hash, _)) => self.store.find_by_hash(&hash).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The hash a presented string is looked up by, and whether it is a legacy (non-native)
+    /// string; `None`: no lookup at all (a broken checksum, empty or oversized).
+    fn lookup_hash(&self, presented: &str) -> Option<(KeyHash, bool)> {
+        match key_format::parse(presented) {
+            Ok(_) => Some((KeyHash::blake3(presented), false)),
+            Err(ParseKeyError::BadChecksum) => None,
+            Err(ParseKeyError::Malformed) if presented.is_empty() || presented.len() > MAX_PRESENTED_KEY_LEN => None,
+            Err(ParseKeyError::Malformed) => {
+                Some((KeyHash::legacy(presented, self.config.legacy_pepper.as_ref()), true))
             }
-            Err(ParseKeyError::Malformed) => KeyHash::sha256(presented),
-        };
-        self.store.find_by_hash(&hash).await
+        }
+    }
+
+    /// [`KeyService::authenticate`] for a caller whose legacy strings count against the
+    /// failed-lookup budgets of its address (`GET /v1/keys/self`, where nothing else is
+    /// known of the caller).
+    pub async fn authenticate_counted<L: RateLimiter>(
+        &self,
+        presented: &PlaintextKey,
+        client_ip: Option<IpAddr>,
+        limiter: &L,
+    ) -> Result<Arc<VerifiableKey>, AuthError> {
+        let legacy = self.lookup_hash(presented.expose_secret()).is_some_and(|(_, legacy)| legacy);
+        if !legacy {
+            return self.authenticate(presented, client_ip).await;
+        }
+        let (limits, now) = (&self.config.legacy_misses, self.clock.now());
+        if crate::legacy::admit(limiter, limits, None, client_ip, now).await.is_err() {
+            return Err(AuthError::Unauthorized);
+        }
+        let found = self.authenticate(presented, client_ip).await;
+        if matches!(found, Err(AuthError::Unauthorized)) {
+            crate::legacy::count_miss(limiter, limits, None, client_ip, now).await;
+        }
+        found
     }
 
     /// Authenticates a key presented to the API, of any kind (for `GET /v1/keys/self`).
@@ -413,6 +452,11 @@ impl<S: Store> KeyService<S> {
         presented: &PlaintextKey,
         client_ip: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
+        // Account and temporary keys are always native: anything else is refused without a
+        // lookup, so the management API is no oracle for guessing imported legacy keys.
+        if key_format::parse(presented.expose_secret()).is_err() {
+            return Err(AuthError::Unauthorized);
+        }
         let key = self.authenticate(presented, client_ip).await?;
         if key.kind == KeyKind::Service {
             return Err(AuthError::ServiceKey);
@@ -457,13 +501,52 @@ impl<S: Store> KeyService<S> {
         errors.into_result()?;
 
         let not_found = VerifyOutcome { code: VerifyCode::NotFound, key: None, ratelimit: None, quota_remaining: None };
-        let Some(key) = self.lookup(input.key.expose_secret()).await? else {
+        let Some((hash, legacy)) = self.lookup_hash(input.key.expose_secret()) else { return Ok(not_found) };
+        if legacy {
+            return self.verify_legacy(account, input, hash, admission, (scopes, resource)).await;
+        }
+        let Some(key) = self.store.find_by_hash(&hash).await? else {
             return Ok(not_found);
         };
         // Only the caller's own service keys exist, as far as the caller can tell.
         if key.account_id != account || key.kind != KeyKind::Service {
             return Ok(not_found);
         }
+        self.decide(key, input, admission, (scopes, resource)).await
+    }
+
+    /// A legacy string: looked up only within the failed-lookup budgets of the calling
+    /// account and of the client, and counted against them when it matches nothing.
+    async fn verify_legacy<A: RateLimiter + QuotaLedger>(
+        &self,
+        account: AccountId,
+        input: &VerifyInput,
+        hash: KeyHash,
+        admission: &A,
+        wanted: (Option<ScopeSet>, Option<ResourceBinding>),
+    ) -> Result<VerifyOutcome, ManageError> {
+        let (limits, now) = (&self.config.legacy_misses, self.clock.now());
+        crate::legacy::admit(admission, limits, Some(account), input.ip, now)
+            .await
+            .map_err(|retry_after_seconds| ManageError::LegacyGuessing { retry_after_seconds })?;
+        let found = self.store.find_by_hash(&hash).await?;
+        match found.filter(|key| key.account_id == account && key.kind == KeyKind::Service) {
+            Some(key) => self.decide(key, input, admission, wanted).await,
+            None => {
+                crate::legacy::count_miss(admission, limits, Some(account), input.ip, now).await;
+                Ok(VerifyOutcome { code: VerifyCode::NotFound, key: None, ratelimit: None, quota_remaining: None })
+            }
+        }
+    }
+
+    /// The checks of SPEC §4 after the lookup, then the budgets.
+    async fn decide<A: RateLimiter + QuotaLedger>(
+        &self,
+        key: Arc<VerifiableKey>,
+        input: &VerifyInput,
+        admission: &A,
+        (scopes, resource): (Option<ScopeSet>, Option<ResourceBinding>),
+    ) -> Result<VerifyOutcome, ManageError> {
         let now = self.clock.now();
         let wanted = scopes.as_ref().map_or(&[][..], ScopeSet::as_slice);
         let request = VerifyRequest { scopes: wanted, resource: resource.as_ref(), ip: input.ip, resolved: &[] };
@@ -949,7 +1032,9 @@ impl<S: Store> KeyService<S> {
         let mut errors = FieldErrors::new();
         let mut keys = Vec::with_capacity(entries.len());
         for (i, entry) in entries.into_iter().enumerate() {
-            let Ok(hash) = KeyHash::parse_tagged(&entry.hash) else {
+            let Ok(hash) = KeyHash::parse_tagged(&entry.hash)
+                .map(|h| self.config.legacy_pepper.as_ref().map_or(h, |pepper| h.peppered(pepper)))
+            else {
                 errors.push(
                     format!("keys[{i}].hash"),
                     "must be \"sha256:<64 hex digits>\" or \"blake3:<64 hex digits>\"",

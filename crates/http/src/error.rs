@@ -222,6 +222,14 @@ impl From<ManageError> for ApiError {
                 "revoke the keyspace's active keys before deleting it",
             ),
             ManageError::Forbidden(why) => Self::new(StatusCode::FORBIDDEN, "forbidden", why),
+            ManageError::LegacyGuessing { retry_after_seconds } => Self {
+                retry: Some(("account", retry_after_seconds)),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many lookups of keys that are not in Keyward's format matched nothing; retry later",
+                )
+            },
             ManageError::Storage(e) => storage(&e),
         }
     }

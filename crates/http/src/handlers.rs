@@ -304,7 +304,7 @@ pub async fn rotate_key<S: Store>(
 pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<KeyResponse>> {
     let credential = credential(&req)?.ok_or_else(ApiError::unauthorized)?;
     let ip = client_ip(&req);
-    let verified = state.service.authenticate(&credential.key, ip).await?;
+    let verified = state.service.authenticate_counted(&credential.key, ip, &*state.limits).await?;
     if credential.basic_account.is_some_and(|account| account != verified.account_id) {
         return Err(ApiError::unauthorized());
     }

@@ -292,6 +292,8 @@ impl Config {
             default_keyspace_prefix: prefix("default_keyspace_prefix", &self.keys.default_keyspace_prefix)?,
             account_key_prefix: prefix("account_key_prefix", &self.keys.account_key_prefix)?,
             temporary_key_prefix: prefix("temporary_key_prefix", &self.keys.temporary_key_prefix)?,
+            legacy_pepper: self.secret()?.map(|secret| keyward_domain::key_format::LegacyPepper::from_secret(&secret)),
+            legacy_misses: keyward_domain::legacy::LegacyMissLimits::default(),
         })
     }
 

@@ -321,9 +321,25 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<()
             )));
         }
         if config.secret.is_none() {
-            tracing::warn!("no KEYWARD_SECRET: idempotent replays will not survive a restart nor cross instances");
+            tracing::warn!(
+                "no KEYWARD_SECRET: idempotent replays will not survive a restart nor cross instances, \
+                 and imported legacy key hashes stay plain SHA-256"
+            );
         }
         let state = pg_state(&config).await?;
+        // Imported legacy hashes stored before a secret was configured get its pepper now,
+        // so that a dump of the database alone cannot be used to guess them.
+        if let Some(pepper) = &state.service.config().legacy_pepper {
+            let peppered = state
+                .service
+                .store()
+                .pepper_legacy_hashes(pepper)
+                .await
+                .map_err(|e| CliError::Other(format!("cannot pepper the imported legacy key hashes: {e}")))?;
+            if peppered > 0 {
+                tracing::info!(peppered, "imported legacy key hashes now keyed with the server's secret");
+            }
+        }
         // Verification reads keys through the cache; other instances' changes reach it
         // through LISTEN/NOTIFY (the CLI commands need neither).
         state.service.store().start_invalidation_listener();

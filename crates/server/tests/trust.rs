@@ -123,3 +123,50 @@ async fn a_nul_in_an_endpoint_cannot_stop_metering() {
         .unwrap();
     assert_eq!(count.usage_count, 5);
 }
+
+/// Imported legacy hashes are keyed with the server's secret: those imported before a secret
+/// was configured are converted when `serve` starts with one, and still verify; the table
+/// then holds no plain SHA-256 of any legacy key.
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_legacy_hashes_are_keyed_with_the_secret() {
+    let db = TestDatabase::new().await;
+    let root = account_key(db.url(), "enterprise");
+    let legacy = "col_live_weak_legacy_1";
+    let digest: String =
+        keyward_domain::KeyHash::sha256(legacy).to_bytes()[1..].iter().map(|b| format!("{b:02x}")).collect();
+    let import = json!({"keys": [{"hash": format!("sha256:{digest}"), "name": "old"}]});
+
+    let plain = Server::start(&[("DATABASE_URL", db.url())]);
+    let (status, body) = plain.call("POST", "/v1/keys/import", &root, Some(import));
+    assert_eq!(status, 201, "{body}");
+    plain.stop();
+    #[derive(QueryableByName)]
+    struct Tag {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        tag: i32,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        digest: String,
+    }
+    let tags = async || -> Vec<(i32, String)> {
+        let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+        let rows: Vec<Tag> = diesel::sql_query(
+            "SELECT get_byte(hash, 0) AS tag, encode(substring(hash from 2), 'hex') AS digest FROM keys WHERE kind = 'service'",
+        )
+        .load(&mut conn)
+        .await
+        .unwrap();
+        rows.into_iter().map(|r| (r.tag, r.digest)).collect()
+    };
+    assert_eq!(tags().await, vec![(2, digest.clone())], "without a secret: plain SHA-256");
+
+    let secret = "7f".repeat(32);
+    let keyed = Server::start(&[("DATABASE_URL", db.url()), ("KEYWARD_SECRET", &secret)]);
+    let stored = tags().await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].0, 3, "peppered at start");
+    assert_ne!(stored[0].1, digest, "the plain digest is gone");
+    let (status, verdict) = keyed.call("POST", "/v1/keys/verify", &root, Some(json!({"key": legacy})));
+    assert_eq!((status, verdict["code"].as_str()), (200, Some("VALID")), "{verdict}");
+    let logs = keyed.stop();
+    assert!(logs.contains("imported legacy key hashes now keyed"), "{logs}");
+}

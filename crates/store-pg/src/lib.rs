@@ -155,6 +155,39 @@ impl PgStore {
         })
     }
 
+    /// Keys every plain SHA-256 hash of an imported legacy key with `pepper`
+    /// ([`KeyHash::peppered`]), in one transaction, and tells every instance's cache to
+    /// forget the old hashes. Run by `keyward serve` at start when a secret is configured;
+    /// returns how many keys changed (0 once done).
+    pub async fn pepper_legacy_hashes(
+        &self,
+        pepper: &keyward_domain::key_format::LegacyPepper,
+    ) -> Result<u64, StorageError> {
+        let mut conn = self.own_conn().await?;
+        let changed = conn
+            .transaction::<_, DieselError, _>(async |conn| {
+                let plain: Vec<(Uuid, Vec<u8>)> = keys::table
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("get_byte(hash, 0) = 2"))
+                    .select((keys::id, keys::hash))
+                    .for_update()
+                    .load(conn)
+                    .await?;
+                for (id, bytes) in &plain {
+                    let Some(hash) = KeyHash::from_bytes(bytes) else { continue };
+                    diesel::update(keys::table.find(id))
+                        .set(keys::hash.eq(hash.peppered(pepper).to_bytes().to_vec()))
+                        .execute(conn)
+                        .await?;
+                }
+                let old: Vec<&[u8]> = plain.iter().map(|(_, bytes)| bytes.as_slice()).collect();
+                self.announce(conn, &old).await?;
+                Ok(plain.len() as u64)
+            })
+            .await
+            .map_err(db_error)?;
+        Ok(changed)
+    }
+
     /// Caches key records by hash for verification (see `cache.rs`). Start the listener too
     /// ([`PgStore::start_invalidation_listener`]), or other instances' changes wait for the TTL.
     #[must_use]

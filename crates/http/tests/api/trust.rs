@@ -387,4 +387,35 @@ both_stores! {
         throttled.assert_error(429, "rate_limited");
         assert_eq!(throttled.body["tier"], "login");
     }
+
+    async fn guessing_legacy_keys_online_is_bounded_and_no_oracle(app) {
+        let legacy = "col_0123456789_legacy";
+        let digest: String = keyward_domain::KeyHash::sha256(legacy).to_bytes()[1..].iter().map(|b| format!("{b:02x}")).collect();
+        let imported = app.post("/v1/keys/import", json!({"keys": [{"hash": format!("sha256:{digest}"), "name": "old"}]})).await;
+        assert_eq!(imported.status.as_u16(), 201, "{:#}", imported.body);
+
+        // A legacy string is never a management credential: 401 without a lookup, not the
+        // 403 that told a guesser "this is a real (service) key".
+        app.call(Method::GET, "/v1/keys", legacy, None).await.assert_error(401, "unauthorized");
+
+        // Misses from one client spend its budget (100); then its legacy strings are
+        // refused before any lookup, the right one included.
+        for i in 0..100 {
+            let reply = app.post("/v1/keys/verify", json!({"key": format!("col_guess_{i}"), "ip": "203.0.113.9"})).await;
+            assert_eq!(reply.body["code"], "NOT_FOUND", "{:#}", reply.body);
+        }
+        let refused = app.post("/v1/keys/verify", json!({"key": legacy, "ip": "203.0.113.9"})).await;
+        refused.assert_error(429, "rate_limited");
+        assert!(refused.headers.get("retry-after").is_some());
+        // Other clients, and native keys, are unaffected.
+        assert_eq!(app.verify(json!({"key": legacy, "ip": "198.51.100.1"})).await["code"], "VALID");
+        let (_, native) = app.create_key(json!({"name": "native"})).await;
+        assert_eq!(app.verify(json!({"key": native, "ip": "203.0.113.9"})).await["code"], "VALID");
+        // GET /v1/keys/self counts misses per address the same way.
+        for i in 0..100 {
+            let reply = app.call(Method::GET, "/v1/keys/self", &format!("col_self_{i}"), None).await;
+            reply.assert_error(401, "unauthorized");
+        }
+        app.call(Method::GET, "/v1/keys/self", legacy, None).await.assert_error(401, "unauthorized");
+    }
 }
