@@ -86,6 +86,19 @@ pub(crate) fn note_created(req: &HttpRequest, id: impl ToString) {
     req.extensions_mut().insert(CreatedResource(id.to_string()));
 }
 
+/// The routes that hash a password (a login, step-up, a password change, a new user's
+/// generated password).
+fn hashes_passwords(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && matches!(
+            path,
+            "/v1/auth/login" | "/v1/account/verify-password" | "/v1/account/password" | "/v1/account/users"
+        )
+}
+
+/// How long a request that hashes waits for its turn before answering 503.
+const HASH_TURN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How much of what a client typed into a path (a path that matched no route, an id) an
 /// audit event keeps.
 const MAX_AUDITED_PATH_CHARS: usize = 200;
@@ -242,6 +255,23 @@ pub async fn journal<S: Store>(
         }
     }
 
+    // Routes that hash a password take their turn at the hasher before their unit of work:
+    // a login flood waits for turns holding nothing, and revocation always finds a slot.
+    let turn = if hashes_passwords(req.method(), req.path()) {
+        match state.hasher.reserve(HASH_TURN_DEADLINE).await {
+            Some(turn) => Some(turn),
+            None => {
+                let busy = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "too many password checks are waiting; retry shortly",
+                );
+                return Ok(refuse(&state, req, busy, false).await);
+            }
+        }
+    } else {
+        None
+    };
     let store = state.service.store().clone();
     let unit = store.atomically(async {
         let (response, reported) = REQUEST_EVENTS
@@ -292,7 +322,11 @@ pub async fn journal<S: Store>(
             }
         }
     });
-    let (response, reported, committed) = match unit.await {
+    let outcome = match turn {
+        Some(turn) => turn.run(unit).await,
+        None => unit.await,
+    };
+    let (response, reported, committed) = match outcome {
         Ok(Ok(done)) => done,
         Ok(Err(error)) => return Err(error),
         Err(error) => {

@@ -225,11 +225,14 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
     }
 }
 
+/// Parses a query string; an error names the parameter (`since`), or `query` when it
+/// belongs to none.
 fn serde_urlencoded_path<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    web::Query::<T>::from_query(query).map(web::Query::into_inner).map_err(|e| {
-        let message = e.to_string();
-        let message = message.strip_prefix("Query deserialize error: ").unwrap_or(&message).to_owned();
-        ApiError::field("query", message)
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." || path.is_empty() { "query".to_owned() } else { path };
+        ApiError::field(&field, redact_values(&strip_position(&error.into_inner().to_string())))
     })
 }
 

@@ -63,6 +63,8 @@ pub struct AppState<S> {
     pub sealer: Sealer,
     /// Usage records on their way to storage.
     pub meter: Arc<usage::UsageMeter>,
+    /// The password hasher the people use cases run on; the journal reserves its turns.
+    pub hasher: BlockingPasswordHasher,
     /// Refusals of callers nobody knows (a 401, 404, 405, a malformed body, the per-IP
     /// limit): counted for `/metrics` instead of audited.
     pub anonymous_refusals: std::sync::atomic::AtomicU64,
@@ -94,7 +96,7 @@ impl<S: Store> AppState<S> {
         policies: Policies,
         public_url: &str,
     ) -> Self {
-        let people = PeopleService::new(service.clone(), hasher, audit, limits.clone(), policies.login);
+        let people = PeopleService::new(service.clone(), hasher.clone(), audit, limits.clone(), policies.login);
         let sealer = match policies.secret {
             Some(secret) => Sealer::new(&secret),
             None => Sealer::ephemeral(&keyward_domain::OsRandom),
@@ -107,6 +109,7 @@ impl<S: Store> AppState<S> {
             api_limits: policies.api,
             sealer,
             meter: Arc::new(usage::UsageMeter::new(policies.usage_buffer)),
+            hasher,
             anonymous_refusals: std::sync::atomic::AtomicU64::new(0),
         }
     }

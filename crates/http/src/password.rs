@@ -11,6 +11,11 @@ use keyward_domain::{
 };
 use tokio::sync::Semaphore;
 
+tokio::task_local! {
+    /// Set while a request holds a reserved turn (`BlockingPasswordHasher::reserved`).
+    static RESERVED: ();
+}
+
 #[derive(Debug, Clone)]
 pub struct BlockingPasswordHasher {
     params: HashParams,
@@ -29,8 +34,36 @@ impl BlockingPasswordHasher {
     }
 
     async fn blocking<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashFailure> {
-        let _permit = self.permits.acquire().await.map_err(|_| HashFailure::new("the hasher is shut down"))?;
+        // A request that reserved a turn (`reserve`) hashes under it, without queueing again.
+        let _permit = match RESERVED.try_with(|_| ()) {
+            Ok(()) => None,
+            Err(_) => Some(self.permits.acquire().await.map_err(|_| HashFailure::new("the hasher is shut down"))?),
+        };
         tokio::task::spawn_blocking(work).await.map_err(|e| HashFailure::new(&format!("the hashing task failed: {e}")))
+    }
+
+    /// Waits (at most `deadline`) for a turn to hash. The journal takes one for the routes
+    /// that hash *before* it begins their unit of work, so a login flood queues here holding
+    /// no transaction slot, and at most `max_concurrent` logins hold one at a time.
+    /// `None`: no turn came in time.
+    pub async fn reserve(&self, deadline: std::time::Duration) -> Option<HashTurn> {
+        let permit = tokio::time::timeout(deadline, self.permits.clone().acquire_owned()).await.ok()?.ok()?;
+        Some(HashTurn { _permit: permit })
+    }
+}
+
+/// A reserved turn at the hasher ([`BlockingPasswordHasher::reserve`]).
+#[derive(Debug)]
+pub struct HashTurn {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl HashTurn {
+    /// Runs `work` holding this turn: every hash it makes uses the turn instead of queueing.
+    pub async fn run<T>(self, work: impl Future<Output = T>) -> T {
+        let done = RESERVED.scope((), work).await;
+        drop(self);
+        done
     }
 }
 

@@ -114,9 +114,10 @@ both_stores! {
             reply.assert_error(400, "validation_failed");
             assert_eq!(reply.body["details"][0]["field"], field, "{:#}", reply.body);
         }
-        for query in ["since=9999-12-31T23:59:59-23:59", "until=0001-01-01T00:00:00%2B23:59"] {
+        for (field, query) in [("since", "since=9999-12-31T23:59:59-23:59"), ("until", "until=0001-01-01T00:00:00%2B23:59")] {
             let reply = app.get(&format!("/v1/audit?{query}")).await;
             reply.assert_error(400, "validation_failed");
+            assert_eq!(reply.body["details"][0]["field"], field, "{:#}", reply.body);
         }
         let (id, _) = app.create_key(json!({"name": "k"})).await;
         app.patch(&format!("/v1/keys/{id}"), json!({"expires_at": "9999-12-31T23:59:59-23:59"})).await.assert_error(400, "validation_failed");
@@ -417,5 +418,29 @@ both_stores! {
             reply.assert_error(401, "unauthorized");
         }
         app.call(Method::GET, "/v1/keys/self", legacy, None).await.assert_error(401, "unauthorized");
+    }
+
+    async fn a_login_flood_holds_no_transaction_slot(app) {
+        // PostgreSQL's test pool has 4 connections, 3 of them for units of work; the hasher
+        // hashes 2 at a time. Eight logins arrive, then a revocation.
+        app.add_person("ada@acme.io", Role::Admin).await;
+        let (id, _) = app.create_key(json!({"name": "revoke me"})).await;
+        let done = std::cell::Cell::new(0);
+        let pending_at_revocation = std::cell::Cell::new(None);
+        let logins = (0..8).map(|_| async {
+            let (_, reply) = app.login(json!({"email": "ada@acme.io", "password": PASSWORD})).await;
+            assert_eq!(reply.status.as_u16(), 200, "{:#}", reply.body);
+            done.set(done.get() + 1);
+        });
+        let revocation = async {
+            let reply = app.delete(&format!("/v1/keys/{id}")).await;
+            assert_eq!(reply.status.as_u16(), 200, "{:#}", reply.body);
+            pending_at_revocation.set(Some(8 - done.get()));
+        };
+        futures_util::future::join(futures_util::future::join_all(logins), revocation).await;
+        // Logins wait for their turn at the hasher holding no slot, so the revocation found
+        // one at once, while most logins were still waiting (not behind all of them).
+        let pending = pending_at_revocation.get().unwrap();
+        assert!(pending >= 5, "the revocation waited for the logins: {pending} of 8 still pending");
     }
 }
