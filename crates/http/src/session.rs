@@ -172,11 +172,12 @@ pub(crate) async fn authorize<S: Store>(
     let limits = &state.api_limits;
     // The IP limit was applied before anything else, by the journal (`limit_ip`).
     let principal = authenticate(state, req).await?;
+    let account = principal.account_id;
+    // Known from here on: what follows, a refusal included, is audited as theirs.
+    req.extensions_mut().insert(crate::audit::Caller { account, actor: principal.actor() });
     if principal.password_change_required() && !password_change_route(req) {
         return Err(keyward_domain::error::PeopleError::PasswordChangeRequired.into());
     }
-    let account = principal.account_id;
-    req.extensions_mut().insert(crate::audit::Caller { account, actor: principal.actor() });
     match purpose {
         Purpose::Management => {
             let who = match principal.via {

@@ -226,6 +226,9 @@ both_stores! {
             assert_eq!(reply.status.as_u16(), 403, "{method} {path}: {:#}", reply.body);
             reply.assert_error(403, "password_change_required");
         }
+        // The refusals are the user's, and audited as denials.
+        let denied = app.account_trail().await.iter().filter(|r| r.event.action.as_ref() == "key.create" && r.event.result == keyward_domain::audit::AuditResult::Denied).count();
+        assert_eq!(denied, 1, "POST /v1/keys by the restricted session is in the trail");
 
         let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
         app.with_session(Method::POST, "/v1/account/password", &restricted, Some(change("wrong password!", PASSWORD))).await.assert_error(401, "invalid_credentials");
