@@ -91,6 +91,36 @@ mod tests {
 
     use super::*;
 
+    /// The read side of `UsageStore`, which the flusher never uses: test stores answer empty.
+    macro_rules! nothing_to_read {
+        () => {
+            async fn key_usage(
+                &self,
+                _: AccountId,
+                _: KeyId,
+                _: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+                _: Option<UsagePosition>,
+                _: u32,
+            ) -> Result<Vec<UsageEntry>, StorageError> {
+                Ok(Vec::new())
+            }
+            async fn usage_summary(
+                &self,
+                _: AccountId,
+                _: KeyId,
+                _: OffsetDateTime,
+            ) -> Result<UsageSummary, StorageError> {
+                Ok(UsageSummary::default())
+            }
+            async fn account_stats(&self, _: AccountId, _: OffsetDateTime) -> Result<AccountStats, StorageError> {
+                Ok(AccountStats::default())
+            }
+            async fn purge_usage(&self, _: OffsetDateTime) -> Result<u64, StorageError> {
+                Ok(0)
+            }
+        };
+    }
+
     /// A store whose writes wait for a permit, so that a test can stop the flusher while a
     /// batch is being written.
     #[derive(Debug, Clone)]
@@ -119,25 +149,7 @@ mod tests {
             self.written.fetch_add(batch.len(), Ordering::SeqCst);
             Ok(())
         }
-        async fn key_usage(
-            &self,
-            _: AccountId,
-            _: KeyId,
-            _: (Option<OffsetDateTime>, Option<OffsetDateTime>),
-            _: Option<UsagePosition>,
-            _: u32,
-        ) -> Result<Vec<UsageEntry>, StorageError> {
-            Ok(Vec::new())
-        }
-        async fn usage_summary(&self, _: AccountId, _: KeyId, _: OffsetDateTime) -> Result<UsageSummary, StorageError> {
-            Ok(UsageSummary::default())
-        }
-        async fn account_stats(&self, _: AccountId, _: OffsetDateTime) -> Result<AccountStats, StorageError> {
-            Ok(AccountStats::default())
-        }
-        async fn purge_usage(&self, _: OffsetDateTime) -> Result<u64, StorageError> {
-            Ok(0)
-        }
+        nothing_to_read!();
     }
 
     fn record() -> UsageRecord {
@@ -196,25 +208,7 @@ mod tests {
             self.written.lock().unwrap().extend_from_slice(batch);
             Ok(())
         }
-        async fn key_usage(
-            &self,
-            _: AccountId,
-            _: KeyId,
-            _: (Option<OffsetDateTime>, Option<OffsetDateTime>),
-            _: Option<UsagePosition>,
-            _: u32,
-        ) -> Result<Vec<UsageEntry>, StorageError> {
-            Ok(Vec::new())
-        }
-        async fn usage_summary(&self, _: AccountId, _: KeyId, _: OffsetDateTime) -> Result<UsageSummary, StorageError> {
-            Ok(UsageSummary::default())
-        }
-        async fn account_stats(&self, _: AccountId, _: OffsetDateTime) -> Result<AccountStats, StorageError> {
-            Ok(AccountStats::default())
-        }
-        async fn purge_usage(&self, _: OffsetDateTime) -> Result<u64, StorageError> {
-            Ok(0)
-        }
+        nothing_to_read!();
     }
 
     fn poisoned() -> UsageRecord {
