@@ -327,6 +327,12 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<()
             );
         }
         let state = pg_state(&config).await?;
+        if state.service.store().audit_trail_owned_by_this_role().await.unwrap_or(false) {
+            tracing::warn!(
+                "this database role owns audit_events, so it could disable the append-only trigger: \
+                 have a superuser hand it to keyward_audit_owner (docs/decisions.md, \"The audit trail's owner\")"
+            );
+        }
         // Imported legacy hashes stored before a secret was configured get its pepper now,
         // so that a dump of the database alone cannot be used to guess them.
         if let Some(pepper) = &state.service.config().legacy_pepper {

@@ -155,6 +155,26 @@ impl PgStore {
         })
     }
 
+    /// Whether the connecting role owns `audit_events` — what migration 000011 undoes when
+    /// it may create roles. An owner could disable the append-only trigger, so `serve`
+    /// warns about it.
+    pub async fn audit_trail_owned_by_this_role(&self) -> Result<bool, StorageError> {
+        #[derive(diesel::QueryableByName)]
+        struct Owned {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            owned: bool,
+        }
+        let mut conn = self.conn().await?;
+        let found: Option<Owned> = diesel::sql_query(
+            "SELECT tableowner = current_user AS owned FROM pg_tables WHERE tablename = 'audit_events'",
+        )
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(db_error)?;
+        Ok(found.is_some_and(|o| o.owned))
+    }
+
     /// Keys every plain SHA-256 hash of an imported legacy key with `pepper`
     /// ([`KeyHash::peppered`]), in one transaction, and tells every instance's cache to
     /// forget the old hashes. Run by `keyward serve` at start when a secret is configured;

@@ -44,11 +44,28 @@ async fn nobody_edits_history_and_tampering_is_detected() {
         ids.push(store.append_audit(&event(account, i)).await.unwrap().event.id);
     }
 
-    // The owner (here a superuser) meets the trigger.
+    // The role that ran the migrations (here a superuser) meets the trigger.
     let mut owner = AsyncPgConnection::establish(db.url()).await.unwrap();
     assert!(refused(&mut owner, "UPDATE audit_events SET action = 'forged'").await.contains("append-only"));
     assert!(refused(&mut owner, "DELETE FROM audit_events").await.contains("append-only"));
     assert!(refused(&mut owner, "TRUNCATE audit_events").await.contains("append-only"));
+    // It no longer owns the table, and the purge's switch opens nothing to it: only the
+    // purge function, running as the trail's own owner, may delete.
+    #[derive(diesel::QueryableByName)]
+    struct Owner {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        tableowner: String,
+    }
+    let table: Owner = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT tableowner::text AS tableowner FROM pg_tables WHERE tablename = 'audit_events'"),
+        &mut owner,
+    )
+    .await
+    .unwrap();
+    assert_eq!(table.tableowner, "keyward_audit_owner");
+    let switched = refused(&mut owner, "BEGIN; SET LOCAL keyward.audit_purge = 'on'; DELETE FROM audit_events;").await;
+    assert!(switched.contains("append-only"), "{switched}");
+    owner.batch_execute("ROLLBACK").await.unwrap();
 
     // An application role that may read and append meets the privileges first.
     let role = format!("keyward_app_{}", std::process::id());
