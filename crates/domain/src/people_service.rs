@@ -634,8 +634,8 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         self.account_key(principal, id).await
     }
 
-    /// Whether `patch` would let `key` do more than it can now: any change of scopes (a
-    /// scope set is compared by the step-up, not here), an allowlist not within the current
+    /// Whether `patch` would let `key` do more than it can now: any scopes at all (as
+    /// before, a scope change always needs step-up), an allowlist not within the current
     /// one, a later or removed expiry, or re-enabling. An allowlist that does not parse
     /// counts as widening; its errors come after the step-up check.
     fn widens(key: &Key, patch: &AccountKeyPatch) -> bool {

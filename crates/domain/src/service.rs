@@ -385,7 +385,9 @@ impl<S: Store> KeyService<S> {
 
     /// Finds the key a presented string names. A string in the native format with a bad
     /// checksum is answered without touching storage; a string in no known format is looked
-    /// up by SHA-256 (imported legacy keys).
+    /// up by its SHA-256, keyed with the legacy pepper when one is configured (imported
+    /// legacy keys). Counts no failed lookup: callers facing untrusted strings use
+    /// `verify_in_account` or `authenticate_counted`, which do.
     pub async fn lookup(&self, presented: &str) -> Result<Option<Arc<VerifiableKey>>, StorageError> {
         match self.lookup_hash(presented) {
             Some((hash, _)) => self.store.find_by_hash(&hash).await,
@@ -430,7 +432,8 @@ impl<S: Store> KeyService<S> {
         found
     }
 
-    /// Authenticates a key presented to the API, of any kind (for `GET /v1/keys/self`).
+    /// Authenticates a key presented to the API, of any kind (`authenticate_counted` adds
+    /// the failed-lookup budgets for legacy strings).
     pub async fn authenticate(
         &self,
         presented: &PlaintextKey,

@@ -69,8 +69,8 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         old: SessionId,
         account: AccountId,
     ) -> Result<(super::SessionToken, Session), PeopleError> {
-        let ended = self.store().delete_session(old).await?.ok_or(crate::error::AuthError::Unauthorized);
-        let ended = ended.map_err(|_| PeopleError::InvalidCredentials)?;
+        // Gone meanwhile (logged out in another tab): nothing to replace.
+        let ended = self.store().delete_session(old).await?.ok_or(PeopleError::InvalidCredentials)?;
         let now = self.keys.now();
         let token = super::SessionToken::generate(self.keys.rng());
         let session = Session {
