@@ -1,0 +1,12 @@
+//! One module per storage port, each an `impl … for PgStore`.
+
+mod accounts;
+mod audit;
+mod idempotency;
+mod keys;
+mod sessions;
+mod usage;
+mod users;
+
+pub(crate) use audit::chain_head;
+pub(crate) use keys::expired_at;

@@ -1,0 +1,56 @@
+//! `SessionStore` on PostgreSQL.
+
+use crate::*;
+
+impl SessionStore for PgStore {
+    async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
+        let row = SessionRow::from(session);
+        let mut conn = self.conn().await?;
+        diesel::insert_into(sessions::table).values(&row).execute(&mut conn).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn find_session(&self, token_hash: &[u8; 32]) -> Result<Option<Session>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<SessionRow> = sessions::table
+            .filter(sessions::token_hash.eq(&token_hash[..]))
+            .select(SessionRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Session::try_from).transpose().map_err(corrupt)
+    }
+
+    async fn touch_session(&self, id: SessionId, at: OffsetDateTime) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::update(sessions::table.find(id.as_uuid()))
+            .filter(sessions::last_seen_at.lt(at))
+            .set(sessions::last_seen_at.eq(at))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn set_step_up(&self, id: SessionId, at: OffsetDateTime) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::update(sessions::table.find(id.as_uuid()))
+            .set(sessions::step_up_at.eq(at))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: SessionId) -> Result<Option<Session>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<SessionRow> = diesel::delete(sessions::table.find(id.as_uuid()))
+            .returning(SessionRow::as_returning())
+            .get_result(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Session::try_from).transpose().map_err(corrupt)
+    }
+}
