@@ -1,0 +1,242 @@
+//! Members of an account: adding (or inviting) people, roles, removal, and what a change of
+//! membership does to the credentials it gave.
+
+use super::*;
+
+impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
+    pub async fn list_users(&self, principal: &Principal) -> Result<Vec<(User, Membership)>, PeopleError> {
+        principal.require(management::USERS_READ)?;
+        Ok(self.store().members(principal.account_id).await?)
+    }
+
+    /// Adds a member. A new email creates a user with a one-time password; an existing
+    /// user is simply added. Only an owner may add an owner.
+    pub async fn add_user(
+        &self,
+        principal: &Principal,
+        email: &str,
+        role: Role,
+        ctx: &RequestContext,
+    ) -> Result<AddedMember, PeopleError> {
+        let (_, my_role) = self.manager_session(principal, true)?;
+        if role == Role::Owner && my_role != Role::Owner {
+            return Err(ManageError::Forbidden("only an owner can add an owner").into());
+        }
+        let email = Email::new(email).map_err(|e| FieldErrors::single("email", e.to_string()))?;
+        let now = self.keys.now();
+        // Someone who already has a login is only invited: joining an account is theirs to
+        // accept (an admin must not be able to enrol a stranger's login into their account,
+        // nor pre-register one and wait for the stranger to be added elsewhere).
+        let added = match self.store().find_user_by_email(&email).await? {
+            Some(user) => {
+                let invitation = Invitation {
+                    account_id: principal.account_id,
+                    user_id: user.id,
+                    role,
+                    invited_by: principal.actor(),
+                    created_at: now,
+                };
+                self.store().invite(&invitation).await.map_err(Self::membership_error)?;
+                let membership =
+                    Membership { user_id: user.id, account_id: principal.account_id, role, created_at: now };
+                AddedMember { user, membership, initial_password: None, invited: true }
+            }
+            // A password chosen here is the admin's, not the user's: it must be changed at
+            // the first login.
+            None => self.create_member(principal.account_id, email, role, None, true).await?,
+        };
+        self.audit(
+            ctx,
+            Some(principal.account_id),
+            principal.actor(),
+            if added.invited { "user.invite" } else { "user.create" },
+            ("user", Some(added.user.id.to_string())),
+            AuditResult::Success,
+            metadata(&[("role", role.as_str())]),
+        );
+        Ok(added)
+    }
+
+    /// The operator's path (CLI): no session, no step-up, and the operator's authority
+    /// stands in for the person's consent (an existing user is added at once). `password`
+    /// of `None` generates one for a new user, shown to the operator who reads it.
+    pub async fn add_member(
+        &self,
+        account: AccountId,
+        email: Email,
+        role: Role,
+        password: Option<Password>,
+    ) -> Result<AddedMember, PeopleError> {
+        let now = self.keys.now();
+        if let Some(user) = self.store().find_user_by_email(&email).await? {
+            let membership = Membership { user_id: user.id, account_id: account, role, created_at: now };
+            self.store().add_membership(&membership).await.map_err(|e| match e {
+                MembershipError::Duplicate => {
+                    PeopleError::from(FieldErrors::single("email", "already a member of this account"))
+                }
+                MembershipError::Storage(e) => e.into(),
+                other => {
+                    PeopleError::Manage(ManageError::Storage(crate::ports::StorageError::Internal(Box::new(other))))
+                }
+            })?;
+            return Ok(AddedMember { user, membership, initial_password: None, invited: false });
+        }
+        self.create_member(account, email, role, password, false).await
+    }
+
+    /// Creates a user and their membership. `change_required`: the password (given or
+    /// generated) was chosen by someone other than the user, who must change it first.
+    async fn create_member(
+        &self,
+        account: AccountId,
+        email: Email,
+        role: Role,
+        password: Option<Password>,
+        change_required: bool,
+    ) -> Result<AddedMember, PeopleError> {
+        let now = self.keys.now();
+        let membership_for = |user_id| Membership { user_id, account_id: account, role, created_at: now };
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(|| Password::generate(self.keys.rng()));
+        let hash = self.hasher.hash(password.clone()).await.map_err(PeopleError::Hashing)?;
+        let user = User {
+            id: UserId::generate(now, self.keys.rng()),
+            email,
+            password_hash: hash,
+            password_change_required: change_required,
+            created_at: now,
+            updated_at: now,
+        };
+        let membership = membership_for(user.id);
+        self.store().create_user(&user, Some(&membership)).await.map_err(|e| match e {
+            CreateUserError::DuplicateEmail => {
+                PeopleError::from(FieldErrors::single("email", "a user with this email exists"))
+            }
+            CreateUserError::Storage(e) => e.into(),
+        })?;
+        Ok(AddedMember { user, membership, initial_password: generated.then_some(password), invited: false })
+    }
+
+    /// Sets a user's password (operator's path: CLI).
+    pub async fn set_password(&self, email: &Email, password: Password) -> Result<User, PeopleError> {
+        let user = self.store().find_user_by_email(email).await?.ok_or(ManageError::NotFound)?;
+        let hash = self.hasher.hash(password).await.map_err(PeopleError::Hashing)?;
+        self.store().set_password_hash(user.id, &hash, false, self.keys.now()).await?;
+        Ok(user)
+    }
+
+    /// Owners change owners: promoting to owner or changing an owner needs an owner.
+    async fn guard_owner_change(
+        &self,
+        principal: &Principal,
+        target: UserId,
+        new_role: Option<Role>,
+    ) -> Result<Membership, PeopleError> {
+        let (_, my_role) = self.manager_session(principal, true)?;
+        let current = self.store().get_membership(principal.account_id, target).await?.ok_or(ManageError::NotFound)?;
+        let touches_owner = current.role == Role::Owner || new_role == Some(Role::Owner);
+        if touches_owner && my_role != Role::Owner {
+            return Err(ManageError::Forbidden("only an owner can change an owner").into());
+        }
+        Ok(current)
+    }
+
+    fn membership_error(e: MembershipError) -> PeopleError {
+        match e {
+            MembershipError::NotFound => ManageError::NotFound.into(),
+            MembershipError::LastOwner => ManageError::Forbidden("the account must keep at least one owner").into(),
+            MembershipError::Duplicate => FieldErrors::single("email", "already a member of this account").into(),
+            MembershipError::Storage(e) => e.into(),
+        }
+    }
+
+    pub async fn set_user_role(
+        &self,
+        principal: &Principal,
+        user: UserId,
+        role: Role,
+        ctx: &RequestContext,
+    ) -> Result<(User, Membership), PeopleError> {
+        let before = self.guard_owner_change(principal, user, Some(role)).await?;
+        self.store().set_role(principal.account_id, user, role).await.map_err(Self::membership_error)?;
+        let reshaped = self.end_derived_credentials(principal.account_id, user, Some(role)).await?;
+        self.audit(
+            ctx,
+            Some(principal.account_id),
+            principal.actor(),
+            "user.update",
+            ("user", Some(user.to_string())),
+            AuditResult::Success,
+            metadata(&[
+                ("from", before.role.as_str()),
+                ("to", role.as_str()),
+                ("temporary_keys_reshaped", &reshaped.to_string()),
+            ]),
+        );
+        let found = self.store().get_user(user).await?.ok_or(ManageError::NotFound)?;
+        Ok((found, Membership { role, ..before }))
+    }
+
+    pub async fn remove_user(
+        &self,
+        principal: &Principal,
+        user: UserId,
+        ctx: &RequestContext,
+    ) -> Result<(), PeopleError> {
+        self.guard_owner_change(principal, user, None).await?;
+        // Removing the membership also ends its sessions (the store does both at once).
+        self.store().remove_membership(principal.account_id, user).await.map_err(Self::membership_error)?;
+        let revoked = self.end_derived_credentials(principal.account_id, user, None).await?;
+        self.audit(
+            ctx,
+            Some(principal.account_id),
+            principal.actor(),
+            "user.remove",
+            ("user", Some(user.to_string())),
+            AuditResult::Success,
+            metadata(&[("temporary_keys_revoked", &revoked.to_string())]),
+        );
+        Ok(())
+    }
+
+    /// A temporary key is a snapshot of its user's role; this keeps every live one of
+    /// `user` in `account` in step with the membership: with a new role, their scopes become
+    /// the role's; with none (removed), they are revoked. Stores evict what they change from
+    /// every instance's cache, so the very next request sees it. Sessions need nothing: they
+    /// read the membership on every request, and a removal deletes them. Returns how many
+    /// keys changed.
+    async fn end_derived_credentials(
+        &self,
+        account: AccountId,
+        user: UserId,
+        role: Option<Role>,
+    ) -> Result<usize, PeopleError> {
+        let now = self.keys.now();
+        let keys = self.store().live_temporary_keys(account, user, now).await?;
+        let changed = keys.len();
+        for key in keys {
+            match role {
+                Some(role) => {
+                    let reshaped = Key { scopes: role.scopes(), updated_at: now, ..key.clone() };
+                    self.store().update_key(&key, &reshaped).await?;
+                }
+                None => self.keys.revoke(key).await?,
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Creates an account with its owner (operator's path: CLI and the embedded bootstrap).
+    pub async fn create_account_with_owner(
+        &self,
+        name: &str,
+        plan: Plan,
+        owner_email: Email,
+        password: Option<Password>,
+        with_account_key: bool,
+    ) -> Result<(Account, AddedMember, Option<IssuedKey>), PeopleError> {
+        let (account, issued) = self.keys.create_account(name, plan, with_account_key).await?;
+        let owner = self.add_member(account.id, owner_email, Role::Owner, password).await?;
+        Ok((account, owner, issued))
+    }
+}

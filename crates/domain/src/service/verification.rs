@@ -1,0 +1,125 @@
+//! Verification: is this key valid for this request (SPEC §4), and the budgets it spends.
+
+use super::*;
+
+impl<S: Store> KeyService<S> {
+    /// Verifies a service key of the caller's account. Never writes to storage.
+    pub async fn verify<A: RateLimiter + QuotaLedger>(
+        &self,
+        principal: &Principal,
+        input: &VerifyInput,
+        admission: &A,
+    ) -> Result<VerifyOutcome, ManageError> {
+        principal.require(management::KEYS_VERIFY)?;
+        self.verify_in_account(principal.account_id, input, admission).await
+    }
+
+    /// Verifies a service key of `account`, for a caller already known to act for it (the
+    /// embedded [`Verifier`](crate::verifier::Verifier)). Never writes to storage.
+    /// Errors: `Invalid` (scopes, resource or cost), `Storage`.
+    pub async fn verify_in_account<A: RateLimiter + QuotaLedger>(
+        &self,
+        account: AccountId,
+        input: &VerifyInput,
+        admission: &A,
+    ) -> Result<VerifyOutcome, ManageError> {
+        let mut errors = FieldErrors::new();
+        let scopes = parse_scopes(&mut errors, "scopes", &input.scopes);
+        let resource = input.resource.as_deref().and_then(|r| errors.check("resource", ResourceBinding::new(r)));
+        if input.cost > MAX_VERIFY_COST {
+            errors.push("cost", format!("must be 0 to {MAX_VERIFY_COST}"));
+        }
+        errors.into_result()?;
+
+        let not_found = VerifyOutcome { code: VerifyCode::NotFound, key: None, ratelimit: None, quota_remaining: None };
+        let Some((hash, legacy)) = self.lookup_hash(input.key.expose_secret()) else { return Ok(not_found) };
+        if legacy {
+            return self.verify_legacy(account, input, hash, admission, (scopes, resource)).await;
+        }
+        let Some(key) = self.store.find_by_hash(&hash).await? else {
+            return Ok(not_found);
+        };
+        // Only the caller's own service keys exist, as far as the caller can tell.
+        if key.account_id != account || key.kind != KeyKind::Service {
+            return Ok(not_found);
+        }
+        self.decide(key, input, admission, (scopes, resource)).await
+    }
+
+    /// A legacy string: looked up only within the failed-lookup budgets of the calling
+    /// account and of the client, and counted against them when it matches nothing.
+    async fn verify_legacy<A: RateLimiter + QuotaLedger>(
+        &self,
+        account: AccountId,
+        input: &VerifyInput,
+        hash: KeyHash,
+        admission: &A,
+        wanted: (Option<ScopeSet>, Option<ResourceBinding>),
+    ) -> Result<VerifyOutcome, ManageError> {
+        let (limits, now) = (&self.config.legacy_misses, self.clock.now());
+        crate::legacy::admit(admission, limits, Some(account), input.ip, now)
+            .await
+            .map_err(|retry_after_seconds| ManageError::LegacyGuessing { retry_after_seconds })?;
+        let found = self.store.find_by_hash(&hash).await?;
+        match found.filter(|key| key.account_id == account && key.kind == KeyKind::Service) {
+            Some(key) => self.decide(key, input, admission, wanted).await,
+            None => {
+                crate::legacy::count_miss(admission, limits, Some(account), input.ip, now).await;
+                Ok(VerifyOutcome { code: VerifyCode::NotFound, key: None, ratelimit: None, quota_remaining: None })
+            }
+        }
+    }
+
+    /// The checks of SPEC §4 after the lookup, then the budgets.
+    async fn decide<A: RateLimiter + QuotaLedger>(
+        &self,
+        key: Arc<VerifiableKey>,
+        input: &VerifyInput,
+        admission: &A,
+        (scopes, resource): (Option<ScopeSet>, Option<ResourceBinding>),
+    ) -> Result<VerifyOutcome, ManageError> {
+        let now = self.clock.now();
+        let wanted = scopes.as_ref().map_or(&[][..], ScopeSet::as_slice);
+        let request = VerifyRequest { scopes: wanted, resource: resource.as_ref(), ip: input.ip, resolved: &[] };
+        let code = self.check_key(&key, request, now).await;
+        if code != VerifyCode::Valid {
+            return Ok(VerifyOutcome { code, key: Some(key), ratelimit: None, quota_remaining: None });
+        }
+        // Budgets are consumed only once every static check passed: first the rate limit
+        // (one request), then the quota (`cost` credits), which a refused request never spends.
+        let rules = self.rate_rules(key.tier, key.rate_limits());
+        let decision = admission.check(key.id.as_uuid().as_bytes(), &rules, 1, now).await;
+        if !decision.allowed {
+            return Ok(VerifyOutcome {
+                code: VerifyCode::RateLimited,
+                key: Some(key),
+                ratelimit: Some(decision),
+                quota_remaining: None,
+            });
+        }
+        let (code, quota_remaining) = match key.quota() {
+            Some(quota) => {
+                let spent = admission.spend(key.id, quota, u64::from(input.cost), now).await;
+                (if spent.allowed { VerifyCode::Valid } else { VerifyCode::QuotaExhausted }, Some(spent.remaining))
+            }
+            None => (VerifyCode::Valid, None),
+        };
+        Ok(VerifyOutcome { code, key: Some(key), ratelimit: Some(decision), quota_remaining })
+    }
+
+    /// The rate limit of a service key: its own windows when it has any, else its tier's
+    /// requests per minute.
+    pub fn rate_rules(&self, tier: Tier, windows: &[RateLimitWindow]) -> Vec<Rule> {
+        if windows.is_empty() {
+            vec![Rule::new("tier", Limit::per_minute(self.config.tiers.per_minute(tier)))]
+        } else {
+            windows
+                .iter()
+                .map(|w| Rule {
+                    name: Cow::Owned(w.name.clone()),
+                    limit: Limit::Window { limit: w.limit, period_seconds: w.period_seconds },
+                })
+                .collect()
+        }
+    }
+}
