@@ -1,0 +1,144 @@
+//! Conformance: idempotency keys, units of work, usage.
+
+use super::*;
+
+pub async fn idempotency_keys_follow_stripe_semantics<S: Store>(store: S) {
+    use crate::idempotency::{Claim, StoredResponse};
+    let f = fixture(store.clone(), Plan::Pro).await;
+    let other = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let account = f.principal.account_id;
+    let (mine, theirs) = ([1u8; 32], [2u8; 32]);
+    assert_eq!(store.claim_idempotency(account, "k", mine, START).await.unwrap(), Claim::Claimed);
+    assert_eq!(
+        store.claim_idempotency(account, "k", mine, START).await.unwrap(),
+        Claim::InFlight { fingerprint: mine }
+    );
+    // Keys are per account.
+    assert_eq!(store.claim_idempotency(other.principal.account_id, "k", theirs, START).await.unwrap(), Claim::Claimed);
+    let response = StoredResponse { status: 201, sealed_body: b"sealed".to_vec() };
+    store.complete_idempotency(account, "k", mine, START, &response).await.unwrap();
+    let completed = Claim::Completed { fingerprint: mine, response: response.clone() };
+    assert_eq!(store.claim_idempotency(account, "k", theirs, START + Duration::hours(23)).await.unwrap(), completed);
+    store.release_idempotency(account, "k").await.unwrap();
+    assert_eq!(
+        store.claim_idempotency(account, "k", mine, START).await.unwrap(),
+        completed,
+        "a completed key is not released"
+    );
+    // After 24 hours the key is new again.
+    assert_eq!(
+        store.claim_idempotency(account, "k", theirs, START + Duration::hours(24)).await.unwrap(),
+        Claim::Claimed
+    );
+
+    // A claim whose request crashed lapses with its lease.
+    assert_eq!(store.claim_idempotency(account, "crashed", mine, START).await.unwrap(), Claim::Claimed);
+    let later = START + crate::idempotency::LEASE;
+    assert_eq!(store.claim_idempotency(account, "crashed", theirs, later).await.unwrap(), Claim::Claimed);
+    // A released claim frees the key at once.
+    store.release_idempotency(account, "crashed").await.unwrap();
+    assert_eq!(store.claim_idempotency(account, "crashed", mine, later).await.unwrap(), Claim::Claimed);
+
+    assert!(store.purge_idempotency(START + Duration::hours(48)).await.unwrap() >= 2);
+    assert_eq!(store.claim_idempotency(account, "crashed", theirs, later).await.unwrap(), Claim::Claimed);
+}
+
+pub async fn a_committed_unit_of_work_keeps_everything<S: Store>(store: S) {
+    use crate::ports::Outcome;
+    let f = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let key = store
+        .atomically(async {
+            let key = f.service.create_key(&f.principal, named("in a unit")).await.unwrap().key;
+            store.append_audit(&audit_event(Some(f.principal.account_id), 0, "key.create", 77)).await.unwrap();
+            Outcome::Commit(key)
+        })
+        .await
+        .unwrap();
+    assert!(store.get_key(f.principal.account_id, key.id).await.unwrap().is_some());
+    assert_eq!(store.audit_chain(Some(f.principal.account_id), 0, 10).await.unwrap().len(), 1);
+}
+
+pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
+    use crate::{usage::UsageRecord, verify::VerifyCode};
+    let f = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let account = f.principal.account_id;
+    let key = f.service.create_key(&f.principal, named("metered")).await.unwrap().key;
+    let record = |seconds: i64, outcome: VerifyCode, ms: Option<u32>| UsageRecord {
+        key_id: key.id,
+        account_id: account,
+        ts: START + Duration::seconds(seconds),
+        endpoint: Some("/servers".into()),
+        method: Some("GET".into()),
+        status_code: None,
+        response_time_ms: ms,
+        ip: Some("203.0.113.9".parse().unwrap()),
+        outcome: Some(outcome),
+    };
+    // Two days: the last second of 1 January and the first of the 2nd.
+    let batch = [
+        record(10, VerifyCode::Valid, Some(4)),
+        record(20, VerifyCode::Valid, Some(6)),
+        record(30, VerifyCode::RateLimited, None),
+        record(86_400, VerifyCode::Valid, None),
+    ];
+    store.record_usage(&batch[..3]).await.unwrap();
+    store.record_usage(&batch[3..]).await.unwrap();
+    let stored = store.get_key(account, key.id).await.unwrap().unwrap();
+    assert_eq!(stored.usage_count, 4);
+    assert_eq!(stored.last_used_at, Some(START + Duration::seconds(86_400)));
+
+    let next_day = START + Duration::seconds(90_000);
+    let summary = store.usage_summary(account, key.id, next_day).await.unwrap();
+    assert_eq!((summary.requests_today, summary.requests_this_month), (1, 4));
+    let records = store.key_usage(account, key.id, (None, None), None, 10).await.unwrap();
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[0].record, batch[3], "newest first, whole");
+    let older = store.key_usage(account, key.id, (None, None), Some(records[1].position), 10).await.unwrap();
+    assert_eq!(older.len(), 2);
+    let window = store.key_usage(
+        account,
+        key.id,
+        (Some(START + Duration::seconds(15)), Some(START + Duration::seconds(40))),
+        None,
+        10,
+    );
+    assert_eq!(window.await.unwrap().len(), 2);
+
+    let stats = store.account_stats(account, next_day).await.unwrap();
+    assert_eq!((stats.verifications_total, stats.verifications_today), (4, 1));
+    assert_eq!(stats.by_code.get("VALID"), Some(&3));
+    assert_eq!(stats.by_code.get("RATE_LIMITED"), Some(&1));
+    assert!((stats.success_rate - 0.75).abs() < 1e-9);
+    assert_eq!(stats.avg_response_time_ms, Some(5.0));
+    // Another account sees nothing of it.
+    let other = fixture(store.clone(), Plan::Pro).await;
+    assert_eq!(store.usage_summary(other.principal.account_id, key.id, next_day).await.unwrap().requests_this_month, 0);
+    assert_eq!(store.account_stats(other.principal.account_id, next_day).await.unwrap().verifications_total, 0);
+
+    // Records that share a microsecond are paged without loss or repetition.
+    let same_time: Vec<UsageRecord> = (0..5).map(|_| record(50, VerifyCode::Valid, None)).collect();
+    store.record_usage(&same_time[..2]).await.unwrap();
+    store.record_usage(&same_time[2..]).await.unwrap();
+    let window = (Some(START + Duration::seconds(50)), Some(START + Duration::seconds(51)));
+    let (mut seen, mut before) = (Vec::new(), None);
+    loop {
+        let page = store.key_usage(account, key.id, window, before, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(last.position);
+        seen.extend(page.iter().map(|e| e.position));
+    }
+    assert_eq!(seen.len(), 5, "every record once: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "strictly newest first: {seen:?}");
+
+    // The purge drops records before a day; counts stay.
+    store.purge_usage(START + Duration::days(1)).await.unwrap();
+    assert_eq!(store.key_usage(account, key.id, (None, None), None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.get_key(account, key.id).await.unwrap().unwrap().usage_count, 9, "counts stay");
+    assert_eq!(store.usage_summary(account, key.id, next_day).await.unwrap().requests_this_month, 9, "4 + the 5 above");
+    let stats = store.account_stats(account, next_day).await.unwrap();
+    assert_eq!(stats.verifications_total, 1, "the statistics count the records still kept");
+    assert_eq!(stats.by_code.get("RATE_LIMITED"), None);
+}

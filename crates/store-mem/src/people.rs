@@ -1,0 +1,224 @@
+//! `UserStore` and `SessionStore` in memory: users, memberships, invitations, sessions.
+
+use crate::*;
+
+impl UserStore for MemStore {
+    fn create_user(
+        &self,
+        user: &User,
+        membership: Option<&Membership>,
+    ) -> impl Future<Output = Result<(), CreateUserError>> + Send {
+        ready(self.write(|state| {
+            if state.users.values().any(|u| u.email == user.email) {
+                return Err(CreateUserError::DuplicateEmail);
+            }
+            state.users.insert(user.id, user.clone());
+            if let Some(m) = membership {
+                state.memberships.insert((m.account_id, m.user_id), *m);
+            }
+            Ok(())
+        }))
+    }
+
+    fn find_user_by_email(&self, email: &Email) -> impl Future<Output = Result<Option<User>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.users.values().find(|u| &u.email == email).cloned())))
+    }
+
+    fn get_user(&self, id: UserId) -> impl Future<Output = Result<Option<User>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.users.get(&id).cloned())))
+    }
+
+    fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        change_required: bool,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), UpdateError>> + Send {
+        ready(self.write(|state| {
+            let user = state.users.get_mut(&id).ok_or(UpdateError::NotFound)?;
+            user.password_hash = hash.clone();
+            user.password_change_required = change_required;
+            user.updated_at = at;
+            Ok(())
+        }))
+    }
+
+    fn memberships_of(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = Result<Vec<(Membership, String)>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut found: Vec<(Membership, String)> = state
+                .memberships
+                .values()
+                .filter(|m| m.user_id == user)
+                .filter_map(|m| state.accounts.get(&m.account_id).map(|a| (*m, a.name.clone())))
+                .collect();
+            found.sort_by_key(|(m, _)| (m.created_at, m.account_id));
+            found
+        })))
+    }
+
+    fn get_membership(
+        &self,
+        account: AccountId,
+        user: UserId,
+    ) -> impl Future<Output = Result<Option<Membership>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.memberships.get(&(account, user)).copied())))
+    }
+
+    fn members(
+        &self,
+        account: AccountId,
+    ) -> impl Future<Output = Result<Vec<(User, Membership)>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut found: Vec<(User, Membership)> = state
+                .memberships
+                .values()
+                .filter(|m| m.account_id == account)
+                .filter_map(|m| state.users.get(&m.user_id).map(|u| (u.clone(), *m)))
+                .collect();
+            found.sort_by_key(|(u, m)| (m.created_at, u.id));
+            found
+        })))
+    }
+
+    fn add_membership(&self, membership: &Membership) -> impl Future<Output = Result<(), MembershipError>> + Send {
+        ready(self.write(|state| {
+            let key = (membership.account_id, membership.user_id);
+            if state.memberships.contains_key(&key) {
+                return Err(MembershipError::Duplicate);
+            }
+            state.memberships.insert(key, *membership);
+            Ok(())
+        }))
+    }
+
+    fn invite(
+        &self,
+        invitation: &keyward_domain::people::Invitation,
+    ) -> impl Future<Output = Result<(), MembershipError>> + Send {
+        ready(self.write(|state| {
+            let key = (invitation.account_id, invitation.user_id);
+            if state.memberships.contains_key(&key) {
+                return Err(MembershipError::Duplicate);
+            }
+            state.invitations.insert(key, invitation.clone());
+            Ok(())
+        }))
+    }
+
+    fn invitations_of(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = Result<Vec<(keyward_domain::people::Invitation, String)>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut found: Vec<_> = state
+                .invitations
+                .values()
+                .filter(|i| i.user_id == user)
+                .filter_map(|i| state.accounts.get(&i.account_id).map(|a| (i.clone(), a.name.clone())))
+                .collect();
+            found.sort_by_key(|(i, _)| (i.created_at, i.account_id));
+            found
+        })))
+    }
+
+    fn answer_invitation(
+        &self,
+        account: AccountId,
+        user: UserId,
+        accept: bool,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Membership>, MembershipError>> + Send {
+        ready(self.write(|state| {
+            let invitation = state.invitations.remove(&(account, user)).ok_or(MembershipError::NotFound)?;
+            if !accept {
+                return Ok(None);
+            }
+            if state.memberships.contains_key(&(account, user)) {
+                return Err(MembershipError::Duplicate);
+            }
+            let membership = Membership { user_id: user, account_id: account, role: invitation.role, created_at: at };
+            state.memberships.insert((account, user), membership);
+            Ok(Some(membership))
+        }))
+    }
+
+    fn set_role(
+        &self,
+        account: AccountId,
+        user: UserId,
+        role: Role,
+    ) -> impl Future<Output = Result<(), MembershipError>> + Send {
+        ready(self.write(|state| {
+            let owners =
+                state.memberships.values().filter(|m| m.account_id == account && m.role == Role::Owner).count();
+            let membership = state.memberships.get_mut(&(account, user)).ok_or(MembershipError::NotFound)?;
+            if membership.role == Role::Owner && role != Role::Owner && owners == 1 {
+                return Err(MembershipError::LastOwner);
+            }
+            membership.role = role;
+            Ok(())
+        }))
+    }
+
+    fn remove_membership(
+        &self,
+        account: AccountId,
+        user: UserId,
+    ) -> impl Future<Output = Result<(), MembershipError>> + Send {
+        ready(self.write(|state| {
+            let owners =
+                state.memberships.values().filter(|m| m.account_id == account && m.role == Role::Owner).count();
+            let membership = state.memberships.get(&(account, user)).ok_or(MembershipError::NotFound)?;
+            if membership.role == Role::Owner && owners == 1 {
+                return Err(MembershipError::LastOwner);
+            }
+            state.memberships.remove(&(account, user));
+            state.sessions.retain(|_, s| !(s.account_id == account && s.user_id == user));
+            Ok(())
+        }))
+    }
+}
+
+impl SessionStore for MemStore {
+    fn insert_session(&self, session: &Session) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| state.sessions.insert(session.id, session.clone()));
+        ready(Ok(()))
+    }
+
+    fn find_session(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<Session>, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.sessions.values().find(|s| &s.token_hash == token_hash).cloned())))
+    }
+
+    fn touch_session(
+        &self,
+        id: SessionId,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| {
+            if let Some(session) = state.sessions.get_mut(&id) {
+                session.last_seen_at = session.last_seen_at.max(at);
+            }
+        });
+        ready(Ok(()))
+    }
+
+    fn set_step_up(&self, id: SessionId, at: OffsetDateTime) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| {
+            if let Some(session) = state.sessions.get_mut(&id) {
+                session.step_up_at = Some(at);
+            }
+        });
+        ready(Ok(()))
+    }
+
+    fn delete_session(&self, id: SessionId) -> impl Future<Output = Result<Option<Session>, StorageError>> + Send {
+        ready(Ok(self.write(|state| state.sessions.remove(&id))))
+    }
+}

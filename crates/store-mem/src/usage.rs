@@ -1,0 +1,126 @@
+//! `UsageStore` in memory: exact counters, the newest records up to a bound.
+
+use crate::*;
+
+fn day_number(ts: OffsetDateTime) -> i64 {
+    ts.unix_timestamp().div_euclid(86_400)
+}
+
+impl UsageStore for MemStore {
+    fn record_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| {
+            for record in batch {
+                if let Some(key) = state.keys.get_mut(&record.key_id) {
+                    key.usage_count += 1;
+                    key.last_used_at = Some(key.last_used_at.map_or(record.ts, |at| at.max(record.ts)));
+                }
+                *state.daily.entry((record.key_id, day_number(record.ts))).or_default() += 1;
+                let position = UsagePosition { ts: record.ts, seq: state.next_usage_seq };
+                state.next_usage_seq += 1;
+                state.usage.push_back(UsageEntry { position, record: record.clone() });
+            }
+            let excess = state.usage.len().saturating_sub(self.usage_records);
+            state.usage.drain(..excess);
+        });
+        ready(Ok(()))
+    }
+
+    fn key_usage(
+        &self,
+        account: AccountId,
+        key: KeyId,
+        window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+        before: Option<UsagePosition>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<UsageEntry>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut found: Vec<UsageEntry> = state
+                .usage
+                .iter()
+                .filter(|e| e.record.account_id == account && e.record.key_id == key)
+                .filter(|e| window.0.is_none_or(|since| e.position.ts >= since))
+                .filter(|e| window.1.is_none_or(|until| e.position.ts < until))
+                .filter(|e| before.is_none_or(|b| e.position < b))
+                .cloned()
+                .collect();
+            found.sort_by_key(|e| std::cmp::Reverse(e.position));
+            found.truncate(limit as usize);
+            found
+        })))
+    }
+
+    fn usage_summary(
+        &self,
+        account: AccountId,
+        key: KeyId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<UsageSummary, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            if state.keys.get(&key).is_none_or(|k| k.account_id != account) {
+                return UsageSummary::default();
+            }
+            let (day, month) = day_and_month_start(now);
+            let (today, since_month) = (day_number(day), day_number(month));
+            let mut summary = UsageSummary::default();
+            for ((k, d), count) in &state.daily {
+                if *k == key && *d >= since_month && *d <= today {
+                    summary.requests_this_month += count;
+                    if *d == today {
+                        summary.requests_today += count;
+                    }
+                }
+            }
+            summary
+        })))
+    }
+
+    fn account_stats(
+        &self,
+        account: AccountId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<AccountStats, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let (day, _) = day_and_month_start(now);
+            let verifications: Vec<&UsageRecord> = state
+                .usage
+                .iter()
+                .map(|e| &e.record)
+                .filter(|r| r.account_id == account && r.outcome.is_some())
+                .collect();
+            stats_of(&verifications, day)
+        })))
+    }
+
+    fn purge_usage(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send {
+        ready(Ok(self.write(|state| {
+            let count = state.usage.len();
+            state.usage.retain(|e| e.position.ts >= before);
+            (count - state.usage.len()) as u64
+        })))
+    }
+}
+
+/// Statistics of verification records.
+fn stats_of(verifications: &[&UsageRecord], day_start: OffsetDateTime) -> AccountStats {
+    let mut stats = AccountStats { verifications_total: verifications.len() as u64, ..AccountStats::default() };
+    let (mut valid, mut timed, mut total_ms) = (0u64, 0u64, 0f64);
+    for record in verifications {
+        if record.ts >= day_start {
+            stats.verifications_today += 1;
+        }
+        if record.outcome == Some(keyward_domain::VerifyCode::Valid) {
+            valid += 1;
+        }
+        if let Some(ms) = record.response_time_ms {
+            timed += 1;
+            total_ms += f64::from(ms);
+        }
+        if let Some(outcome) = record.outcome {
+            *stats.by_code.entry(outcome.as_str().to_owned()).or_default() += 1;
+        }
+    }
+    stats.success_rate =
+        if stats.verifications_total == 0 { 0.0 } else { valid as f64 / stats.verifications_total as f64 };
+    stats.avg_response_time_ms = (timed > 0).then(|| total_ms / timed as f64);
+    stats
+}
