@@ -124,12 +124,12 @@ impl<A: RateLimiter + QuotaLedger + 'static> EmbeddedVerifier<A> {
                         _ = &mut stopped => break,
                         _ = interval.tick() => {
                             let _flushing = flushing.lock().await;
-                            flush(&meter, &store).await;
+                            keyward_runtime::usage::flush(&meter, &store).await;
                         }
                     }
                 }
                 let _flushing = flushing.lock().await;
-                flush(&meter, &store).await
+                keyward_runtime::usage::flush(&meter, &store).await
             }
         });
         Ok(Self { verifier, flushing, stop, flusher })
@@ -144,7 +144,7 @@ impl<A: RateLimiter + QuotaLedger + 'static> EmbeddedVerifier<A> {
     /// this call wrote.
     pub async fn flush(&self) -> usize {
         let _flushing = self.flushing.lock().await;
-        flush(self.verifier.meter(), self.verifier.service().store()).await
+        keyward_runtime::usage::flush(self.verifier.meter(), self.verifier.service().store()).await
     }
 
     /// Stops the flusher (after a flush in progress) and writes what is left: call it once
@@ -162,28 +162,4 @@ impl<A> std::ops::Deref for EmbeddedVerifier<A> {
     fn deref(&self) -> &Self::Target {
         &self.verifier
     }
-}
-
-async fn flush(meter: &UsageMeter, store: &PgStore) -> usize {
-    if let Some(dropped) = meter.drops_to_report(time::OffsetDateTime::now_utc()) {
-        tracing::warn!(
-            dropped,
-            capacity = meter.capacity(),
-            "the usage buffer is full: usage records are being dropped"
-        );
-    }
-    let outcome = meter.flush(store).await;
-    if outcome.rejected > 0 {
-        tracing::error!(
-            rejected = outcome.rejected,
-            written = outcome.written,
-            "storage refused some usage records; they were dropped and the rest written"
-        );
-    }
-    if let Some(error) = &outcome.error
-        && outcome.kept > 0
-    {
-        tracing::warn!(%error, kept = outcome.kept, "could not write usage; keeping it for the next flush");
-    }
-    outcome.written
 }

@@ -1,0 +1,256 @@
+//! Usage metering without a write on the hot path: requests append to the domain's
+//! [`UsageMeter`] (a bounded in-memory buffer), and the flusher spawned here writes it in
+//! one batch every second and logs what went wrong. A graceful shutdown flushes what is left
+//! ([`flush`]).
+
+use std::{sync::Arc, time::Duration};
+
+use keyward_domain::ports::UsageStore;
+pub use keyward_domain::usage::UsageMeter;
+
+/// Flushes the meter now, logging a storage failure (the batch is kept for the next flush)
+/// and, at most once a minute, records dropped because the buffer was full. Returns how
+/// many records were written.
+pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
+    if let Some(dropped) = meter.drops_to_report(time::OffsetDateTime::now_utc()) {
+        tracing::warn!(
+            dropped,
+            capacity = meter.capacity(),
+            "the usage buffer is full: usage records are being dropped"
+        );
+    }
+    let outcome = meter.flush(store).await;
+    if outcome.rejected > 0 {
+        tracing::error!(
+            rejected = outcome.rejected,
+            written = outcome.written,
+            "storage refused some usage records; they were dropped and the rest written"
+        );
+    }
+    if let Some(error) = &outcome.error
+        && outcome.kept > 0
+    {
+        tracing::warn!(%error, kept = outcome.kept, "could not write usage; keeping it for the next flush");
+    }
+    outcome.written
+}
+
+/// The running flusher. [`Flusher::stop`] lets a flush in progress finish before the last
+/// one: aborting the task instead could drop a batch it had taken from the meter but not
+/// yet written, and a shutdown would lose it.
+#[derive(Debug)]
+#[must_use = "dropping the flusher stops it after one last flush"]
+pub struct Flusher {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl Flusher {
+    /// Stops flushing on a schedule, waits for a flush in progress, then writes what is
+    /// left; returns how many records that last flush wrote.
+    pub async fn stop(self) -> usize {
+        // Refused only when the task has already ended, which is what this asks for.
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// Flushes every `every` until [`Flusher::stop`] (or the handle's drop).
+pub fn spawn_flusher<S: UsageStore + 'static>(meter: Arc<UsageMeter>, store: S, every: Duration) -> Flusher {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        loop {
+            // Only the wait for the next tick is raced against the stop signal: a flush, once
+            // begun, runs to its end.
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                _ = interval.tick() => {
+                    flush(&meter, &store).await;
+                }
+            }
+        }
+        flush(&meter, &store).await
+    });
+    Flusher { stop, task }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use keyward_domain::{
+        AccountId, KeyId,
+        ports::StorageError,
+        random::SeededRandom,
+        usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary},
+    };
+    use time::OffsetDateTime;
+    use tokio::sync::{Notify, Semaphore};
+
+    use super::*;
+
+    /// The read side of `UsageStore`, which the flusher never uses: test stores answer empty.
+    macro_rules! nothing_to_read {
+        () => {
+            async fn key_usage(
+                &self,
+                _: AccountId,
+                _: KeyId,
+                _: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+                _: Option<UsagePosition>,
+                _: u32,
+            ) -> Result<Vec<UsageEntry>, StorageError> {
+                Ok(Vec::new())
+            }
+            async fn usage_summary(
+                &self,
+                _: AccountId,
+                _: KeyId,
+                _: OffsetDateTime,
+            ) -> Result<UsageSummary, StorageError> {
+                Ok(UsageSummary::default())
+            }
+            async fn account_stats(&self, _: AccountId, _: OffsetDateTime) -> Result<AccountStats, StorageError> {
+                Ok(AccountStats::default())
+            }
+            async fn purge_usage(&self, _: OffsetDateTime) -> Result<u64, StorageError> {
+                Ok(0)
+            }
+        };
+    }
+
+    /// A store whose writes wait for a permit, so that a test can stop the flusher while a
+    /// batch is being written.
+    #[derive(Debug, Clone)]
+    struct GatedStore(Arc<Gate>);
+
+    #[derive(Debug)]
+    struct Gate {
+        entered: Notify,
+        release: Semaphore,
+        written: AtomicUsize,
+    }
+
+    impl std::ops::Deref for GatedStore {
+        type Target = Gate;
+
+        fn deref(&self) -> &Gate {
+            &self.0
+        }
+    }
+
+    impl UsageStore for GatedStore {
+        async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StorageError> {
+            self.entered.notify_one();
+            let permit = self.release.acquire().await.map_err(|_| StorageError::Unavailable("closed".into()))?;
+            permit.forget();
+            self.written.fetch_add(batch.len(), Ordering::SeqCst);
+            Ok(())
+        }
+        nothing_to_read!();
+    }
+
+    fn record() -> UsageRecord {
+        let (now, rng) = (OffsetDateTime::now_utc(), SeededRandom::new(7));
+        UsageRecord {
+            key_id: KeyId::generate(now, &rng),
+            account_id: AccountId::generate(now, &rng),
+            ts: now,
+            endpoint: None,
+            method: None,
+            status_code: None,
+            response_time_ms: None,
+            ip: None,
+            outcome: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_waits_for_the_batch_being_written_then_writes_the_rest() {
+        let meter = Arc::new(UsageMeter::new(10));
+        let store = GatedStore(Arc::new(Gate {
+            entered: Notify::new(),
+            release: Semaphore::new(0),
+            written: AtomicUsize::new(0),
+        }));
+        for _ in 0..3 {
+            meter.record(record());
+        }
+        // The first tick is immediate: that flush takes the three records and waits.
+        let flusher = spawn_flusher(meter.clone(), store.clone(), Duration::from_secs(3600));
+        store.entered.notified().await;
+        meter.record(record());
+
+        let stopping = tokio::spawn(flusher.stop());
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!stopping.is_finished(), "stop returned while a batch was being written");
+        store.release.add_permits(2);
+        assert_eq!(stopping.await.ok(), Some(1), "the last flush writes the record that came later");
+        assert_eq!(store.written.load(Ordering::SeqCst), 4, "nothing taken from the meter is lost");
+    }
+    /// A store that refuses (as PostgreSQL refuses a NUL in text) every batch holding a
+    /// record whose endpoint has a NUL, and writes the others; or refuses everything.
+    #[derive(Debug, Default)]
+    struct RefusingStore {
+        written: std::sync::Mutex<Vec<UsageRecord>>,
+        refuse_all: bool,
+    }
+
+    impl UsageStore for RefusingStore {
+        async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StorageError> {
+            if self.refuse_all || batch.iter().any(|r| r.endpoint.as_deref().is_some_and(|e| e.contains('\0'))) {
+                return Err(StorageError::Internal("invalid byte sequence for encoding \"UTF8\": 0x00".into()));
+            }
+            self.written.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+        nothing_to_read!();
+    }
+
+    fn poisoned() -> UsageRecord {
+        UsageRecord { endpoint: Some("/a\0b".into()), ..record() }
+    }
+
+    #[tokio::test]
+    async fn a_refused_record_is_isolated_dropped_and_counted_and_the_rest_written() {
+        let meter = UsageMeter::new(100);
+        let store = RefusingStore::default();
+        for i in 0..37 {
+            meter.record(if i == 3 || i == 30 { poisoned() } else { record() });
+        }
+        assert_eq!(flush(&meter, &store).await, 35);
+        assert_eq!(store.written.lock().unwrap().len(), 35);
+        assert_eq!((meter.rejected(), meter.buffered(), meter.dropped()), (2, 0, 0));
+        // Metering goes on: the next flush is clean.
+        meter.record(record());
+        assert_eq!(flush(&meter, &store).await, 1);
+        assert_eq!(meter.failed_flushes(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_record_alone_waits_until_others_show_that_storage_works() {
+        let meter = UsageMeter::new(100);
+        let store = RefusingStore::default();
+        meter.record(poisoned());
+        assert_eq!(flush(&meter, &store).await, 0);
+        assert_eq!((meter.rejected(), meter.buffered()), (0, 1), "nothing proves the record is the problem yet");
+        meter.record(record());
+        assert_eq!(flush(&meter, &store).await, 1);
+        assert_eq!((meter.rejected(), meter.buffered()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn storage_that_refuses_everything_loses_nothing() {
+        let meter = UsageMeter::new(100);
+        let store = RefusingStore { refuse_all: true, ..Default::default() };
+        for _ in 0..20 {
+            meter.record(record());
+        }
+        assert_eq!(flush(&meter, &store).await, 0);
+        assert_eq!((meter.rejected(), meter.buffered(), meter.dropped()), (0, 20, 0));
+    }
+}
