@@ -487,8 +487,112 @@ fn tidy() -> Result {
     if !missing_lints.is_empty() {
         return Err(format!("these crates do not opt into the workspace lints: {}", missing_lints.join(", ")));
     }
-    eprintln!("tidy: the domain is pure; all {members_count} workspace crates use the workspace lints");
+    crate_graph_holds()?;
+    let longest = files_within_ceiling()?;
+    eprintln!(
+        "tidy: the domain is pure; all {members_count} workspace crates use the workspace lints; \
+         the crate graph holds; no product file is over {FILE_CEILING} lines (longest: {longest})"
+    );
     Ok(())
+}
+
+/// Adapters: they implement or drive the domain's ports, and may depend on the domain and
+/// the runtime only (ARCHITECTURE.md).
+const ADAPTERS: &[&str] =
+    &["keyward-store-pg", "keyward-store-mem", "keyward-ratelimit", "keyward-resolver", "keyward-http"];
+
+/// Adapter-to-adapter edges that exist today, each to be removed by issue #14; any other
+/// one fails.
+const KNOWN_ADAPTER_EDGES: &[(&str, &str)] =
+    &[("keyward-http", "keyward-ratelimit"), ("keyward-store-pg", "keyward-resolver")];
+
+/// Every workspace crate's direct normal dependencies on other workspace crates, from
+/// `cargo tree` (depth 1, no deduplication).
+fn workspace_edges() -> Result<Vec<(String, String)>> {
+    let tree = output(
+        "cargo",
+        &["tree", "--locked", "--workspace", "-e", "normal", "--depth", "1", "--prefix", "depth", "--no-dedupe"],
+    )
+    .ok_or("cargo tree failed")?;
+    let mut edges = Vec::new();
+    let mut current = None;
+    for line in tree.lines() {
+        let name = |rest: &str| rest.split(' ').next().unwrap_or_default().to_owned();
+        if let Some(rest) = line.strip_prefix('0') {
+            current = Some(name(rest));
+        } else if let (Some(rest), Some(from)) = (line.strip_prefix('1'), &current)
+            && rest.starts_with("keyward")
+        {
+            edges.push((from.clone(), name(rest)));
+        }
+    }
+    if edges.is_empty() {
+        return Err("could not read the crate graph from cargo tree".into());
+    }
+    Ok(edges)
+}
+
+/// The allowed crate graph: the domain depends on no workspace crate, the runtime on the
+/// domain only, adapters on the domain and the runtime only (less the known edges), and
+/// nothing on the binary.
+fn crate_graph_holds() -> Result {
+    let mut broken = Vec::new();
+    for (from, to) in workspace_edges()? {
+        let allowed = match from.as_str() {
+            "keyward-domain" => false,
+            "keyward-runtime" => to == "keyward-domain",
+            adapter if ADAPTERS.contains(&adapter) => {
+                matches!(to.as_str(), "keyward-domain" | "keyward-runtime")
+                    || KNOWN_ADAPTER_EDGES.contains(&(from.as_str(), to.as_str()))
+            }
+            _ => to != "keyward",
+        };
+        if !allowed {
+            broken.push(format!("{from} -> {to}"));
+        }
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the crate graph does not allow: {} (docs/ARCHITECTURE.md)", broken.join(", ")))
+    }
+}
+
+/// The most lines a source file of the product's crates may have (generated files aside):
+/// past it, a file holds more than one concern. Issue #14 aims at ~600.
+const FILE_CEILING: usize = 700;
+
+/// Checks every `crates/*/src/**.rs` but the generated schema; returns the longest.
+fn files_within_ceiling() -> Result<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") && path.file_name().is_some_and(|n| n != "schema.rs")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for krate in std::fs::read_dir(root().join("crates")).map_err(|e| format!("crates/: {e}"))?.flatten() {
+        walk(&krate.path().join("src"), &mut files);
+    }
+    let mut sizes: Vec<(usize, String)> = files
+        .iter()
+        .map(|f| {
+            let lines = std::fs::read_to_string(f).map_or(0, |text| text.lines().count());
+            (lines, f.strip_prefix(root()).unwrap_or(f).display().to_string())
+        })
+        .collect();
+    sizes.sort();
+    let over: Vec<String> =
+        sizes.iter().filter(|(n, _)| *n > FILE_CEILING).map(|(n, f)| format!("{f} ({n})")).collect();
+    if !over.is_empty() {
+        return Err(format!("over {FILE_CEILING} lines: {}", over.join(", ")));
+    }
+    Ok(sizes.last().map(|(n, f)| format!("{f}, {n}")).unwrap_or_default())
 }
 
 // --- PostgreSQL ---------------------------------------------------------------------------
