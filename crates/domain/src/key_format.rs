@@ -181,12 +181,6 @@ pub struct KeyHash {
 pub struct InvalidHash;
 
 impl KeyHash {
-    /// The hash under which a presented string is looked up: BLAKE3 for native keys,
-    /// SHA-256 for anything else (imported legacy keys).
-    pub fn of_presented(presented: &str, native: bool) -> Self {
-        if native { Self::blake3(presented) } else { Self::sha256(presented) }
-    }
-
     pub fn blake3(key: &str) -> Self {
         Self { algorithm: HashAlgorithm::Blake3, digest: *blake3::hash(key.as_bytes()).as_bytes() }
     }
