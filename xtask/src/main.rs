@@ -10,7 +10,8 @@
 //!   builds; keyward and a bare actix-web server under the same load); figures go to
 //!   `docs/performance.md`.
 //!
-//! It depends on nothing but std, so it builds in seconds on a fresh clone.
+//! It depends on std and serde_json (to read `cargo metadata`), so it builds in seconds on
+//! a fresh clone.
 
 use std::{
     env,
@@ -19,6 +20,9 @@ use std::{
     process::{Command, ExitCode},
     time::{Duration, Instant},
 };
+
+mod cycles;
+mod tidy;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -31,7 +35,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("dev") => dev(),
         Some("codegen") => codegen(args.iter().any(|a| a == "--check")),
-        Some("tidy") => tidy(),
+        Some("tidy") => tidy::tidy(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
         _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench [criterion | http]>".into()),
     };
@@ -83,7 +87,7 @@ fn ci() -> Result {
     step("clippy");
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
     step("tidy");
-    tidy()?;
+    tidy::tidy()?;
     step(&format!("tests (PostgreSQL at {}, Redis at {})", redact(&database_url), redact(&redis_url)));
     if succeeds("cargo", &["nextest", "--version"]) {
         run("cargo", &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"], &db)?;
@@ -447,152 +451,16 @@ fn codegen(check: bool) -> Result {
     run("cargo", &["test", "--locked", "-p", "keyward-http", "--test", "codegen"], &envs)
 }
 
-/// Crates the domain must never depend on (ARCHITECTURE.md, "the domain does no IO").
-const FORBIDDEN_IN_DOMAIN: &[&str] =
-    &["tokio", "diesel", "diesel-async", "deadpool", "actix-web", "actix-rt", "moka", "redis", "tokio-postgres"];
-
-fn tidy() -> Result {
-    let tree = output(
-        "cargo",
-        &["tree", "--locked", "-p", "keyward-domain", "-e", "normal", "--prefix", "none", "--all-features"],
-    )
-    .ok_or("cargo tree failed")?;
-    let offending: Vec<&str> = tree
-        .lines()
-        .filter(|line| FORBIDDEN_IN_DOMAIN.iter().any(|name| line.split(' ').next() == Some(*name)))
-        .collect();
-    if !offending.is_empty() {
-        return Err(format!("keyward-domain must stay pure but depends on: {}", offending.join(", ")));
-    }
-    // Every workspace member, as the root manifest lists them (one quoted path a line).
-    let workspace = std::fs::read_to_string(root().join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
-    let members_section = workspace.split("members = [").nth(1).and_then(|rest| rest.split(']').next());
-    let members: Vec<&str> = members_section
-        .ok_or("Cargo.toml has no [workspace] members list")?
-        .lines()
-        .filter_map(|line| line.trim().trim_end_matches(',').strip_prefix('"')?.strip_suffix('"'))
-        .collect();
-    if members.len() < 2 {
-        return Err("could not read the workspace members from Cargo.toml".into());
-    }
-    let members_count = members.len();
-    let mut missing_lints = Vec::new();
-    for dir in members {
-        let manifest =
-            std::fs::read_to_string(root().join(dir).join("Cargo.toml")).map_err(|e| format!("{dir}: {e}"))?;
-        if !manifest.contains("[lints]\nworkspace = true") {
-            missing_lints.push(dir);
+/// Every `.rs` file under `dir`, recursively.
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
         }
     }
-    if !missing_lints.is_empty() {
-        return Err(format!("these crates do not opt into the workspace lints: {}", missing_lints.join(", ")));
-    }
-    crate_graph_holds()?;
-    let longest = files_within_ceiling()?;
-    eprintln!(
-        "tidy: the domain is pure; all {members_count} workspace crates use the workspace lints; \
-         the crate graph holds; no product file is over {FILE_CEILING} lines (longest: {longest})"
-    );
-    Ok(())
-}
-
-/// Adapters: they implement or drive the domain's ports, and may depend on the domain and
-/// the runtime only (ARCHITECTURE.md).
-const ADAPTERS: &[&str] =
-    &["keyward-store-pg", "keyward-store-mem", "keyward-ratelimit", "keyward-resolver", "keyward-http"];
-
-/// Adapter-to-adapter edges that exist today, each to be removed by issue #14; any other
-/// one fails.
-const KNOWN_ADAPTER_EDGES: &[(&str, &str)] =
-    &[("keyward-http", "keyward-ratelimit"), ("keyward-store-pg", "keyward-resolver")];
-
-/// Every workspace crate's direct normal dependencies on other workspace crates, from
-/// `cargo tree` (depth 1, no deduplication).
-fn workspace_edges() -> Result<Vec<(String, String)>> {
-    let tree = output(
-        "cargo",
-        &["tree", "--locked", "--workspace", "-e", "normal", "--depth", "1", "--prefix", "depth", "--no-dedupe"],
-    )
-    .ok_or("cargo tree failed")?;
-    let mut edges = Vec::new();
-    let mut current = None;
-    for line in tree.lines() {
-        let name = |rest: &str| rest.split(' ').next().unwrap_or_default().to_owned();
-        if let Some(rest) = line.strip_prefix('0') {
-            current = Some(name(rest));
-        } else if let (Some(rest), Some(from)) = (line.strip_prefix('1'), &current)
-            && rest.starts_with("keyward")
-        {
-            edges.push((from.clone(), name(rest)));
-        }
-    }
-    if edges.is_empty() {
-        return Err("could not read the crate graph from cargo tree".into());
-    }
-    Ok(edges)
-}
-
-/// The allowed crate graph: the domain depends on no workspace crate, the runtime on the
-/// domain only, adapters on the domain and the runtime only (less the known edges), and
-/// nothing on the binary.
-fn crate_graph_holds() -> Result {
-    let mut broken = Vec::new();
-    for (from, to) in workspace_edges()? {
-        let allowed = match from.as_str() {
-            "keyward-domain" => false,
-            "keyward-runtime" => to == "keyward-domain",
-            adapter if ADAPTERS.contains(&adapter) => {
-                matches!(to.as_str(), "keyward-domain" | "keyward-runtime")
-                    || KNOWN_ADAPTER_EDGES.contains(&(from.as_str(), to.as_str()))
-            }
-            _ => to != "keyward",
-        };
-        if !allowed {
-            broken.push(format!("{from} -> {to}"));
-        }
-    }
-    if broken.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("the crate graph does not allow: {} (docs/ARCHITECTURE.md)", broken.join(", ")))
-    }
-}
-
-/// The most lines a source file of the product's crates may have (generated files aside):
-/// past it, a file holds more than one concern (issue #14).
-const FILE_CEILING: usize = 600;
-
-/// Checks every `crates/*/src/**.rs` but the generated schema; returns the longest.
-fn files_within_ceiling() -> Result<String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") && path.file_name().is_some_and(|n| n != "schema.rs")
-            {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    for krate in std::fs::read_dir(root().join("crates")).map_err(|e| format!("crates/: {e}"))?.flatten() {
-        walk(&krate.path().join("src"), &mut files);
-    }
-    let mut sizes: Vec<(usize, String)> = files
-        .iter()
-        .map(|f| {
-            let lines = std::fs::read_to_string(f).map_or(0, |text| text.lines().count());
-            (lines, f.strip_prefix(root()).unwrap_or(f).display().to_string())
-        })
-        .collect();
-    sizes.sort();
-    let over: Vec<String> =
-        sizes.iter().filter(|(n, _)| *n > FILE_CEILING).map(|(n, f)| format!("{f} ({n})")).collect();
-    if !over.is_empty() {
-        return Err(format!("over {FILE_CEILING} lines: {}", over.join(", ")));
-    }
-    Ok(sizes.last().map(|(n, f)| format!("{f}, {n}")).unwrap_or_default())
 }
 
 // --- PostgreSQL ---------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 //! people and management use cases emits one through the [`AuditSink`] port. (The durable,
 //! hash-chained, transactional audit store is issue #5; until then adapters log events.)
 
+mod action;
+
+pub use action::Action;
+
 use std::{borrow::Cow, net::IpAddr};
 
 use time::OffsetDateTime;
@@ -36,7 +40,8 @@ pub struct AuditEvent {
     pub ts: OffsetDateTime,
     pub account_id: Option<AccountId>,
     pub actor: Actor,
-    /// `auth.login`, `auth.login_failed`, `auth.verify_password`, `account_key.create`, …
+    /// An [`Action`]'s wire name (`auth.login`, `account_key.create`, …): a string, as
+    /// storage keeps it and reads it back.
     pub action: Cow<'static, str>,
     pub resource_type: Cow<'static, str>,
     pub resource_id: Option<String>,

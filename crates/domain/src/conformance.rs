@@ -27,8 +27,8 @@ use time::{Duration, OffsetDateTime, macros::datetime};
 use crate::{
     clock::ManualClock,
     id::{AccountId, KeyId},
-    key::{Environment, KeyKind, KeyStatus, VerifiableKey},
-    key_format::KeyHash,
+    key::{KeyKind, KeyStatus, VerifiableKey},
+    key_format::{Environment, KeyHash},
     keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy},
     plan::Plan,
     ports::{DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyFilter, PageRequest, Store, UpdateError},

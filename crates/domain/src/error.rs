@@ -44,10 +44,9 @@ pub enum ManageError {
     /// seconds (maps to 429 `rate_limited`).
     #[error("too many failed lookups of legacy keys")]
     LegacyGuessing { retry_after_seconds: u64 },
-    /// Refused for a reason the message gives (rotating a revoked key, deleting the
-    /// default keyspace).
-    #[error("{0}")]
-    Forbidden(&'static str),
+    /// Refused by a rule of the domain, which [`Refusal`] names.
+    #[error(transparent)]
+    Forbidden(#[from] Refusal),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -71,6 +70,29 @@ impl From<FieldErrors> for ManageError {
     fn from(errors: FieldErrors) -> Self {
         Self::Invalid(errors)
     }
+}
+
+/// The rules that refuse an operation outright (403 `forbidden`), whatever the caller's
+/// scopes: one variant each, so a test or an adapter can tell them apart without reading
+/// the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("you are not a member of that account")]
+    NotAMember,
+    #[error("only owners and admins manage users and account keys")]
+    NotAnAdmin,
+    #[error("only an owner can add an owner")]
+    OnlyOwnersAddOwners,
+    #[error("only an owner can change an owner")]
+    OnlyOwnersChangeOwners,
+    #[error("the account must keep at least one owner")]
+    LastOwner,
+    #[error("a revoked key cannot be rotated")]
+    RevokedKeyRotation,
+    #[error("only active account keys can be rotated")]
+    InactiveAccountKeyRotation,
+    #[error("the default keyspace cannot be deleted")]
+    DefaultKeyspaceDeletion,
 }
 
 /// Why a people or account-key operation (login, step-up, users, account keys) failed.

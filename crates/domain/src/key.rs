@@ -14,7 +14,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::{
     id::{AccountId, KeyId, KeyspaceId, UserId},
-    key_format::KeyHash,
+    key_format::{Environment, KeyHash},
     keyspace::IpPolicy,
     plan::{Tier, UnknownVariant, text_enum},
     scope::{Scope, ScopeSet},
@@ -38,15 +38,6 @@ pub enum KeyKind {
     Temporary,
 }
 text_enum!(KeyKind { Account => "account", Service => "service", Temporary => "temporary" });
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    #[default]
-    Live,
-    Test,
-}
-text_enum!(Environment { Live => "live", Test => "test" });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -9,13 +9,23 @@ use std::fmt;
 
 use sha2::Digest as _;
 
-use crate::{key::Environment, random::RandomSource, secret::PlaintextKey};
+use crate::{plan::text_enum, random::RandomSource, secret::PlaintextKey};
 
 pub const RANDOM_LEN: usize = 30;
 pub const CHECKSUM_LEN: usize = 6;
 const TAIL_LEN: usize = RANDOM_LEN + CHECKSUM_LEN;
 /// The base62 alphabet in ASCII order, the same one `base62::encode` writes.
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The environment a key is for, written in the key itself (`sk_live_…`, `sk_test_…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Live,
+    Test,
+}
+text_enum!(Environment { Live => "live", Test => "test" });
 
 /// A keyspace's or the account keys' prefix: 2–20 characters of `[a-z0-9_]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]

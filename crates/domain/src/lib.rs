@@ -19,6 +19,7 @@ pub mod key;
 pub mod key_format;
 pub mod keyspace;
 pub mod legacy;
+pub mod meter;
 pub mod password;
 pub mod people;
 pub mod people_service;
@@ -38,10 +39,8 @@ pub mod verify;
 pub use account::Account;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use id::{AccountId, EventId, KeyId, KeyspaceId, RequestId, SessionId, UserId};
-pub use key::{
-    Actor, Environment, Hostname, IpAllowlist, Key, KeyKind, KeyStatus, Quota, RateLimitWindow, Refill, VerifiableKey,
-};
-pub use key_format::{HashAlgorithm, KeyHash, KeyPrefix, ParsedKey};
+pub use key::{Actor, Hostname, IpAllowlist, Key, KeyKind, KeyStatus, Quota, RateLimitWindow, Refill, VerifiableKey};
+pub use key_format::{Environment, HashAlgorithm, KeyHash, KeyPrefix, ParsedKey};
 pub use keyspace::{IpPolicy, Keyspace};
 pub use plan::{Plan, PlanLimits, PlanTable, Tier, TierTable};
 pub use ports::{AccountStore, KeyStore, KeyspaceStore, StorageError, Store};

@@ -12,11 +12,11 @@ use time::{Duration, OffsetDateTime};
 
 use crate::{
     account::Account,
-    audit::{AuditEvent, AuditResult, AuditSink, RequestContext},
+    audit::{Action, AuditEvent, AuditResult, AuditSink, RequestContext},
     error::{AuthError, ManageError, PeopleError},
     id::{AccountId, EventId, KeyId, SessionId, UserId},
-    key::{Actor, Environment, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_NAME_LEN},
-    key_format,
+    key::{Actor, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_NAME_LEN},
+    key_format::{self, Environment},
     password::Password,
     people::{Email, Invitation, Membership, Role, Session, TEMPORARY_KEY_IDLE_SECONDS, TEMPORARY_KEY_LIFETIME, User},
     plan::Plan,
@@ -146,6 +146,17 @@ impl<S: Clone, H: Clone, L> Clone for PeopleService<S, H, L> {
 }
 
 /// Audit metadata never holds secrets; this builds it from plain strings only.
+/// What a use case says of an event it audits; the request's context, the id and the time
+/// are added by [`PeopleService::audit`].
+struct Audited {
+    action: Action,
+    account: Option<AccountId>,
+    actor: Actor,
+    resource_id: Option<String>,
+    result: AuditResult,
+    metadata: serde_json::Map<String, serde_json::Value>,
+}
+
 fn metadata(pairs: &[(&str, &str)]) -> serde_json::Map<String, serde_json::Value> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned()))).collect()
 }
@@ -186,29 +197,19 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         self.keys.store()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn audit(
-        &self,
-        ctx: &RequestContext,
-        account: Option<AccountId>,
-        actor: Actor,
-        action: &'static str,
-        resource: (&'static str, Option<String>),
-        result: AuditResult,
-        metadata: serde_json::Map<String, serde_json::Value>,
-    ) {
+    fn audit(&self, ctx: &RequestContext, event: Audited) {
         let now = self.keys.now();
         self.audit.record(AuditEvent {
             id: EventId::generate(now, self.keys.rng()),
             ts: now,
-            account_id: account,
-            actor,
-            action: action.into(),
-            resource_type: resource.0.into(),
-            resource_id: resource.1,
-            result,
+            account_id: event.account,
+            actor: event.actor,
+            action: event.action.as_str().into(),
+            resource_type: event.action.resource_type().into(),
+            resource_id: event.resource_id,
+            result: event.result,
             context: ctx.clone(),
-            metadata,
+            metadata: event.metadata,
         });
     }
 
@@ -219,12 +220,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let deny = |this: &Self, result: AuditResult, reason: &str| {
             this.audit(
                 ctx,
-                None,
-                Actor::System,
-                "auth.login_failed",
-                ("user", None),
-                result,
-                metadata(&[("reason", reason)]),
+                Audited {
+                    action: Action::LoginFailed,
+                    account: None,
+                    actor: Actor::System,
+                    resource_id: None,
+                    result,
+                    metadata: metadata(&[("reason", reason)]),
+                },
             );
         };
         if let Err(retry_after_seconds) = self.admit_attempt(ctx.ip, &input.email, now).await {
@@ -262,7 +265,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         };
         let Some((membership, _)) = chosen.cloned() else {
             deny(self, AuditResult::Denied, "no_membership");
-            return Err(ManageError::Forbidden("you are not a member of that account").into());
+            return Err(ManageError::Forbidden(crate::error::Refusal::NotAMember).into());
         };
         let account = self.store().get_account(membership.account_id).await?.ok_or(ManageError::NotFound)?;
 
@@ -323,12 +326,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         }
         self.audit(
             ctx,
-            Some(account.id),
-            Actor::User(user.id),
-            "auth.login",
-            ("session", Some(session.id.to_string())),
-            AuditResult::Success,
-            meta,
+            Audited {
+                action: Action::Login,
+                account: Some(account.id),
+                actor: Actor::User(user.id),
+                resource_id: Some(session.id.to_string()),
+                result: AuditResult::Success,
+                metadata: meta,
+            },
         );
         Ok(LoginOutcome { token, session, user, account, role: membership.role, memberships, temporary_key })
     }
@@ -372,12 +377,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         }
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            "auth.logout",
-            ("session", Some(id.to_string())),
-            AuditResult::Success,
-            Default::default(),
+            Audited {
+                action: Action::Logout,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(id.to_string()),
+                result: AuditResult::Success,
+                metadata: Default::default(),
+            },
         );
         Ok(())
     }
@@ -396,12 +403,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         if let Err(retry_after_seconds) = self.admit_attempt(ctx.ip, &email, now).await {
             self.audit(
                 ctx,
-                Some(principal.account_id),
-                principal.actor(),
-                "auth.verify_password",
-                ("user", Some(user_id.to_string())),
-                AuditResult::Denied,
-                metadata(&[("reason", "throttled")]),
+                Audited {
+                    action: Action::VerifyPassword,
+                    account: Some(principal.account_id),
+                    actor: principal.actor(),
+                    resource_id: Some(user_id.to_string()),
+                    result: AuditResult::Denied,
+                    metadata: metadata(&[("reason", "throttled")]),
+                },
             );
             return Err(PeopleError::Throttled { retry_after_seconds });
         }
@@ -410,24 +419,28 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             self.record_failure(&email, now).await;
             self.audit(
                 ctx,
-                Some(principal.account_id),
-                principal.actor(),
-                "auth.verify_password",
-                ("user", Some(user_id.to_string())),
-                AuditResult::Failure,
-                Default::default(),
+                Audited {
+                    action: Action::VerifyPassword,
+                    account: Some(principal.account_id),
+                    actor: principal.actor(),
+                    resource_id: Some(user_id.to_string()),
+                    result: AuditResult::Failure,
+                    metadata: Default::default(),
+                },
             );
             return Err(PeopleError::InvalidCredentials);
         }
         self.store().set_step_up(id, now).await?;
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            "auth.verify_password",
-            ("user", Some(user_id.to_string())),
-            AuditResult::Success,
-            Default::default(),
+            Audited {
+                action: Action::VerifyPassword,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(user_id.to_string()),
+                result: AuditResult::Success,
+                metadata: Default::default(),
+            },
         );
         Ok(now + crate::people::STEP_UP_WINDOW)
     }
@@ -447,7 +460,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             return Err(PeopleError::SessionRequired);
         };
         if !role.manages_account() {
-            return Err(ManageError::Forbidden("only owners and admins manage users and account keys").into());
+            return Err(ManageError::Forbidden(crate::error::Refusal::NotAnAdmin).into());
         }
         if step_up && step_up_until.is_none_or(|until| self.keys.now() >= until) {
             return Err(PeopleError::StepUpRequired);

@@ -287,6 +287,13 @@ pub fn quota_balance(quota: &Quota, stored: Option<(i64, i64)>, now: OffsetDateT
     }
 }
 
+/// What admits a verification: the rate limiter and the quota ledger, which every limits
+/// adapter provides together. A name for the pair, so adapters that hold one (the HTTP
+/// layer) say it once.
+pub trait Admission: RateLimiter + QuotaLedger + std::fmt::Debug + 'static {}
+
+impl<T: RateLimiter + QuotaLedger + std::fmt::Debug + 'static> Admission for T {}
+
 /// Spends quota credits. Implementations MUST be atomic per key (no two spends of the last
 /// credit both succeed) and MUST always answer, like `RateLimiter`.
 pub trait QuotaLedger: Send + Sync {

@@ -30,11 +30,12 @@ use std::{net::IpAddr, sync::Arc};
 use crate::{
     error::ManageError,
     id::AccountId,
+    meter::UsageMeter,
     ports::Store,
     ratelimit::{QuotaLedger, RateLimiter},
     secret::PlaintextKey,
     service::{KeyService, VerifyInput, VerifyOutcome},
-    usage::{UsageMeter, UsageRecord},
+    usage::UsageRecord,
 };
 
 /// Building a request, as an embedding service does.

@@ -3,6 +3,7 @@
 //! (`/v1/auth/invitations`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use keyward_domain::ratelimit::Admission;
 use keyward_domain::{AccountId, Store, password::Password, people::Role};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -13,7 +14,8 @@ use crate::{
     dto::{ErrorEnvelope, SecretString},
     error::ApiError,
     extract::Json,
-    session::{principal, request_context},
+    extract::request_context,
+    session::principal,
 };
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -40,8 +42,8 @@ pub struct ChangePasswordResponse {
     responses((status = 200, body = ChangePasswordResponse, description = "Sets a new session cookie; the old session is over"),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope)))]
-pub async fn change_password<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn change_password<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse> {
@@ -79,8 +81,8 @@ pub struct InvitationListResponse {
 
 #[utoipa::path(get, path = "/v1/auth/invitations", tag = "auth",
     responses((status = 200, body = InvitationListResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn list_invitations<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn list_invitations<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<web::Json<InvitationListResponse>> {
     let principal = principal(&state, &req).await?;
@@ -109,8 +111,8 @@ pub struct JoinedResponse {
 #[utoipa::path(post, path = "/v1/auth/invitations/{account_id}/accept", tag = "auth", params(("account_id" = String, Path)),
     responses((status = 200, body = JoinedResponse, description = "You are a member; log in to that account to use it"),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn accept_invitation<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn accept_invitation<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     account: web::Path<String>,
 ) -> Result<web::Json<JoinedResponse>> {
@@ -123,8 +125,8 @@ pub async fn accept_invitation<S: Store>(
 
 #[utoipa::path(delete, path = "/v1/auth/invitations/{account_id}", tag = "auth", params(("account_id" = String, Path)),
     responses((status = 204, description = "Declined"), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn decline_invitation<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn decline_invitation<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     account: web::Path<String>,
 ) -> Result<HttpResponse> {

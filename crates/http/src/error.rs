@@ -23,42 +23,87 @@ use serde::Serialize;
 
 /// Every error code the API can answer with, its status and a one-line description.
 /// `docs/errors/<code>.md` holds one page per entry (checked by a test).
-pub const ERROR_CODES: &[(&str, u16, &str)] = &[
-    ("invalid_json", 400, "The body is not well-formed JSON."),
-    ("validation_failed", 400, "The body or query parsed, but a field is missing, unknown or out of bounds."),
-    ("ambiguous_credentials", 400, "The request carries two different credentials."),
-    ("unauthorized", 401, "The credential is missing, malformed, unknown, revoked or expired."),
-    ("invalid_credentials", 401, "Wrong email or password."),
-    ("key_inactive", 403, "The key is disabled."),
-    ("insufficient_scope", 403, "The key lacks the scope this operation needs."),
-    ("ip_not_allowed", 403, "The key's IP allowlist does not include the client's address."),
-    ("session_required", 403, "This route accepts a logged-in session only, not an API key."),
-    ("step_up_required", 403, "Re-enter your password first (POST /v1/account/verify-password)."),
-    ("plan_required", 403, "The account's plan does not include this feature."),
-    ("key_limit_reached", 403, "The account's plan allows no more active keys."),
-    ("password_change_required", 403, "Change the password someone else chose first (POST /v1/account/password)."),
-    ("csrf_rejected", 403, "A cookie-authenticated request came from another origin or was not JSON."),
-    ("forbidden", 403, "The operation is not allowed."),
-    ("not_found", 404, "No such route, or no such object in your account."),
-    ("method_not_allowed", 405, "The route exists but does not accept this method."),
-    ("request_timeout", 408, "The body did not arrive in time; send it at once."),
-    ("idempotency_key_in_use", 409, "A request with this Idempotency-Key is still running."),
-    ("keyspace_not_empty", 409, "The keyspace still holds active keys."),
-    ("payload_too_large", 413, "The body is larger than the route accepts."),
-    ("unsupported_media_type", 415, "The body is not application/json."),
-    ("idempotency_key_reused", 422, "This Idempotency-Key was used for a different request."),
-    ("rate_limited", 429, "Too many requests; retry after the time given."),
-    ("quota_exhausted", 429, "The quota is spent."),
-    ("internal", 500, "Something failed inside Keyward; the request id identifies it in the logs."),
-    ("unavailable", 503, "Storage cannot be reached right now; retry later."),
-];
+/// Declares [`ErrorCode`] and [`ERROR_CODES`] from one table: each code's wire name, its
+/// status and a one-line description, written once.
+macro_rules! error_codes {
+    ($($variant:ident => ($code:literal, $number:literal, $status:ident, $description:literal),)+) => {
+        /// A stable error code of the envelope. Its HTTP status is decided here and nowhere
+        /// else: an [`ApiError`] takes its status from its code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)+
+        }
+
+        impl ErrorCode {
+            pub const ALL: &[Self] = &[$(Self::$variant,)+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $code,)+
+                }
+            }
+
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(Self::$variant => StatusCode::$status,)+
+                }
+            }
+
+            pub const fn description(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $description,)+
+                }
+            }
+
+            pub fn parse(code: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|c| c.as_str() == code)
+            }
+        }
+
+        /// Every code as `(code, status, description)`, for the documentation pages.
+        pub const ERROR_CODES: &[(&str, u16, &str)] = &[$(($code, $number, $description),)+];
+    };
+}
+
+error_codes! {
+    InvalidJson => ("invalid_json", 400, BAD_REQUEST, "The body is not well-formed JSON."),
+    ValidationFailed => ("validation_failed", 400, BAD_REQUEST, "The body or query parsed, but a field is missing, unknown or out of bounds."),
+    AmbiguousCredentials => ("ambiguous_credentials", 400, BAD_REQUEST, "The request carries two different credentials."),
+    Unauthorized => ("unauthorized", 401, UNAUTHORIZED, "The credential is missing, malformed, unknown, revoked or expired."),
+    InvalidCredentials => ("invalid_credentials", 401, UNAUTHORIZED, "Wrong email or password."),
+    KeyInactive => ("key_inactive", 403, FORBIDDEN, "The key is disabled."),
+    InsufficientScope => ("insufficient_scope", 403, FORBIDDEN, "The key lacks the scope this operation needs."),
+    IpNotAllowed => ("ip_not_allowed", 403, FORBIDDEN, "The key's IP allowlist does not include the client's address."),
+    SessionRequired => ("session_required", 403, FORBIDDEN, "This route accepts a logged-in session only, not an API key."),
+    StepUpRequired => ("step_up_required", 403, FORBIDDEN, "Re-enter your password first (POST /v1/account/verify-password)."),
+    PlanRequired => ("plan_required", 403, FORBIDDEN, "The account's plan does not include this feature."),
+    KeyLimitReached => ("key_limit_reached", 403, FORBIDDEN, "The account's plan allows no more active keys."),
+    PasswordChangeRequired => ("password_change_required", 403, FORBIDDEN, "Change the password someone else chose first (POST /v1/account/password)."),
+    CsrfRejected => ("csrf_rejected", 403, FORBIDDEN, "A cookie-authenticated request came from another origin or was not JSON."),
+    Forbidden => ("forbidden", 403, FORBIDDEN, "The operation is not allowed."),
+    NotFound => ("not_found", 404, NOT_FOUND, "No such route, or no such object in your account."),
+    MethodNotAllowed => ("method_not_allowed", 405, METHOD_NOT_ALLOWED, "The route exists but does not accept this method."),
+    RequestTimeout => ("request_timeout", 408, REQUEST_TIMEOUT, "The body did not arrive in time; send it at once."),
+    IdempotencyKeyInUse => ("idempotency_key_in_use", 409, CONFLICT, "A request with this Idempotency-Key is still running."),
+    KeyspaceNotEmpty => ("keyspace_not_empty", 409, CONFLICT, "The keyspace still holds active keys."),
+    PayloadTooLarge => ("payload_too_large", 413, PAYLOAD_TOO_LARGE, "The body is larger than the route accepts."),
+    UnsupportedMediaType => ("unsupported_media_type", 415, UNSUPPORTED_MEDIA_TYPE, "The body is not application/json."),
+    IdempotencyKeyReused => ("idempotency_key_reused", 422, UNPROCESSABLE_ENTITY, "This Idempotency-Key was used for a different request."),
+    RateLimited => ("rate_limited", 429, TOO_MANY_REQUESTS, "Too many requests; retry after the time given."),
+    QuotaExhausted => ("quota_exhausted", 429, TOO_MANY_REQUESTS, "The quota is spent."),
+    Internal => ("internal", 500, INTERNAL_SERVER_ERROR, "Something failed inside Keyward; the request id identifies it in the logs."),
+    Unavailable => ("unavailable", 503, SERVICE_UNAVAILABLE, "Storage cannot be reached right now; retry later."),
+}
 
 /// An error answer: a status, a stable code, a message for people, and the extra fields
 /// some codes carry.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The code's status ([`ErrorCode::status`]), but for two cases: a response of actix's
+    /// without an `ApiError` keeps its own 4xx, and a kept refusal replays the status it
+    /// was stored with.
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub details: Vec<FieldError>,
     /// For 429: which limit (`ip`, `key`, `account`, `endpoint`, `login`) and for how long.
@@ -68,8 +113,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Vec::new(), retry: None, replay: None }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status: code.status(), code, message: message.into(), details: Vec::new(), retry: None, replay: None }
+    }
+
+    /// Not an error: a response kept for an idempotency key, to send again as it was.
+    pub fn replaying(status: StatusCode, body: web::Bytes) -> Self {
+        Self { status, replay: Some(Box::new((status, body))), ..Self::new(ErrorCode::Internal, "") }
     }
 
     pub fn validation(details: Vec<FieldError>) -> Self {
@@ -77,7 +127,7 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => format!("{} fields are invalid", details.len()),
         };
-        Self { details, ..Self::new(StatusCode::BAD_REQUEST, "validation_failed", message) }
+        Self { details, ..Self::new(ErrorCode::ValidationFailed, message) }
     }
 
     pub fn field(field: &str, message: impl Into<String>) -> Self {
@@ -85,31 +135,33 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)")
+        Self::new(ErrorCode::Unauthorized, "a valid API key is required (Authorization: Bearer <key>)")
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such object")
+        Self::new(ErrorCode::NotFound, "no such object")
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+        Self::new(ErrorCode::Internal, "an internal error occurred")
     }
 
     /// The envelope for a response that carries no `ApiError` (actix's own 404/405, a
     /// panic caught by actix, an extractor we did not configure).
     fn for_status(status: StatusCode) -> Self {
         match status {
-            StatusCode::NOT_FOUND => Self::new(status, "not_found", "no such route"),
+            StatusCode::NOT_FOUND => Self::new(ErrorCode::NotFound, "no such route"),
             StatusCode::METHOD_NOT_ALLOWED => {
-                Self::new(status, "method_not_allowed", "this route does not accept this method")
+                Self::new(ErrorCode::MethodNotAllowed, "this route does not accept this method")
             }
-            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "payload_too_large", "the body is too large"),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(ErrorCode::PayloadTooLarge, "the body is too large"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                Self::new(status, "unsupported_media_type", "the body must be application/json")
+                Self::new(ErrorCode::UnsupportedMediaType, "the body must be application/json")
             }
-            StatusCode::SERVICE_UNAVAILABLE => Self::new(status, "unavailable", "storage is unavailable"),
-            s if s.is_client_error() => Self::new(status, "validation_failed", "the request is not valid"),
+            StatusCode::SERVICE_UNAVAILABLE => Self::new(ErrorCode::Unavailable, "storage is unavailable"),
+            s if s.is_client_error() => {
+                Self { status: s, ..Self::new(ErrorCode::ValidationFailed, "the request is not valid") }
+            }
             _ => Self::internal(),
         }
     }
@@ -117,7 +169,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.code.as_str(), self.message)
     }
 }
 
@@ -141,7 +193,7 @@ fn storage(error: &StorageError) -> ApiError {
     match error {
         StorageError::Unavailable(cause) => {
             tracing::warn!(error = %error, cause = %cause, "storage unavailable");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable; retry later")
+            ApiError::new(ErrorCode::Unavailable, "storage is unavailable; retry later")
         }
         StorageError::Internal(cause) => {
             tracing::error!(error = %error, cause = %cause, "storage failure");
@@ -154,13 +206,9 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::Unauthorized => Self::unauthorized(),
-            AuthError::KeyInactive => Self::new(StatusCode::FORBIDDEN, "key_inactive", "the key is disabled"),
-            AuthError::IpNotAllowed => {
-                Self::new(StatusCode::FORBIDDEN, "ip_not_allowed", "the key may not be used from this address")
-            }
-            AuthError::ServiceKey => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", "service keys cannot call the management API")
-            }
+            AuthError::KeyInactive => Self::new(ErrorCode::KeyInactive, "the key is disabled"),
+            AuthError::IpNotAllowed => Self::new(ErrorCode::IpNotAllowed, "the key may not be used from this address"),
+            AuthError::ServiceKey => Self::new(ErrorCode::Forbidden, "service keys cannot call the management API"),
             AuthError::Storage(e) => storage(&e),
         }
     }
@@ -169,30 +217,23 @@ impl From<AuthError> for ApiError {
 impl From<PeopleError> for ApiError {
     fn from(error: PeopleError) -> Self {
         match error {
-            PeopleError::InvalidCredentials => {
-                Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password")
-            }
+            PeopleError::InvalidCredentials => Self::new(ErrorCode::InvalidCredentials, "wrong email or password"),
             PeopleError::Throttled { retry_after_seconds } => Self {
                 retry: Some(("login", retry_after_seconds)),
-                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many login attempts; try again later")
+                ..Self::new(ErrorCode::RateLimited, "too many login attempts; try again later")
             },
-            PeopleError::SessionRequired => Self::new(
-                StatusCode::FORBIDDEN,
-                "session_required",
-                "this route needs a login session (cookie), not an API key",
-            ),
-            PeopleError::StepUpRequired => Self::new(
-                StatusCode::FORBIDDEN,
-                "step_up_required",
-                "re-enter your password first: POST /v1/account/verify-password",
-            ),
+            PeopleError::SessionRequired => {
+                Self::new(ErrorCode::SessionRequired, "this route needs a login session (cookie), not an API key")
+            }
+            PeopleError::StepUpRequired => {
+                Self::new(ErrorCode::StepUpRequired, "re-enter your password first: POST /v1/account/verify-password")
+            }
             PeopleError::PasswordChangeRequired => Self::new(
-                StatusCode::FORBIDDEN,
-                "password_change_required",
+                ErrorCode::PasswordChangeRequired,
                 "this password was chosen by someone else: change it first (POST /v1/account/password)",
             ),
             PeopleError::PlanRequired => {
-                Self::new(StatusCode::FORBIDDEN, "plan_required", "the account's plan does not include account keys")
+                Self::new(ErrorCode::PlanRequired, "the account's plan does not include account keys")
             }
             PeopleError::Manage(e) => e.into(),
             PeopleError::Hashing(e) => {
@@ -206,27 +247,22 @@ impl From<PeopleError> for ApiError {
 impl From<ManageError> for ApiError {
     fn from(error: ManageError) -> Self {
         match error {
-            ManageError::InsufficientScope(scope) => Self::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                format!("this operation needs the {scope} scope"),
-            ),
+            ManageError::InsufficientScope(scope) => {
+                Self::new(ErrorCode::InsufficientScope, format!("this operation needs the {scope} scope"))
+            }
             ManageError::NotFound => Self::not_found(),
             ManageError::Invalid(errors) => Self::validation(errors.errors().to_vec()),
             ManageError::KeyLimitReached => {
-                Self::new(StatusCode::FORBIDDEN, "key_limit_reached", "the account's plan allows no more active keys")
+                Self::new(ErrorCode::KeyLimitReached, "the account's plan allows no more active keys")
             }
-            ManageError::KeyspaceNotEmpty => Self::new(
-                StatusCode::CONFLICT,
-                "keyspace_not_empty",
-                "revoke the keyspace's active keys before deleting it",
-            ),
-            ManageError::Forbidden(why) => Self::new(StatusCode::FORBIDDEN, "forbidden", why),
+            ManageError::KeyspaceNotEmpty => {
+                Self::new(ErrorCode::KeyspaceNotEmpty, "revoke the keyspace's active keys before deleting it")
+            }
+            ManageError::Forbidden(why) => Self::new(ErrorCode::Forbidden, why.to_string()),
             ManageError::LegacyGuessing { retry_after_seconds } => Self {
                 retry: Some(("account", retry_after_seconds)),
                 ..Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     "too many lookups of keys that are not in Keyward's format matched nothing; retry later",
                 )
             },
@@ -312,13 +348,13 @@ pub async fn envelope(
                 ApiError::for_status(response.status())
             });
         let body = Envelope {
-            error: api_error.code,
+            error: api_error.code.as_str(),
             message: &api_error.message,
             request_id,
             documentation_url: format!(
                 "{}/docs/errors/{}",
                 public_url.as_ref().map_or("", |u| u.0.as_str()),
-                api_error.code
+                api_error.code.as_str()
             ),
             details: &api_error.details,
             tier: api_error.retry.map(|(tier, _)| tier),
@@ -334,12 +370,12 @@ pub async fn envelope(
     } else {
         response
     };
-    if let Some(value) = crate::limits::header_value(format_args!("{request_id}")) {
+    if let Some(value) = crate::headers::header_value(format_args!("{request_id}")) {
         response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }
     let (request, http_response) = response.into_parts();
     let mut http_response = http_response;
-    crate::limits::add_headers(&request, http_response.headers_mut());
+    crate::headers::add_headers(&request, http_response.headers_mut());
     let response = ServiceResponse::new(request, http_response);
     tracing::info!(
         target: "keyward::access",

@@ -3,19 +3,14 @@
 
 use std::net::IpAddr;
 
-use actix_web::{
-    FromRequest, HttpMessage, HttpRequest,
-    dev::Payload,
-    http::{StatusCode, header},
-    web,
-};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
 use base64::Engine as _;
 use futures_util::future::LocalBoxFuture;
 use ipnet::IpNet;
-use keyward_domain::{AccountId, PlaintextKey};
+use keyward_domain::{AccountId, PlaintextKey, RequestId, audit::RequestContext};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Body limits of SPEC §5.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -50,9 +45,8 @@ impl<T> Json<T> {
 pub struct BodyLimit(pub usize);
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let invalid_json = |e: serde_json::Error| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"))
-    };
+    let invalid_json =
+        |e: serde_json::Error| ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}"));
     // The common case, a valid body, takes serde_json's fast path; only a failure is parsed
     // again, with the path of the field that failed, for the message.
     if let Ok(value) = serde_json::from_slice(bytes) {
@@ -116,8 +110,7 @@ pub(crate) async fn read_bounded<P>(
 where
     P: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
 {
-    let too_large =
-        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"));
+    let too_large = || ApiError::new(ErrorCode::PayloadTooLarge, format!("the body exceeds {limit} bytes"));
     if headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -129,8 +122,7 @@ where
     let read = async {
         let mut body = web::BytesMut::new();
         while let Some(chunk) = futures_util::StreamExt::next(payload).await {
-            let chunk = chunk
-                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body could not be read"))?;
+            let chunk = chunk.map_err(|_| ApiError::new(ErrorCode::InvalidJson, "the body could not be read"))?;
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
@@ -140,8 +132,7 @@ where
     };
     tokio::time::timeout(BODY_READ_TIMEOUT, read).await.unwrap_or_else(|_| {
         Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!("the body did not arrive within {} seconds", BODY_READ_TIMEOUT.as_secs()),
         ))
     })
@@ -168,7 +159,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 }
 
 fn unsupported_media_type() -> ApiError {
-    ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json")
+    ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json")
 }
 
 /// A JSON body that may be absent (`POST /v1/keys/{id}/rotate`): an empty body is
@@ -298,15 +289,24 @@ pub fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
     }
     let Some(mut first) = found.pop() else { return Ok(None) };
     if found.iter().any(|other| other.key != first.key) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ambiguous_credentials",
-            "send one credential, not several",
-        ));
+        return Err(ApiError::new(ErrorCode::AmbiguousCredentials, "send one credential, not several"));
     }
     // The same key in two forms is one credential; a Basic user name in either still binds it.
     first.basic_account = first.basic_account.or_else(|| found.iter().find_map(|c| c.basic_account));
     Ok(Some(first))
+}
+
+/// Who sent the request, as the audit trail and the use cases record it.
+pub fn request_context(req: &HttpRequest) -> RequestContext {
+    RequestContext {
+        ip: client_ip(req),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect()),
+        request_id: req.extensions().get::<RequestId>().copied(),
+    }
 }
 
 #[cfg(test)]

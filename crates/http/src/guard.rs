@@ -40,7 +40,7 @@ use keyward_domain::{
 };
 
 use crate::{
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     extract::{client_ip, credential},
 };
 
@@ -190,24 +190,24 @@ where
 
 /// The HTTP answer to a verdict other than `VALID`.
 fn refusal(outcome: &VerifyOutcome) -> ApiError {
-    let forbidden = |code, message| ApiError::new(StatusCode::FORBIDDEN, code, message);
+    let forbidden = ApiError::new;
     let retry_after = outcome.ratelimit.map_or(1, |d| d.reset_seconds.max(1));
     match outcome.code {
         // One answer for every "no usable key", no oracle. (VALID never reaches here.)
         VerifyCode::Valid | VerifyCode::NotFound | VerifyCode::Revoked | VerifyCode::Expired => {
             ApiError::unauthorized()
         }
-        VerifyCode::Inactive => forbidden("key_inactive", "the key is disabled"),
-        VerifyCode::IpNotAllowed => forbidden("ip_not_allowed", "the key may not be used from this address"),
-        VerifyCode::WrongResource => forbidden("forbidden", "the key is bound to another resource"),
-        VerifyCode::InsufficientScope => forbidden("insufficient_scope", "the key lacks a scope this route requires"),
+        VerifyCode::Inactive => forbidden(ErrorCode::KeyInactive, "the key is disabled"),
+        VerifyCode::IpNotAllowed => forbidden(ErrorCode::IpNotAllowed, "the key may not be used from this address"),
+        VerifyCode::WrongResource => forbidden(ErrorCode::Forbidden, "the key is bound to another resource"),
+        VerifyCode::InsufficientScope => {
+            forbidden(ErrorCode::InsufficientScope, "the key lacks a scope this route requires")
+        }
         VerifyCode::RateLimited => ApiError {
             retry: Some(("key", retry_after)),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "the key's rate limit is reached")
+            ..ApiError::new(ErrorCode::RateLimited, "the key's rate limit is reached")
         },
         // No Retry-After: when credits come back (a refill, a top-up) is not known here.
-        VerifyCode::QuotaExhausted => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exhausted", "the key's quota is used up")
-        }
+        VerifyCode::QuotaExhausted => ApiError::new(ErrorCode::QuotaExhausted, "the key's quota is used up"),
     }
 }

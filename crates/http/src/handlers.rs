@@ -1,8 +1,9 @@
 //! The endpoints. Each handler authenticates, calls one use case of `KeyService`, and turns
 //! the result into a DTO; the rules live in the domain.
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
+use keyward_domain::ratelimit::Admission;
 use keyward_domain::{
     KeyId, KeyKind, KeyspaceId, PlaintextKey, Store,
     ports::{KeyFilter, PageRequest},
@@ -13,7 +14,7 @@ use serde::Serialize;
 use crate::{
     AppState,
     dto::*,
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     extract::{Json, OptionalJson, Query, client_ip, credential},
     session::principal,
 };
@@ -36,15 +37,15 @@ pub async fn healthz() -> web::Json<HealthResponse> {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = HealthResponse), (status = 503, body = ErrorEnvelope)))]
-pub async fn readyz<S: Store>(state: web::Data<AppState<S>>) -> Result<web::Json<HealthResponse>> {
+pub async fn readyz<S: Store, L: Admission>(state: web::Data<AppState<S, L>>) -> Result<web::Json<HealthResponse>> {
     state.service.store().ping().await.map_err(|e| ApiError::from(keyward_domain::error::ManageError::Storage(e)))?;
     Ok(web::Json(HealthResponse { status: "ok" }))
 }
 
 #[utoipa::path(get, path = "/v1/account", tag = "account", security(("api_key" = [])),
     responses((status = 200, body = AccountResponse), (status = 401, body = ErrorEnvelope)))]
-pub async fn get_account<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn get_account<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<web::Json<AccountResponse>> {
     let principal = principal(&state, &req).await?;
@@ -55,8 +56,8 @@ pub async fn get_account<S: Store>(
 
 #[utoipa::path(post, path = "/v1/keyspaces", tag = "keyspaces", security(("api_key" = [])), request_body = CreateKeyspaceRequest,
     responses((status = 201, body = KeyspaceResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn create_keyspace<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn create_keyspace<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<CreateKeyspaceRequest>,
 ) -> Result<HttpResponse> {
@@ -68,8 +69,8 @@ pub async fn create_keyspace<S: Store>(
 
 #[utoipa::path(get, path = "/v1/keyspaces", tag = "keyspaces", security(("api_key" = [])),
     responses((status = 200, body = KeyspaceListResponse)))]
-pub async fn list_keyspaces<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn list_keyspaces<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<web::Json<KeyspaceListResponse>> {
     let principal = principal(&state, &req).await?;
@@ -79,8 +80,8 @@ pub async fn list_keyspaces<S: Store>(
 
 #[utoipa::path(get, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])),
     params(("id" = String, Path)), responses((status = 200, body = KeyspaceResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_keyspace<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn get_keyspace<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<web::Json<KeyspaceResponse>> {
@@ -91,8 +92,8 @@ pub async fn get_keyspace<S: Store>(
 
 #[utoipa::path(patch, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])), request_body = UpdateKeyspaceRequest,
     params(("id" = String, Path)), responses((status = 200, body = KeyspaceResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn update_keyspace<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn update_keyspace<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
     body: Json<UpdateKeyspaceRequest>,
@@ -111,8 +112,8 @@ pub struct DeletedResponse {
 #[utoipa::path(delete, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn delete_keyspace<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn delete_keyspace<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<web::Json<DeletedResponse>> {
@@ -130,8 +131,8 @@ fn issued(issued: &keyward_domain::service::IssuedKey, now: time::OffsetDateTime
 
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("api_key" = [])), request_body = CreateKeyRequest,
     responses((status = 201, body = IssuedKeyResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn create_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn create_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<CreateKeyRequest>,
 ) -> Result<HttpResponse> {
@@ -143,8 +144,8 @@ pub async fn create_key<S: Store>(
 
 #[utoipa::path(post, path = "/v1/keys/import", tag = "keys", security(("api_key" = [])), request_body = ImportKeysRequest,
     responses((status = 201, body = ImportKeysResponse), (status = 400, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope)))]
-pub async fn import_keys<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn import_keys<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<ImportKeysRequest>,
 ) -> Result<HttpResponse> {
@@ -154,7 +155,7 @@ pub async fn import_keys<S: Store>(
     let subject = format!("imported_keys:{}", principal.account_id);
     let rules = state.api_limits.imported_keys_rules();
     let (cost, now) = (keys.len() as u64, state.service.now());
-    crate::limits::enforce_cost(&state.limits, &req, "endpoint", subject.as_bytes(), &rules, cost, now).await?;
+    crate::limits::enforce_cost(&*state.limits, &req, "endpoint", subject.as_bytes(), &rules, cost, now).await?;
     let entries = keys.into_iter().map(ImportKeyEntry::into_domain).collect();
     let imported = state.service.import_keys(&principal, keyspace_id, entries).await?;
     Ok(created(ImportKeysResponse {
@@ -213,8 +214,8 @@ impl std::str::FromStr for UsageCursor {
 
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("api_key" = [])), params(ListKeysQuery),
     responses((status = 200, body = KeyListResponse), (status = 400, body = ErrorEnvelope)))]
-pub async fn list_keys<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn list_keys<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     query: Query<ListKeysQuery>,
 ) -> Result<web::Json<KeyListResponse>> {
@@ -241,8 +242,8 @@ pub async fn list_keys<S: Store>(
 
 #[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
     responses((status = 200, body = KeyWithUsageResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn get_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<web::Json<KeyWithUsageResponse>> {
@@ -261,8 +262,8 @@ pub async fn get_key<S: Store>(
 #[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
     request_body = UpdateKeyRequest,
     responses((status = 200, body = KeyResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn update_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn update_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
     body: Json<UpdateKeyRequest>,
@@ -274,8 +275,8 @@ pub async fn update_key<S: Store>(
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
     responses((status = 200, body = RevokeKeyResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn revoke_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn revoke_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<web::Json<RevokeKeyResponse>> {
@@ -288,8 +289,8 @@ pub async fn revoke_key<S: Store>(
 #[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
     request_body(content = Option<RotateKeyRequest>),
     responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn rotate_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn rotate_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
     body: OptionalJson<RotateKeyRequest>,
@@ -301,7 +302,10 @@ pub async fn rotate_key<S: Store>(
 
 #[utoipa::path(get, path = "/v1/keys/self", tag = "keys", security(("api_key" = [])),
     responses((status = 200, body = KeyResponse), (status = 401, body = ErrorEnvelope)))]
-pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<KeyResponse>> {
+pub async fn key_self<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
+    req: HttpRequest,
+) -> Result<web::Json<KeyResponse>> {
     let credential = credential(&req)?.ok_or_else(ApiError::unauthorized)?;
     let ip = client_ip(&req);
     let verified = state.service.authenticate_counted(&credential.key, ip, &*state.limits).await?;
@@ -335,8 +339,8 @@ pub async fn key_self<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest)
 
 #[utoipa::path(post, path = "/v1/keys/verify", tag = "verification", security(("api_key" = [])), request_body = VerifyKeyRequest,
     responses((status = 200, body = VerifyKeyResponse<'static>), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn verify_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn verify_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     _: crate::session::CsrfChecked,
     body: Json<VerifyKeyRequest>,
@@ -396,8 +400,8 @@ pub async fn verify_key<S: Store>(
 
 #[utoipa::path(get, path = "/v1/keys/{id}/usage", tag = "usage", security(("api_key" = [])), params(("id" = String, Path), UsageQuery),
     responses((status = 200, body = UsageListResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn key_usage<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn key_usage<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
     query: Query<UsageQuery>,
@@ -417,7 +421,10 @@ pub async fn key_usage<S: Store>(
 
 #[utoipa::path(get, path = "/v1/stats", tag = "usage", security(("api_key" = [])),
     responses((status = 200, body = StatsResponse), (status = 403, body = ErrorEnvelope)))]
-pub async fn stats<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<StatsResponse>> {
+pub async fn stats<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
+    req: HttpRequest,
+) -> Result<web::Json<StatsResponse>> {
     let principal = principal(&state, &req).await?;
     let (counts, stats) = state.service.stats(&principal).await?;
     Ok(web::Json(StatsResponse {
@@ -435,8 +442,8 @@ pub async fn stats<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) ->
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("api_key" = [])), params(AuditQuery),
     responses((status = 200, body = AuditListResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn list_audit<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn list_audit<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     query: Query<AuditQuery>,
 ) -> Result<web::Json<AuditListResponse>> {
@@ -462,23 +469,17 @@ pub async fn list_audit<S: Store>(
 
 // --- operations -----------------------------------------------------------------------------
 
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::document())
-}
-
 #[utoipa::path(get, path = "/docs/errors/{code}", tag = "operations", params(("code" = String, Path)),
     responses((status = 200, description = "The page of one error code, in Markdown", content_type = "text/markdown")))]
 pub async fn error_page(code: web::Path<String>) -> Result<HttpResponse> {
-    let page = crate::docs::error_page(&code)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such error code"))?;
+    let page =
+        crate::docs::error_page(&code).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such error code"))?;
     Ok(HttpResponse::Ok().content_type("text/markdown; charset=utf-8").body(page))
 }
 
 /// 405 with `Allow: <allow>`; the envelope middleware renders the body and keeps the header.
 pub fn method_not_allowed(allow: &str) -> HttpResponse {
-    let error =
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this route accepts {allow} only"));
+    let error = ApiError::new(ErrorCode::MethodNotAllowed, format!("this route accepts {allow} only"));
     let mut response = HttpResponse::from_error(error);
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
         response.headers_mut().insert(actix_web::http::header::ALLOW, value);
@@ -487,5 +488,5 @@ pub fn method_not_allowed(allow: &str) -> HttpResponse {
 }
 
 pub async fn no_route() -> Result<HttpResponse> {
-    Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /v1/openapi.json"))
+    Err(ApiError::new(ErrorCode::NotFound, "no such route; see /v1/openapi.json"))
 }

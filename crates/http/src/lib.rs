@@ -16,14 +16,16 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod handlers;
+pub mod headers;
+pub mod idempotency;
+pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
-pub mod password;
 pub mod people;
+pub mod routes;
 pub mod session;
 pub mod timestamp;
-pub mod usage;
 
 use actix_web::{
     App, FromRequest, Handler, Responder, Route,
@@ -36,33 +38,32 @@ use actix_web::{
 use std::sync::Arc;
 
 use keyward_domain::{
-    Store, audit::AuditSink, idempotency::Sealer, people_service::PeopleService, service::KeyService,
-    throttle::LoginLimits,
+    Store, audit::AuditSink, idempotency::Sealer, people_service::PeopleService, ratelimit::Admission,
+    service::KeyService, throttle::LoginLimits,
 };
-use keyward_ratelimit::Limits;
+use keyward_runtime::password::BlockingPasswordHasher;
 pub use limits::ApiLimits;
 
 pub use error::{ApiError, PublicUrl};
 pub use extract::TrustedProxies;
 use extract::{BodyLimit, IMPORT_BODY_LIMIT};
 use handlers as h;
-pub use password::BlockingPasswordHasher;
 use people as p;
 pub use session::CookieSettings;
 
 /// What every handler shares.
 #[derive(Debug)]
-pub struct AppState<S> {
+pub struct AppState<S, L> {
     pub service: KeyService<S>,
-    pub people: PeopleService<S, BlockingPasswordHasher, Limits>,
+    pub people: PeopleService<S, BlockingPasswordHasher, L>,
     pub cookies: CookieSettings,
     /// The rate limiter and quota ledger (in process, or shared through Redis).
-    pub limits: Arc<Limits>,
+    pub limits: Arc<L>,
     pub api_limits: ApiLimits,
     /// Seals the responses kept for idempotent replay.
     pub sealer: Sealer,
     /// Usage records on their way to storage.
-    pub meter: Arc<usage::UsageMeter>,
+    pub meter: Arc<keyward_domain::meter::UsageMeter>,
     /// The password hasher the people use cases run on; the journal reserves its turns.
     pub hasher: BlockingPasswordHasher,
     /// Refusals of callers nobody knows (a 401, 404, 405, a malformed body, the per-IP
@@ -87,12 +88,12 @@ impl Default for Policies {
     }
 }
 
-impl<S: Store> AppState<S> {
+impl<S: Store, L: Admission> AppState<S, L> {
     pub fn new(
         service: KeyService<S>,
         hasher: BlockingPasswordHasher,
         audit: Arc<dyn AuditSink>,
-        limits: Arc<Limits>,
+        limits: Arc<L>,
         policies: Policies,
         public_url: &str,
     ) -> Self {
@@ -108,7 +109,7 @@ impl<S: Store> AppState<S> {
             limits,
             api_limits: policies.api,
             sealer,
-            meter: Arc::new(usage::UsageMeter::new(policies.usage_buffer)),
+            meter: Arc::new(keyward_domain::meter::UsageMeter::new(policies.usage_buffer)),
             hasher,
             anonymous_refusals: std::sync::atomic::AtomicU64::new(0),
         }
@@ -137,7 +138,12 @@ where
 
 /// A resource whose other methods answer 405 with the envelope and an `Allow` header that
 /// lists the methods it does accept (RFC 9110 §15.5.6), taken from the same list.
+/// Every route it registers must be in the route table ([`routes::ROUTES`]); a test
+/// calls every route of the table.
 fn resource(path: &str, routes: Vec<(Method, Route)>) -> actix_web::Resource {
+    for (method, _) in &routes {
+        assert!(routes::find(method, path).is_some(), "{method} {path} is missing from routes::ROUTES");
+    }
     let allow = routes.iter().map(|(method, _)| method.as_str()).collect::<Vec<_>>().join(", ");
     routes
         .into_iter()
@@ -146,8 +152,8 @@ fn resource(path: &str, routes: Vec<(Method, Route)>) -> actix_web::Resource {
 }
 
 /// The application, for `HttpServer::new` and for `actix_web::test::init_service`.
-pub fn app<S: Store>(
-    state: web::Data<AppState<S>>,
+pub fn app<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     settings: HttpSettings,
 ) -> App<
     impl ServiceFactory<
@@ -170,21 +176,21 @@ pub fn app<S: Store>(
         // every dynamic route tried before a request's own costs a regex match, and the
         // journal and CSRF middlewares have nothing to do for them (no audit event, no
         // idempotency; the CSRF check is the handler's `CsrfChecked` extractor).
-        .service(resource("/v1/keys/verify", vec![on(Method::POST, h::verify_key::<S>)]))
-        .service(resource("/v1/keys/self", vec![on(Method::GET, h::key_self::<S>)]))
+        .service(resource("/v1/keys/verify", vec![on(Method::POST, h::verify_key::<S, L>)]))
+        .service(resource("/v1/keys/self", vec![on(Method::GET, h::key_self::<S, L>)]))
         // Only with a scrape token, and not a management call: a scrape leaves no audit event.
         .configure(|config| {
             if let Some(token) = settings.metrics_token {
                 config
                     .app_data(web::Data::new(token))
-                    .service(resource("/metrics", vec![on(Method::GET, metrics::metrics::<S>)]));
+                    .service(resource("/metrics", vec![on(Method::GET, metrics::metrics::<S, L>)]));
             }
         })
-        .service(management_routes::<S>())
+        .service(management_routes::<S, L>())
 }
 
 /// Everything but verification, inside the unit of work of the journal.
-fn management_routes<S: Store>() -> actix_web::Scope<
+fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
     impl ServiceFactory<
         ServiceRequest,
         Config = (),
@@ -196,76 +202,79 @@ fn management_routes<S: Store>() -> actix_web::Scope<
     web::scope("")
         // The last `wrap` is the outermost: the audit trail sees CSRF refusals.
         .wrap(from_fn(session::csrf_guard))
-        .wrap(from_fn(audit::journal::<S>))
+        .wrap(from_fn(journal::journal::<S, L>))
         .service(resource("/healthz", vec![on(Method::GET, h::healthz)]))
-        .service(resource("/readyz", vec![on(Method::GET, h::readyz::<S>)]))
-        .service(resource("/v1/openapi.json", vec![on(Method::GET, h::openapi_json)]))
+        .service(resource("/readyz", vec![on(Method::GET, h::readyz::<S, L>)]))
+        .service(resource("/v1/openapi.json", vec![on(Method::GET, openapi::openapi_json)]))
         .service(resource("/docs/errors/{code}", vec![on(Method::GET, h::error_page)]))
-        .service(resource("/v1/account", vec![on(Method::GET, h::get_account::<S>)]))
-        .service(resource("/v1/auth/login", vec![on(Method::POST, p::login::<S>)]))
-        .service(resource("/v1/auth/logout", vec![on(Method::POST, p::logout::<S>)]))
-        .service(resource("/v1/auth/session", vec![on(Method::GET, p::session::<S>)]))
-        .service(resource("/v1/account/verify-password", vec![on(Method::POST, p::verify_password::<S>)]))
-        .service(resource("/v1/account/password", vec![on(Method::POST, consent::change_password::<S>)]))
-        .service(resource("/v1/auth/invitations", vec![on(Method::GET, consent::list_invitations::<S>)]))
+        .service(resource("/v1/account", vec![on(Method::GET, h::get_account::<S, L>)]))
+        .service(resource("/v1/auth/login", vec![on(Method::POST, p::login::<S, L>)]))
+        .service(resource("/v1/auth/logout", vec![on(Method::POST, p::logout::<S, L>)]))
+        .service(resource("/v1/auth/session", vec![on(Method::GET, p::session::<S, L>)]))
+        .service(resource("/v1/account/verify-password", vec![on(Method::POST, p::verify_password::<S, L>)]))
+        .service(resource("/v1/account/password", vec![on(Method::POST, consent::change_password::<S, L>)]))
+        .service(resource("/v1/auth/invitations", vec![on(Method::GET, consent::list_invitations::<S, L>)]))
         .service(resource(
             "/v1/auth/invitations/{account_id}",
-            vec![on(Method::DELETE, consent::decline_invitation::<S>)],
+            vec![on(Method::DELETE, consent::decline_invitation::<S, L>)],
         ))
         .service(resource(
             "/v1/auth/invitations/{account_id}/accept",
-            vec![on(Method::POST, consent::accept_invitation::<S>)],
+            vec![on(Method::POST, consent::accept_invitation::<S, L>)],
         ))
         .service(resource(
             "/v1/account/users",
-            vec![on(Method::GET, p::list_users::<S>), on(Method::POST, p::add_user::<S>)],
+            vec![on(Method::GET, p::list_users::<S, L>), on(Method::POST, p::add_user::<S, L>)],
         ))
         .service(resource(
             "/v1/account/users/{id}",
-            vec![on(Method::PATCH, p::update_user::<S>), on(Method::DELETE, p::remove_user::<S>)],
+            vec![on(Method::PATCH, p::update_user::<S, L>), on(Method::DELETE, p::remove_user::<S, L>)],
         ))
         .service(resource(
             "/v1/account/keys",
-            vec![on(Method::GET, p::list_account_keys::<S>), on(Method::POST, p::create_account_key::<S>)],
+            vec![on(Method::GET, p::list_account_keys::<S, L>), on(Method::POST, p::create_account_key::<S, L>)],
         ))
         .service(resource(
             "/v1/account/keys/{id}",
             vec![
-                on(Method::GET, p::get_account_key::<S>),
-                on(Method::PATCH, p::update_account_key::<S>),
-                on(Method::DELETE, p::revoke_account_key::<S>),
+                on(Method::GET, p::get_account_key::<S, L>),
+                on(Method::PATCH, p::update_account_key::<S, L>),
+                on(Method::DELETE, p::revoke_account_key::<S, L>),
             ],
         ))
-        .service(resource("/v1/account/keys/{id}/rotate", vec![on(Method::POST, p::rotate_account_key::<S>)]))
+        .service(resource("/v1/account/keys/{id}/rotate", vec![on(Method::POST, p::rotate_account_key::<S, L>)]))
         .service(resource(
             "/v1/keyspaces",
-            vec![on(Method::GET, h::list_keyspaces::<S>), on(Method::POST, h::create_keyspace::<S>)],
+            vec![on(Method::GET, h::list_keyspaces::<S, L>), on(Method::POST, h::create_keyspace::<S, L>)],
         ))
         .service(resource(
             "/v1/keyspaces/{id}",
             vec![
-                on(Method::GET, h::get_keyspace::<S>),
-                on(Method::PATCH, h::update_keyspace::<S>),
-                on(Method::DELETE, h::delete_keyspace::<S>),
+                on(Method::GET, h::get_keyspace::<S, L>),
+                on(Method::PATCH, h::update_keyspace::<S, L>),
+                on(Method::DELETE, h::delete_keyspace::<S, L>),
             ],
         ))
-        .service(resource("/v1/keys", vec![on(Method::GET, h::list_keys::<S>), on(Method::POST, h::create_key::<S>)]))
+        .service(resource(
+            "/v1/keys",
+            vec![on(Method::GET, h::list_keys::<S, L>), on(Method::POST, h::create_key::<S, L>)],
+        ))
         // Fixed paths before `/v1/keys/{id}`, which would otherwise swallow them.
         .service(
-            resource("/v1/keys/import", vec![on(Method::POST, h::import_keys::<S>)])
+            resource("/v1/keys/import", vec![on(Method::POST, h::import_keys::<S, L>)])
                 .app_data(BodyLimit(IMPORT_BODY_LIMIT)),
         )
         .service(resource(
             "/v1/keys/{id}",
             vec![
-                on(Method::GET, h::get_key::<S>),
-                on(Method::PATCH, h::update_key::<S>),
-                on(Method::DELETE, h::revoke_key::<S>),
+                on(Method::GET, h::get_key::<S, L>),
+                on(Method::PATCH, h::update_key::<S, L>),
+                on(Method::DELETE, h::revoke_key::<S, L>),
             ],
         ))
-        .service(resource("/v1/keys/{id}/rotate", vec![on(Method::POST, h::rotate_key::<S>)]))
-        .service(resource("/v1/keys/{id}/usage", vec![on(Method::GET, h::key_usage::<S>)]))
-        .service(resource("/v1/stats", vec![on(Method::GET, h::stats::<S>)]))
-        .service(resource("/v1/audit", vec![on(Method::GET, h::list_audit::<S>)]))
+        .service(resource("/v1/keys/{id}/rotate", vec![on(Method::POST, h::rotate_key::<S, L>)]))
+        .service(resource("/v1/keys/{id}/usage", vec![on(Method::GET, h::key_usage::<S, L>)]))
+        .service(resource("/v1/stats", vec![on(Method::GET, h::stats::<S, L>)]))
+        .service(resource("/v1/audit", vec![on(Method::GET, h::list_audit::<S, L>)]))
         .default_service(web::to(h::no_route))
 }

@@ -10,10 +10,11 @@
 
 use std::{fmt::Write as _, sync::Arc};
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use keyward_domain::ratelimit::Admission;
 use keyward_domain::{KeyHash, Store};
 
-use crate::{AppState, error::ApiError};
+use crate::{AppState, error::ApiError, error::ErrorCode};
 
 /// The bearer token a scraper must present, kept as its BLAKE3 digest only: a presented
 /// token is compared digest to digest (equal-length inputs whose comparison's timing says
@@ -40,8 +41,8 @@ impl std::fmt::Debug for MetricsToken {
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(("metrics_token" = [])),
     responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4"),
         (status = 401, body = crate::dto::ErrorEnvelope), (status = 404, body = crate::dto::ErrorEnvelope, description = "No metrics token is configured")))]
-pub async fn metrics<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn metrics<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     token: web::Data<MetricsToken>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -52,8 +53,7 @@ pub async fn metrics<S: Store>(
         .and_then(|value| value.strip_prefix("Bearer "));
     if !presented.is_some_and(|presented| token.admits(presented)) {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "the metrics token is required (Authorization: Bearer <token>)",
         ));
     }
@@ -62,7 +62,7 @@ pub async fn metrics<S: Store>(
         .body(render(&state.meter, state.anonymous_refusals.load(std::sync::atomic::Ordering::Relaxed))))
 }
 
-fn render(meter: &keyward_domain::usage::UsageMeter, anonymous_refusals: u64) -> String {
+fn render(meter: &keyward_domain::meter::UsageMeter, anonymous_refusals: u64) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         // Writing to a String cannot fail.

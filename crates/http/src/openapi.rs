@@ -8,6 +8,13 @@ use utoipa::{
 
 use crate::{consent::*, dto::*, handlers::*, metrics::*, people::*};
 
+// Serves the document: the handler lives with what it serves, so the document can list
+// every handler without the handlers depending back on it (no import cycle).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
+pub async fn openapi_json() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(document())
+}
+
 struct ApiKeyAuth;
 
 impl Modify for ApiKeyAuth {

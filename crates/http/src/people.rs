@@ -1,6 +1,7 @@
 //! Endpoints for people: login, logout, the session, step-up, users, and account keys.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use keyward_domain::ratelimit::Admission;
 use keyward_domain::{
     AccountId, KeyId, Store, UserId,
     password::Password,
@@ -15,8 +16,9 @@ use crate::{
     AppState,
     dto::{ErrorEnvelope, IssuedKeyResponse, KeyResponse, RotateKeyRequest, SecretString},
     error::ApiError,
+    extract::request_context,
     extract::{Json, OptionalJson},
-    session::{principal, request_context},
+    session::principal,
 };
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -88,8 +90,8 @@ pub struct LoginResponse {
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse, description = "Sets the session cookie"),
         (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
-pub async fn login<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn login<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<LoginRequest>,
 ) -> Result<HttpResponse> {
@@ -120,7 +122,10 @@ pub async fn login<S: Store>(
 
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "The session is over; its temporary key is revoked"), (status = 401, body = ErrorEnvelope)))]
-pub async fn logout<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<HttpResponse> {
+pub async fn logout<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
+    req: HttpRequest,
+) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
     state.people.logout(&principal, &request_context(&req)).await?;
     Ok(HttpResponse::NoContent().cookie(state.cookies.removal_cookie()).finish())
@@ -143,7 +148,10 @@ pub struct SessionResponse {
 
 #[utoipa::path(get, path = "/v1/auth/session", tag = "auth",
     responses((status = 200, body = SessionResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn session<S: Store>(state: web::Data<AppState<S>>, req: HttpRequest) -> Result<web::Json<SessionResponse>> {
+pub async fn session<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
+    req: HttpRequest,
+) -> Result<web::Json<SessionResponse>> {
     let token = state.cookies.token_of(&req).ok_or_else(ApiError::unauthorized)?;
     let (principal, session) = state.people.authenticate_session(&token).await?;
     if principal.password_change_required() {
@@ -176,8 +184,8 @@ pub struct VerifyPasswordResponse {
 
 #[utoipa::path(post, path = "/v1/account/verify-password", tag = "auth", request_body = VerifyPasswordRequest,
     responses((status = 200, body = VerifyPasswordResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn verify_password<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn verify_password<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<VerifyPasswordRequest>,
 ) -> Result<web::Json<VerifyPasswordResponse>> {
@@ -216,8 +224,8 @@ pub struct MemberListResponse {
 
 #[utoipa::path(get, path = "/v1/account/users", tag = "users", security(("api_key" = [])),
     responses((status = 200, body = MemberListResponse), (status = 403, body = ErrorEnvelope)))]
-pub async fn list_users<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn list_users<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<web::Json<MemberListResponse>> {
     let principal = principal(&state, &req).await?;
@@ -249,8 +257,8 @@ pub struct AddedUserResponse {
 #[utoipa::path(post, path = "/v1/account/users", tag = "users", request_body = AddUserRequest,
     responses((status = 201, body = AddedUserResponse), (status = 202, body = AddedUserResponse, description = "An existing user, invited"),
         (status = 403, body = ErrorEnvelope)))]
-pub async fn add_user<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn add_user<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<AddUserRequest>,
 ) -> Result<HttpResponse> {
@@ -274,8 +282,8 @@ pub struct UpdateUserRequest {
 
 #[utoipa::path(patch, path = "/v1/account/users/{id}", tag = "users", request_body = UpdateUserRequest, params(("id" = String, Path)),
     responses((status = 200, body = MemberResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn update_user<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn update_user<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
     body: Json<UpdateUserRequest>,
@@ -288,8 +296,8 @@ pub async fn update_user<S: Store>(
 
 #[utoipa::path(delete, path = "/v1/account/users/{id}", tag = "users", params(("id" = String, Path)),
     responses((status = 204, description = "Removed from the account; their sessions in it end"), (status = 403, body = ErrorEnvelope)))]
-pub async fn remove_user<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn remove_user<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
@@ -317,8 +325,8 @@ pub struct CreateAccountKeyRequest {
 
 #[utoipa::path(post, path = "/v1/account/keys", tag = "account keys", request_body = CreateAccountKeyRequest,
     responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope)))]
-pub async fn create_account_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn create_account_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<CreateAccountKeyRequest>,
 ) -> Result<HttpResponse> {
@@ -336,8 +344,8 @@ pub struct AccountKeyListResponse {
 
 #[utoipa::path(get, path = "/v1/account/keys", tag = "account keys",
     responses((status = 200, body = AccountKeyListResponse), (status = 403, body = ErrorEnvelope)))]
-pub async fn list_account_keys<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn list_account_keys<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<web::Json<AccountKeyListResponse>> {
     let principal = principal(&state, &req).await?;
@@ -348,8 +356,8 @@ pub async fn list_account_keys<S: Store>(
 
 #[utoipa::path(get, path = "/v1/account/keys/{id}", tag = "account keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_account_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn get_account_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<web::Json<KeyResponse>> {
@@ -375,8 +383,8 @@ pub struct UpdateAccountKeyRequest {
 
 #[utoipa::path(patch, path = "/v1/account/keys/{id}", tag = "account keys", params(("id" = String, Path)), request_body = UpdateAccountKeyRequest,
     responses((status = 200, body = KeyResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn update_account_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn update_account_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
     body: Json<UpdateAccountKeyRequest>,
@@ -391,8 +399,8 @@ pub async fn update_account_key<S: Store>(
 
 #[utoipa::path(delete, path = "/v1/account/keys/{id}", tag = "account keys", params(("id" = String, Path)),
     responses((status = 200, body = crate::dto::RevokeKeyResponse), (status = 404, body = ErrorEnvelope)))]
-pub async fn revoke_account_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn revoke_account_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<web::Json<crate::dto::RevokeKeyResponse>> {
@@ -405,8 +413,8 @@ pub async fn revoke_account_key<S: Store>(
 #[utoipa::path(post, path = "/v1/account/keys/{id}/rotate", tag = "account keys", params(("id" = String, Path)),
     request_body(content = Option<RotateKeyRequest>),
     responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope)))]
-pub async fn rotate_account_key<S: Store>(
-    state: web::Data<AppState<S>>,
+pub async fn rotate_account_key<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     id: web::Path<String>,
     body: OptionalJson<RotateKeyRequest>,

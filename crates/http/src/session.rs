@@ -6,15 +6,13 @@ use actix_web::{
     body::{EitherBody, MessageBody},
     cookie::{Cookie, SameSite, time::Duration as CookieDuration},
     dev::{ServiceRequest, ServiceResponse},
-    http::{Method, StatusCode, header},
+    http::{Method, header},
     middleware::Next,
     web,
 };
+use keyward_domain::ratelimit::Admission;
 use keyward_domain::{
-    RequestId, Store,
-    audit::RequestContext,
-    error::ManageError,
-    idempotency::{Claim, fingerprint},
+    Store,
     people::SESSION_ABSOLUTE_TIMEOUT,
     people_service::SessionToken,
     service::{Principal, Via},
@@ -22,8 +20,7 @@ use keyward_domain::{
 
 use crate::{
     AppState,
-    audit::{ClaimedKey, IdempotencyRequest, Replayed},
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     extract::{client_ip, credential},
     limits::enforce,
 };
@@ -77,7 +74,7 @@ impl CookieSettings {
 }
 
 fn csrf_rejected(why: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected", format!("cookie-authenticated request refused: {why}"))
+    ApiError::new(ErrorCode::CsrfRejected, format!("cookie-authenticated request refused: {why}"))
 }
 
 /// Refuses a state-changing request that rides on the session cookie when it comes from
@@ -135,18 +132,6 @@ pub(crate) fn csrf_refusal(req: &HttpRequest) -> Option<ApiError> {
 }
 
 /// Who made the request and from where, for the audit trail and login throttling.
-pub fn request_context(req: &HttpRequest) -> RequestContext {
-    RequestContext {
-        ip: client_ip(req),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(256).collect()),
-        request_id: req.extensions().get::<RequestId>().copied(),
-    }
-}
-
 /// What a caller is about to do, which decides the limits it meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Purpose {
@@ -157,14 +142,17 @@ pub(crate) enum Purpose {
 }
 
 /// Resolves the request's credential for the management API (see [`authorize`]).
-pub async fn principal<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<Principal, ApiError> {
+pub async fn principal<S: Store, L: Admission>(
+    state: &AppState<S, L>,
+    req: &HttpRequest,
+) -> Result<Principal, ApiError> {
     authorize(state, req, Purpose::Management).await
 }
 
 /// Resolves the request's credential — an account or temporary key, or the session cookie;
 /// both at once are ambiguous (400) — and applies the rate limits of `purpose`.
-pub(crate) async fn authorize<S: Store>(
-    state: &AppState<S>,
+pub(crate) async fn authorize<S: Store, L: Admission>(
+    state: &AppState<S, L>,
     req: &HttpRequest,
     purpose: Purpose,
 ) -> Result<Principal, ApiError> {
@@ -175,7 +163,7 @@ pub(crate) async fn authorize<S: Store>(
     let account = principal.account_id;
     // Known from here on: what follows, a refusal included, is audited as theirs.
     req.extensions_mut().insert(crate::audit::Caller { account, actor: principal.actor() });
-    if principal.password_change_required() && !password_change_route(req) {
+    if principal.password_change_required() && !crate::routes::open_before_password_change(req.method(), req.path()) {
         return Err(keyward_domain::error::PeopleError::PasswordChangeRequired.into());
     }
     match purpose {
@@ -184,9 +172,9 @@ pub(crate) async fn authorize<S: Store>(
                 Via::Key { id, .. } => id.to_string(),
                 Via::Session { user_id, .. } => user_id.to_string(),
             };
-            enforce(&state.limits, req, "key", format!("key:{who}").as_bytes(), &limits.key_rules(), now).await?;
+            enforce(&*state.limits, req, "key", format!("key:{who}").as_bytes(), &limits.key_rules(), now).await?;
             enforce(
-                &state.limits,
+                &*state.limits,
                 req,
                 "account",
                 format!("account:{account}").as_bytes(),
@@ -196,7 +184,7 @@ pub(crate) async fn authorize<S: Store>(
             .await?;
             if let Some((endpoint, rules)) = limits.endpoint_rules(req) {
                 enforce(
-                    &state.limits,
+                    &*state.limits,
                     req,
                     "endpoint",
                     format!("endpoint:{account}:{endpoint}").as_bytes(),
@@ -205,13 +193,13 @@ pub(crate) async fn authorize<S: Store>(
                 )
                 .await?;
             }
-            claim_idempotency_key(state, req, &principal, now).await?;
+            crate::idempotency::claim(state, req, &principal, now).await?;
         }
         Purpose::Verification => {
             // The subject on the stack: this runs on every verification.
             let subject =
-                crate::limits::StackText::format(format_args!("verify:{account}")).ok_or_else(ApiError::internal)?;
-            enforce(&state.limits, req, "account", subject.as_bytes(), &limits.verify_rules(), now).await?;
+                crate::headers::StackText::format(format_args!("verify:{account}")).ok_or_else(ApiError::internal)?;
+            enforce(&*state.limits, req, "account", subject.as_bytes(), &limits.verify_rules(), now).await?;
         }
     }
     Ok(principal)
@@ -219,88 +207,25 @@ pub(crate) async fn authorize<S: Store>(
 
 /// The per-IP limit of the management API, which the journal applies before any other
 /// work. Verification is exempt: its callers are a few servers sending most of the traffic.
-pub(crate) async fn limit_ip<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) async fn limit_ip<S: Store, L: Admission>(
+    state: &AppState<S, L>,
+    req: &HttpRequest,
+) -> Result<(), ApiError> {
     let Some(ip) = client_ip(req) else { return Ok(()) };
     let subject = format!("ip:{}", keyward_domain::throttle::client_subnet(ip));
-    enforce(&state.limits, req, "ip", subject.as_bytes(), &state.api_limits.ip_rules(), state.service.now()).await
+    enforce(&*state.limits, req, "ip", subject.as_bytes(), &state.api_limits.ip_rules(), state.service.now()).await
 }
 
-/// What a session that must change its password may still do: change it, or log out.
-fn password_change_route(req: &HttpRequest) -> bool {
-    *req.method() == Method::POST && matches!(req.path(), "/v1/account/password" | "/v1/auth/logout")
-}
-
-/// With an `Idempotency-Key`, claims the key for this request — after authentication and
-/// limits, so a request refused before executing never holds a key — or answers with what
-/// the key already holds: the stored response (replayed as sent), 409 while the first request
-/// runs, 422 when the key was used for a different request.
-async fn claim_idempotency_key<S: Store>(
-    state: &AppState<S>,
+async fn authenticate<S: Store, L: Admission>(
+    state: &AppState<S, L>,
     req: &HttpRequest,
-    principal: &Principal,
-    now: time::OffsetDateTime,
-) -> Result<(), ApiError> {
-    let Some(request) = req.extensions().get::<IdempotencyRequest>().cloned() else { return Ok(()) };
-    let account = principal.account_id;
-    let actor = principal.actor().to_string();
-    let print = fingerprint(req.method().as_str(), req.path(), &request.body_hash, &actor);
-    let in_use = || {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_in_use",
-            "a request with this Idempotency-Key is still running; retry shortly",
-        )
-    };
-    let reused = || {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request; use a new key",
-        )
-    };
-    let claim = state
-        .service
-        .store()
-        .claim_idempotency(account, &request.key, print, now)
-        .await
-        .map_err(ManageError::Storage)?;
-    match claim {
-        Claim::Claimed => {
-            req.extensions_mut().insert(ClaimedKey { account, key: request.key, fingerprint: print });
-            Ok(())
-        }
-        Claim::InFlight { .. } => Err(in_use()),
-        Claim::Completed { fingerprint: stored, .. } if stored != print => Err(reused()),
-        Claim::Completed { response, .. } => {
-            let body = state.sealer.open(account, &request.key, &response.sealed_body).map_err(|_| in_use())?;
-            req.extensions_mut().insert(Replayed);
-            let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
-            if status.is_success() {
-                return Err(ApiError {
-                    replay: Some(Box::new((status, body.into()))),
-                    ..ApiError::new(status, "replayed", "")
-                });
-            }
-            // A kept refusal: the same error again, under this request's id.
-            let stored: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let code = crate::error::ERROR_CODES
-                .iter()
-                .find(|(c, _, _)| Some(*c) == stored["error"].as_str())
-                .map_or("internal", |(c, _, _)| *c);
-            Err(ApiError::new(status, code, stored["message"].as_str().unwrap_or_default()))
-        }
-    }
-}
-
-async fn authenticate<S: Store>(state: &AppState<S>, req: &HttpRequest) -> Result<Principal, ApiError> {
+) -> Result<Principal, ApiError> {
     let key = credential(req)?;
     let token = state.cookies.token_of(req);
     match (key, token) {
-        (Some(_), Some(_)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ambiguous_credentials",
-            "send an API key or the session cookie, not both",
-        )),
+        (Some(_), Some(_)) => {
+            Err(ApiError::new(ErrorCode::AmbiguousCredentials, "send an API key or the session cookie, not both"))
+        }
         (Some(credential), None) => {
             let principal = state.service.authenticate_management(&credential.key, client_ip(req)).await?;
             if credential.basic_account.is_some_and(|account| account != principal.account_id) {

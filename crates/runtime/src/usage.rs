@@ -5,8 +5,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+pub use keyward_domain::meter::UsageMeter;
 use keyward_domain::ports::UsageStore;
-pub use keyward_domain::usage::UsageMeter;
 
 /// Flushes the meter now, logging a storage failure (the batch is kept for the next flush)
 /// and, at most once a minute, records dropped because the buffer was full. Returns how
@@ -43,6 +43,10 @@ pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
 pub struct Flusher {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<usize>,
+    /// Held for each flush, the schedule's and [`Flusher::flush_now`]'s: a flush takes the
+    /// whole buffer, so one that did not wait for another in progress could return before
+    /// that one's records are written.
+    flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Flusher {
@@ -53,27 +57,40 @@ impl Flusher {
         let _ = self.stop.send(());
         self.task.await.unwrap_or(0)
     }
+
+    /// Writes what `meter` holds now, after a flush in progress; returns how many records
+    /// this call wrote. `meter` and `store` are the ones the flusher was spawned with.
+    pub async fn flush_now<S: UsageStore>(&self, meter: &UsageMeter, store: &S) -> usize {
+        let _flushing = self.flushing.lock().await;
+        flush(meter, store).await
+    }
 }
 
 /// Flushes every `every` until [`Flusher::stop`] (or the handle's drop).
 pub fn spawn_flusher<S: UsageStore + 'static>(meter: Arc<UsageMeter>, store: S, every: Duration) -> Flusher {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        loop {
-            // Only the wait for the next tick is raced against the stop signal: a flush, once
-            // begun, runs to its end.
-            tokio::select! {
-                biased;
-                _ = &mut stopped => break,
-                _ = interval.tick() => {
-                    flush(&meter, &store).await;
+    let flushing = Arc::new(tokio::sync::Mutex::new(()));
+    let task = tokio::spawn({
+        let flushing = flushing.clone();
+        async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                // Only the wait for the next tick is raced against the stop signal: a flush,
+                // once begun, runs to its end.
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    _ = interval.tick() => {
+                        let _flushing = flushing.lock().await;
+                        flush(&meter, &store).await;
+                    }
                 }
             }
+            let _flushing = flushing.lock().await;
+            flush(&meter, &store).await
         }
-        flush(&meter, &store).await
     });
-    Flusher { stop, task }
+    Flusher { stop, task, flushing }
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@ use keyward_domain::{
     people::{Email, Role},
     service::KeyService,
 };
-use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, Policies, TrustedProxies, audit::RequestAuditSink};
+use keyward_http::{AppState, HttpSettings, Policies, TrustedProxies, audit::RequestAuditSink};
 use keyward_ratelimit::Limits;
+use keyward_runtime::{password::BlockingPasswordHasher, retention::Retention};
 use keyward_store_mem::MemStore;
 use keyward_store_pg::PgStore;
 
@@ -213,7 +214,7 @@ fn parse_email(value: &str) -> Result<Email, CliError> {
     Email::new(value).map_err(|e| CliError::Other(format!("--email {e}")))
 }
 
-fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
+fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S, Limits>, CliError> {
     // Host names in IP allowlists resolve through the system resolver, cached briefly.
     let resolver = Arc::new(keyward_resolver::SystemResolver::new(keyward_resolver::ResolverConfig::default()));
     let service = KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?))
@@ -235,7 +236,7 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S>, CliError> {
     Ok(AppState::new(service, hasher, Arc::new(RequestAuditSink), Arc::new(limits), policies, &config.public_url()))
 }
 
-async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(), CliError> {
+async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Result<(), CliError> {
     let settings = HttpSettings {
         public_url: config.public_url(),
         trusted_proxies: TrustedProxies(config.trusted_proxies()?),
@@ -243,12 +244,15 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
     };
     let state = web::Data::new(state);
     // Usage leaves memory in one batch a second.
-    let flusher = keyward_http::usage::spawn_flusher(
+    let flusher = keyward_runtime::usage::spawn_flusher(
         state.meter.clone(),
         state.service.store().clone(),
         std::time::Duration::from_secs(1),
     );
-    spawn_retention_purges(state.clone(), config.usage_retention_days);
+    keyward_runtime::retention::spawn_retention_purges(
+        state.service.clone(),
+        Retention { usage: time::Duration::days(i64::from(config.usage_retention_days)) },
+    );
     let factory_settings = settings.clone();
     let factory_state = state.clone();
     let mut server = HttpServer::new(move || keyward_http::app(factory_state.clone(), factory_settings.clone()))
@@ -274,33 +278,7 @@ async fn run_server<S: Store>(state: AppState<S>, config: &Config) -> Result<(),
     Ok(())
 }
 
-/// The retention purges — audit events past their plan's retention, idempotency keys past
-/// 24 hours, usage records past `usage_retention_days` — hourly, the first a minute in.
-fn spawn_retention_purges<S: Store>(state: web::Data<AppState<S>>, usage_retention_days: u32) {
-    actix_web::rt::spawn(async move {
-        let mut interval = actix_web::rt::time::interval_at(
-            actix_web::rt::time::Instant::now() + std::time::Duration::from_secs(60),
-            std::time::Duration::from_secs(3600),
-        );
-        loop {
-            interval.tick().await;
-            let now = state.service.now();
-            match state.service.purge_audit().await {
-                Ok(removed) => tracing::info!(removed, "audit retention purge"),
-                Err(error) => tracing::warn!(%error, "audit retention purge failed"),
-            }
-            let store = state.service.store();
-            if let Err(error) = store.purge_idempotency(now - keyward_domain::idempotency::RETENTION).await {
-                tracing::warn!(%error, "idempotency key purge failed");
-            }
-            if let Err(error) = store.purge_usage(now - time::Duration::days(i64::from(usage_retention_days))).await {
-                tracing::warn!(%error, "usage retention purge failed");
-            }
-        }
-    });
-}
-
-async fn pg_state(config: &Config) -> Result<AppState<PgStore>, CliError> {
+async fn pg_state(config: &Config) -> Result<AppState<PgStore, Limits>, CliError> {
     let url = config.database_url().ok_or(CliError::NoDatabase)?;
     let mut store =
         PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;

@@ -23,7 +23,7 @@ pub mod testing;
 mod unit;
 
 // Shared by the port modules, which import the crate root (`use crate::*`).
-use stores::{chain_head, expired_at};
+use stores::expired_at;
 use unit::{ConnGuard, PINNED};
 
 use std::{future::Future, sync::Arc, time::Duration};

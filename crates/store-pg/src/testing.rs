@@ -188,7 +188,7 @@ pub async fn explain_chain_head(url: &str, account: Option<uuid::Uuid>) -> Strin
         #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
         line: String,
     }
-    let query = crate::chain_head(account);
+    let query = crate::stores::chain_head(account);
     let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
     let sql = sql.split(" -- binds:").next().unwrap().to_owned();
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();

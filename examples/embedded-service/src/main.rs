@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use keyward_ratelimit::Limits;
-use keyward_store_pg::embedded::{EmbeddedOptions, EmbeddedVerifier};
+use keyward_resolver::SystemResolver;
+use keyward_runtime::embedded::{EmbeddedOptions, EmbeddedVerifier};
 
 fn required(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set"))
@@ -27,9 +28,12 @@ async fn main() -> Result<(), String> {
         Ok(url) => Limits::redis(&url, std::time::Duration::from_millis(250)).map_err(|e| e.to_string())?,
         Err(_) => Limits::in_process(),
     };
-    let embedded = EmbeddedVerifier::connect(&database_url, account, Arc::new(limits), EmbeddedOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    // The parts, each from its adapter: PostgreSQL (migrations checked, the cache and its
+    // invalidation listener running), the system resolver, the limits; the runtime composes.
+    let store =
+        keyward_store_pg::embedded::connect(&database_url, &Default::default()).await.map_err(|e| e.to_string())?;
+    let resolver = Arc::new(SystemResolver::new(Default::default()));
+    let embedded = EmbeddedVerifier::start(store, account, Arc::new(limits), resolver, EmbeddedOptions::default());
     let verifier = embedded.verifier().clone();
     let server = actix_web::HttpServer::new(move || keyward_example_embedded::app(verifier.clone()))
         .bind(&listen)

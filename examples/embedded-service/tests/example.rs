@@ -13,14 +13,22 @@ use keyward_domain::{
     verifier::RequestUsage,
 };
 use keyward_ratelimit::Limits;
-use keyward_store_pg::{
-    CacheConfig, PgStore,
-    embedded::{EmbeddedOptions, EmbeddedVerifier},
-    testing::TestDatabase,
-};
+use keyward_runtime::embedded::{EmbeddedOptions, EmbeddedVerifier};
+use keyward_store_pg::{CacheConfig, PgStore, testing::TestDatabase};
 
 fn service(store: PgStore) -> KeyService<PgStore> {
     KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(DomainConfig::default()))
+}
+
+/// The embedding service's composition, as `src/main.rs` does it.
+async fn embed(
+    url: &str,
+    account: keyward_domain::AccountId,
+    options: EmbeddedOptions,
+) -> EmbeddedVerifier<PgStore, Limits> {
+    let store = keyward_store_pg::embedded::connect(url, &Default::default()).await.unwrap();
+    let resolver = Arc::new(keyward_resolver::SystemResolver::new(Default::default()));
+    EmbeddedVerifier::start(store, account, Arc::new(Limits::in_process()), resolver, options)
 }
 
 async fn get_servers(
@@ -67,8 +75,7 @@ async fn the_example_admits_valid_keys_rejects_revoked_ones_and_records_usage() 
 
     // The embedding service, flushing only when told to so that the counts below are exact.
     let options = EmbeddedOptions { flush_every: Duration::from_secs(3600), ..EmbeddedOptions::default() };
-    let embedded =
-        EmbeddedVerifier::connect(db.url(), account.id, Arc::new(Limits::in_process()), options).await.unwrap();
+    let embedded = embed(db.url(), account.id, options).await;
     let app = test::init_service(keyward_example_embedded::app(embedded.verifier().clone())).await;
     let key = customer.plaintext.expose_secret();
 
@@ -151,8 +158,7 @@ async fn shutdown_waits_for_a_flush_in_progress() {
     let root = Principal::for_key(&issued.unwrap().key);
     let customer = keyward.create_key(&root, NewKey { name: "cust".into(), ..Default::default() }).await.unwrap();
     let options = EmbeddedOptions { flush_every: Duration::from_millis(20), ..EmbeddedOptions::default() };
-    let embedded =
-        EmbeddedVerifier::connect(db.url(), account.id, Arc::new(Limits::in_process()), options).await.unwrap();
+    let embedded = embed(db.url(), account.id, options).await;
 
     // Another session holds the key's row, so the flush of the verification below waits.
     let mut holder = AsyncPgConnection::establish(db.url()).await.unwrap();

@@ -33,12 +33,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         };
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            "account_key.create",
-            ("key", id),
-            outcome,
-            Default::default(),
+            Audited {
+                action: Action::AccountKeyCreate,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: id,
+                result: outcome,
+                metadata: Default::default(),
+            },
         );
         result
     }
@@ -157,12 +159,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         self.store().update_key(&before, &key).await?;
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            "account_key.update",
-            ("key", Some(id.to_string())),
-            AuditResult::Success,
-            Default::default(),
+            Audited {
+                action: Action::AccountKeyUpdate,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(id.to_string()),
+                result: AuditResult::Success,
+                metadata: Default::default(),
+            },
         );
         self.account_key(principal, id).await
     }
@@ -194,12 +198,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         self.keys.revoke(self.account_key(principal, id).await?).await?;
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            "account_key.revoke",
-            ("key", Some(id.to_string())),
-            AuditResult::Success,
-            Default::default(),
+            Audited {
+                action: Action::AccountKeyRevoke,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(id.to_string()),
+                result: AuditResult::Success,
+                metadata: Default::default(),
+            },
         );
         self.account_key(principal, id).await
     }
@@ -222,7 +228,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let account = self.account_with_account_keys(principal).await?;
         let mut old = self.account_key(principal, id).await?;
         if old.revoked_at.is_some() || old.kind != KeyKind::Account {
-            return Err(ManageError::Forbidden("only active account keys can be rotated").into());
+            return Err(ManageError::Forbidden(crate::error::Refusal::InactiveAccountKeyRotation).into());
         }
         let now = self.keys.now();
         let frees_one = grace_period_seconds == 0 && old.status(now) == crate::key::KeyStatus::Active;
@@ -258,12 +264,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         self.store().rotate_key(&old, &new).await?;
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            "account_key.rotate",
-            ("key", Some(id.to_string())),
-            AuditResult::Success,
-            metadata(&[("new_key_id", &new.id.to_string())]),
+            Audited {
+                action: Action::AccountKeyRotate,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(id.to_string()),
+                result: AuditResult::Success,
+                metadata: metadata(&[("new_key_id", &new.id.to_string())]),
+            },
         );
         Ok(IssuedKey { key: new, plaintext })
     }

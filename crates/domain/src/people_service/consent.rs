@@ -2,9 +2,9 @@
 //! password that someone else chose, and accepting or declining an invitation to another
 //! account.
 
-use super::{PeopleService, metadata};
+use super::{Audited, PeopleService, metadata};
 use crate::{
-    audit::{AuditResult, RequestContext},
+    audit::{Action, AuditResult, RequestContext},
     error::{ManageError, PeopleError},
     id::{AccountId, SessionId},
     password::Password,
@@ -34,12 +34,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let audit = |result, reason: &str| {
             self.audit(
                 ctx,
-                Some(principal.account_id),
-                principal.actor(),
-                "auth.password_change",
-                ("user", Some(user_id.to_string())),
-                result,
-                if reason.is_empty() { Default::default() } else { metadata(&[("reason", reason)]) },
+                Audited {
+                    action: Action::PasswordChange,
+                    account: Some(principal.account_id),
+                    actor: principal.actor(),
+                    resource_id: Some(user_id.to_string()),
+                    result,
+                    metadata: if reason.is_empty() { Default::default() } else { metadata(&[("reason", reason)]) },
+                },
             );
         };
         if let Err(retry_after_seconds) = self.admit_attempt(ctx.ip, &email, now).await {
@@ -115,12 +117,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         // The event belongs to the account the person joined (or turned down).
         self.audit(
             ctx,
-            Some(account),
-            principal.actor(),
-            if accept { "user.invitation_accept" } else { "user.invitation_decline" },
-            ("user", Some(user_id.to_string())),
-            AuditResult::Success,
-            answered.map(|m| metadata(&[("role", m.role.as_str())])).unwrap_or_default(),
+            Audited {
+                action: if accept { Action::InvitationAccept } else { Action::InvitationDecline },
+                account: Some(account),
+                actor: principal.actor(),
+                resource_id: Some(user_id.to_string()),
+                result: AuditResult::Success,
+                metadata: answered.map(|m| metadata(&[("role", m.role.as_str())])).unwrap_or_default(),
+            },
         );
         Ok(answered)
     }

@@ -20,7 +20,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
     ) -> Result<AddedMember, PeopleError> {
         let (_, my_role) = self.manager_session(principal, true)?;
         if role == Role::Owner && my_role != Role::Owner {
-            return Err(ManageError::Forbidden("only an owner can add an owner").into());
+            return Err(ManageError::Forbidden(crate::error::Refusal::OnlyOwnersAddOwners).into());
         }
         let email = Email::new(email).map_err(|e| FieldErrors::single("email", e.to_string()))?;
         let now = self.keys.now();
@@ -47,12 +47,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         };
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            if added.invited { "user.invite" } else { "user.create" },
-            ("user", Some(added.user.id.to_string())),
-            AuditResult::Success,
-            metadata(&[("role", role.as_str())]),
+            Audited {
+                action: if added.invited { Action::UserInvite } else { Action::UserCreate },
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(added.user.id.to_string()),
+                result: AuditResult::Success,
+                metadata: metadata(&[("role", role.as_str())]),
+            },
         );
         Ok(added)
     }
@@ -136,7 +138,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let current = self.store().get_membership(principal.account_id, target).await?.ok_or(ManageError::NotFound)?;
         let touches_owner = current.role == Role::Owner || new_role == Some(Role::Owner);
         if touches_owner && my_role != Role::Owner {
-            return Err(ManageError::Forbidden("only an owner can change an owner").into());
+            return Err(ManageError::Forbidden(crate::error::Refusal::OnlyOwnersChangeOwners).into());
         }
         Ok(current)
     }
@@ -144,7 +146,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
     fn membership_error(e: MembershipError) -> PeopleError {
         match e {
             MembershipError::NotFound => ManageError::NotFound.into(),
-            MembershipError::LastOwner => ManageError::Forbidden("the account must keep at least one owner").into(),
+            MembershipError::LastOwner => ManageError::Forbidden(crate::error::Refusal::LastOwner).into(),
             MembershipError::Duplicate => FieldErrors::single("email", "already a member of this account").into(),
             MembershipError::Storage(e) => e.into(),
         }
@@ -162,16 +164,18 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let reshaped = self.end_derived_credentials(principal.account_id, user, Some(role)).await?;
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            "user.update",
-            ("user", Some(user.to_string())),
-            AuditResult::Success,
-            metadata(&[
-                ("from", before.role.as_str()),
-                ("to", role.as_str()),
-                ("temporary_keys_reshaped", &reshaped.to_string()),
-            ]),
+            Audited {
+                action: Action::UserUpdate,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(user.to_string()),
+                result: AuditResult::Success,
+                metadata: metadata(&[
+                    ("from", before.role.as_str()),
+                    ("to", role.as_str()),
+                    ("temporary_keys_reshaped", &reshaped.to_string()),
+                ]),
+            },
         );
         let found = self.store().get_user(user).await?.ok_or(ManageError::NotFound)?;
         Ok((found, Membership { role, ..before }))
@@ -189,12 +193,14 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let revoked = self.end_derived_credentials(principal.account_id, user, None).await?;
         self.audit(
             ctx,
-            Some(principal.account_id),
-            principal.actor(),
-            "user.remove",
-            ("user", Some(user.to_string())),
-            AuditResult::Success,
-            metadata(&[("temporary_keys_revoked", &revoked.to_string())]),
+            Audited {
+                action: Action::UserRemove,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(user.to_string()),
+                result: AuditResult::Success,
+                metadata: metadata(&[("temporary_keys_revoked", &revoked.to_string())]),
+            },
         );
         Ok(())
     }

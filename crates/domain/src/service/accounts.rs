@@ -206,7 +206,7 @@ impl<S: Store> KeyService<S> {
         principal.require(management::KEYSPACES_WRITE)?;
         let keyspace = self.store.get_keyspace(principal.account_id, id).await?.ok_or(ManageError::NotFound)?;
         if keyspace.name == DEFAULT_KEYSPACE_NAME {
-            return Err(ManageError::Forbidden("the default keyspace cannot be deleted"));
+            return Err(ManageError::Forbidden(crate::error::Refusal::DefaultKeyspaceDeletion));
         }
         self.store.delete_keyspace(principal.account_id, id, self.now()).await.map_err(|e| match e {
             DeleteKeyspaceError::NotFound => ManageError::NotFound,

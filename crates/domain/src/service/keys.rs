@@ -286,7 +286,7 @@ impl<S: Store> KeyService<S> {
         }
         let mut old = self.service_key(principal, id).await?;
         if old.revoked_at.is_some() {
-            return Err(ManageError::Forbidden("a revoked key cannot be rotated"));
+            return Err(ManageError::Forbidden(crate::error::Refusal::RevokedKeyRotation));
         }
         let keyspace = match old.keyspace_id {
             Some(ks) => self.store.get_keyspace(principal.account_id, ks).await?,

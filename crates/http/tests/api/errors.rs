@@ -171,7 +171,9 @@ async fn storage_down_is_503_with_the_envelope() {
         trusted_proxies: TrustedProxies::default(),
         metrics_token: None,
     };
-    let hasher = keyward_http::BlockingPasswordHasher::new(keyward_domain::password::HashParams::default(), 1).unwrap();
+    let hasher =
+        keyward_runtime::password::BlockingPasswordHasher::new(keyward_domain::password::HashParams::default(), 1)
+            .unwrap();
     let state = AppState::new(
         service,
         hasher,

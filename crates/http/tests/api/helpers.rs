@@ -12,7 +12,8 @@ use keyward_domain::{
     people_service::PeopleService,
     service::{DomainConfig, KeyService},
 };
-use keyward_http::{AppState, BlockingPasswordHasher, HttpSettings, Policies, TrustedProxies};
+use keyward_http::{AppState, HttpSettings, Policies, TrustedProxies};
+use keyward_runtime::password::BlockingPasswordHasher;
 use serde_json::Value;
 use time::macros::datetime;
 
@@ -76,7 +77,7 @@ impl Reply {
 pub struct TestApp<S: Store> {
     pub service: KeyService<S>,
     pub people: PeopleService<S, BlockingPasswordHasher, keyward_ratelimit::Limits>,
-    pub meter: Arc<keyward_http::usage::UsageMeter>,
+    pub meter: Arc<keyward_runtime::usage::UsageMeter>,
     pub clock: Arc<ManualClock>,
     /// The bootstrap account key, with every management scope.
     pub root_key: String,

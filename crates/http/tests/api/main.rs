@@ -10,6 +10,7 @@ mod idempotency;
 mod keys;
 mod people;
 mod ratelimits;
+mod routes;
 mod trust;
 mod usage;
 mod verify;

@@ -14,7 +14,7 @@ both_stores! {
             let body = json!({"key": key, "endpoint": format!("/e{i}")});
             assert_eq!(app.verify(body).await["code"], "VALID");
         }
-        keyward_http::usage::flush(&app.meter, app.service.store()).await;
+        keyward_runtime::usage::flush(&app.meter, app.service.store()).await;
         let (mut endpoints, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
         loop {
             let path = match &cursor {
@@ -51,7 +51,7 @@ both_stores! {
         assert_eq!(app.get(&format!("/v1/keys/{id}")).await.body["usage_count"], 0);
         // Six verifications plus the two management calls made with the root key (create, get);
         // the unknown key's verification is not attributed to anyone.
-        assert_eq!(keyward_http::usage::flush(&app.meter, app.service.store()).await, 8);
+        assert_eq!(keyward_runtime::usage::flush(&app.meter, app.service.store()).await, 8);
 
         let key_view = app.get(&format!("/v1/keys/{id}")).await;
         assert_eq!(key_view.body["usage_count"], 6);
@@ -75,7 +75,7 @@ both_stores! {
         // Management calls made with an account key are metered too, with their status.
         let root_id = app.service.store().find_by_hash(&keyward_domain::KeyHash::blake3(&app.root_key)).await.unwrap().unwrap().id;
         app.get("/v1/keys/key_0000000000000000000000").await;
-        keyward_http::usage::flush(&app.meter, app.service.store()).await;
+        keyward_runtime::usage::flush(&app.meter, app.service.store()).await;
         let calls = app.service.store().key_usage(app.account_id.parse().unwrap(), root_id, (None, None), None, 100).await.unwrap();
         let calls: Vec<_> = calls.into_iter().map(|e| e.record).collect();
         let missing = calls
@@ -94,7 +94,7 @@ both_stores! {
         app.clock.advance(Duration::milliseconds(1));
         let own = app.call(actix_web::http::Method::GET, "/v1/keys/self", &key, None).await;
         assert_eq!(own.status.as_u16(), 200, "{:#}", own.body);
-        keyward_http::usage::flush(&app.meter, app.service.store()).await;
+        keyward_runtime::usage::flush(&app.meter, app.service.store()).await;
         let stats = app.get("/v1/stats").await;
         assert_eq!(stats.body["verifications_total"], 7);
         assert_eq!(stats.body["by_code"]["VALID"], 6);
@@ -105,7 +105,7 @@ both_stores! {
         let (_, idle) = app.create_key(json!({"name": "idle", "idle_timeout_seconds": 60})).await;
         app.clock.advance(Duration::seconds(50));
         assert_eq!(app.verify(json!({"key": idle})).await["code"], "VALID");
-        keyward_http::usage::flush(&app.meter, app.service.store()).await;
+        keyward_runtime::usage::flush(&app.meter, app.service.store()).await;
         app.clock.advance(Duration::seconds(50));
         assert_eq!(app.verify(json!({"key": idle})).await["code"], "VALID", "its last use was 50 s ago");
     }
@@ -149,7 +149,7 @@ async fn metrics_need_the_scrape_token_and_show_the_meter() {
     assert_eq!(metric(&text, "keyward_usage_records_dropped_total"), 0);
     assert_eq!(metric(&text, "keyward_usage_buffer_capacity"), 100_000);
 
-    assert_eq!(keyward_http::usage::flush(&app.meter, app.service.store()).await, 4);
+    assert_eq!(keyward_runtime::usage::flush(&app.meter, app.service.store()).await, 4);
     let text = app.send(scrape(Some(METRICS_TOKEN))).await.body.as_str().unwrap().to_owned();
     assert_eq!(metric(&text, "keyward_usage_records_buffered"), 0, "a scrape is not metered");
     assert_eq!(metric(&text, "keyward_usage_records_written_total"), 4);

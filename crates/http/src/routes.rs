@@ -1,0 +1,109 @@
+//! The route table: every route the API serves, with what the layers around the handlers
+//! need to know of it — its audit action, whether it hashes a password, whether a session
+//! that must change its password may call it. `app` registers no route this table does not
+//! list (`resource` checks each registration), and a test calls every route the table
+//! lists, so the two cannot drift apart.
+
+use actix_web::http::Method;
+use keyward_domain::audit::Action;
+
+/// One method of one route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    /// As registered, with `{param}`s: what `HttpRequest::match_pattern` answers.
+    pub path: &'static str,
+    /// The event of a call with no event of its use case's; `None`: not audited (the
+    /// verification routes, health, documentation).
+    pub action: Option<Action>,
+    /// Hashes a password (a login, step-up, a password change, a new user's generated
+    /// password): it takes a turn at the hasher before its unit of work.
+    pub hashes_password: bool,
+    /// Open to a session that must change its password first.
+    pub open_before_password_change: bool,
+}
+
+const fn route(method: &'static str, path: &'static str, action: Option<Action>) -> RouteSpec {
+    RouteSpec { method, path, action, hashes_password: false, open_before_password_change: false }
+}
+
+const fn hashing(spec: RouteSpec) -> RouteSpec {
+    RouteSpec { hashes_password: true, ..spec }
+}
+
+const fn allowed_before_password_change(spec: RouteSpec) -> RouteSpec {
+    RouteSpec { open_before_password_change: true, ..spec }
+}
+
+use Action as A;
+
+pub const ROUTES: &[RouteSpec] = &[
+    route("POST", "/v1/keys/verify", None),
+    route("GET", "/v1/keys/self", None),
+    route("GET", "/metrics", None),
+    route("GET", "/healthz", None),
+    route("GET", "/readyz", None),
+    route("GET", "/v1/openapi.json", None),
+    route("GET", "/docs/errors/{code}", None),
+    route("GET", "/v1/account", Some(A::AccountRead)),
+    hashing(route("POST", "/v1/auth/login", Some(A::Login))),
+    allowed_before_password_change(route("POST", "/v1/auth/logout", Some(A::Logout))),
+    route("GET", "/v1/auth/session", Some(A::SessionRead)),
+    hashing(route("POST", "/v1/account/verify-password", Some(A::VerifyPassword))),
+    allowed_before_password_change(hashing(route("POST", "/v1/account/password", Some(A::PasswordChange)))),
+    route("GET", "/v1/auth/invitations", Some(A::InvitationList)),
+    route("DELETE", "/v1/auth/invitations/{account_id}", Some(A::InvitationDecline)),
+    route("POST", "/v1/auth/invitations/{account_id}/accept", Some(A::InvitationAccept)),
+    route("GET", "/v1/account/users", Some(A::UserList)),
+    hashing(route("POST", "/v1/account/users", Some(A::UserCreate))),
+    route("PATCH", "/v1/account/users/{id}", Some(A::UserUpdate)),
+    route("DELETE", "/v1/account/users/{id}", Some(A::UserRemove)),
+    route("GET", "/v1/account/keys", Some(A::AccountKeyList)),
+    route("POST", "/v1/account/keys", Some(A::AccountKeyCreate)),
+    route("GET", "/v1/account/keys/{id}", Some(A::AccountKeyRead)),
+    route("PATCH", "/v1/account/keys/{id}", Some(A::AccountKeyUpdate)),
+    route("DELETE", "/v1/account/keys/{id}", Some(A::AccountKeyRevoke)),
+    route("POST", "/v1/account/keys/{id}/rotate", Some(A::AccountKeyRotate)),
+    route("GET", "/v1/keyspaces", Some(A::KeyspaceList)),
+    route("POST", "/v1/keyspaces", Some(A::KeyspaceCreate)),
+    route("GET", "/v1/keyspaces/{id}", Some(A::KeyspaceRead)),
+    route("PATCH", "/v1/keyspaces/{id}", Some(A::KeyspaceUpdate)),
+    route("DELETE", "/v1/keyspaces/{id}", Some(A::KeyspaceDelete)),
+    route("GET", "/v1/keys", Some(A::KeyList)),
+    route("POST", "/v1/keys", Some(A::KeyCreate)),
+    route("POST", "/v1/keys/import", Some(A::KeyImport)),
+    route("GET", "/v1/keys/{id}", Some(A::KeyRead)),
+    route("PATCH", "/v1/keys/{id}", Some(A::KeyUpdate)),
+    route("DELETE", "/v1/keys/{id}", Some(A::KeyRevoke)),
+    route("POST", "/v1/keys/{id}/rotate", Some(A::KeyRotate)),
+    route("GET", "/v1/keys/{id}/usage", Some(A::UsageRead)),
+    route("GET", "/v1/stats", Some(A::StatsRead)),
+    route("GET", "/v1/audit", Some(A::AuditList)),
+];
+
+/// The route of a method and a registered path (a pattern with its `{param}`s, or a path
+/// without any, which is its own pattern).
+pub fn find(method: &Method, path: &str) -> Option<&'static RouteSpec> {
+    ROUTES.iter().find(|r| r.method == method.as_str() && r.path == path)
+}
+
+/// Calls to `/v1/` are audited, whatever their method — any path that matched no route
+/// included — but for the paths of unaudited routes (verification, the OpenAPI document).
+pub fn audited(path: &str) -> bool {
+    path.starts_with("/v1/") && !ROUTES.iter().any(|route| route.path == path && route.action.is_none())
+}
+
+/// The action of a call that matched `pattern` (`None`: no route matched).
+pub fn action_of(method: &Method, pattern: Option<&str>) -> Action {
+    pattern.and_then(|p| find(method, p)).and_then(|route| route.action).unwrap_or(Action::Request)
+}
+
+/// Whether the call hashes a password (see [`RouteSpec::hashes_password`]).
+pub fn hashes_password(method: &Method, path: &str) -> bool {
+    find(method, path).is_some_and(|route| route.hashes_password)
+}
+
+/// Whether a session that must change its password may make the call.
+pub fn open_before_password_change(method: &Method, path: &str) -> bool {
+    find(method, path).is_some_and(|route| route.open_before_password_change)
+}
