@@ -51,7 +51,10 @@ use handlers as h;
 use people as p;
 pub use session::CookieSettings;
 
-/// What every handler shares.
+/// What every handler shares. `L` is the rate limiter and quota ledger the binary chose
+/// (`keyward_ratelimit::Limits`), named through the domain's `Admission` port so this crate
+/// depends on no other adapter; a generic rather than a trait object keeps the hot path's
+/// calls static.
 #[derive(Debug)]
 pub struct AppState<S, L> {
     pub service: KeyService<S>,
