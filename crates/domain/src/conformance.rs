@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
             the_purge_removes_only_old_events,
             idempotency_keys_follow_stripe_semantics,
             a_committed_unit_of_work_keeps_everything,
+            a_rolled_back_unit_of_work_leaves_nothing,
             usage_is_counted_per_key_and_day,
         );
     };

@@ -104,14 +104,11 @@ impl IdempotencyStore for MemStore {
         response: &StoredResponse,
     ) -> impl Future<Output = Result<(), StorageError>> + Send {
         self.write(|state| {
-            let entry = state.idempotency.entry((account, key.to_owned())).or_insert_with(|| IdempotencyEntry {
-                fingerprint,
-                created_at: now,
-                lease_until: None,
-                response: None,
-            });
-            entry.response = Some(response.clone());
-            entry.lease_until = None;
+            let slot = (account, key.to_owned());
+            let created_at = state.idempotency.get(&slot).map_or(now, |e| e.created_at);
+            let kept =
+                IdempotencyEntry { fingerprint, created_at, lease_until: None, response: Some(response.clone()) };
+            state.idempotency.insert(slot, kept);
         });
         ready(Ok(()))
     }

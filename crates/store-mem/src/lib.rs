@@ -9,6 +9,7 @@ mod accounts;
 mod audit;
 mod keys;
 mod people;
+mod undo;
 mod usage;
 
 use std::{
@@ -35,27 +36,48 @@ use keyward_domain::{
     usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start},
 };
 use time::OffsetDateTime;
+use undo::Journaled;
 
+/// The tables. Those a unit of work writes are `Journaled`, so a rollback can undo its
+/// writes (`undo.rs`); the usage tables are written only by the flusher, outside units.
 #[derive(Debug, Default)]
 struct State {
-    accounts: HashMap<AccountId, Account>,
-    keyspaces: BTreeMap<KeyspaceId, Keyspace>,
-    keys: BTreeMap<KeyId, Key>,
-    by_hash: HashMap<KeyHash, KeyId>,
-    users: BTreeMap<UserId, User>,
-    memberships: BTreeMap<(AccountId, UserId), Membership>,
-    invitations: BTreeMap<(AccountId, UserId), keyward_domain::people::Invitation>,
-    sessions: HashMap<SessionId, Session>,
-    audit: BTreeMap<EventId, AuditRecord>,
+    accounts: Journaled<HashMap<AccountId, Account>>,
+    keyspaces: Journaled<BTreeMap<KeyspaceId, Keyspace>>,
+    keys: Journaled<BTreeMap<KeyId, Key>>,
+    by_hash: Journaled<HashMap<KeyHash, KeyId>>,
+    users: Journaled<BTreeMap<UserId, User>>,
+    memberships: Journaled<BTreeMap<(AccountId, UserId), Membership>>,
+    invitations: Journaled<BTreeMap<(AccountId, UserId), keyward_domain::people::Invitation>>,
+    sessions: Journaled<HashMap<SessionId, Session>>,
+    audit: Journaled<BTreeMap<EventId, AuditRecord>>,
     /// The last (seq, hash) of each chain.
-    audit_heads: HashMap<Option<AccountId>, (i64, [u8; 32])>,
-    idempotency: HashMap<(AccountId, String), IdempotencyEntry>,
+    audit_heads: Journaled<HashMap<Option<AccountId>, (i64, [u8; 32])>>,
+    idempotency: Journaled<HashMap<(AccountId, String), IdempotencyEntry>>,
     /// Per-request records as stored, oldest first, each with its position (`seq`: the
     /// order of writing, never reused, so a purge moves no cursor).
     usage: VecDeque<UsageEntry>,
     next_usage_seq: i64,
     /// Requests per key per UTC day (days since the epoch).
     daily: HashMap<(KeyId, i64), u64>,
+}
+
+/// Calls `$method($args)` on every journaled table of a `State`.
+macro_rules! each_journaled {
+    ($state:expr, $method:ident($($arg:expr),*)) => {{
+        let state = $state;
+        state.accounts.$method($($arg),*);
+        state.keyspaces.$method($($arg),*);
+        state.keys.$method($($arg),*);
+        state.by_hash.$method($($arg),*);
+        state.users.$method($($arg),*);
+        state.memberships.$method($($arg),*);
+        state.invitations.$method($($arg),*);
+        state.sessions.$method($($arg),*);
+        state.audit.$method($($arg),*);
+        state.audit_heads.$method($($arg),*);
+        state.idempotency.$method($($arg),*);
+    }};
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +89,16 @@ struct IdempotencyEntry {
 }
 
 impl State {
+    /// Undoes what `unit` wrote after `since`.
+    fn undo(&mut self, unit: u64, since: u64) {
+        each_journaled!(self, undo(unit, since));
+    }
+
+    /// Forgets what `unit` wrote: it committed (or was undone).
+    fn forget(&mut self, unit: u64) {
+        each_journaled!(self, forget(unit));
+    }
+
     fn active_service_keys(&self, account: AccountId, now: OffsetDateTime) -> u64 {
         let active = self.keys.values().filter(|k| {
             k.account_id == account
@@ -124,13 +156,56 @@ impl MemStore {
 }
 
 impl Atomic for MemStore {
-    /// In memory every port method is atomic on its own and cannot fail half-way once it
-    /// has started writing (use cases check before they write), so a unit of work needs no
-    /// undo: its writes stand. Durable all-or-nothing across calls is PostgreSQL's job.
+    /// Every write of `work` to a journaled table records the entry's value from before;
+    /// `Rollback` puts those back, and so does abandoning `work` half-way (as PostgreSQL
+    /// closes the connection of an abandoned unit). A unit inside a unit is a savepoint:
+    /// its rollback undoes its own writes only, and its commit leaves them to the outer one.
     async fn atomically<T, F: Future<Output = Outcome<T>>>(&self, work: F) -> Result<T, StorageError> {
-        Ok(match work.await {
-            Outcome::Commit(value) | Outcome::Rollback(value) => value,
+        let outer = undo::current_unit();
+        let unit = outer.unwrap_or_else(undo::new_unit);
+        let mut pending = Pending { store: self, unit, since: undo::savepoint(), outermost: outer.is_none() };
+        let outcome = match outer {
+            Some(_) => work.await,
+            None => undo::scope(unit, work).await,
+        };
+        Ok(match outcome {
+            Outcome::Commit(value) => {
+                pending.commit();
+                value
+            }
+            Outcome::Rollback(value) => value,
         })
+    }
+}
+
+/// A unit of work under way: undone when dropped, unless it committed.
+struct Pending<'a> {
+    store: &'a MemStore,
+    unit: u64,
+    since: u64,
+    outermost: bool,
+}
+
+impl Pending<'_> {
+    fn commit(&mut self) {
+        if self.outermost {
+            self.store.write(|state| state.forget(self.unit));
+        }
+        // Nothing left to undo on drop.
+        self.since = u64::MAX;
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.since != u64::MAX {
+            self.store.write(|state| {
+                state.undo(self.unit, self.since);
+                if self.outermost {
+                    state.forget(self.unit);
+                }
+            });
+        }
     }
 }
 

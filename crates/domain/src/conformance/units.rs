@@ -60,6 +60,37 @@ pub async fn a_committed_unit_of_work_keeps_everything<S: Store>(store: S) {
     assert_eq!(store.audit_chain(Some(f.principal.account_id), 0, 10).await.unwrap().len(), 1);
 }
 
+pub async fn a_rolled_back_unit_of_work_leaves_nothing<S: Store>(store: S) {
+    use crate::{idempotency::Claim, ports::Outcome};
+    let f = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let account = f.principal.account_id;
+    let kept = f.service.create_key(&f.principal, named("before the unit")).await.unwrap().key;
+    let (doomed, hash) = store
+        .atomically(async {
+            let doomed = f.service.create_key(&f.principal, named("in a unit")).await.unwrap().key;
+            f.service.revoke_key(&f.principal, kept.id).await.unwrap();
+            store.append_audit(&audit_event(Some(account), 0, "key.create", 78)).await.unwrap();
+            assert_eq!(store.claim_idempotency(account, "k", [7; 32], START).await.unwrap(), Claim::Claimed);
+            // Inside the unit its writes are there.
+            assert!(store.get_key(account, doomed.id).await.unwrap().is_some());
+            Outcome::Rollback((doomed.id, doomed.hash))
+        })
+        .await
+        .unwrap();
+    assert!(store.get_key(account, doomed).await.unwrap().is_none(), "the unit's new key is gone");
+    assert!(store.find_by_hash(&hash).await.unwrap().is_none(), "and cannot be found by its hash");
+    let kept = store.get_key(account, kept.id).await.unwrap().unwrap();
+    assert!(kept.revoked_at.is_none(), "the unit's revocation is undone");
+    assert!(store.audit_chain(Some(account), 0, 10).await.unwrap().is_empty(), "its audit event is gone");
+    assert_eq!(
+        store.claim_idempotency(account, "k", [8; 32], START).await.unwrap(),
+        Claim::Claimed,
+        "its idempotency claim is gone"
+    );
+    assert_eq!(store.count_keys(account, START).await.unwrap().active, 1);
+}
+
 pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
     use crate::{usage::UsageRecord, verify::VerifyCode};
     let f = fixture(store, Plan::Pro).await;
