@@ -105,6 +105,8 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The principal of a key as stored, for tests that skip authentication.
+    #[cfg(feature = "testing")]
     pub fn for_key(key: &Key) -> Self {
         Self { account_id: key.account_id, via: Via::Key { id: key.id, kind: key.kind }, scopes: key.scopes.clone() }
     }

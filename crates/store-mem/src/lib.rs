@@ -15,10 +15,7 @@ mod usage;
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     future::{Future, ready},
-    sync::{
-        Arc, PoisonError, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, PoisonError, RwLock},
 };
 
 use keyward_domain::{
@@ -38,6 +35,9 @@ use keyward_domain::{
 use time::OffsetDateTime;
 use undo::Journaled;
 
+/// The last link of an audit chain: its seq and hash.
+type ChainHead = (i64, [u8; 32]);
+
 /// The tables. Those a unit of work writes are `Journaled`, so a rollback can undo its
 /// writes (`undo.rs`); the usage tables are written only by the flusher, outside units.
 #[derive(Debug, Default)]
@@ -52,7 +52,7 @@ struct State {
     sessions: Journaled<HashMap<SessionId, Session>>,
     audit: Journaled<BTreeMap<EventId, AuditRecord>>,
     /// The last (seq, hash) of each chain.
-    audit_heads: Journaled<HashMap<Option<AccountId>, (i64, [u8; 32])>>,
+    audit_heads: Journaled<HashMap<Option<AccountId>, ChainHead>>,
     idempotency: Journaled<HashMap<(AccountId, String), IdempotencyEntry>>,
     /// Per-request records as stored, oldest first, each with its position (`seq`: the
     /// order of writing, never reused, so a purge moves no cursor).
@@ -118,7 +118,9 @@ pub const DEFAULT_USAGE_RECORDS: usize = 1_000_000;
 #[derive(Debug, Clone)]
 pub struct MemStore {
     state: Arc<RwLock<State>>,
-    hash_lookups: Arc<AtomicU64>,
+    /// Counted for tests only: an atomic add on every verification is not free.
+    #[cfg(feature = "testing")]
+    hash_lookups: Arc<std::sync::atomic::AtomicU64>,
     /// The most per-request usage records kept: a long-running in-memory server under load
     /// would otherwise grow by every verification it answers until the hourly purge, which
     /// keeps 30 days.
@@ -138,12 +140,18 @@ impl MemStore {
 
     /// A store that keeps at most `records` per-request usage records, the newest.
     pub fn with_usage_records(records: usize) -> Self {
-        Self { state: Arc::default(), hash_lookups: Arc::default(), usage_records: records }
+        Self {
+            state: Arc::default(),
+            #[cfg(feature = "testing")]
+            hash_lookups: Arc::default(),
+            usage_records: records,
+        }
     }
 
     /// How many times `find_by_hash` was called; lets tests prove a lookup did not happen.
+    #[cfg(feature = "testing")]
     pub fn hash_lookups(&self) -> u64 {
-        self.hash_lookups.load(Ordering::Relaxed)
+        self.hash_lookups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {

@@ -229,6 +229,7 @@ impl PgStore {
     }
 
     /// How many key lookups reached the database (cache misses); 0 without a cache.
+    #[cfg(feature = "testing")]
     pub fn cache_loads(&self) -> u64 {
         self.cache
             .as_ref()

@@ -8,5 +8,6 @@ mod sessions;
 mod usage;
 mod users;
 
+#[cfg(feature = "testing")]
 pub(crate) use audit::chain_head;
 pub(crate) use keys::expired_at;
