@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use keyward_domain::{
     Environment, IpPolicy, KeyHash, KeyPrefix, OsRandom, Scope, ScopeSet, VerifiableKey, key_format,
-    verify::{self, VerifyRequest},
+    verdict::{self, VerifyRequest},
 };
 
 fn bench(c: &mut Criterion) {
@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
     let request = VerifyRequest { scopes: &wanted, resource: None, ip, resolved: &[] };
     let now = time::OffsetDateTime::now_utc();
     group.bench_function("static checks on a cached record", |b| {
-        b.iter(|| verify::check(black_box(&record), black_box(&request), now))
+        b.iter(|| verdict::check(black_box(&record), black_box(&request), now))
     });
     group.finish();
 }

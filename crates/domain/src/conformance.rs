@@ -29,11 +29,11 @@ use crate::{
     id::{AccountId, KeyId},
     key::{KeyKind, KeyStatus, VerifiableKey},
     key_format::{Environment, KeyHash},
+    key_service::{DomainConfig, KeyPatch, KeyService, NewKey, NewKeyspace, Principal},
     keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy},
     plan::Plan,
     ports::{DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyFilter, PageRequest, Store, UpdateError},
     random::SeededRandom,
-    service::{DomainConfig, KeyPatch, KeyService, NewKey, NewKeyspace, Principal},
 };
 
 /// Runs every conformance test against the store `$make` (an async expression) yields.

@@ -7,34 +7,47 @@
 //! The only ambient inputs are the system clock and the OS entropy source, and both come in
 //! through ports ([`Clock`], [`RandomSource`]) so tests replace them.
 
+// The model: what a key, an account, a person, a limit and an event are, and the pure
+// rules about them.
 pub mod account;
 pub mod audit;
-pub mod clock;
-#[cfg(feature = "conformance")]
-pub mod conformance;
-pub mod error;
 pub mod id;
 pub mod idempotency;
 pub mod key;
 pub mod key_format;
 pub mod keyspace;
 pub mod legacy;
-pub mod meter;
 pub mod password;
 pub mod people;
-pub mod people_service;
 pub mod plan;
-pub mod ports;
-pub mod random;
-pub mod ratelimit;
 pub mod scope;
 pub mod secret;
-pub mod service;
 pub mod throttle;
 pub mod usage;
 pub mod validation;
-pub mod verifier;
-pub mod verify;
+/// What a verification answers, and the pure checks that decide it.
+pub mod verdict;
+
+// The ports: what the domain needs from the world. `ports` lists every one of them; the
+// clock, randomness and limits ports live beside the types they speak of.
+pub mod clock;
+pub mod ports;
+pub mod random;
+pub mod ratelimit;
+
+// The use cases, written against the ports only.
+/// Verification embedded in another service (`Verifier`).
+pub mod embedded;
+pub mod error;
+/// Keys, keyspaces, the account, verification and reports (`KeyService`).
+pub mod key_service;
+/// The usage meter every verification appends to.
+pub mod meter;
+/// People: login, sessions, members, account and temporary keys (`PeopleService`).
+pub mod people_service;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 pub use account::Account;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -48,4 +61,4 @@ pub use random::{OsRandom, RandomSource, SeededRandom};
 pub use scope::{Scope, ScopeSet};
 pub use secret::PlaintextKey;
 pub use validation::{FieldError, FieldErrors};
-pub use verify::{VerifyCode, VerifyRequest};
+pub use verdict::{VerifyCode, VerifyRequest};

@@ -17,16 +17,16 @@ use crate::{
     id::{AccountId, EventId, KeyId, SessionId, UserId},
     key::{Actor, Key, KeyKind, MAX_DESCRIPTION_LEN, MAX_NAME_LEN},
     key_format::{self, Environment},
+    key_service::{
+        IssuedKey, KeyService, MAX_GRACE_PERIOD_SECONDS, Principal, Via, parse_allowlist, parse_scopes, validate_name,
+        validate_optional_text,
+    },
     password::Password,
     people::{Email, Invitation, Membership, Role, Session, TEMPORARY_KEY_IDLE_SECONDS, TEMPORARY_KEY_LIFETIME, User},
     plan::Plan,
     ports::{CreateUserError, MembershipError, PasswordHasher, Store, UpdateError},
     ratelimit::RateLimiter,
     scope::management,
-    service::{
-        IssuedKey, KeyService, MAX_GRACE_PERIOD_SECONDS, Principal, Via, parse_allowlist, parse_scopes, validate_name,
-        validate_optional_text,
-    },
     throttle::{LoginLimits, email_subject, ip_subject},
     validation::FieldErrors,
 };

@@ -1,8 +1,12 @@
-//! Ports: what the domain needs from storage. Adapters (`store-pg`, `store-mem`) implement
-//! them and MUST return the error variants documented on each method; the conformance suite
-//! (`conformance` feature) checks that they do.
+//! Ports: what the domain needs from the world. Storage is declared here — adapters
+//! (`store-pg`, `store-mem`) implement it and MUST return the error variants documented on
+//! each method; the conformance suite (`conformance` feature) checks that they do. Every
+//! method that changes more than one row is atomic: it happens entirely or not at all.
 //!
-//! Every method that changes more than one row is atomic: it happens entirely or not at all.
+//! The other ports are declared beside the types they speak of, and listed here so this
+//! module names every port: [`Clock`] (time), [`RandomSource`] (entropy), [`RateLimiter`] and
+//! [`QuotaLedger`] (limits), [`AuditSink`] (events a use case reports), and below,
+//! [`PasswordHasher`] and [`HostResolver`].
 
 use std::{future::Future, sync::Arc};
 
@@ -21,6 +25,13 @@ use crate::{
     password::{HashFailure, Password, PasswordCheck, PasswordHash},
     people::{Email, Invitation, Membership, Role, Session, User},
     usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary},
+};
+
+pub use crate::{
+    audit::AuditSink,
+    clock::Clock,
+    random::RandomSource,
+    ratelimit::{QuotaLedger, RateLimiter},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::{
     id::{AccountId, KeyId},
-    verify::VerifyCode,
+    verdict::VerifyCode,
 };
 
 /// One metered request.

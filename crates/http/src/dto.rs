@@ -13,7 +13,7 @@ pub use reports::*;
 use keyward_domain::{
     Environment, IpPolicy, Key, KeyId, KeyStatus, Keyspace, KeyspaceId, Tier,
     key::{Refill, RefillInterval},
-    service::{AccountOverview, KeyPatch, KeyspacePatch, Metadata, NewKey, NewKeyspace},
+    key_service::{AccountOverview, KeyPatch, KeyspacePatch, Metadata, NewKey, NewKeyspace},
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;

@@ -34,9 +34,9 @@ use actix_web::{
 use futures_util::future::{Ready, ready};
 use keyward_domain::{
     Store, VerifiableKey, VerifyCode,
+    embedded::{RequestUsage, Verifier},
+    key_service::{VerifyInput, VerifyOutcome},
     ratelimit::{QuotaLedger, RateLimiter},
-    service::{VerifyInput, VerifyOutcome},
-    verifier::{RequestUsage, Verifier},
 };
 
 use crate::{

@@ -6,8 +6,8 @@ use base64::Engine as _;
 use keyward_domain::ratelimit::Admission;
 use keyward_domain::{
     KeyId, KeyKind, KeyspaceId, PlaintextKey, Store,
+    key_service::VerifyInput,
     ports::{KeyFilter, PageRequest},
-    service::VerifyInput,
 };
 use serde::Serialize;
 
@@ -125,7 +125,7 @@ pub async fn delete_keyspace<S: Store, L: Admission>(
 
 // --- service keys ---------------------------------------------------------------------------
 
-fn issued(issued: &keyward_domain::service::IssuedKey, now: time::OffsetDateTime) -> HttpResponse {
+fn issued(issued: &keyward_domain::key_service::IssuedKey, now: time::OffsetDateTime) -> HttpResponse {
     created(IssuedKeyResponse::new(issued, now))
 }
 

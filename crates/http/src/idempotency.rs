@@ -12,8 +12,8 @@ use keyward_domain::{
     AccountId, OsRandom, Store,
     error::ManageError,
     idempotency::{Claim, MAX_KEY_LEN, StoredResponse, fingerprint, keeps},
+    key_service::Principal,
     ratelimit::Admission,
-    service::Principal,
 };
 
 use crate::{AppState, error::ApiError, error::ErrorCode};

@@ -38,8 +38,8 @@ use actix_web::{
 use std::sync::Arc;
 
 use keyward_domain::{
-    Store, audit::AuditSink, idempotency::Sealer, people_service::PeopleService, ratelimit::Admission,
-    service::KeyService, throttle::LoginLimits,
+    Store, audit::AuditSink, idempotency::Sealer, key_service::KeyService, people_service::PeopleService,
+    ratelimit::Admission, throttle::LoginLimits,
 };
 use keyward_runtime::password::BlockingPasswordHasher;
 pub use limits::ApiLimits;

@@ -13,9 +13,9 @@ use actix_web::{
 use keyward_domain::ratelimit::Admission;
 use keyward_domain::{
     Store,
+    key_service::{Principal, Via},
     people::SESSION_ABSOLUTE_TIMEOUT,
     people_service::SessionToken,
-    service::{Principal, Via},
 };
 
 use crate::{

@@ -25,11 +25,11 @@ use std::{sync::Arc, time::Duration};
 
 use keyward_domain::{
     AccountId, OsRandom, Store, SystemClock,
+    embedded::Verifier,
+    key_service::{DomainConfig, KeyService},
     meter::UsageMeter,
     ports::HostResolver,
     ratelimit::{QuotaLedger, RateLimiter},
-    service::{DomainConfig, KeyService},
-    verifier::Verifier,
 };
 
 use crate::usage::{Flusher, spawn_flusher};

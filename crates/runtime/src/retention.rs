@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use keyward_domain::{Store, service::KeyService};
+use keyward_domain::{Store, key_service::KeyService};
 
 /// How long each kind of record is kept (audit events: by each account's plan).
 #[derive(Debug, Clone, Copy)]

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use keyward_domain::{
-    PlanTable, TierTable, key_format::KeyPrefix, password::HashParams, service::DomainConfig, throttle::LoginLimits,
+    PlanTable, TierTable, key_format::KeyPrefix, key_service::DomainConfig, password::HashParams, throttle::LoginLimits,
 };
 use serde::Deserialize;
 

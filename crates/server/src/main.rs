@@ -15,9 +15,9 @@ use clap::{Parser, Subcommand};
 use config::{Config, LogFormat, Sensitive};
 use keyward_domain::{
     AccountId, OsRandom, Plan, Store, SystemClock,
+    key_service::KeyService,
     password::Password,
     people::{Email, Role},
-    service::KeyService,
 };
 use keyward_http::{AppState, HttpSettings, Policies, TrustedProxies, audit::RequestAuditSink};
 use keyward_ratelimit::Limits;

@@ -11,8 +11,8 @@ use std::{
 
 use keyward_domain::{
     ManualClock, Plan, SeededRandom,
+    key_service::{DomainConfig, KeyService, NewKey, Principal},
     ports::{Atomic, KeyStore, Outcome},
-    service::{DomainConfig, KeyService, NewKey, Principal},
 };
 use keyward_store_mem::MemStore;
 use time::macros::datetime;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use keyward_domain::{
     KeyHash, OsRandom, Plan, ScopeSet, SystemClock, VerifiableKey,
+    key_service::{DomainConfig, KeyService, NewKey, Principal},
     ports::KeyStore,
-    service::{DomainConfig, KeyService, NewKey, Principal},
 };
 use keyward_store_pg::testing::{TestDatabase, filled_key_cache};
 

@@ -11,8 +11,8 @@ use std::{
 
 use keyward_domain::{
     KeyHash, OsRandom, Plan, SystemClock,
+    key_service::{DomainConfig, KeyService, NewKey, Principal},
     ports::KeyStore,
-    service::{DomainConfig, KeyService, NewKey, Principal},
 };
 use keyward_store_pg::{CacheConfig, testing::TestDatabase};
 

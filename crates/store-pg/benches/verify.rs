@@ -9,7 +9,7 @@ use std::{hint::black_box, sync::Arc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use keyward_domain::{
     OsRandom, PlaintextKey, Plan, SystemClock,
-    service::{DomainConfig, KeyService, NewKey, Principal, VerifyInput},
+    key_service::{DomainConfig, KeyService, NewKey, Principal, VerifyInput},
 };
 use keyward_ratelimit::Limits;
 use keyward_store_pg::{CacheConfig, PgStore, testing::TestDatabase};

@@ -9,8 +9,8 @@ use std::{sync::Arc, time::Duration};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use keyward_domain::{
     KeyHash, Plan, SeededRandom, SystemClock,
+    key_service::{DomainConfig, KeyService, NewKey, Principal},
     ports::KeyStore,
-    service::{DomainConfig, KeyService, NewKey, Principal},
 };
 use keyward_store_pg::{CacheConfig, PgStore, testing::TestDatabase};
 
@@ -140,7 +140,7 @@ async fn changes_on_one_instance_reach_another_without_waiting_for_the_ttl() {
     a.update_key(
         &principal,
         fresh.key.id,
-        keyward_domain::service::KeyPatch { is_active: Some(false), ..Default::default() },
+        keyward_domain::key_service::KeyPatch { is_active: Some(false), ..Default::default() },
     )
     .await
     .unwrap();

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use keyward_domain::{
     ManualClock, Plan, SeededRandom,
     idempotency::Claim,
+    key_service::{DomainConfig, KeyService, NewKey, Principal},
     ports::{Atomic, IdempotencyStore, KeyStore, Outcome},
-    service::{DomainConfig, KeyService, NewKey, Principal},
 };
 use keyward_store_pg::testing::TestDatabase;
 use time::macros::datetime;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use keyward_domain::{
     ManualClock, Plan, SeededRandom,
+    key_service::{DomainConfig, KeyService, NewKey, Principal},
     ports::{KeyStore, UsageStore},
-    service::{DomainConfig, KeyService, NewKey, Principal},
     usage::UsageRecord,
 };
 use keyward_store_pg::testing::TestDatabase;

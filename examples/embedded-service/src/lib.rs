@@ -14,7 +14,7 @@ use actix_web::{
     middleware::from_fn,
     web,
 };
-use keyward_domain::verifier::Verifier;
+use keyward_domain::embedded::Verifier;
 use keyward_http::guard::{KeyGuard, VerifiedKey};
 use keyward_ratelimit::Limits;
 use keyward_store_pg::PgStore;

@@ -9,8 +9,8 @@ use actix_web::test;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use keyward_domain::{
     OsRandom, PlaintextKey, Plan, SystemClock, VerifyCode,
-    service::{DomainConfig, KeyService, NewKey, Principal, VerifyInput},
-    verifier::RequestUsage,
+    embedded::RequestUsage,
+    key_service::{DomainConfig, KeyService, NewKey, Principal, VerifyInput},
 };
 use keyward_ratelimit::Limits;
 use keyward_runtime::embedded::{EmbeddedOptions, EmbeddedVerifier};
@@ -84,7 +84,7 @@ async fn the_example_admits_valid_keys_rejects_revoked_ones_and_records_usage() 
     assert_eq!(body["owner_id"], "cust_7");
     // Nothing an embedding service might log shows the key: the verifier, a request, a verdict.
     let random_part = &key[key.len() - 36..key.len() - 6];
-    let input = keyward_domain::service::VerifyInput::key(keyward_domain::PlaintextKey::new(key.to_owned()));
+    let input = keyward_domain::key_service::VerifyInput::key(keyward_domain::PlaintextKey::new(key.to_owned()));
     let outcome = embedded.check(&input).await.unwrap();
     for shown in [format!("{embedded:?}"), format!("{input:?}"), format!("{outcome:?}")] {
         assert!(!shown.contains(key) && !shown.contains(random_part), "a key leaked into Debug output: {shown}");

@@ -92,7 +92,7 @@ pub async fn a_rolled_back_unit_of_work_leaves_nothing<S: Store>(store: S) {
 }
 
 pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
-    use crate::{usage::UsageRecord, verify::VerifyCode};
+    use crate::{usage::UsageRecord, verdict::VerifyCode};
     let f = fixture(store, Plan::Pro).await;
     let store = f.service.store();
     let account = f.principal.account_id;

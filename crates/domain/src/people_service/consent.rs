@@ -7,11 +7,11 @@ use crate::{
     audit::{Action, AuditResult, RequestContext},
     error::{ManageError, PeopleError},
     id::{AccountId, SessionId},
+    key_service::{Principal, Via},
     password::Password,
     people::{Invitation, Membership, Session},
     ports::{MembershipError, PasswordHasher, Store},
     ratelimit::RateLimiter,
-    service::{Principal, Via},
     validation::FieldErrors,
 };
 

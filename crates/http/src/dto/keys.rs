@@ -81,7 +81,7 @@ pub struct ImportKeyEntry {
 }
 
 impl ImportKeyEntry {
-    pub fn into_domain(self) -> keyward_domain::service::ImportedKey {
+    pub fn into_domain(self) -> keyward_domain::key_service::ImportedKey {
         let ImportKeyEntry {
             hash,
             name,
@@ -114,7 +114,7 @@ impl ImportKeyEntry {
             owner_id,
             metadata,
         };
-        keyward_domain::service::ImportedKey { hash, attributes: attributes.into() }
+        keyward_domain::key_service::ImportedKey { hash, attributes: attributes.into() }
     }
 }
 
@@ -313,7 +313,7 @@ pub struct IssuedKeyResponse {
 }
 
 impl IssuedKeyResponse {
-    pub fn new(issued: &keyward_domain::service::IssuedKey, now: OffsetDateTime) -> Self {
+    pub fn new(issued: &keyward_domain::key_service::IssuedKey, now: OffsetDateTime) -> Self {
         Self {
             record: KeyResponse::new(&issued.key, now),
             key: SecretString(issued.plaintext.expose_secret().to_owned()),

@@ -153,14 +153,14 @@ async fn openapi_document_lists_the_routes() {
 async fn storage_down_is_503_with_the_envelope() {
     use std::{sync::Arc, time::Duration};
 
-    use keyward_domain::{OsRandom, SystemClock, service::DomainConfig};
+    use keyward_domain::{OsRandom, SystemClock, key_service::DomainConfig};
     use keyward_http::{AppState, HttpSettings, TrustedProxies};
     use keyward_store_pg::{PgStore, PoolConfig};
 
     // Nothing listens on port 1: every connection attempt fails at once.
     let config = PoolConfig { wait_timeout: Duration::from_millis(500), ..PoolConfig::default() };
     let store = PgStore::connect("postgres://postgres@127.0.0.1:1/keyward", &config).unwrap();
-    let service = keyward_domain::service::KeyService::new(
+    let service = keyward_domain::key_service::KeyService::new(
         store,
         Arc::new(SystemClock),
         Arc::new(OsRandom),

@@ -8,9 +8,9 @@ use actix_web::{
 };
 use keyward_domain::{
     ManualClock, Plan, SeededRandom, Store,
+    key_service::{DomainConfig, KeyService},
     password::HashParams,
     people_service::PeopleService,
-    service::{DomainConfig, KeyService},
 };
 use keyward_http::{AppState, HttpSettings, Policies, TrustedProxies};
 use keyward_runtime::password::BlockingPasswordHasher;

@@ -188,7 +188,7 @@ both_stores! {
     async fn dtos_and_errors_never_print_a_secret(app) {
         let presented = keyward_domain::PlaintextKey::new(app.root_key.clone());
         let principal = app.service.authenticate_management(&presented, None).await.unwrap();
-        let new = keyward_domain::service::NewKey { name: "x".into(), ..Default::default() };
+        let new = keyward_domain::key_service::NewKey { name: "x".into(), ..Default::default() };
         let issued = app.service.create_key(&principal, new).await.unwrap();
         let secret = issued.plaintext.expose_secret().to_owned();
         let dto = keyward_http::dto::IssuedKeyResponse::new(&issued, START);

@@ -15,7 +15,7 @@ impl<S: Store> KeyService<S> {
     }
 
     /// Verifies a service key of `account`, for a caller already known to act for it (the
-    /// embedded [`Verifier`](crate::verifier::Verifier)). Never writes to storage.
+    /// embedded [`Verifier`](crate::embedded::Verifier)). Never writes to storage.
     /// Errors: `Invalid` (scopes, resource or cost), `Storage`.
     pub async fn verify_in_account<A: RateLimiter + QuotaLedger>(
         &self,

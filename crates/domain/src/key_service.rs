@@ -35,7 +35,7 @@ use crate::{
     secret::PlaintextKey,
     usage::{AccountStats, UsageEntry, UsagePosition, UsageSummary},
     validation::FieldErrors,
-    verify::{self, VerifyCode, VerifyRequest},
+    verdict::{self, VerifyCode, VerifyRequest},
 };
 
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
@@ -359,7 +359,7 @@ impl<S: Store> KeyService<S> {
     /// change the verdict: the key got as far as the IP check, and its addresses and
     /// networks did not admit `request.ip`.
     async fn check_key(&self, key: &VerifiableKey, request: VerifyRequest<'_>, now: OffsetDateTime) -> VerifyCode {
-        let code = verify::check(key, &request, now);
+        let code = verdict::check(key, &request, now);
         if code != VerifyCode::IpNotAllowed || key.allowlist_hosts().is_empty() || request.ip.is_none() {
             return code;
         }
@@ -367,7 +367,7 @@ impl<S: Store> KeyService<S> {
         for host in key.allowlist_hosts() {
             resolved.extend_from_slice(&self.resolver.resolve(host).await);
         }
-        verify::check(key, &VerifyRequest { resolved: &resolved, ..request }, now)
+        verdict::check(key, &VerifyRequest { resolved: &resolved, ..request }, now)
     }
 
     pub fn store(&self) -> &S {

@@ -9,9 +9,9 @@
 //!
 //! ```no_run
 //! # async fn example<S: keyward_domain::Store, A: keyward_domain::ratelimit::RateLimiter + keyward_domain::ratelimit::QuotaLedger>(
-//! #     verifier: &keyward_domain::verifier::Verifier<S, A>, presented: String,
+//! #     verifier: &keyward_domain::embedded::Verifier<S, A>, presented: String,
 //! # ) -> Result<(), keyward_domain::error::ManageError> {
-//! use keyward_domain::{PlaintextKey, VerifyCode, service::VerifyInput, verifier::RequestUsage};
+//! use keyward_domain::{PlaintextKey, VerifyCode, key_service::VerifyInput, embedded::RequestUsage};
 //!
 //! let outcome = verifier
 //!     .verify(
@@ -30,11 +30,11 @@ use std::{net::IpAddr, sync::Arc};
 use crate::{
     error::ManageError,
     id::AccountId,
+    key_service::{KeyService, VerifyInput, VerifyOutcome},
     meter::UsageMeter,
     ports::Store,
     ratelimit::{QuotaLedger, RateLimiter},
     secret::PlaintextKey,
-    service::{KeyService, VerifyInput, VerifyOutcome},
     usage::UsageRecord,
 };
 
