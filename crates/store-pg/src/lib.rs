@@ -237,8 +237,9 @@ impl PgStore {
     }
 
     /// Listens on `keyward_keys` on a connection of its own and evicts what other instances
-    /// change; on every (re)connection it flushes the cache, since notifications may have
-    /// been missed. Runs until the process ends.
+    /// change; once it listens again after losing its connection it flushes the cache, since
+    /// notifications may have been missed — but not before: while the database is away,
+    /// cached keys keep verifying. Runs until the process ends.
     pub fn start_invalidation_listener(&self) {
         let Some(cache) = self.cache.clone() else { return };
         let url = self.url.clone();
@@ -246,8 +247,10 @@ impl PgStore {
             let mut backoff = Duration::from_millis(100);
             loop {
                 let started = std::time::Instant::now();
+                // The cache is kept while the listener is away — cached keys keep verifying
+                // through a database restart — and flushed by `listen` once it listens
+                // again, since it cannot know what it missed meanwhile.
                 let ended = listen(&url, &cache).await;
-                cache.flush();
                 match ended {
                     Ok(()) => tracing::warn!("the cache invalidation listener lost its connection; reconnecting"),
                     Err(error) => tracing::warn!(%error, "the cache invalidation listener failed; reconnecting"),

@@ -180,3 +180,64 @@ fn the_lookup_future_does_not_carry_the_miss_path() {
     let lookup = store.find_by_hash(&hash);
     assert!(std::mem::size_of_val(&lookup) <= 2048, "{} bytes", std::mem::size_of_val(&lookup));
 }
+
+/// The database's own view of who is connected to `name`, from the admin database.
+async fn admin(url: &str) -> AsyncPgConnection {
+    let (base, _) = url.rsplit_once('/').unwrap();
+    AsyncPgConnection::establish(&format!("{base}/postgres")).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_keys_keep_verifying_while_the_database_is_unreachable() {
+    let db = TestDatabase::new().await;
+    let a = service(db.store());
+    let b = db.store().with_key_cache(LONG);
+    b.start_invalidation_listener();
+    let listener = wait_for_listener(db.url(), None).await;
+    let (_, issued) = a.create_account("Acme", Plan::Pro, true).await.unwrap();
+    let principal = Principal::for_key(&issued.unwrap().key);
+    let issued = a.create_key(&principal, NewKey { name: "cached".into(), ..Default::default() }).await.unwrap();
+    let hash = KeyHash::blake3(issued.plaintext.expose_secret());
+    assert!(
+        eventually(async || {
+            let loads = b.cache_loads();
+            b.find_by_hash(&hash).await.unwrap().is_some() && b.cache_loads() == loads
+        })
+        .await,
+        "B's cache warms"
+    );
+
+    // The database goes away: no new connection is allowed, every open one is ended (the
+    // listener's and the pools' alike), as in a restart.
+    let mut admin = admin(db.url()).await;
+    let name = db.name();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+    // Long enough for the listener to notice and fail to reconnect at least once.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let cached = b.find_by_hash(&hash).await;
+    assert!(
+        cached.as_ref().is_ok_and(|found| found.as_ref().is_some_and(|k| k.is_active)),
+        "a cached key keeps verifying while the database is down: {cached:?}"
+    );
+    let unknown = b.find_by_hash(&KeyHash::blake3("kw_live_never_cached")).await;
+    assert!(
+        matches!(unknown, Err(keyward_domain::StorageError::Unavailable(_))),
+        "an uncached key meets the outage as unavailable: {unknown:?}"
+    );
+
+    // The database returns: the listener reconnects, reconciles (it cannot know what it
+    // missed, so it forgets everything), and changes flow again.
+    admin.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await.unwrap();
+    wait_for_listener(db.url(), Some(listener)).await;
+    a.revoke_key(&principal, issued.key.id).await.unwrap();
+    assert!(
+        eventually(async || b.find_by_hash(&hash).await.is_ok_and(|k| k.is_some_and(|k| k.revoked_at.is_some()))).await,
+        "B sees a revocation made after the database came back"
+    );
+}
