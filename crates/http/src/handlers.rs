@@ -486,7 +486,3 @@ pub fn method_not_allowed(allow: &str) -> HttpResponse {
     }
     response
 }
-
-pub async fn no_route() -> Result<HttpResponse> {
-    Err(ApiError::new(ErrorCode::NotFound, "no such route; see /v1/openapi.json"))
-}

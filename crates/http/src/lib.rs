@@ -209,6 +209,7 @@ fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
         .service(resource("/healthz", vec![on(Method::GET, h::healthz)]))
         .service(resource("/readyz", vec![on(Method::GET, h::readyz::<S, L>)]))
         .service(resource("/v1/openapi.json", vec![on(Method::GET, openapi::openapi_json)]))
+        .service(resource("/v1", vec![on(Method::GET, openapi::describe)]))
         .service(resource("/docs/errors/{code}", vec![on(Method::GET, h::error_page)]))
         .service(resource("/v1/account", vec![on(Method::GET, h::get_account::<S, L>)]))
         .service(resource("/v1/auth/login", vec![on(Method::POST, p::login::<S, L>)]))
@@ -279,5 +280,5 @@ fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
         .service(resource("/v1/keys/{id}/usage", vec![on(Method::GET, h::key_usage::<S, L>)]))
         .service(resource("/v1/stats", vec![on(Method::GET, h::stats::<S, L>)]))
         .service(resource("/v1/audit", vec![on(Method::GET, h::list_audit::<S, L>)]))
-        .default_service(web::to(h::no_route))
+        .default_service(web::to(openapi::no_route))
 }

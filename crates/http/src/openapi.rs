@@ -1,12 +1,24 @@
-//! The OpenAPI 3.1 document, generated from the handlers' annotations and the DTO types.
-//! `cargo xtask codegen` writes it to `docs/openapi.json`; `--check` fails when it drifts.
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the DTO types,
+//! and the catalog `GET /v1` serves, derived from it: the API describes itself from one
+//! set of declarations. `cargo xtask codegen` writes the document to `docs/openapi.json`;
+//! `--check` fails when it drifts.
 
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use crate::{consent::*, dto::*, handlers::*, metrics::*, people::*};
+use crate::{
+    consent::*,
+    dto::*,
+    error::{ApiError, ErrorCode},
+    handlers::*,
+    metrics::*,
+    people::*,
+};
 
 // Serves the document: the handler lives with what it serves, so the document can list
 // every handler without the handlers depending back on it (no import cycle).
@@ -44,7 +56,7 @@ impl Modify for ApiKeyAuth {
 #[openapi(
     info(title = "Keyward", description = "Issue, verify, rate-limit, rotate and revoke API keys."),
     paths(
-        healthz, readyz, openapi_json, error_page, get_account,
+        healthz, readyz, openapi_json, describe, error_page, get_account,
         create_keyspace, list_keyspaces, get_keyspace, update_keyspace, delete_keyspace,
         create_key, import_keys, list_keys, get_key, update_key, revoke_key, rotate_key, key_self, verify_key,
         login, logout, session, verify_password, change_password, list_invitations, accept_invitation, decline_invitation,
@@ -82,4 +94,98 @@ pub fn document_json() -> String {
     let mut json = document().to_pretty_json().unwrap_or_default();
     json.push('\n');
     json
+}
+
+// Lists every module (a tag of the document) and its functions (operations); served as is.
+#[utoipa::path(get, path = "/v1", tag = "operations",
+    responses((status = 200, description = "The modules of the API and their functions, with their required and optional arguments")))]
+pub async fn describe() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(catalog())
+}
+
+/// `GET /v1`: `{"modules": [{"name", "description", "functions": [{"name", "method",
+/// "path", "summary", "required", "optional"}]}]}`, built once from [`document`].
+pub fn catalog() -> &'static Value {
+    static CATALOG: OnceLock<Value> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let doc = serde_json::to_value(document()).unwrap_or_default();
+        let mut modules: Vec<(String, String, Vec<Value>)> = doc["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|tag| (text(&tag["name"]), text(&tag["description"]), Vec::new()))
+            .collect();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                let tag = operation["tags"][0].as_str().unwrap_or("operations");
+                let Some(module) = modules.iter_mut().find(|(name, _, _)| name == tag) else { continue };
+                let (required, optional) = arguments(&doc, operation);
+                module.2.push(json!({
+                    "name": operation["operationId"],
+                    "method": method.to_uppercase(),
+                    "path": path,
+                    "summary": operation["summary"],
+                    "required": required,
+                    "optional": optional,
+                }));
+            }
+        }
+        let modules: Vec<Value> = modules
+            .into_iter()
+            .map(|(name, description, functions)| json!({"name": name, "description": description, "functions": functions}))
+            .collect();
+        json!({ "modules": modules })
+    })
+}
+
+/// The names of the modules, for the 404 of an unknown route.
+pub fn module_names() -> impl Iterator<Item = (&'static str, &'static str)> {
+    catalog()["modules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["name"].as_str().unwrap_or_default(), m["description"].as_str().unwrap_or_default()))
+}
+
+/// The answer to a path no route matches: 404, with the API's modules in `details`
+/// (`GET /v1` lists their functions).
+pub async fn no_route() -> Result<actix_web::HttpResponse, ApiError> {
+    let modules = module_names()
+        .map(|(name, description)| keyward_domain::FieldError {
+            field: name.to_owned(),
+            message: description.to_owned(),
+        })
+        .collect();
+    Err(ApiError {
+        details: modules,
+        ..ApiError::new(ErrorCode::NotFound, "no such route; GET /v1 lists the API's modules")
+    })
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// An operation's required and optional arguments: its path and query parameters, and the
+/// properties of its JSON body (`$ref`s into the components resolved).
+fn arguments(doc: &Value, operation: &Value) -> (Vec<String>, Vec<String>) {
+    let (mut required, mut optional) = (Vec::new(), Vec::new());
+    for parameter in operation["parameters"].as_array().into_iter().flatten() {
+        let name = text(&parameter["name"]);
+        if parameter["required"].as_bool() == Some(true) { required.push(name) } else { optional.push(name) }
+    }
+    let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+    let schema = match body["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+        Some(name) => &doc["components"]["schemas"][name],
+        None => body,
+    };
+    let must: Vec<&str> = schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let properties: &Map<String, Value> = match schema["properties"].as_object() {
+        Some(properties) => properties,
+        None => return (required, optional),
+    };
+    for name in properties.keys() {
+        if must.contains(&name.as_str()) { required.push(name.clone()) } else { optional.push(name.clone()) }
+    }
+    (required, optional)
 }

@@ -44,6 +44,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/healthz", None),
     route("GET", "/readyz", None),
     route("GET", "/v1/openapi.json", None),
+    route("GET", "/v1", None),
     route("GET", "/docs/errors/{code}", None),
     route("GET", "/v1/account", Some(A::AccountRead)),
     hashing(route("POST", "/v1/auth/login", Some(A::Login))),

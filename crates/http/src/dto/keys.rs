@@ -199,6 +199,7 @@ pub struct RotateKeyRequest {
 
 /// `GET /v1/keys` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListKeysQuery {
     #[param(value_type = Option<String>)]

@@ -4,6 +4,7 @@ use super::*;
 
 /// `GET /v1/audit` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// 1–100, default 50.
@@ -87,6 +88,7 @@ pub struct AuditListResponse {
 
 /// `GET /v1/keys/{id}/usage` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// 1–100, default 50.

@@ -34,3 +34,65 @@ fn each_method_and_path_is_listed_once() {
         assert!(!twice, "{} {} is listed twice", route.method, route.path);
     }
 }
+
+#[test]
+fn the_openapi_document_and_the_route_table_list_the_same_operations() {
+    let doc = serde_json::to_value(keyward_http::openapi::document()).unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    for route in ROUTES {
+        let listed = documented.iter().any(|(m, p)| m == route.method && p == route.path);
+        assert!(listed, "{} {} is served but not in the OpenAPI document", route.method, route.path);
+    }
+    for (method, path) in &documented {
+        let served = ROUTES.iter().any(|r| r.method == method && r.path == path);
+        assert!(served, "{method} {path} is documented but not in the route table");
+    }
+}
+
+#[actix_web::test]
+async fn the_api_describes_itself() {
+    let app = TestApp::new(MemStore::new()).await;
+    let catalog = app.send(TestRequest::get().uri("/v1")).await;
+    assert_eq!(catalog.status, 200);
+    let modules = catalog.body["modules"].as_array().unwrap();
+    let keys = modules.iter().find(|m| m["name"] == "keys").expect("a keys module");
+    let create = keys["functions"].as_array().unwrap().iter().find(|f| f["name"] == "create_key").unwrap();
+    assert_eq!(create["method"], "POST");
+    assert_eq!(create["path"], "/v1/keys");
+    assert_eq!(create["required"], serde_json::json!(["name"]));
+    assert!(create["optional"].as_array().unwrap().iter().any(|a| a == "scopes"), "{create:#}");
+    // Every operation of the document is a function of some module.
+    let functions: usize = modules.iter().map(|m| m["functions"].as_array().unwrap().len()).sum();
+    assert_eq!(functions, ROUTES.len());
+
+    // An unknown route names the modules.
+    let unknown = app.get("/v1/nowhere").await;
+    unknown.assert_error(404, "not_found");
+    let details = unknown.body["details"].as_array().unwrap();
+    assert_eq!(details.len(), modules.len());
+    assert!(details.iter().any(|d| d["field"] == "keys"), "{:#}", unknown.body);
+}
+
+#[test]
+fn path_parameters_are_the_paths_and_the_rest_are_optional_queries() {
+    let doc = serde_json::to_value(keyward_http::openapi::document()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let in_template: Vec<&str> =
+            path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        for (method, operation) in item.as_object().unwrap() {
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            let in_path: Vec<&str> =
+                parameters.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect();
+            assert_eq!(in_path, in_template, "{method} {path}: path parameters");
+            for parameter in parameters.iter().filter(|p| p["in"] != "path") {
+                assert_eq!(parameter["in"], "query", "{method} {path}: {parameter}");
+                assert_eq!(parameter["required"], false, "{method} {path}: {parameter}");
+            }
+        }
+    }
+}
