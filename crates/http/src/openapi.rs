@@ -14,7 +14,7 @@ use utoipa::{
 use crate::{
     consent::*,
     dto::*,
-    error::{ApiError, ErrorCode},
+    error::{ApiError, ERROR_CODES, ErrorCode},
     handlers::*,
     metrics::*,
     people::*,
@@ -86,7 +86,63 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     // The version of this build, not of the utoipa crate that rendered it.
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    declare_error_statuses(&mut doc);
     doc
+}
+
+/// Routes anyone may call: no credential, so no 401 or 403.
+const PUBLIC: &[&str] = &["/healthz", "/readyz", "/v1/openapi.json", "/v1", "/docs/errors/{code}"];
+
+/// Declares, on every operation, each error status the layers around its handler can
+/// answer — the per-IP limit and storage on every route; credentials on all but the public
+/// ones; a missing object where the path names one; a malformed, slow, oversized or
+/// non-JSON body where there is one; the `Idempotency-Key` on POSTs; a malformed query —
+/// each with the error envelope and the codes of that status (one table: `ErrorCode`).
+/// A handler's own annotation wins where it already declares the status.
+fn declare_error_statuses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, path::ParameterIn};
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let public = PUBLIC.contains(&path.as_str());
+        let operations = [
+            ("GET", &mut item.get),
+            ("POST", &mut item.post),
+            ("PATCH", &mut item.patch),
+            ("PUT", &mut item.put),
+            ("DELETE", &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation.as_mut() else { continue };
+            let mut statuses = vec![429, 500, 503];
+            if !public {
+                statuses.extend([401, 403]);
+            }
+            if path.contains('{') {
+                statuses.push(404);
+            }
+            if matches!(method, "POST" | "PATCH" | "PUT") {
+                statuses.extend([400, 408, 413, 415]);
+            }
+            if method == "POST" && !public {
+                statuses.extend([409, 422]);
+            }
+            let queried = operation.parameters.iter().flatten().any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            if queried {
+                statuses.push(400);
+            }
+            for status in statuses {
+                let codes: Vec<&str> =
+                    ERROR_CODES.iter().filter(|(_, s, _)| *s == status).map(|(code, _, _)| *code).collect();
+                let response = ResponseBuilder::new()
+                    .description(format!("The error envelope; `error` is one of: {}", codes.join(", ")))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorEnvelope"))).build(),
+                    )
+                    .build();
+                operation.responses.responses.entry(status.to_string()).or_insert_with(|| response.into());
+            }
+        }
+    }
 }
 
 /// The document as committed in `docs/openapi.json`.

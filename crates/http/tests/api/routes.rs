@@ -96,3 +96,30 @@ fn path_parameters_are_the_paths_and_the_rest_are_optional_queries() {
         }
     }
 }
+
+#[test]
+fn every_operation_declares_the_errors_every_route_can_answer() {
+    let doc = serde_json::to_value(keyward_http::openapi::document()).unwrap();
+    let public = ["/healthz", "/readyz", "/v1/openapi.json", "/v1", "/docs/errors/{code}"];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let declared = |status: &str| operation["responses"].get(status).is_some();
+            for status in ["429", "500", "503"] {
+                assert!(declared(status), "{method} {path} lacks {status}");
+            }
+            if !public.contains(&path.as_str()) {
+                assert!(declared("401") && declared("403"), "{method} {path} lacks 401 or 403");
+            }
+            if path.contains('{') {
+                assert!(declared("404"), "{method} {path} lacks 404");
+            }
+            if method == "post" || method == "patch" {
+                for status in ["400", "408", "413", "415"] {
+                    assert!(declared(status), "{method} {path} lacks {status}");
+                }
+            }
+            let envelope = &operation["responses"]["503"]["content"]["application/json"]["schema"]["$ref"];
+            assert_eq!(envelope, "#/components/schemas/ErrorEnvelope", "{method} {path}");
+        }
+    }
+}
