@@ -26,7 +26,7 @@ pub struct ChangePasswordRequest {
     #[schema(value_type = String, format = Password)]
     pub current_password: SecretString,
     /// 10 to 1,024 characters.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 1024)]
     pub new_password: SecretString,
 }
 
@@ -65,7 +65,7 @@ pub struct InvitationDto {
     pub account_id: AccountId,
     /// The inviting account's name.
     pub name: String,
-    #[schema(value_type = String, example = "member")]
+    #[schema(value_type = crate::dto::schema::RoleName, example = "member")]
     pub role: Role,
     /// Who invited you: `user:usr_…` or `key:key_…`.
     pub invited_by: String,
@@ -104,7 +104,7 @@ pub async fn list_invitations<S: Store, L: Admission>(
 pub struct JoinedResponse {
     #[schema(value_type = String)]
     pub account_id: AccountId,
-    #[schema(value_type = String, example = "member")]
+    #[schema(value_type = crate::dto::schema::RoleName, example = "member")]
     pub role: Role,
 }
 

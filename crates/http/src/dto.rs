@@ -5,6 +5,7 @@
 mod keys;
 mod keyspaces;
 mod reports;
+pub mod schema;
 
 pub use keys::*;
 pub use keyspaces::*;
@@ -45,23 +46,28 @@ impl std::fmt::Debug for SecretString {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitWindowDto {
     /// e.g. `per_minute`
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
+    #[schema(minimum = 1)]
     pub limit: u64,
+    #[schema(minimum = 1)]
     pub period_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefillDto {
+    #[schema(minimum = 1)]
     pub amount: i64,
     /// `day` or `month`; the balance is replaced at 00:00 UTC.
-    #[schema(value_type = String, example = "month")]
+    #[schema(value_type = schema::RefillIntervalName, example = "month")]
     pub interval: RefillInterval,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaDto {
+    #[schema(minimum = 0)]
     pub remaining: i64,
     #[serde(default)]
     pub refill: Option<RefillDto>,

@@ -52,6 +52,15 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if let Ok(value) = serde_json::from_slice(bytes) {
         return Ok(value);
     }
+    // JSON has one number type, and JSON Schema counts `3.0` as an integer: a body that
+    // failed only because an integer was written with a zero fraction is read again with
+    // such numbers as integers.
+    if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && integral_floats_to_integers(&mut value)
+        && let Ok(parsed) = serde_json::from_value(value)
+    {
+        return Ok(parsed);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -66,6 +75,28 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Trailing characters after the value are a syntax error too.
     deserializer.end().map_err(invalid_json)?;
     Ok(value)
+}
+
+/// Rewrites every number with a zero fraction (within 64 bits) as an integer; whether any
+/// was.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or(f64::NAN);
+            // Beyond ±2^63 a float has no exact integer in 64 bits worth trusting.
+            let integral = float.fract() == 0.0 && float.abs() < 9.2e18;
+            if integral {
+                #[allow(clippy::cast_possible_truncation)]
+                let integer = float as i64;
+                *value = Value::from(integer);
+            }
+            integral
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |any, item| integral_floats_to_integers(item) | any),
+        Value::Object(fields) => fields.values_mut().fold(false, |any, field| integral_floats_to_integers(field) | any),
+        _ => false,
+    }
 }
 
 /// serde quotes the string it could not use (`invalid type: string "…", expected u32`);
@@ -162,8 +193,9 @@ fn unsupported_media_type() -> ApiError {
     ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json")
 }
 
-/// A JSON body that may be absent (`POST /v1/keys/{id}/rotate`): an empty body is
-/// `T::default()`. Deferred like [`Json`].
+/// A JSON body that may be absent (`POST /v1/keys/{id}/rotate`): an empty body, or JSON
+/// `null` (what the document's `oneOf: [null, …]` allows), is `T::default()`. Deferred
+/// like [`Json`].
 #[derive(Debug)]
 pub struct OptionalJson<T>(Result<T, ApiError>);
 
@@ -189,7 +221,7 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
                 if !is_json(&req) {
                     return Err(unsupported_media_type());
                 }
-                parse_json(&body)
+                parse_json::<Option<T>>(&body).map(Option::unwrap_or_default)
             };
             Ok(OptionalJson(parsed.await))
         })
@@ -312,6 +344,21 @@ pub fn request_context(req: &HttpRequest) -> RequestContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Counted {
+        count: u32,
+        nested: Vec<u64>,
+    }
+
+    #[test]
+    fn integers_written_with_a_zero_fraction_are_integers() {
+        let parsed: Counted = parse_json(br#"{"count": 3961.0, "nested": [1.0, 2]}"#).unwrap();
+        assert_eq!(parsed, Counted { count: 3961, nested: vec![1, 2] });
+        let fraction = parse_json::<Counted>(br#"{"count": 3961.5, "nested": []}"#).unwrap_err();
+        assert_eq!(fraction.details[0].field, "count", "a real fraction is still refused, by name");
+        assert!(parse_json::<Counted>(br#"{"count": -1.0, "nested": []}"#).is_err(), "and so is a negative u32");
+    }
 
     #[test]
     fn rejected_strings_are_not_echoed() {

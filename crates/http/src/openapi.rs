@@ -23,8 +23,18 @@ use crate::{
 // Serves the document: the handler lives with what it serves, so the document can list
 // every handler without the handlers depending back on it (no import cycle).
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
-pub async fn openapi_json() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(document())
+pub async fn openapi_json(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    let mut doc = document();
+    if !serves_metrics(&req) {
+        doc.paths.paths.remove("/metrics");
+    }
+    actix_web::HttpResponse::Ok().json(doc)
+}
+
+/// `/metrics` exists only when a scrape token is configured; the document and the catalog
+/// this server answers with say so.
+fn serves_metrics(req: &actix_web::HttpRequest) -> bool {
+    req.app_data::<actix_web::web::Data<crate::metrics::MetricsToken>>().is_some()
 }
 
 struct ApiKeyAuth;
@@ -155,8 +165,17 @@ pub fn document_json() -> String {
 // Lists every module (a tag of the document) and its functions (operations); served as is.
 #[utoipa::path(get, path = "/v1", tag = "operations",
     responses((status = 200, description = "The modules of the API and their functions, with their required and optional arguments")))]
-pub async fn describe() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(catalog())
+pub async fn describe(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    if serves_metrics(&req) {
+        return actix_web::HttpResponse::Ok().json(catalog());
+    }
+    let mut catalog = catalog().clone();
+    for module in catalog["modules"].as_array_mut().into_iter().flatten() {
+        if let Some(functions) = module["functions"].as_array_mut() {
+            functions.retain(|f| f["path"] != "/metrics");
+        }
+    }
+    actix_web::HttpResponse::Ok().json(catalog)
 }
 
 /// `GET /v1`: `{"modules": [{"name", "description", "functions": [{"name", "method",

@@ -38,7 +38,7 @@ pub struct LoginRequest {
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
     /// Which of your accounts to enter; default: the oldest membership.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^acct_[0-6][0-9A-Za-z]{21}$")]
     pub account_id: Option<AccountId>,
     /// Also mint a temporary key carrying your role (6 h idle, 7 days at most).
     #[serde(default)]
@@ -237,7 +237,7 @@ pub async fn list_users<S: Store, L: Admission>(
 #[serde(deny_unknown_fields)]
 pub struct AddUserRequest {
     pub email: String,
-    #[schema(value_type = String, example = "member")]
+    #[schema(value_type = crate::dto::schema::RoleName, example = "member")]
     pub role: Role,
 }
 
@@ -276,7 +276,7 @@ pub async fn add_user<S: Store, L: Admission>(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::dto::schema::RoleName)]
     pub role: Role,
 }
 

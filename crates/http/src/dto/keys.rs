@@ -6,27 +6,31 @@ use super::*;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    #[schema(value_type = Option<String>, example = "ks_0F9u2Xf1l8tQkz5Hc0Yw3e")]
+    #[schema(value_type = Option<String>, pattern = "^ks_[0-6][0-9A-Za-z]{21}$", example = "ks_0F9u2Xf1l8tQkz5Hc0Yw3e")]
     pub keyspace_id: Option<KeyspaceId>,
-    #[schema(example = "server srv_42")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "server srv_42")]
     pub name: String,
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
-    #[schema(value_type = Option<String>, example = "live")]
+    #[schema(value_type = Option<schema::EnvironmentName>, example = "live")]
     pub environment: Option<Environment>,
-    #[schema(example = json!(["server:*", "ip:setptr"]))]
+    #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100, example = json!(["server:*", "ip:setptr"]))]
     pub scopes: Option<Vec<String>>,
     #[schema(example = "server:srv_42")]
     pub resource: Option<String>,
     #[schema(value_type = Option<String>, example = "pro")]
     pub tier: Option<Tier>,
+    #[schema(max_items = 10)]
     pub rate_limits: Option<Vec<RateLimitWindowDto>>,
     pub quota: Option<QuotaDto>,
-    #[schema(example = json!(["203.0.113.0/24", "2001:db8::1"]))]
+    #[schema(max_items = 100, example = json!(["203.0.113.0/24", "2001:db8::1"]))]
     pub ip_allowlist: Option<Vec<String>>,
     #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
+    #[schema(minimum = 1)]
     pub idle_timeout_seconds: Option<u32>,
+    #[schema(max_length = 255)]
     pub owner_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
@@ -60,21 +64,28 @@ pub struct ImportKeyEntry {
     /// `sha256:<64 hex>` or `blake3:<64 hex>` of the key as customers present it.
     #[schema(example = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
     pub hash: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::EnvironmentName>)]
     pub environment: Option<Environment>,
+    #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100)]
     pub scopes: Option<Vec<String>>,
     pub resource: Option<String>,
     #[schema(value_type = Option<String>)]
     pub tier: Option<Tier>,
+    #[schema(max_items = 10)]
     pub rate_limits: Option<Vec<RateLimitWindowDto>>,
     pub quota: Option<QuotaDto>,
+    #[schema(max_items = 100)]
     pub ip_allowlist: Option<Vec<String>>,
     #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
+    #[schema(minimum = 1)]
     pub idle_timeout_seconds: Option<u32>,
+    #[schema(max_length = 255)]
     pub owner_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
@@ -122,8 +133,9 @@ impl ImportKeyEntry {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportKeysRequest {
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^ks_[0-6][0-9A-Za-z]{21}$")]
     pub keyspace_id: Option<KeyspaceId>,
+    #[schema(min_items = 1, max_items = 1000)]
     pub keys: Vec<ImportKeyEntry>,
 }
 
@@ -144,17 +156,21 @@ pub struct ImportKeysResponse {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     pub description: Option<Option<String>>,
+    #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100)]
     pub scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
     pub resource: Option<Option<String>>,
     #[schema(value_type = Option<String>)]
     pub tier: Option<Tier>,
+    #[schema(max_items = 10)]
     pub rate_limits: Option<Vec<RateLimitWindowDto>>,
     #[serde(default, deserialize_with = "double_option")]
     pub quota: Option<Option<QuotaDto>>,
+    #[schema(max_items = 100)]
     pub ip_allowlist: Option<Vec<String>>,
     #[serde(default, deserialize_with = "crate::timestamp::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -194,6 +210,7 @@ impl From<UpdateKeyRequest> for KeyPatch {
 pub struct RotateKeyRequest {
     /// How long the old key keeps working (0–604800 s, default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
     pub grace_period_seconds: u32,
 }
 
@@ -202,14 +219,16 @@ pub struct RotateKeyRequest {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListKeysQuery {
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^ks_[0-6][0-9A-Za-z]{21}$")]
     pub keyspace_id: Option<KeyspaceId>,
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<schema::EnvironmentName>)]
     pub environment: Option<Environment>,
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<schema::KeyStatusName>)]
     pub status: Option<KeyStatus>,
+    #[param(max_length = 255)]
     pub owner_id: Option<String>,
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -225,6 +244,7 @@ pub struct KeyResponse {
     #[schema(value_type = Option<String>)]
     pub keyspace_id: Option<KeyspaceId>,
     pub name: String,
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
     #[schema(value_type = String)]
     pub environment: Environment,
@@ -243,7 +263,9 @@ pub struct KeyResponse {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
+    #[schema(minimum = 1)]
     pub idle_timeout_seconds: Option<u32>,
+    #[schema(max_length = 255)]
     pub owner_id: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Metadata,
@@ -365,6 +387,7 @@ pub struct VerifyKeyRequest {
     pub key: SecretString,
     /// Scopes the request needs; all must be granted.
     #[serde(default)]
+    #[schema(value_type = Vec<schema::ScopeText>)]
     pub scopes: Vec<String>,
     /// The resource the request touches (`type:id`), checked against the key's binding.
     pub resource: Option<String>,

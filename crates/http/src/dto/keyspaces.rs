@@ -6,10 +6,10 @@ use super::*;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyspaceRequest {
-    #[schema(example = "crucible")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "crucible")]
     pub name: String,
     /// 2–20 characters of `[a-z0-9_]`; default `kw`.
-    #[schema(example = "gmk_cru")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_]{0,18}[a-z0-9]$", example = "gmk_cru")]
     pub prefix: Option<String>,
     #[schema(value_type = Option<String>)]
     pub default_tier: Option<Tier>,
@@ -17,7 +17,7 @@ pub struct CreateKeyspaceRequest {
     /// When set, keys of this keyspace may hold only these scopes.
     pub allowed_scopes: Option<Vec<String>>,
     /// `open` (default) or `allowlist_required`.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::IpPolicyName>)]
     pub ip_policy: Option<IpPolicy>,
 }
 
@@ -38,14 +38,16 @@ impl From<CreateKeyspaceRequest> for NewKeyspace {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyspaceRequest {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(pattern = "^[a-z0-9][a-z0-9_]{0,18}[a-z0-9]$")]
     pub prefix: Option<String>,
     #[schema(value_type = Option<String>)]
     pub default_tier: Option<Tier>,
     pub default_scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
     pub allowed_scopes: Option<Option<Vec<String>>>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::IpPolicyName>)]
     pub ip_policy: Option<IpPolicy>,
 }
 

@@ -8,6 +8,7 @@ use super::*;
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -17,7 +18,7 @@ pub struct AuditQuery {
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
     pub action: Option<String>,
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<schema::AuditResultName>)]
     pub result: Option<keyward_domain::audit::AuditResult>,
     #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[param(value_type = Option<String>, format = DateTime)]
@@ -92,6 +93,7 @@ pub struct AuditListResponse {
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
     #[serde(default, deserialize_with = "crate::timestamp::option")]

@@ -169,3 +169,23 @@ mod sha2_like {
         hash[1..].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
+
+both_stores! {
+    async fn a_rotation_body_may_be_absent_or_null(app) {
+        let root = app.root_key.clone();
+        let (id, _) = app.create_key(json!({"name": "rotate me"})).await;
+        let rotate = |id: &str, body: Option<&'static str>| {
+            let mut request = TestRequest::post()
+                .uri(&format!("/v1/keys/{id}/rotate"))
+                .insert_header(("authorization", format!("Bearer {root}")));
+            if let Some(body) = body {
+                request = request.insert_header(("content-type", "application/json")).set_payload(body);
+            }
+            request
+        };
+        let absent = app.send(rotate(&id, None)).await;
+        assert_eq!(absent.status.as_u16(), 201, "{:#}", absent.body);
+        let null = app.send(rotate(&absent.str("id"), Some("null"))).await;
+        assert_eq!(null.status.as_u16(), 201, "{:#}", null.body);
+    }
+}

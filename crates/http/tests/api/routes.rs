@@ -123,3 +123,17 @@ fn every_operation_declares_the_errors_every_route_can_answer() {
         }
     }
 }
+
+#[actix_web::test]
+async fn without_a_scrape_token_neither_the_document_nor_the_catalog_offers_metrics() {
+    let app = TestApp::without_metrics(MemStore::new()).await;
+    let doc = app.send(TestRequest::get().uri("/v1/openapi.json")).await.body;
+    assert!(doc["paths"].get("/metrics").is_none());
+    assert!(doc["paths"].get("/v1/keys").is_some());
+    let catalog = app.send(TestRequest::get().uri("/v1")).await.body;
+    let offered = catalog["modules"].as_array().unwrap().iter().flat_map(|m| m["functions"].as_array().unwrap().iter());
+    assert!(offered.clone().all(|f| f["path"] != "/metrics"));
+    assert_eq!(offered.count(), ROUTES.len() - 1);
+    let with = TestApp::new(MemStore::new()).await;
+    assert!(with.send(TestRequest::get().uri("/v1/openapi.json")).await.body["paths"].get("/metrics").is_some());
+}
