@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <task>` (see `.cargo/config.toml`):
 //!
 //! - `ci`: everything CI checks — formatting, clippy with warnings denied, `tidy`, the whole
-//!   test suite against a real PostgreSQL (found, started or installed), and cargo-deny.
+//!   test suite against a real PostgreSQL (found, started or installed), schemathesis
+//!   against the release binary (`contract`), and cargo-deny.
 //! - `dev`: migrate a local PostgreSQL and serve against it.
 //! - `codegen [--check]`: regenerate (or check) `crates/store-pg/src/schema.rs` from the
 //!   migrations and `docs/openapi.json` from the code.
@@ -9,6 +10,8 @@
 //! - `bench [criterion | http]`: the criterion benchmarks and the HTTP benchmark (release
 //!   builds; keyward and a bare actix-web server under the same load); figures go to
 //!   `docs/performance.md`.
+//! - `contract [seconds]`: schemathesis (pinned, in a virtualenv it creates) against the
+//!   release binary on both stores.
 //!
 //! It depends on std and serde_json (to read `cargo metadata`), so it builds in seconds on
 //! a fresh clone.
@@ -21,11 +24,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod contract;
 mod cycles;
 mod tidy;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
+/// schemathesis examples per operation and phase in `cargo xtask ci`.
+const CONTRACT_EXAMPLES: u32 = 20;
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PRIVATE_PORT: u16 = 54329;
 
@@ -37,7 +43,11 @@ fn main() -> ExitCode {
         Some("codegen") => codegen(args.iter().any(|a| a == "--check")),
         Some("tidy") => tidy::tidy(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
-        _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench [criterion | http]>".into()),
+        Some("contract") => contract::contract(args.get(1).map(String::as_str)),
+        _ => Err(
+            "usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench [criterion | http] | contract [seconds]>"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,6 +105,9 @@ fn ci() -> Result {
         eprintln!("cargo-nextest is not installed; using cargo test");
         run("cargo", &["test", "--workspace", "--locked", "--no-fail-fast"], &db)?;
     }
+    // The OpenAPI document as a contract: schemathesis against the release binary, both
+    // stores, a fixed number of examples so every run makes the same requests.
+    contract::run_contract(&contract::Budget::Examples(CONTRACT_EXAMPLES))?;
     step("dependency policy (cargo deny check bans licenses sources)");
     if succeeds("cargo", &["deny", "--version"]) || install_cargo_deny() {
         run("cargo", &["deny", "--all-features", "check", "bans", "licenses", "sources"], &[])?;

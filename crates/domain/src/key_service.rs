@@ -44,6 +44,8 @@ pub const MAX_GRACE_PERIOD_SECONDS: u32 = 604_800;
 pub const MAX_IMPORT_BATCH: usize = 1_000;
 pub const MAX_VERIFY_COST: u32 = 1_000_000;
 const MAX_PERIOD_SECONDS: u64 = 366 * 24 * 3600;
+/// The most requests a key's own window may allow (a billion: past it, no limit is meant).
+const MAX_WINDOW_LIMIT: u64 = 1_000_000_000;
 const MAX_PRESENTED_KEY_LEN: usize = 512;
 
 /// Settings the use cases read; every value has the SPEC default.
@@ -265,15 +267,22 @@ pub struct KeyService<S> {
     resolver: Arc<dyn HostResolver>,
 }
 
+/// A name is one line of 1 to `max` characters, not all blank.
 pub(crate) fn validate_name(errors: &mut FieldErrors, field: &str, name: &str, max: usize) {
     if name.trim().is_empty() || name.chars().count() > max {
         errors.push(field, format!("must be 1 to {max} characters and not blank"));
+    } else if name.chars().any(char::is_control) {
+        errors.push(field, "must not contain control characters");
     }
 }
 
+/// Free text: at most `max` characters, and no NUL, which PostgreSQL's text cannot hold
+/// (it would fail the write, and the call, with a 500).
 pub(crate) fn validate_optional_text(errors: &mut FieldErrors, field: &str, value: Option<&str>, max: usize) {
     if value.is_some_and(|v| v.chars().count() > max) {
         errors.push(field, format!("must be at most {max} characters"));
+    } else if value.is_some_and(|v| v.contains('\0')) {
+        errors.push(field, "must not contain the NUL character");
     }
 }
 
@@ -302,11 +311,13 @@ fn validate_rate_limits(errors: &mut FieldErrors, windows: &[RateLimitWindow]) {
     for (i, window) in windows.iter().enumerate() {
         if window.name.is_empty() || window.name.len() > 50 {
             errors.push(format!("rate_limits[{i}].name"), "must be 1 to 50 characters");
+        } else if window.name.chars().any(char::is_control) {
+            errors.push(format!("rate_limits[{i}].name"), "must not contain control characters");
         } else if windows[..i].iter().any(|w| w.name == window.name) {
             errors.push(format!("rate_limits[{i}].name"), "must be unique");
         }
-        if window.limit == 0 {
-            errors.push(format!("rate_limits[{i}].limit"), "must be at least 1");
+        if !(1..=MAX_WINDOW_LIMIT).contains(&window.limit) {
+            errors.push(format!("rate_limits[{i}].limit"), format!("must be 1 to {MAX_WINDOW_LIMIT}"));
         }
         if !(1..=MAX_PERIOD_SECONDS).contains(&window.period_seconds) {
             errors.push(format!("rate_limits[{i}].period_seconds"), format!("must be 1 to {MAX_PERIOD_SECONDS}"));
@@ -324,9 +335,12 @@ fn validate_quota(errors: &mut FieldErrors, quota: &Quota) {
 }
 
 fn validate_metadata(errors: &mut FieldErrors, metadata: &Metadata) {
-    let size = serde_json::to_vec(metadata).map_or(usize::MAX, |bytes| bytes.len());
-    if size > MAX_METADATA_BYTES {
+    let serialized = serde_json::to_string(metadata).unwrap_or_default();
+    if serialized.len() > MAX_METADATA_BYTES {
         errors.push("metadata", format!("must serialize to at most {MAX_METADATA_BYTES} bytes"));
+    } else if serialized.contains("\\u0000") {
+        // PostgreSQL's jsonb cannot hold U+0000 in a string.
+        errors.push("metadata", "must not contain the NUL character (\\u0000)");
     }
 }
 

@@ -46,11 +46,11 @@ impl std::fmt::Debug for SecretString {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitWindowDto {
     /// e.g. `per_minute`
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 50, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub name: String,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub limit: u64,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 31622400)]
     pub period_seconds: u64,
 }
 

@@ -47,6 +47,11 @@ pub struct BodyLimit(pub usize);
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let invalid_json =
         |e: serde_json::Error| ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}"));
+    // Every body of this API is an object; serde would also fill a struct from an array
+    // (`[]` for a body whose fields all have defaults), which no document allows.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|first| *first == b'[') {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
     // The common case, a valid body, takes serde_json's fast path; only a failure is parsed
     // again, with the path of the field that failed, for the message.
     if let Ok(value) = serde_json::from_slice(bytes) {
@@ -358,6 +363,21 @@ mod tests {
         let fraction = parse_json::<Counted>(br#"{"count": 3961.5, "nested": []}"#).unwrap_err();
         assert_eq!(fraction.details[0].field, "count", "a real fraction is still refused, by name");
         assert!(parse_json::<Counted>(br#"{"count": -1.0, "nested": []}"#).is_err(), "and so is a negative u32");
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[allow(dead_code)] // Read by serde only.
+    struct AllDefaults {
+        #[serde(default)]
+        grace: u32,
+    }
+
+    #[test]
+    fn a_body_is_an_object_never_an_array() {
+        let refused = parse_json::<AllDefaults>(b" [] ").unwrap_err();
+        assert_eq!(refused.details[0].field, "body");
+        assert!(parse_json::<AllDefaults>(b"[7]").is_err());
+        assert!(parse_json::<AllDefaults>(b"{}").is_ok());
     }
 
     #[test]

@@ -8,15 +8,20 @@ use super::*;
 pub struct CreateKeyRequest {
     #[schema(value_type = Option<String>, pattern = "^ks_[0-6][0-9A-Za-z]{21}$", example = "ks_0F9u2Xf1l8tQkz5Hc0Yw3e")]
     pub keyspace_id: Option<KeyspaceId>,
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "server srv_42")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "server srv_42"
+    )]
     pub name: String,
-    #[schema(max_length = 1000)]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     #[schema(value_type = Option<schema::EnvironmentName>, example = "live")]
     pub environment: Option<Environment>,
     #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100, example = json!(["server:*", "ip:setptr"]))]
     pub scopes: Option<Vec<String>>,
-    #[schema(example = "server:srv_42")]
+    #[schema(example = "server:srv_42", pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<String>,
     #[schema(value_type = Option<String>, example = "pro")]
     pub tier: Option<Tier>,
@@ -30,7 +35,7 @@ pub struct CreateKeyRequest {
     pub expires_at: Option<OffsetDateTime>,
     #[schema(minimum = 1)]
     pub idle_timeout_seconds: Option<u32>,
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = r"^[^\u0000]*$")]
     pub owner_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
@@ -64,14 +69,19 @@ pub struct ImportKeyEntry {
     /// `sha256:<64 hex>` or `blake3:<64 hex>` of the key as customers present it.
     #[schema(example = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
     pub hash: String,
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
-    #[schema(max_length = 1000)]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     #[schema(value_type = Option<schema::EnvironmentName>)]
     pub environment: Option<Environment>,
     #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100)]
     pub scopes: Option<Vec<String>>,
+    #[schema(pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<String>,
     #[schema(value_type = Option<String>)]
     pub tier: Option<Tier>,
@@ -85,7 +95,7 @@ pub struct ImportKeyEntry {
     pub expires_at: Option<OffsetDateTime>,
     #[schema(minimum = 1)]
     pub idle_timeout_seconds: Option<u32>,
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = r"^[^\u0000]*$")]
     pub owner_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
@@ -156,13 +166,18 @@ pub struct ImportKeysResponse {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     pub description: Option<Option<String>>,
     #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100)]
     pub scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<Option<String>>,
     #[schema(value_type = Option<String>)]
     pub tier: Option<Tier>,
@@ -225,7 +240,6 @@ pub struct ListKeysQuery {
     pub environment: Option<Environment>,
     #[param(value_type = Option<schema::KeyStatusName>)]
     pub status: Option<KeyStatus>,
-    #[param(max_length = 255)]
     pub owner_id: Option<String>,
     /// 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -244,7 +258,7 @@ pub struct KeyResponse {
     #[schema(value_type = Option<String>)]
     pub keyspace_id: Option<KeyspaceId>,
     pub name: String,
-    #[schema(max_length = 1000)]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     #[schema(value_type = String)]
     pub environment: Environment,
@@ -254,6 +268,7 @@ pub struct KeyResponse {
     #[schema(value_type = String, example = "active")]
     pub status: KeyStatus,
     pub scopes: Vec<String>,
+    #[schema(pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<String>,
     #[schema(value_type = String)]
     pub tier: Tier,
@@ -265,7 +280,7 @@ pub struct KeyResponse {
     pub expires_at: Option<OffsetDateTime>,
     #[schema(minimum = 1)]
     pub idle_timeout_seconds: Option<u32>,
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = r"^[^\u0000]*$")]
     pub owner_id: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Metadata,
@@ -390,14 +405,18 @@ pub struct VerifyKeyRequest {
     #[schema(value_type = Vec<schema::ScopeText>)]
     pub scopes: Vec<String>,
     /// The resource the request touches (`type:id`), checked against the key's binding.
+    #[schema(pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<String>,
     /// Your customer's IP address, checked against the key's allowlist.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::IpAddressText>)]
     pub ip: Option<std::net::IpAddr>,
     /// Credits to spend from the key's quota (default 1).
+    #[schema(minimum = 0, maximum = 1000000)]
     pub cost: Option<u32>,
     /// Your endpoint the key was presented to, for the usage records.
+    #[schema(max_length = 1024, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub endpoint: Option<String>,
+    #[schema(max_length = 32, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub method: Option<String>,
 }
 
@@ -427,7 +446,7 @@ pub struct VerifyKeyResponse<'a> {
     pub environment: Option<Environment>,
     #[schema(value_type = Option<Vec<String>>)]
     pub scopes: Option<&'a keyward_domain::ScopeSet>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<&'a str>,
     #[schema(value_type = Option<String>)]
     pub tier: Option<Tier>,

@@ -6,7 +6,12 @@ use super::*;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyspaceRequest {
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "crucible")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "crucible"
+    )]
     pub name: String,
     /// 2–20 characters of `[a-z0-9_]`; default `kw`.
     #[schema(pattern = "^[a-z0-9][a-z0-9_]{0,18}[a-z0-9]$", example = "gmk_cru")]
@@ -38,7 +43,11 @@ impl From<CreateKeyspaceRequest> for NewKeyspace {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyspaceRequest {
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
     #[schema(pattern = "^[a-z0-9][a-z0-9_]{0,18}[a-z0-9]$")]
     pub prefix: Option<String>,

@@ -80,6 +80,21 @@ impl utoipa::PartialSchema for ScopeText {
 
 impl ToSchema for ScopeText {}
 
+/// An IPv4 or IPv6 address.
+#[derive(Debug)]
+pub struct IpAddressText;
+
+impl utoipa::PartialSchema for IpAddressText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, schema::Type};
+        let address =
+            |format| ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(format)));
+        OneOfBuilder::new().item(address(KnownFormat::Ipv4)).item(address(KnownFormat::Ipv6)).into()
+    }
+}
+
+impl ToSchema for IpAddressText {}
+
 #[cfg(test)]
 mod tests {
     use keyward_domain::{Environment, IpPolicy, KeyStatus, audit::AuditResult, key::RefillInterval, people::Role};

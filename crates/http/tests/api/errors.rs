@@ -196,3 +196,26 @@ async fn storage_down_is_503_with_the_envelope() {
         assert!(!body["message"].as_str().unwrap().contains("127.0.0.1"), "no internal detail: {body}");
     }
 }
+
+both_stores! {
+    async fn a_nul_character_anywhere_is_a_400_never_a_500(app) {
+        // PostgreSQL's text and jsonb cannot hold U+0000: it must be refused by name before
+        // any write (schemathesis found a 500 on PATCH /v1/keyspaces/{id}).
+        let ks = app.post("/v1/keyspaces", json!({"name": "plain", "prefix": "nul_ks"})).await;
+        assert_eq!(ks.status.as_u16(), 201, "{:#}", ks.body);
+        let ks_id = ks.str("id");
+        for (method, path, body, field) in [
+            (Method::POST, "/v1/keyspaces".to_owned(), json!({"name": "a\u{0}b"}), "name"),
+            (Method::PATCH, format!("/v1/keyspaces/{ks_id}"), json!({"name": "a\u{0}b"}), "name"),
+            (Method::POST, "/v1/keys".to_owned(), json!({"name": "tab\there"}), "name"),
+            (Method::POST, "/v1/keys".to_owned(), json!({"name": "k", "description": "a\u{0}b"}), "description"),
+            (Method::POST, "/v1/keys".to_owned(), json!({"name": "k", "owner_id": "a\u{0}b"}), "owner_id"),
+            (Method::POST, "/v1/keys".to_owned(), json!({"name": "k", "metadata": {"a": "b\u{0}"}}), "metadata"),
+        ] {
+            let root = app.root_key.clone();
+            let reply = app.call(method.clone(), &path, &root, Some(body)).await;
+            reply.assert_error(400, "validation_failed");
+            assert_eq!(reply.body["details"][0]["field"], field, "{method} {path}: {:#}", reply.body);
+        }
+    }
+}
