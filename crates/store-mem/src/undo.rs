@@ -55,45 +55,33 @@ pub(crate) trait MapOps: Default {
     fn keys_where(&self, keep: impl FnMut(&Self::K, &Self::V) -> bool) -> Vec<Self::K>;
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> MapOps for HashMap<K, V> {
-    type K = K;
-    type V = V;
-    fn find(&self, key: &K) -> Option<&V> {
-        self.get(key)
-    }
-    fn find_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.get_mut(key)
-    }
-    fn put(&mut self, key: K, value: V) -> Option<V> {
-        self.insert(key, value)
-    }
-    fn take(&mut self, key: &K) -> Option<V> {
-        self.remove(key)
-    }
-    fn keys_where(&self, mut keep: impl FnMut(&K, &V) -> bool) -> Vec<K> {
-        self.iter().filter(|(k, v)| !keep(k, v)).map(|(k, _)| k.clone()).collect()
-    }
+/// `MapOps` for a std map: the two maps spell these operations alike.
+macro_rules! map_ops {
+    ($map:ident, $($bound:tt)+) => {
+        impl<K: $($bound)+ + Clone, V: Clone> MapOps for $map<K, V> {
+            type K = K;
+            type V = V;
+            fn find(&self, key: &K) -> Option<&V> {
+                self.get(key)
+            }
+            fn find_mut(&mut self, key: &K) -> Option<&mut V> {
+                self.get_mut(key)
+            }
+            fn put(&mut self, key: K, value: V) -> Option<V> {
+                self.insert(key, value)
+            }
+            fn take(&mut self, key: &K) -> Option<V> {
+                self.remove(key)
+            }
+            fn keys_where(&self, mut keep: impl FnMut(&K, &V) -> bool) -> Vec<K> {
+                self.iter().filter(|(k, v)| !keep(k, v)).map(|(k, _)| k.clone()).collect()
+            }
+        }
+    };
 }
 
-impl<K: Ord + Clone, V: Clone> MapOps for BTreeMap<K, V> {
-    type K = K;
-    type V = V;
-    fn find(&self, key: &K) -> Option<&V> {
-        self.get(key)
-    }
-    fn find_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.get_mut(key)
-    }
-    fn put(&mut self, key: K, value: V) -> Option<V> {
-        self.insert(key, value)
-    }
-    fn take(&mut self, key: &K) -> Option<V> {
-        self.remove(key)
-    }
-    fn keys_where(&self, mut keep: impl FnMut(&K, &V) -> bool) -> Vec<K> {
-        self.iter().filter(|(k, v)| !keep(k, v)).map(|(k, _)| k.clone()).collect()
-    }
-}
+map_ops!(HashMap, Hash + Eq);
+map_ops!(BTreeMap, Ord);
 
 /// A before image: which unit, when, which entry, and its value before (`None`: absent).
 struct Image<K, V> {

@@ -62,6 +62,16 @@ async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
+/// Whether `store`'s cache comes to answer `hash` without a load (a load that raced the
+/// key's own insert notification is not kept, so warming may take a second one).
+async fn warms(store: &PgStore, hash: &KeyHash) -> bool {
+    eventually(async || {
+        let loads = store.cache_loads();
+        store.find_by_hash(hash).await.unwrap().is_some() && store.cache_loads() == loads
+    })
+    .await
+}
+
 fn service(store: PgStore) -> KeyService<PgStore> {
     KeyService::new(store, Arc::new(SystemClock), Arc::new(SeededRandom::new(9)), Arc::new(DomainConfig::default()))
 }
@@ -103,14 +113,7 @@ async fn changes_on_one_instance_reach_another_without_waiting_for_the_ttl() {
     // notification lands while B loads the key, B does not keep what it loaded (it cannot
     // tell the load from one that raced a change), so warming may take a second load.
     assert!(b.find_by_hash(&hash).await.unwrap().unwrap().revoked_at.is_none());
-    assert!(
-        eventually(async || {
-            let loads = b.cache_loads();
-            b.find_by_hash(&hash).await.unwrap().is_some() && b.cache_loads() == loads
-        })
-        .await,
-        "B's cache warms"
-    );
+    assert!(warms(&b, &hash).await, "B's cache warms");
     let loads = b.cache_loads();
     for _ in 0..3 {
         assert!(b.find_by_hash(&hash).await.unwrap().is_some());
@@ -198,14 +201,7 @@ async fn cached_keys_keep_verifying_while_the_database_is_unreachable() {
     let principal = Principal::for_key(&issued.unwrap().key);
     let issued = a.create_key(&principal, NewKey { name: "cached".into(), ..Default::default() }).await.unwrap();
     let hash = KeyHash::blake3(issued.plaintext.expose_secret());
-    assert!(
-        eventually(async || {
-            let loads = b.cache_loads();
-            b.find_by_hash(&hash).await.unwrap().is_some() && b.cache_loads() == loads
-        })
-        .await,
-        "B's cache warms"
-    );
+    assert!(warms(&b, &hash).await, "B's cache warms");
 
     // The database goes away: no new connection is allowed, every open one is ended (the
     // listener's and the pools' alike), as in a restart.
