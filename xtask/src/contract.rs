@@ -10,7 +10,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use crate::{Result, Running, ensure_postgres, free_port, root, run, start, step};
+use crate::{Result, Running, ensure_postgres, free_port, migrated_account, root, run, start, step};
 
 /// The schemathesis this project is checked with.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
@@ -86,18 +86,9 @@ pub fn run_contract(budget: &Budget) -> Result {
     for sql in ["DROP DATABASE IF EXISTS keyward_contract WITH (FORCE)", "CREATE DATABASE keyward_contract"] {
         run("psql", &[&database_url, "-q", "-c", sql], &[])?;
     }
-    let keyward_str = keyward.to_string_lossy().into_owned();
     let pg = [("DATABASE_URL", contract_url.as_str()), ("KEYWARD_LOG", "warn")];
-    run(&keyward_str, &["migrate"], &pg)?;
     let pg_key = path("postgres.key");
-    let created = Command::new(&keyward)
-        .args(["account", "create", "--name", "Contract", "--plan", "enterprise", "--key-file", &pg_key])
-        .envs(pg)
-        .output()
-        .map_err(|e| format!("cannot run keyward: {e}"))?;
-    if !created.status.success() {
-        return Err(format!("keyward account create failed: {}", String::from_utf8_lossy(&created.stderr).trim()));
-    }
+    migrated_account(&keyward, &pg, "Contract", &pg_key)?;
 
     let mut failed = Vec::new();
     for store in ["memory", "postgres"] {

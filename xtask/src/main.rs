@@ -228,6 +228,22 @@ impl Drop for DatabaseAside {
     }
 }
 
+/// Migrates the database `db` names and creates an enterprise account in it, its key
+/// written to `key_file`; the key printed on stdout is kept out of this tool's output.
+fn migrated_account(keyward: &Path, db: &[(&str, &str)], name: &str, key_file: &str) -> Result {
+    run(&keyward.to_string_lossy(), &["migrate"], db)?;
+    let created = Command::new(keyward)
+        .args(["account", "create", "--name", name, "--plan", "enterprise", "--key-file", key_file])
+        .envs(db.iter().copied())
+        .output()
+        .map_err(|e| format!("cannot run keyward: {e}"))?;
+    if created.status.success() {
+        Ok(())
+    } else {
+        Err(format!("keyward account create failed: {}", String::from_utf8_lossy(&created.stderr).trim()))
+    }
+}
+
 fn start(name: &'static str, mut command: Command, port: u16) -> Result<Running> {
     let child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
     let running = Running(child);
@@ -321,18 +337,8 @@ fn http_bench(database_url: &str) -> Result {
     )
     .map_err(|e| e.to_string())?;
     let db = [("DATABASE_URL", bench_url.as_str()), ("KEYWARD_LOG", "warn")];
-    let keyward_str = keyward.to_string_lossy().into_owned();
-    run(&keyward_str, &["migrate"], &db)?;
     let root_key = path("root.key");
-    // Its stdout shows the new account key: kept out of the benchmark's output.
-    let create = Command::new(&keyward)
-        .args(["account", "create", "--name", "Bench", "--plan", "enterprise", "--key-file", &root_key])
-        .envs(db)
-        .output()
-        .map_err(|e| format!("cannot run keyward: {e}"))?;
-    if !create.status.success() {
-        return Err(format!("keyward account create failed: {}", String::from_utf8_lossy(&create.stderr).trim()));
-    }
+    migrated_account(&keyward, &db, "Bench", &root_key)?;
     let serve = |port: u16| {
         let listen = format!("127.0.0.1:{port}");
         let config = path("keyward.toml");
