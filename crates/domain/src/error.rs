@@ -40,6 +40,9 @@ pub enum ManageError {
     /// The keyspace still holds active keys.
     #[error("the keyspace still holds active keys")]
     KeyspaceNotEmpty,
+    /// Another keyspace of the account has this name (names are unique per account).
+    #[error("a keyspace of this name exists")]
+    NameTaken,
     /// Too many lookups of legacy strings that matched nothing: retry after this many
     /// seconds (maps to 429 `rate_limited`).
     #[error("too many failed lookups of legacy keys")]

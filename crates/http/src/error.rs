@@ -85,6 +85,7 @@ error_codes! {
     MethodNotAllowed => ("method_not_allowed", 405, METHOD_NOT_ALLOWED, "The route exists but does not accept this method."),
     RequestTimeout => ("request_timeout", 408, REQUEST_TIMEOUT, "The body did not arrive in time; send it at once."),
     IdempotencyKeyInUse => ("idempotency_key_in_use", 409, CONFLICT, "A request with this Idempotency-Key is still running."),
+    NameTaken => ("name_taken", 409, CONFLICT, "Another object of the account has this name."),
     KeyspaceNotEmpty => ("keyspace_not_empty", 409, CONFLICT, "The keyspace still holds active keys."),
     PayloadTooLarge => ("payload_too_large", 413, PAYLOAD_TOO_LARGE, "The body is larger than the route accepts."),
     UnsupportedMediaType => ("unsupported_media_type", 415, UNSUPPORTED_MEDIA_TYPE, "The body is not application/json."),
@@ -252,6 +253,10 @@ impl From<ManageError> for ApiError {
             }
             ManageError::NotFound => Self::not_found(),
             ManageError::Invalid(errors) => Self::validation(errors.errors().to_vec()),
+            ManageError::NameTaken => Self {
+                details: vec![FieldError { field: "name".into(), message: "a keyspace of this name exists".into() }],
+                ..Self::new(ErrorCode::NameTaken, "name: a keyspace of this name exists")
+            },
             ManageError::KeyLimitReached => {
                 Self::new(ErrorCode::KeyLimitReached, "the account's plan allows no more active keys")
             }

@@ -132,8 +132,12 @@ fn declare_error_statuses(doc: &mut utoipa::openapi::OpenApi) {
             if matches!(method, "POST" | "PATCH" | "PUT") {
                 statuses.extend([400, 408, 413, 415]);
             }
+            // A conflict with what exists (a name taken), and on POSTs the Idempotency-Key.
+            if matches!(method, "POST" | "PATCH") && !public {
+                statuses.push(409);
+            }
             if method == "POST" && !public {
-                statuses.extend([409, 422]);
+                statuses.push(422);
             }
             let queried = operation.parameters.iter().flatten().any(|p| matches!(p.parameter_in, ParameterIn::Query));
             if queried {

@@ -138,9 +138,7 @@ impl<S: Store> KeyService<S> {
             updated_at: now,
         };
         self.store.insert_keyspace(&keyspace).await.map_err(|e| match e {
-            InsertKeyspaceError::DuplicateName => {
-                ManageError::Invalid(FieldErrors::single("name", "a keyspace of this name exists"))
-            }
+            InsertKeyspaceError::DuplicateName => ManageError::NameTaken,
             InsertKeyspaceError::Storage(e) => ManageError::Storage(e),
         })?;
         Ok(keyspace)
@@ -194,9 +192,7 @@ impl<S: Store> KeyService<S> {
         keyspace.updated_at = self.now();
         self.store.update_keyspace(&keyspace).await.map_err(|e| match e {
             UpdateKeyspaceError::NotFound => ManageError::NotFound,
-            UpdateKeyspaceError::DuplicateName => {
-                ManageError::Invalid(FieldErrors::single("name", "a keyspace of this name exists"))
-            }
+            UpdateKeyspaceError::DuplicateName => ManageError::NameTaken,
             UpdateKeyspaceError::Storage(e) => ManageError::Storage(e),
         })?;
         Ok(keyspace)

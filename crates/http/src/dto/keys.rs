@@ -23,7 +23,7 @@ pub struct CreateKeyRequest {
     pub scopes: Option<Vec<String>>,
     #[schema(example = "server:srv_42", pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<String>,
-    #[schema(value_type = Option<String>, example = "pro")]
+    #[schema(value_type = Option<schema::TierName>, example = "pro")]
     pub tier: Option<Tier>,
     #[schema(max_items = 10)]
     pub rate_limits: Option<Vec<RateLimitWindowDto>>,
@@ -83,7 +83,7 @@ pub struct ImportKeyEntry {
     pub scopes: Option<Vec<String>>,
     #[schema(pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::TierName>)]
     pub tier: Option<Tier>,
     #[schema(max_items = 10)]
     pub rate_limits: Option<Vec<RateLimitWindowDto>>,
@@ -179,7 +179,7 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<Option<String>>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::TierName>)]
     pub tier: Option<Tier>,
     #[schema(max_items = 10)]
     pub rate_limits: Option<Vec<RateLimitWindowDto>>,
@@ -448,7 +448,7 @@ pub struct VerifyKeyResponse<'a> {
     pub scopes: Option<&'a keyward_domain::ScopeSet>,
     #[schema(value_type = Option<String>, pattern = r"^[^:\s]+:\S+$", max_length = 255)]
     pub resource: Option<&'a str>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::TierName>)]
     pub tier: Option<Tier>,
     #[schema(value_type = Option<String>)]
     pub owner_id: Option<&'a str>,

@@ -16,10 +16,12 @@ pub struct CreateKeyspaceRequest {
     /// 2–20 characters of `[a-z0-9_]`; default `kw`.
     #[schema(pattern = "^[a-z0-9][a-z0-9_]{0,18}[a-z0-9]$", example = "gmk_cru")]
     pub prefix: Option<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::TierName>)]
     pub default_tier: Option<Tier>,
+    #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100)]
     pub default_scopes: Option<Vec<String>>,
     /// When set, keys of this keyspace may hold only these scopes.
+    #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100)]
     pub allowed_scopes: Option<Vec<String>>,
     /// `open` (default) or `allowlist_required`.
     #[schema(value_type = Option<schema::IpPolicyName>)]
@@ -51,10 +53,12 @@ pub struct UpdateKeyspaceRequest {
     pub name: Option<String>,
     #[schema(pattern = "^[a-z0-9][a-z0-9_]{0,18}[a-z0-9]$")]
     pub prefix: Option<String>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<schema::TierName>)]
     pub default_tier: Option<Tier>,
+    #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100)]
     pub default_scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<schema::ScopeText>>, max_items = 100)]
     pub allowed_scopes: Option<Option<Vec<String>>>,
     #[schema(value_type = Option<schema::IpPolicyName>)]
     pub ip_policy: Option<IpPolicy>,

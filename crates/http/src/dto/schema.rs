@@ -16,6 +16,16 @@ pub enum EnvironmentName {
     Test,
 }
 
+/// A tier: a key's default rate limit.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum TierName {
+    Free,
+    Basic,
+    Pro,
+    Enterprise,
+}
+
 /// A key's derived status.
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -97,7 +107,9 @@ impl ToSchema for IpAddressText {}
 
 #[cfg(test)]
 mod tests {
-    use keyward_domain::{Environment, IpPolicy, KeyStatus, audit::AuditResult, key::RefillInterval, people::Role};
+    use keyward_domain::{
+        Environment, IpPolicy, KeyStatus, Tier, audit::AuditResult, key::RefillInterval, people::Role,
+    };
     use utoipa::PartialSchema;
 
     use super::*;
@@ -123,6 +135,8 @@ mod tests {
             .iter()
             .map(|i| serde_json::to_value(i).unwrap_or_default().as_str().unwrap_or_default().to_owned());
         assert_eq!(variants::<RefillIntervalName>(), serialized.collect::<Vec<_>>());
+        let tiers = [Tier::Free, Tier::Basic, Tier::Pro, Tier::Enterprise];
+        assert_eq!(variants::<TierName>(), tiers.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>());
         // And each parses back into the domain's type.
         for name in variants::<RoleName>() {
             assert!(name.parse::<Role>().is_ok(), "{name}");

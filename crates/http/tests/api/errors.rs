@@ -219,3 +219,16 @@ both_stores! {
         }
     }
 }
+
+both_stores! {
+    async fn a_keyspace_name_taken_is_a_409_naming_the_field(app) {
+        let first = app.post("/v1/keyspaces", json!({"name": "crucible", "prefix": "cru_a"})).await;
+        assert_eq!(first.status.as_u16(), 201, "{:#}", first.body);
+        let again = app.post("/v1/keyspaces", json!({"name": "crucible", "prefix": "cru_b"})).await;
+        again.assert_error(409, "name_taken");
+        assert_eq!(again.body["details"][0]["field"], "name");
+        let other = app.post("/v1/keyspaces", json!({"name": "forge", "prefix": "forge"})).await;
+        let renamed = app.patch(&format!("/v1/keyspaces/{}", other.str("id")), json!({"name": "crucible"})).await;
+        renamed.assert_error(409, "name_taken");
+    }
+}
