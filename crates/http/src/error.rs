@@ -253,10 +253,14 @@ impl From<ManageError> for ApiError {
             }
             ManageError::NotFound => Self::not_found(),
             ManageError::Invalid(errors) => Self::validation(errors.errors().to_vec()),
-            ManageError::NameTaken => Self {
-                details: vec![FieldError { field: "name".into(), message: "a keyspace of this name exists".into() }],
-                ..Self::new(ErrorCode::NameTaken, "name: a keyspace of this name exists")
-            },
+            ManageError::NameTaken => {
+                // The domain's own words, once: the message and the field's detail.
+                let why = ManageError::NameTaken.to_string();
+                Self {
+                    details: vec![FieldError { field: "name".into(), message: why.clone() }],
+                    ..Self::new(ErrorCode::NameTaken, format!("name: {why}"))
+                }
+            }
             ManageError::KeyLimitReached => {
                 Self::new(ErrorCode::KeyLimitReached, "the account's plan allows no more active keys")
             }
