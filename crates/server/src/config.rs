@@ -279,7 +279,13 @@ impl Config {
     }
 
     pub(crate) fn public_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        self.public_url_at(self.listen)
+    }
+
+    /// The public URL, or the address Keyward listens on (`bound`: with the port the
+    /// system chose when the configured one is 0).
+    pub(crate) fn public_url_at(&self, bound: std::net::SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
     }
 
     pub(crate) fn domain(&self) -> Result<DomainConfig, ConfigError> {

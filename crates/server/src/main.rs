@@ -237,8 +237,14 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S, Limits>, Cli
 }
 
 async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Result<(), CliError> {
+    // Bound before anything else, so that a port of 0 is known by the time the error
+    // envelopes' `documentation_url` is made from it.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .map_err(|e| CliError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
+    let bound = listener.local_addr().map_err(|e| CliError::Other(format!("cannot listen: {e}")))?;
     let settings = HttpSettings {
-        public_url: config.public_url(),
+        public_url: config.public_url_at(bound),
         trusted_proxies: TrustedProxies(config.trusted_proxies()?),
         metrics_token: config.metrics_token()?,
     };
@@ -260,8 +266,8 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
         // is one half of the slow-client defence; the body's deadline is the other, in
         // `keyward_http::extract::BODY_READ_TIMEOUT`).
         .client_request_timeout(std::time::Duration::from_secs(5))
-        .bind(config.listen)
-        .map_err(|e| CliError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
+        .listen(listener)
+        .map_err(|e| CliError::Other(format!("cannot listen on {bound}: {e}")))?;
     if config.workers > 0 {
         server = server.workers(config.workers);
     }

@@ -16,7 +16,7 @@ use serde_json::json;
 
 mod common;
 
-use common::{BIN, Server};
+use common::{BIN, PrivateRedis, Server};
 
 /// The lifecycle of the README walkthrough; returns the plaintext keys it saw.
 fn walk_lifecycle(server: &Server, root: &str) -> Vec<String> {
@@ -172,6 +172,10 @@ async fn embedded_default_warns_and_prints_a_bootstrap_key_once() {
     let root =
         output.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("bootstrap key printed").to_owned();
     assert_eq!(output.matches(root.as_str()).count(), 1, "printed exactly once");
+    // Listening on port 0, the error pages are linked at the port actually chosen.
+    let (status, missing) = server.call("GET", "/v1/nothing-here", &root, None);
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(missing["documentation_url"], format!("{}/docs/errors/not_found", server.base));
     let secrets = walk_lifecycle(&server, &root);
     let logs = server.stop();
     for secret in secrets {
@@ -190,35 +194,6 @@ async fn serve_refuses_a_database_with_pending_migrations() {
         Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0"]).env("DATABASE_URL", db.url()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("keyward migrate"));
-}
-
-/// A Redis of the test's own on a free port, so the test may kill it.
-struct PrivateRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (cargo xtask ci installs it)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self { child, url: format!("redis://127.0.0.1:{port}") }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -361,11 +361,32 @@ fn pool_error(error: PoolError) -> StorageError {
 }
 
 fn db_error(error: DieselError) -> StorageError {
+    if is_lost_connection(&error) {
+        StorageError::Unavailable(Box::new(error))
+    } else {
+        StorageError::Internal(Box::new(error))
+    }
+}
+
+/// Whether `error` says the connection is gone rather than the statement wrong: a restart
+/// or `pg_terminate_backend` must answer 503 `unavailable`, never 500.
+///
+/// diesel-async reports an error without an SQLSTATE (closed socket, I/O error) as
+/// `UnableToSendCommand`; the server's own goodbye (SQLSTATE class 57, "operator
+/// intervention": `terminating connection due to administrator command`, `the database
+/// system is shutting down`) arrives as `Unknown`, and diesel exposes no SQLSTATE, so it is
+/// recognised by its message.
+fn is_lost_connection(error: &DieselError) -> bool {
     match error {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | DieselError::BrokenTransactionManager => {
-            StorageError::Unavailable(Box::new(error))
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
+        | DieselError::BrokenTransactionManager => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            ["terminating connection", "the database system is", "canceling statement due to conflict with recovery"]
+                .iter()
+                .any(|goodbye| message.starts_with(goodbye))
         }
-        other => StorageError::Internal(Box::new(other)),
+        _ => false,
     }
 }
 
@@ -409,5 +430,33 @@ impl Store for PgStore {
             return Err(StorageError::Unavailable(format!("{pending} migrations are pending").into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_lost_connection_is_unavailable_and_a_wrong_statement_is_not() {
+        for lost in [
+            database_error(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            database_error(DatabaseErrorKind::ClosedConnection, "server closed the connection unexpectedly"),
+            database_error(DatabaseErrorKind::Unknown, "terminating connection due to administrator command"),
+            database_error(DatabaseErrorKind::Unknown, "the database system is shutting down"),
+        ] {
+            assert!(matches!(db_error(lost), StorageError::Unavailable(_)));
+        }
+        for wrong in [
+            database_error(DatabaseErrorKind::Unknown, "syntax error at or near \"SELEC\""),
+            database_error(DatabaseErrorKind::UniqueViolation, "duplicate key value"),
+            DieselError::NotFound,
+        ] {
+            assert!(matches!(db_error(wrong), StorageError::Internal(_)));
+        }
     }
 }

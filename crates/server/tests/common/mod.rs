@@ -59,6 +59,15 @@ impl Server {
         self.output.lock().unwrap().clone()
     }
 
+    /// The log lines at WARN or ERROR so far, for an assertion's message.
+    pub fn complaints(&self) -> String {
+        self.output()
+            .lines()
+            .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The output once it contains `needle` (stdout and stderr are read by two threads, so
     /// one may lag the other).
     pub fn output_with(&self, needle: &str) -> String {
@@ -85,20 +94,53 @@ impl Server {
         credential: (&str, &str),
         body: Option<Value>,
     ) -> (u16, Option<String>, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        self.try_request(method, path, &[credential], body).unwrap()
+    }
+
+    /// As [`Server::call`], for a server that may be gone (a transport error is returned,
+    /// not a panic); no answer within 10 seconds is an error too, so a hang fails the test.
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), ureq::Error> {
+        let (status, _, body) = self.try_request(method, path, &[("authorization", &format!("Bearer {key}"))], body)?;
+        Ok((status, body))
+    }
+
+    /// One request with the headers given; status, Set-Cookie and the JSON body, or the
+    /// transport's error.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<(u16, Option<String>, Value), ureq::Error> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
         let url = format!("{}{path}", self.base);
         let mut response = match (method, body) {
-            ("GET", _) => agent.get(&url).header(credential.0, credential.1).call(),
-            ("DELETE", _) => agent.delete(&url).header(credential.0, credential.1).call(),
-            ("POST", Some(body)) => agent.post(&url).header(credential.0, credential.1).send_json(body),
-            ("PATCH", Some(body)) => agent.patch(&url).header(credential.0, credential.1).send_json(body),
+            ("GET", _) => with_headers(agent.get(&url), headers).call(),
+            ("DELETE", _) => with_headers(agent.delete(&url), headers).call(),
+            ("POST", Some(body)) => with_headers(agent.post(&url), headers).send_json(body),
+            ("PATCH", Some(body)) => with_headers(agent.patch(&url), headers).send_json(body),
             _ => unreachable!(),
-        }
-        .unwrap();
+        }?;
         let status = response.status().as_u16();
         assert!(response.headers().get("x-request-id").is_some());
         let cookie = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        (status, cookie, response.body_mut().read_json().unwrap_or(Value::Null))
+        Ok((status, cookie, response.body_mut().read_json().unwrap_or(Value::Null)))
+    }
+
+    /// SIGKILL: no shutdown hook runs, as when the machine loses power.
+    pub fn kill_9(&self) {
+        Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap();
     }
 
     /// Sends SIGTERM and waits: a graceful stop exits 0.
@@ -111,6 +153,13 @@ impl Server {
     }
 }
 
+fn with_headers<B>(mut request: ureq::RequestBuilder<B>, headers: &[(&str, &str)]) -> ureq::RequestBuilder<B> {
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+}
+
 /// Creates an account on `url` with the CLI; returns its account key.
 pub fn account_key(url: &str, plan: &str) -> String {
     let created = Command::new(BIN)
@@ -121,4 +170,50 @@ pub fn account_key(url: &str, plan: &str) -> String {
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
     stdout.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("the account key is printed").to_owned()
+}
+
+/// A configuration file with the management limits raised, for tests whose load is the
+/// point (a 429 is not what they are about); its path, for `KEYWARD_CONFIG`.
+pub fn raised_limits_config() -> String {
+    let unlimited = "{ burst = 1000000000, per_second = 1000000000 }";
+    let path = std::env::temp_dir().join(format!("keyward-test-{}-{}.toml", std::process::id(), rand_suffix()));
+    std::fs::write(
+        &path,
+        format!("[rate_limits]\nip = {unlimited}\nkey = {unlimited}\naccount = {unlimited}\nverify = {unlimited}\nendpoints = []\n"),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// A Redis of the test's own on a free port, so the test may kill it.
+pub struct PrivateRedis {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (cargo xtask ci installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
