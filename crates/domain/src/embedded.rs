@@ -67,7 +67,8 @@ pub struct RequestUsage {
     pub endpoint: Option<String>,
     pub method: Option<String>,
     pub status_code: Option<u16>,
-    pub response_time_ms: Option<u32>,
+    /// The embedding service's handling time, in microseconds.
+    pub response_time_us: Option<u32>,
     pub ip: Option<IpAddr>,
 }
 
@@ -102,18 +103,17 @@ impl<S: Store, A: RateLimiter + QuotaLedger> Verifier<S, A> {
         Ok(outcome)
     }
 
-    /// Meters one verification (in memory; the flusher writes it). An unknown key has
-    /// nothing to attribute the request to and is not recorded.
+    /// Meters one verification (in memory; the flusher writes it). An unknown key counts
+    /// in this account's statistics, with no key to list it under.
     pub fn record(&self, outcome: &VerifyOutcome, usage: RequestUsage) {
-        let Some(key) = &outcome.key else { return };
         self.meter.record(UsageRecord {
-            key_id: key.id,
-            account_id: key.account_id,
+            key_id: outcome.key.as_ref().map(|key| key.id),
+            account_id: outcome.key.as_ref().map_or(self.account, |key| key.account_id),
             ts: self.service.now(),
             endpoint: usage.endpoint,
             method: usage.method,
             status_code: usage.status_code,
-            response_time_ms: usage.response_time_ms,
+            response_time_us: usage.response_time_us,
             ip: usage.ip,
             outcome: Some(outcome.code),
         });

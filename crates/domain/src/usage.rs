@@ -14,7 +14,10 @@ use crate::{
 /// One metered request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageRecord {
-    pub key_id: KeyId,
+    /// The key the request was made with or about; `None` for a verification that found
+    /// no key (`NOT_FOUND`), which counts in the account's statistics only (there is no key
+    /// to list it under).
+    pub key_id: Option<KeyId>,
     pub account_id: AccountId,
     pub ts: OffsetDateTime,
     /// The caller's endpoint (`POST /v1/keys/verify` takes it from the body).
@@ -22,7 +25,8 @@ pub struct UsageRecord {
     pub method: Option<String>,
     /// For management calls: the status Keyward answered.
     pub status_code: Option<u16>,
-    pub response_time_ms: Option<u32>,
+    /// Keyward's own handling time, in microseconds (a verification takes tens of them).
+    pub response_time_us: Option<u32>,
     pub ip: Option<IpAddr>,
     /// For verifications: the verdict. Management calls have none (their `status_code` says
     /// how they went).
@@ -59,6 +63,7 @@ pub struct AccountStats {
     pub verifications_today: u64,
     /// Share of VALID verdicts, 0–1 (0 without verifications).
     pub success_rate: f64,
+    /// The mean handling time of the verifications that carry one, in milliseconds.
     pub avg_response_time_ms: Option<f64>,
     pub by_code: std::collections::BTreeMap<String, u64>,
 }
@@ -83,6 +88,11 @@ pub fn check_request_labels(endpoint: Option<&str>, method: Option<&str>) -> Res
         }
     }
     errors.into_result()
+}
+
+/// An elapsed time as [`UsageRecord::response_time_us`], saturating.
+pub fn micros(elapsed: std::time::Duration) -> u32 {
+    u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// The first instant of `now`'s UTC day and month.

@@ -168,7 +168,7 @@ where
                 endpoint: Some(endpoint),
                 method: Some(method),
                 status_code: Some(status.as_u16()),
-                response_time_ms: Some(u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)),
+                response_time_us: Some(keyward_domain::usage::micros(started.elapsed())),
                 ip,
             };
             if outcome.code != VerifyCode::Valid {

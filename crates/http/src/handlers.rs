@@ -306,6 +306,7 @@ pub async fn key_self<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<web::Json<KeyResponse>> {
+    let started = std::time::Instant::now();
     let credential = credential(&req)?.ok_or_else(ApiError::unauthorized)?;
     let ip = client_ip(&req);
     let verified = state.service.authenticate_counted(&credential.key, ip, &*state.limits).await?;
@@ -324,13 +325,13 @@ pub async fn key_self<S: Store, L: Admission>(
     let now = state.service.now();
     // A key checking itself is a verification: metered (in memory), never audited.
     state.meter.record(keyward_domain::usage::UsageRecord {
-        key_id: key.id,
+        key_id: Some(key.id),
         account_id: key.account_id,
         ts: now,
         endpoint: Some("/v1/keys/self".to_owned()),
         method: Some("GET".to_owned()),
         status_code: None,
-        response_time_ms: None,
+        response_time_us: Some(keyward_domain::usage::micros(started.elapsed())),
         ip,
         outcome: Some(keyward_domain::VerifyCode::Valid),
     });
@@ -345,6 +346,9 @@ pub async fn verify_key<S: Store, L: Admission>(
     _: crate::session::CsrfChecked,
     body: Json<VerifyKeyRequest>,
 ) -> Result<HttpResponse> {
+    // Keyward's own handling time (`avg_response_time_ms` of GET /v1/stats): from the
+    // handler's start, the body already read, to the verdict.
+    let started = std::time::Instant::now();
     let principal = crate::session::authorize(&state, &req, crate::session::Purpose::Verification).await?;
     let body = body.into_inner()?;
     // Checked before anything is decided or metered: a label no store can hold would
@@ -360,20 +364,19 @@ pub async fn verify_key<S: Store, L: Admission>(
     };
     let outcome = state.service.verify(&principal, &input, &*state.limits).await?;
     let key = outcome.key.as_deref();
-    // Metered in memory, written by the flusher: no storage write here.
-    if let Some(key) = key {
-        state.meter.record(keyward_domain::usage::UsageRecord {
-            key_id: key.id,
-            account_id: key.account_id,
-            ts: state.service.now(),
-            endpoint: body.endpoint,
-            method: body.method,
-            status_code: None,
-            response_time_ms: None,
-            ip: input.ip,
-            outcome: Some(outcome.code),
-        });
-    }
+    // Metered in memory, written by the flusher: no storage write here. A key the account
+    // does not have counts in the calling account's statistics, under no key.
+    state.meter.record(keyward_domain::usage::UsageRecord {
+        key_id: key.map(|k| k.id),
+        account_id: key.map_or(principal.account_id, |k| k.account_id),
+        ts: state.service.now(),
+        endpoint: body.endpoint,
+        method: body.method,
+        status_code: None,
+        response_time_us: Some(keyward_domain::usage::micros(started.elapsed())),
+        ip: input.ip,
+        outcome: Some(outcome.code),
+    });
     Ok(HttpResponse::Ok().json(VerifyKeyResponse {
         valid: outcome.code == keyward_domain::VerifyCode::Valid,
         code: outcome.code,

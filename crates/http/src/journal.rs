@@ -199,14 +199,14 @@ fn meter_call<S: Store, L: Admission>(
         return;
     };
     state.meter.record(UsageRecord {
-        key_id,
+        key_id: Some(key_id),
         account_id: account,
         ts: started.1,
         // The route pattern, never the raw path: a path may carry anything a client typed.
         endpoint: req.match_pattern(),
         method: Some(req.method().as_str().to_owned()),
         status_code: Some(response.status().as_u16()),
-        response_time_ms: Some(u32::try_from(started.0.elapsed().as_millis()).unwrap_or(u32::MAX)),
+        response_time_us: Some(keyward_domain::usage::micros(started.0.elapsed())),
         ip: crate::extract::client_ip(req),
         outcome: None,
     });

@@ -172,13 +172,13 @@ mod tests {
     fn record() -> UsageRecord {
         let (now, rng) = (OffsetDateTime::now_utc(), SeededRandom::new(7));
         UsageRecord {
-            key_id: KeyId::generate(now, &rng),
+            key_id: Some(KeyId::generate(now, &rng)),
             account_id: AccountId::generate(now, &rng),
             ts: now,
             endpoint: None,
             method: None,
             status_code: None,
-            response_time_ms: None,
+            response_time_us: None,
             ip: None,
             outcome: None,
         }

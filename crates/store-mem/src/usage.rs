@@ -10,11 +10,13 @@ impl UsageStore for MemStore {
     fn record_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StorageError>> + Send {
         self.write(|state| {
             for record in batch {
-                if let Some(key) = state.keys.get_mut(&record.key_id) {
-                    key.usage_count += 1;
-                    key.last_used_at = Some(key.last_used_at.map_or(record.ts, |at| at.max(record.ts)));
+                if let Some(key_id) = record.key_id {
+                    if let Some(key) = state.keys.get_mut(&key_id) {
+                        key.usage_count += 1;
+                        key.last_used_at = Some(key.last_used_at.map_or(record.ts, |at| at.max(record.ts)));
+                    }
+                    *state.daily.entry((key_id, day_number(record.ts))).or_default() += 1;
                 }
-                *state.daily.entry((record.key_id, day_number(record.ts))).or_default() += 1;
                 let position = UsagePosition { ts: record.ts, seq: state.next_usage_seq };
                 state.next_usage_seq += 1;
                 state.usage.push_back(UsageEntry { position, record: record.clone() });
@@ -37,7 +39,7 @@ impl UsageStore for MemStore {
             let mut found: Vec<UsageEntry> = state
                 .usage
                 .iter()
-                .filter(|e| e.record.account_id == account && e.record.key_id == key)
+                .filter(|e| e.record.account_id == account && e.record.key_id == Some(key))
                 .filter(|e| window.0.is_none_or(|since| e.position.ts >= since))
                 .filter(|e| window.1.is_none_or(|until| e.position.ts < until))
                 .filter(|e| before.is_none_or(|b| e.position < b))
@@ -103,7 +105,7 @@ impl UsageStore for MemStore {
 /// Statistics of verification records.
 fn stats_of(verifications: &[&UsageRecord], day_start: OffsetDateTime) -> AccountStats {
     let mut stats = AccountStats { verifications_total: verifications.len() as u64, ..AccountStats::default() };
-    let (mut valid, mut timed, mut total_ms) = (0u64, 0u64, 0f64);
+    let (mut valid, mut timed, mut total_us) = (0u64, 0u64, 0f64);
     for record in verifications {
         if record.ts >= day_start {
             stats.verifications_today += 1;
@@ -111,9 +113,9 @@ fn stats_of(verifications: &[&UsageRecord], day_start: OffsetDateTime) -> Accoun
         if record.outcome == Some(keyward_domain::VerifyCode::Valid) {
             valid += 1;
         }
-        if let Some(ms) = record.response_time_ms {
+        if let Some(us) = record.response_time_us {
             timed += 1;
-            total_ms += f64::from(ms);
+            total_us += f64::from(us);
         }
         if let Some(outcome) = record.outcome {
             *stats.by_code.entry(outcome.as_str().to_owned()).or_default() += 1;
@@ -121,6 +123,6 @@ fn stats_of(verifications: &[&UsageRecord], day_start: OffsetDateTime) -> Accoun
     }
     stats.success_rate =
         if stats.verifications_total == 0 { 0.0 } else { valid as f64 / stats.verifications_total as f64 };
-    stats.avg_response_time_ms = (timed > 0).then(|| total_ms / timed as f64);
+    stats.avg_response_time_ms = (timed > 0).then(|| total_us / timed as f64 / 1000.0);
     stats
 }

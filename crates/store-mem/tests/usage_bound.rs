@@ -28,13 +28,13 @@ async fn past_its_bound_the_oldest_records_go_and_the_counts_stay_exact() {
     let root = Principal::for_key(&issued.unwrap().key);
     let key = service.create_key(&root, NewKey { name: "busy".into(), ..Default::default() }).await.unwrap().key;
     let record = |i: i64| UsageRecord {
-        key_id: key.id,
+        key_id: Some(key.id),
         account_id: account.id,
         ts: start + Duration::seconds(i),
         endpoint: Some(format!("/e{i}")),
         method: None,
         status_code: None,
-        response_time_ms: None,
+        response_time_us: None,
         ip: None,
         outcome: None,
     };

@@ -7,7 +7,7 @@ diesel::table! {
         outcome -> Text,
         requests -> Int8,
         timed -> Int8,
-        total_ms -> Int8,
+        total_us -> Int8,
     }
 }
 
@@ -151,7 +151,7 @@ diesel::table! {
         endpoint -> Nullable<Text>,
         method -> Nullable<Text>,
         status_code -> Nullable<Int2>,
-        response_time_ms -> Nullable<Int4>,
+        response_time_us -> Nullable<Int4>,
         ip -> Nullable<Text>,
         outcome -> Nullable<Text>,
     }

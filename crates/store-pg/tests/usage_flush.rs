@@ -33,13 +33,13 @@ async fn concurrent_flushes_over_the_same_keys_all_commit_and_count_exactly() {
     }
     let account_id = account.id;
     let record = move |key, i: i64| UsageRecord {
-        key_id: key,
+        key_id: Some(key),
         account_id,
         ts: start + Duration::milliseconds(i),
         endpoint: None,
         method: None,
         status_code: None,
-        response_time_ms: Some(1),
+        response_time_us: Some(1),
         ip: None,
         outcome: Some(keyward_domain::VerifyCode::Valid),
     };

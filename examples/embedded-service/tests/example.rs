@@ -131,7 +131,7 @@ async fn the_example_admits_valid_keys_rejects_revoked_ones_and_records_usage() 
         assert_eq!(record.status_code, Some(200));
         assert_eq!(record.endpoint.as_deref(), Some("/servers"));
         assert_eq!(record.method.as_deref(), Some("GET"));
-        assert!(record.response_time_ms.is_some());
+        assert!(record.response_time_us.is_some());
     }
     let last = records.first().expect("records are newest first");
     assert_eq!((last.outcome, last.status_code), (Some(VerifyCode::Revoked), Some(401)));

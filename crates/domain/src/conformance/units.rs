@@ -97,26 +97,28 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
     let store = f.service.store();
     let account = f.principal.account_id;
     let key = f.service.create_key(&f.principal, named("metered")).await.unwrap().key;
-    let record = |seconds: i64, outcome: VerifyCode, ms: Option<u32>| UsageRecord {
-        key_id: key.id,
+    let record = |seconds: i64, outcome: VerifyCode, us: Option<u32>| UsageRecord {
+        key_id: Some(key.id),
         account_id: account,
         ts: START + Duration::seconds(seconds),
         endpoint: Some("/servers".into()),
         method: Some("GET".into()),
         status_code: None,
-        response_time_ms: ms,
+        response_time_us: us,
         ip: Some("203.0.113.9".parse().unwrap()),
         outcome: Some(outcome),
     };
     // Two days: the last second of 1 January and the first of the 2nd.
     let batch = [
-        record(10, VerifyCode::Valid, Some(4)),
-        record(20, VerifyCode::Valid, Some(6)),
+        record(10, VerifyCode::Valid, Some(4_000)),
+        record(20, VerifyCode::Valid, Some(6_500)),
         record(30, VerifyCode::RateLimited, None),
         record(86_400, VerifyCode::Valid, None),
     ];
+    // A verification that found no key: the account's, under no key.
+    let unknown = UsageRecord { key_id: None, ..record(40, VerifyCode::NotFound, Some(1_500)) };
     store.record_usage(&batch[..3]).await.unwrap();
-    store.record_usage(&batch[3..]).await.unwrap();
+    store.record_usage(&[batch[3].clone(), unknown]).await.unwrap();
     let stored = store.get_key(account, key.id).await.unwrap().unwrap();
     assert_eq!(stored.usage_count, 4);
     assert_eq!(stored.last_used_at, Some(START + Duration::seconds(86_400)));
@@ -139,11 +141,12 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
     assert_eq!(window.await.unwrap().len(), 2);
 
     let stats = store.account_stats(account, next_day).await.unwrap();
-    assert_eq!((stats.verifications_total, stats.verifications_today), (4, 1));
+    assert_eq!((stats.verifications_total, stats.verifications_today), (5, 1), "the failed lookup counts");
     assert_eq!(stats.by_code.get("VALID"), Some(&3));
     assert_eq!(stats.by_code.get("RATE_LIMITED"), Some(&1));
-    assert!((stats.success_rate - 0.75).abs() < 1e-9);
-    assert_eq!(stats.avg_response_time_ms, Some(5.0));
+    assert_eq!(stats.by_code.get("NOT_FOUND"), Some(&1));
+    assert!((stats.success_rate - 0.6).abs() < 1e-9);
+    assert_eq!(stats.avg_response_time_ms, Some(4.0), "(4 + 6.5 + 1.5) ms / 3: kept to the microsecond");
     // Another account sees nothing of it.
     let other = fixture(store.clone(), Plan::Pro).await;
     assert_eq!(store.usage_summary(other.principal.account_id, key.id, next_day).await.unwrap().requests_this_month, 0);

@@ -113,7 +113,10 @@ pub struct UsageRecordResponse {
     pub endpoint: Option<String>,
     pub method: Option<String>,
     pub status_code: Option<u16>,
-    pub response_time_ms: Option<u32>,
+    /// Keyward's handling time (verifications, management calls) or the guarded
+    /// service's (the embedded guard), in milliseconds to the microsecond.
+    #[schema(example = 0.042)]
+    pub response_time_ms: Option<f64>,
     pub ip: Option<String>,
     /// The verdict of a verification; `null` for a management call made with the key.
     #[schema(value_type = Option<String>, example = "VALID")]
@@ -127,7 +130,7 @@ impl From<&keyward_domain::usage::UsageRecord> for UsageRecordResponse {
             endpoint: r.endpoint.clone(),
             method: r.method.clone(),
             status_code: r.status_code,
-            response_time_ms: r.response_time_ms,
+            response_time_ms: r.response_time_us.map(|us| f64::from(us) / 1000.0),
             ip: r.ip.map(|ip| ip.to_string()),
             outcome: r.outcome,
         }
@@ -149,6 +152,10 @@ pub struct StatsResponse {
     pub verifications_today: u64,
     /// Share of VALID verdicts, 0–1.
     pub success_rate: f64,
+    /// The mean of Keyward's own handling time of the verifications (from the handler's
+    /// start, the body read, to the verdict; failed lookups included) and of the latency the
+    /// embedded guard recorded for guarded requests, in milliseconds; `null` before any.
     pub avg_response_time_ms: Option<f64>,
+    /// Every verdict, `NOT_FOUND` (a key the account does not have) included.
     pub by_code: std::collections::BTreeMap<String, u64>,
 }

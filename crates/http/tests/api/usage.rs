@@ -49,9 +49,9 @@ both_stores! {
 
         // Nothing reached storage yet: verification writes nothing.
         assert_eq!(app.get(&format!("/v1/keys/{id}")).await.body["usage_count"], 0);
-        // Six verifications plus the two management calls made with the root key (create, get);
-        // the unknown key's verification is not attributed to anyone.
-        assert_eq!(keyward_runtime::usage::flush(&app.meter, app.service.store()).await, 8);
+        // Six verifications, the unknown key's (the calling account's, under no key), and the
+        // two management calls made with the root key (create, get).
+        assert_eq!(keyward_runtime::usage::flush(&app.meter, app.service.store()).await, 9);
 
         let key_view = app.get(&format!("/v1/keys/{id}")).await;
         assert_eq!(key_view.body["usage_count"], 6);
@@ -67,8 +67,10 @@ both_stores! {
         assert_eq!(data[1]["method"], "GET");
         let stats = app.get("/v1/stats").await;
         assert_eq!(stats.status.as_u16(), 200, "{:#}", stats.body);
-        assert_eq!(stats.body["verifications_total"], 6);
-        assert_eq!(stats.body["by_code"], json!({"VALID": 5, "INSUFFICIENT_SCOPE": 1}));
+        assert_eq!(stats.body["verifications_total"], 7, "a failed lookup counts for the caller's account");
+        assert_eq!(stats.body["by_code"], json!({"VALID": 5, "INSUFFICIENT_SCOPE": 1, "NOT_FOUND": 1}));
+        assert!((stats.body["success_rate"].as_f64().unwrap() - 5.0 / 7.0).abs() < 1e-9, "{:#}", stats.body);
+        assert!(stats.body["avg_response_time_ms"].as_f64().is_some(), "verifications are timed: {:#}", stats.body);
         assert_eq!(stats.body["active_keys"], 1);
         app.get("/v1/keys/key_0000000000000000000000/usage").await.assert_error(404, "not_found");
 
@@ -87,8 +89,8 @@ both_stores! {
         let own = app.get(&format!("/v1/keys/{root_id}/usage")).await;
         assert_eq!(own.status.as_u16(), 200, "an account key's calls are readable: {:#}", own.body);
         assert!(own.body["data"].as_array().unwrap().iter().any(|r| r["endpoint"] == "/v1/keys/{id}" && r["status_code"] == 404));
-        assert!(missing.outcome.is_none() && missing.response_time_ms.is_some());
-        assert_eq!(app.get("/v1/stats").await.body["verifications_total"], 6, "not counted as verifications");
+        assert!(missing.outcome.is_none() && missing.response_time_us.is_some());
+        assert_eq!(app.get("/v1/stats").await.body["verifications_total"], 7, "not counted as verifications");
 
         // A key checking itself (`GET /v1/keys/self`) is a verification.
         app.clock.advance(Duration::milliseconds(1));
@@ -96,7 +98,7 @@ both_stores! {
         assert_eq!(own.status.as_u16(), 200, "{:#}", own.body);
         keyward_runtime::usage::flush(&app.meter, app.service.store()).await;
         let stats = app.get("/v1/stats").await;
-        assert_eq!(stats.body["verifications_total"], 7);
+        assert_eq!(stats.body["verifications_total"], 8);
         assert_eq!(stats.body["by_code"]["VALID"], 6);
         let latest = &app.get(&format!("/v1/keys/{id}/usage?limit=1")).await.body["data"][0];
         assert_eq!((latest["endpoint"].as_str(), latest["outcome"].as_str()), (Some("/v1/keys/self"), Some("VALID")));

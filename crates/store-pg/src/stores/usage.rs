@@ -29,18 +29,18 @@ type UsageColumns = (
 );
 
 fn usage_from_columns(
-    (seq, ts, key_id, account_id, endpoint, method, status, ms, ip, outcome): UsageColumns,
+    (seq, ts, key_id, account_id, endpoint, method, status, us, ip, outcome): UsageColumns,
 ) -> UsageEntry {
     UsageEntry {
         position: UsagePosition { ts, seq },
         record: UsageRecord {
             ts,
-            key_id: KeyId::from_uuid(key_id),
+            key_id: Some(KeyId::from_uuid(key_id)),
             account_id: AccountId::from_uuid(account_id),
             endpoint,
             method,
             status_code: status.and_then(|s| u16::try_from(s).ok()),
-            response_time_ms: ms.and_then(|ms| u32::try_from(ms).ok()),
+            response_time_us: us.and_then(|us| u32::try_from(us).ok()),
             ip: ip.and_then(|ip| ip.parse().ok()),
             outcome: outcome.and_then(|o| o.parse().ok()),
         },
@@ -58,7 +58,7 @@ struct ByCode {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     timed: i64,
     #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
-    ms: Option<f64>,
+    us: Option<f64>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -78,20 +78,26 @@ impl UsageStore for PgStore {
         // each statement's arrays come out in key order.)
         let mut per_key: BTreeMap<Uuid, (i64, OffsetDateTime)> = BTreeMap::new();
         let mut per_day: BTreeMap<(Uuid, time::Date), i64> = BTreeMap::new();
-        // Per account, UTC day and verdict (verifications only): requests, timed, total ms.
+        // Per account, UTC day and verdict (verifications only): requests, timed, total µs.
         let mut per_outcome: BTreeMap<(Uuid, time::Date, &'static str), (i64, i64, i64)> = BTreeMap::new();
+        // The records kept one by one: those of a key (a verification that found no key
+        // has nothing to be listed under and counts in `account_usage_daily` only).
+        let mut keyed: Vec<(Uuid, &UsageRecord)> = Vec::with_capacity(batch.len());
         for r in batch {
-            let entry = per_key.entry(r.key_id.as_uuid()).or_insert((0, r.ts));
-            entry.0 += 1;
-            entry.1 = entry.1.max(r.ts);
             let day = r.ts.to_offset(time::UtcOffset::UTC).date();
-            *per_day.entry((r.key_id.as_uuid(), day)).or_default() += 1;
+            if let Some(key_id) = r.key_id.map(|id| id.as_uuid()) {
+                let entry = per_key.entry(key_id).or_insert((0, r.ts));
+                entry.0 += 1;
+                entry.1 = entry.1.max(r.ts);
+                *per_day.entry((key_id, day)).or_default() += 1;
+                keyed.push((key_id, r));
+            }
             if let Some(outcome) = r.outcome {
                 let sums = per_outcome.entry((r.account_id.as_uuid(), day, outcome.as_str())).or_default();
                 sums.0 += 1;
-                if let Some(ms) = r.response_time_ms {
+                if let Some(us) = r.response_time_us {
                     sums.1 += 1;
-                    sums.2 += i64::from(ms);
+                    sums.2 += i64::from(us);
                 }
             }
         }
@@ -111,31 +117,41 @@ impl UsageStore for PgStore {
                 // in the primary key's order (key_id, ts), so consecutive index insertions
                 // land on the same leaf pages: ~11% less time than arrival order for 40,000
                 // records over 10,000 keys, sort included (docs/performance.md).
-                for chunk in batch.chunks(10_000) {
+                for chunk in keyed.chunks(10_000) {
                     diesel::sql_query(
                         "INSERT INTO usage_records \
-                         (ts, key_id, account_id, endpoint, method, status_code, response_time_ms, ip, outcome) \
+                         (ts, key_id, account_id, endpoint, method, status_code, response_time_us, ip, outcome) \
                          SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) ORDER BY 2, 1",
                     )
-                    .bind::<Array<Ts>, _>(chunk.iter().map(|r| r.ts).collect::<Vec<_>>())
-                    .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.key_id.as_uuid()).collect::<Vec<_>>())
-                    .bind::<Array<SqlUuid>, _>(chunk.iter().map(|r| r.account_id.as_uuid()).collect::<Vec<_>>())
-                    .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.endpoint.as_deref()).collect::<Vec<_>>())
-                    .bind::<Array<Nullable<Text>>, _>(chunk.iter().map(|r| r.method.as_deref()).collect::<Vec<_>>())
+                    .bind::<Array<Ts>, _>(chunk.iter().map(|(_, r)| r.ts).collect::<Vec<_>>())
+                    .bind::<Array<SqlUuid>, _>(chunk.iter().map(|(key_id, _)| *key_id).collect::<Vec<_>>())
+                    .bind::<Array<SqlUuid>, _>(chunk.iter().map(|(_, r)| r.account_id.as_uuid()).collect::<Vec<_>>())
+                    .bind::<Array<Nullable<Text>>, _>(
+                        chunk.iter().map(|(_, r)| r.endpoint.as_deref()).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Nullable<Text>>, _>(
+                        chunk.iter().map(|(_, r)| r.method.as_deref()).collect::<Vec<_>>(),
+                    )
                     .bind::<Array<Nullable<Int2>>, _>(
-                        chunk.iter().map(|r| r.status_code.and_then(|s| i16::try_from(s).ok())).collect::<Vec<_>>(),
+                        chunk
+                            .iter()
+                            .map(|(_, r)| r.status_code.and_then(|s| i16::try_from(s).ok()))
+                            .collect::<Vec<_>>(),
                     )
                     .bind::<Array<Nullable<Int4>>, _>(
                         chunk
                             .iter()
-                            .map(|r| r.response_time_ms.and_then(|ms| i32::try_from(ms).ok()))
+                            .map(|(_, r)| r.response_time_us.and_then(|us| i32::try_from(us).ok()))
                             .collect::<Vec<_>>(),
                     )
                     .bind::<Array<Nullable<Text>>, _>(
-                        chunk.iter().map(|r| r.ip.map(|ip| ip.to_string())).collect::<Vec<_>>(),
+                        chunk.iter().map(|(_, r)| r.ip.map(|ip| ip.to_string())).collect::<Vec<_>>(),
                     )
                     .bind::<Array<Nullable<Text>>, _>(
-                        chunk.iter().map(|r| r.outcome.map(keyward_domain::VerifyCode::as_str)).collect::<Vec<_>>(),
+                        chunk
+                            .iter()
+                            .map(|(_, r)| r.outcome.map(keyward_domain::VerifyCode::as_str))
+                            .collect::<Vec<_>>(),
                     )
                     .execute(conn)
                     .await?;
@@ -176,11 +192,11 @@ impl UsageStore for PgStore {
                 .await?;
                 // What GET /v1/stats reads: a few rows per flush, whatever the traffic.
                 diesel::sql_query(
-                    "INSERT INTO account_usage_daily (account_id, day, outcome, requests, timed, total_ms) \
+                    "INSERT INTO account_usage_daily (account_id, day, outcome, requests, timed, total_us) \
                      SELECT * FROM unnest($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, day, outcome) DO UPDATE \
                      SET requests = account_usage_daily.requests + EXCLUDED.requests, \
                          timed = account_usage_daily.timed + EXCLUDED.timed, \
-                         total_ms = account_usage_daily.total_ms + EXCLUDED.total_ms",
+                         total_us = account_usage_daily.total_us + EXCLUDED.total_us",
                 )
                 .bind::<Array<SqlUuid>, _>(per_outcome.keys().map(|k| k.0).collect::<Vec<_>>())
                 .bind::<Array<Date>, _>(per_outcome.keys().map(|k| k.1).collect::<Vec<_>>())
@@ -241,7 +257,7 @@ impl UsageStore for PgStore {
                 usage_records::endpoint,
                 usage_records::method,
                 usage_records::status_code,
-                usage_records::response_time_ms,
+                usage_records::response_time_us,
                 usage_records::ip,
                 usage_records::outcome,
             ))
@@ -291,7 +307,7 @@ impl UsageStore for PgStore {
             // per day and verdict however many verifications there were.
             "SELECT outcome, sum(requests)::int8 AS total, \
                     coalesce(sum(requests) FILTER (WHERE day >= $2), 0)::int8 AS today, \
-                    sum(timed)::int8 AS timed, sum(total_ms)::float8 AS ms \
+                    sum(timed)::int8 AS timed, sum(total_us)::float8 AS us \
              FROM account_usage_daily WHERE account_id = $1 GROUP BY outcome",
         )
         .bind::<diesel::sql_types::Uuid, _>(account.as_uuid())
@@ -300,7 +316,7 @@ impl UsageStore for PgStore {
         .await
         .map_err(db_error)?;
         let mut stats = AccountStats::default();
-        let (mut valid, mut timed, mut total_ms) = (0u64, 0u64, 0f64);
+        let (mut valid, mut timed, mut total_us) = (0u64, 0u64, 0f64);
         for row in rows {
             let total = u64::try_from(row.total).unwrap_or(0);
             stats.verifications_total += total;
@@ -309,12 +325,12 @@ impl UsageStore for PgStore {
                 valid += total;
             }
             timed += u64::try_from(row.timed).unwrap_or(0);
-            total_ms += row.ms.unwrap_or(0.0);
+            total_us += row.us.unwrap_or(0.0);
             stats.by_code.insert(row.outcome, total);
         }
         stats.success_rate =
             if stats.verifications_total == 0 { 0.0 } else { valid as f64 / stats.verifications_total as f64 };
-        stats.avg_response_time_ms = (timed > 0).then(|| total_ms / timed as f64);
+        stats.avg_response_time_ms = (timed > 0).then(|| total_us / timed as f64 / 1000.0);
         Ok(stats)
     }
 
