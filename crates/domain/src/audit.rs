@@ -88,6 +88,21 @@ pub struct AuditRecord {
     pub hash: [u8; 32],
 }
 
+impl AuditRecord {
+    /// Where the record stands in `GET /v1/audit`'s order.
+    pub fn position(&self) -> AuditPosition {
+        AuditPosition { ts: self.event.ts, id: self.event.id }
+    }
+}
+
+/// A place in the audit listing's order: time, then id (SPEC: newest first, cursor over
+/// `(ts, id)`). Events of one microsecond are ordered by id, the same in every store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuditPosition {
+    pub ts: OffsetDateTime,
+    pub id: EventId,
+}
+
 /// The bytes an event's hash covers: every field, in a fixed order, as JSON (object keys of
 /// `metadata` sorted), timestamps in RFC 3339 at microsecond precision.
 pub fn canonical(event: &AuditEvent) -> Vec<u8> {

@@ -12,11 +12,13 @@
 pub use crate::key::tests_support::sample_key;
 mod audit;
 mod keys;
+mod order;
 mod people;
 mod units;
 
 pub use audit::*;
 pub use keys::*;
+pub use order::*;
 pub use people::*;
 pub use units::*;
 
@@ -68,6 +70,10 @@ macro_rules! conformance_tests {
             a_committed_unit_of_work_keeps_everything,
             a_rolled_back_unit_of_work_leaves_nothing,
             usage_is_counted_per_key_and_day,
+            keys_of_one_instant_page_newest_first_by_id,
+            keyspaces_of_one_instant_list_oldest_first_by_id,
+            members_of_one_instant_list_oldest_first_by_user_id,
+            audit_events_of_one_millisecond_page_by_time_then_id,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {

@@ -14,8 +14,7 @@ use time::OffsetDateTime;
 
 use crate::{
     account::Account,
-    audit::{AuditEvent, AuditFilter, AuditRecord},
-    id::EventId,
+    audit::{AuditEvent, AuditFilter, AuditPosition, AuditRecord},
     id::{AccountId, KeyId, KeyspaceId},
     id::{SessionId, UserId},
     idempotency::{Claim, StoredResponse},
@@ -395,14 +394,14 @@ pub trait AuditStore: Send + Sync {
     /// a chain.
     fn append_audit(&self, event: &AuditEvent) -> impl Future<Output = Result<AuditRecord, StorageError>> + Send;
 
-    /// The account's events matching `filter`, newest first (by id, which orders by time),
-    /// created before the event `before`. At most `limit`.
+    /// The account's events matching `filter`, newest first by `(ts, id)`, each strictly
+    /// before `before` in that order. At most `limit`.
     fn list_audit(
         &self,
         account: AccountId,
         filter: &AuditFilter,
         limit: u32,
-        before: Option<EventId>,
+        before: Option<AuditPosition>,
     ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send;
 
     /// A chain in chain order (`seq` ascending), after `after_seq`; at most `limit`.

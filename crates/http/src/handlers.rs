@@ -212,6 +212,26 @@ impl std::str::FromStr for UsageCursor {
     }
 }
 
+/// An audit event's position as a cursor value: `<RFC 3339 ts> <event id>`.
+struct AuditCursor(keyward_domain::audit::AuditPosition);
+
+impl std::fmt::Display for AuditCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.ts.format(&time::format_description::well_known::Rfc3339).map_err(|_| std::fmt::Error)?;
+        write!(f, "{text} {}", self.0.id)
+    }
+}
+
+impl std::str::FromStr for AuditCursor {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ts, id) = s.split_once(' ').ok_or(())?;
+        let ts = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).map_err(|_| ())?;
+        Ok(Self(keyward_domain::audit::AuditPosition { ts, id: id.parse().map_err(|_| ())? }))
+    }
+}
+
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("api_key" = [])), params(ListKeysQuery),
     responses((status = 200, body = KeyListResponse), (status = 400, body = ErrorEnvelope)))]
 pub async fn list_keys<S: Store, L: Admission>(
@@ -453,7 +473,7 @@ pub async fn list_audit<S: Store, L: Admission>(
     let principal = principal(&state, &req).await?;
     let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
-    let before = query.cursor.as_deref().map(decode_cursor::<keyward_domain::EventId>).transpose()?;
+    let before = query.cursor.as_deref().map(decode_cursor::<AuditCursor>).transpose()?.map(|c| c.0);
     let filter = keyward_domain::audit::AuditFilter {
         key_id: query.key_id,
         actor_id: query.actor_id,
@@ -465,8 +485,9 @@ pub async fn list_audit<S: Store, L: Admission>(
         until: query.until,
     };
     let records = state.service.list_audit(&principal, &filter, limit, before).await?;
-    let next_cursor =
-        (records.len() == limit as usize).then(|| records.last().map(|r| encode_cursor(r.event.id))).flatten();
+    let next_cursor = (records.len() == limit as usize)
+        .then(|| records.last().map(|r| encode_cursor(AuditCursor(r.position()))))
+        .flatten();
     Ok(web::Json(AuditListResponse { data: records.iter().map(AuditEventResponse::from).collect(), next_cursor }))
 }
 

@@ -19,19 +19,19 @@ impl AuditStore for MemStore {
         account: AccountId,
         filter: &AuditFilter,
         limit: u32,
-        before: Option<EventId>,
+        before: Option<AuditPosition>,
     ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send {
         ready(Ok(self.read(|state| {
-            let range = match before {
-                Some(before) => state.audit.range(..before),
-                None => state.audit.range(..),
-            };
-            range
-                .rev()
-                .filter(|(_, r)| r.event.account_id == Some(account) && filter.matches(&r.event))
-                .take(limit as usize)
-                .map(|(_, r)| r.clone())
-                .collect()
+            // The map is in id order, which is time order only to the millisecond: the page
+            // is chosen by (ts, id) as PostgreSQL chooses it.
+            let mut found: Vec<&AuditRecord> = state
+                .audit
+                .values()
+                .filter(|r| r.event.account_id == Some(account) && filter.matches(&r.event))
+                .filter(|r| before.is_none_or(|before| r.position() < before))
+                .collect();
+            found.sort_unstable_by_key(|r| std::cmp::Reverse(r.position()));
+            found.into_iter().take(limit as usize).cloned().collect()
         })))
     }
 

@@ -20,7 +20,7 @@ use std::{
 
 use keyward_domain::{
     Account, AccountId, EventId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
-    audit::{AuditEvent, AuditFilter, AuditRecord, chain_hash},
+    audit::{AuditEvent, AuditFilter, AuditPosition, AuditRecord, chain_hash},
     idempotency::{Claim, LEASE, StoredResponse, lapsed},
     password::PasswordHash,
     people::{Email, Membership, Role, Session, User},

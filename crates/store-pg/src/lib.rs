@@ -46,8 +46,8 @@ use diesel_async::{
 };
 use futures_util::FutureExt as _;
 use keyward_domain::{
-    Account, AccountId, EventId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
-    audit::{AuditEvent, AuditFilter, AuditRecord, chain_hash},
+    Account, AccountId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
+    audit::{AuditEvent, AuditFilter, AuditPosition, AuditRecord, chain_hash},
     idempotency::{Claim, LEASE, RETENTION, StoredResponse},
     password::PasswordHash,
     people::{Email, Invitation, Membership, Role, Session, User},

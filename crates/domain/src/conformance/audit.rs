@@ -80,7 +80,7 @@ pub async fn audit_lists_newest_first_with_filters<S: Store>(store: S) {
         if page.is_empty() {
             break;
         }
-        before = page.last().map(|r| r.event.id);
+        before = page.last().map(crate::audit::AuditRecord::position);
         seen.extend(page.into_iter().map(|r| r.event.ts));
     }
     assert_eq!(seen.len(), 10);

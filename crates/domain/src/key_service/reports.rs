@@ -40,7 +40,7 @@ impl<S: Store> KeyService<S> {
         principal: &Principal,
         filter: &AuditFilter,
         limit: u32,
-        before: Option<EventId>,
+        before: Option<crate::audit::AuditPosition>,
     ) -> Result<Vec<AuditRecord>, ManageError> {
         principal.require(management::AUDIT_READ)?;
         Ok(self.store.list_audit(principal.account_id, filter, limit, before).await?)

@@ -59,11 +59,16 @@ impl AuditStore for PgStore {
         account: AccountId,
         filter: &AuditFilter,
         limit: u32,
-        before: Option<EventId>,
+        before: Option<AuditPosition>,
     ) -> Result<Vec<AuditRecord>, StorageError> {
         let mut query = audit_events::table.filter(audit_events::account_id.eq(account.as_uuid())).into_boxed();
         if let Some(before) = before {
-            query = query.filter(audit_events::id.lt(before.as_uuid()));
+            // (ts, id) < (before.ts, before.id), as the index (migration 000013) orders them.
+            query = query.filter(
+                audit_events::ts
+                    .lt(before.ts)
+                    .or(audit_events::ts.eq(before.ts).and(audit_events::id.lt(before.id.as_uuid()))),
+            );
         }
         if let Some(key) = &filter.key_id {
             query = query.filter(audit_events::actor.eq(key.clone()).or(audit_events::resource_id.eq(key.clone())));
@@ -91,7 +96,7 @@ impl AuditStore for PgStore {
         }
         let mut conn = self.conn().await?;
         let rows: Vec<AuditRow> = query
-            .order(audit_events::id.desc())
+            .order((audit_events::ts.desc(), audit_events::id.desc()))
             .limit(i64::from(limit))
             .select(AuditRow::as_select())
             .load(&mut conn)
