@@ -19,6 +19,7 @@ const PAGES: &[(&str, &str)] = &[
     ("forbidden", include_str!("../../../docs/errors/forbidden.md")),
     ("not_found", include_str!("../../../docs/errors/not_found.md")),
     ("method_not_allowed", include_str!("../../../docs/errors/method_not_allowed.md")),
+    ("not_acceptable", include_str!("../../../docs/errors/not_acceptable.md")),
     ("request_timeout", include_str!("../../../docs/errors/request_timeout.md")),
     ("idempotency_key_in_use", include_str!("../../../docs/errors/idempotency_key_in_use.md")),
     ("keyspace_not_empty", include_str!("../../../docs/errors/keyspace_not_empty.md")),

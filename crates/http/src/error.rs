@@ -21,6 +21,8 @@ use keyward_domain::{
 };
 use serde::Serialize;
 
+use crate::media;
+
 /// Every error code the API can answer with, its status and a one-line description.
 /// `docs/errors/<code>.md` holds one page per entry (checked by a test).
 /// Declares [`ErrorCode`] and [`ERROR_CODES`] from one table: each code's wire name, its
@@ -83,6 +85,7 @@ error_codes! {
     Forbidden => ("forbidden", 403, FORBIDDEN, "The operation is not allowed."),
     NotFound => ("not_found", 404, NOT_FOUND, "No such route, or no such object in your account."),
     MethodNotAllowed => ("method_not_allowed", 405, METHOD_NOT_ALLOWED, "The route exists but does not accept this method."),
+    NotAcceptable => ("not_acceptable", 406, NOT_ACCEPTABLE, "The Accept header names no format Keyward answers in (JSON, XML, problem details)."),
     RequestTimeout => ("request_timeout", 408, REQUEST_TIMEOUT, "The body did not arrive in time; send it at once."),
     IdempotencyKeyInUse => ("idempotency_key_in_use", 409, CONFLICT, "A request with this Idempotency-Key is still running."),
     NameTaken => ("name_taken", 409, CONFLICT, "Another object of the account has this name."),
@@ -294,6 +297,20 @@ struct Envelope<'a> {
     retry_after_seconds: Option<u64>,
 }
 
+/// An error as RFC 9457 problem details, for a client that accepts
+/// `application/problem+json`: the standard members, then the envelope's as extensions.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    instance: RequestId,
+    #[serde(flatten)]
+    envelope: &'a Envelope<'a>,
+}
+
 /// Where the documentation pages of error codes live (`{public_url}/docs/errors/{code}`).
 #[derive(Debug, Clone)]
 pub struct PublicUrl(pub String);
@@ -331,16 +348,29 @@ pub async fn envelope(
     let (method, uri) = (req.method().clone(), req.uri().clone());
     // An Arc clone: the URL is only read when rendering an error.
     let public_url = req.app_data::<web::Data<PublicUrl>>().cloned();
-    // A panic in a handler must not drop the connection: it becomes a 500 envelope. The
-    // request was moved into the handler, so the response is attached to a stand-in.
-    let response = match std::panic::AssertUnwindSafe(next.call(req)).catch_unwind().await {
-        Ok(response) => response?.map_into_left_body(),
-        Err(_) => {
-            tracing::error!(%request_id, "a handler panicked");
-            let stand_in = actix_web::test::TestRequest::default().to_http_request();
-            ServiceResponse::new(stand_in, HttpResponse::InternalServerError().finish()).map_into_right_body()
+    // The API answers in what the client accepts; other paths (error pages, metrics) as
+    // they are.
+    let api = uri.path() == "/v1" || uri.path().starts_with("/v1/");
+    let representation = media::negotiate(req.headers().get(header::ACCEPT));
+    let response = if representation.is_none() && api {
+        let refusal = ApiError::new(
+            ErrorCode::NotAcceptable,
+            "answers are application/json, application/xml or application/problem+json",
+        );
+        req.error_response(refusal).map_into_right_body()
+    } else {
+        // A panic in a handler must not drop the connection: it becomes a 500 envelope.
+        // The request was moved into the handler, so the response is attached to a stand-in.
+        match std::panic::AssertUnwindSafe(next.call(req)).catch_unwind().await {
+            Ok(response) => response?.map_into_left_body(),
+            Err(_) => {
+                tracing::error!(%request_id, "a handler panicked");
+                let stand_in = actix_web::test::TestRequest::default().to_http_request();
+                ServiceResponse::new(stand_in, HttpResponse::InternalServerError().finish()).map_into_right_body()
+            }
         }
     };
+    let representation = representation.unwrap_or(media::Representation::DEFAULT);
     let replay = response.response().error().and_then(|e| e.as_error::<ApiError>()).and_then(|e| e.replay.clone());
     let mut response = if let Some((status, body)) = replay.map(|r| *r) {
         let mut replayed = HttpResponse::build(status);
@@ -369,7 +399,21 @@ pub async fn envelope(
             tier: api_error.retry.map(|(tier, _)| tier),
             retry_after_seconds: api_error.retry.map(|(_, seconds)| seconds),
         };
-        let mut rendered = HttpResponse::build(api_error.status).json(body);
+        let mut rendered = if representation.problem {
+            let problem = Problem {
+                kind: &body.documentation_url,
+                title: api_error.code.description(),
+                status: api_error.status.as_u16(),
+                detail: &api_error.message,
+                instance: request_id,
+                envelope: &body,
+            };
+            let mut rendered = HttpResponse::build(api_error.status);
+            rendered.content_type(media::PROBLEM_JSON);
+            rendered.body(serde_json::to_vec(&problem).unwrap_or_default())
+        } else {
+            HttpResponse::build(api_error.status).json(body)
+        };
         for (name, value) in response.headers() {
             if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
                 rendered.headers_mut().append(name.clone(), value.clone());
@@ -379,6 +423,13 @@ pub async fn envelope(
     } else {
         response
     };
+    // The document is JSON whatever was asked: it is what OpenAPI tools read.
+    if representation.format == media::Format::Xml && uri.path() != "/v1/openapi.json" {
+        response = media::into_xml(response).await;
+    }
+    if api {
+        response.headers_mut().append(header::VARY, header::HeaderValue::from_static("accept"));
+    }
     if let Some(value) = crate::headers::header_value(format_args!("{request_id}")) {
         response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }

@@ -20,6 +20,7 @@ pub mod headers;
 pub mod idempotency;
 pub mod journal;
 pub mod limits;
+mod media;
 pub mod metrics;
 pub mod openapi;
 pub mod people;

@@ -64,7 +64,11 @@ impl Modify for ApiKeyAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Keyward", description = "Issue, verify, rate-limit, rotate and revoke API keys."),
+    info(title = "Keyward", description = "Issue, verify, rate-limit, rotate and revoke API keys.\n\n\
+        Every answer under /v1 is JSON by default and XML for `Accept: application/xml` (or `text/xml`): the same \
+        values, an object's members as elements, an array's items as `<item>`, null as `nil=\"true\"`, under a \
+        `<response>` root. Errors are RFC 9457 problem details for `Accept: application/problem+json`. An Accept \
+        naming none of these is 406 `not_acceptable`. This document itself is always JSON."),
     paths(
         healthz, readyz, openapi_json, describe, error_page, get_account,
         create_keyspace, list_keyspaces, get_keyspace, update_keyspace, delete_keyspace,
@@ -139,6 +143,10 @@ fn declare_error_statuses(doc: &mut utoipa::openapi::OpenApi) {
             if method == "POST" && !public {
                 statuses.push(422);
             }
+            // Under /v1 an Accept naming nothing Keyward writes is refused before anything runs.
+            if path.starts_with("/v1") {
+                statuses.push(406);
+            }
             let queried = operation.parameters.iter().flatten().any(|p| matches!(p.parameter_in, ParameterIn::Query));
             if queried {
                 statuses.push(400);
@@ -146,12 +154,16 @@ fn declare_error_statuses(doc: &mut utoipa::openapi::OpenApi) {
             for status in statuses {
                 let codes: Vec<&str> =
                     ERROR_CODES.iter().filter(|(_, s, _)| *s == status).map(|(code, _, _)| *code).collect();
+                let envelope = || ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorEnvelope"))).build();
                 let response = ResponseBuilder::new()
-                    .description(format!("The error envelope; `error` is one of: {}", codes.join(", ")))
-                    .content(
-                        "application/json",
-                        ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorEnvelope"))).build(),
-                    )
+                    .description(format!(
+                        "The error envelope; `error` is one of: {}. With `Accept: application/problem+json`, \
+                         RFC 9457 problem details (`type`, `title`, `status`, `detail`, `instance`) with the \
+                         envelope's members as extensions.",
+                        codes.join(", ")
+                    ))
+                    .content("application/json", envelope())
+                    .content("application/problem+json", envelope())
                     .build();
                 operation.responses.responses.entry(status.to_string()).or_insert_with(|| response.into());
             }

@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod keys;
+mod media;
 mod people;
 mod ratelimits;
 mod routes;
