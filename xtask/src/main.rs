@@ -2,7 +2,7 @@
 //!
 //! - `ci`: everything CI checks — formatting, clippy with warnings denied, `tidy`, the whole
 //!   test suite against a real PostgreSQL (found, started or installed), schemathesis
-//!   against the release binary (`contract`), and cargo-deny.
+//!   against the release binary (`contract`), the fuzz targets briefly, and cargo-deny.
 //! - `dev`: migrate a local PostgreSQL and serve against it.
 //! - `codegen [--check]`: regenerate (or check) `crates/store-pg/src/schema.rs` from the
 //!   migrations and `docs/openapi.json` from the code.
@@ -12,6 +12,8 @@
 //!   `docs/performance.md`.
 //! - `contract [seconds]`: schemathesis (pinned, in a virtualenv it creates) against the
 //!   release binary on both stores.
+//! - `fuzz [seconds]`: every cargo-fuzz target in `fuzz/` for `seconds` each (60 by
+//!   default), from the committed corpus.
 //!
 //! It depends on std and serde_json (to read `cargo metadata`), so it builds in seconds on
 //! a fresh clone.
@@ -26,12 +28,15 @@ use std::{
 
 mod contract;
 mod cycles;
+mod fuzz;
 mod tidy;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
 /// schemathesis examples per operation and phase in `cargo xtask ci`.
 const CONTRACT_EXAMPLES: u32 = 20;
+/// Seconds each fuzz target runs in `cargo xtask ci`.
+const CI_FUZZ_SECONDS: u32 = 10;
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PRIVATE_PORT: u16 = 54329;
 
@@ -44,10 +49,10 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::tidy(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("contract") => contract::contract(args.get(1).map(String::as_str)),
-        _ => Err(
-            "usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench [criterion | http] | contract [seconds]>"
-                .into(),
-        ),
+        Some("fuzz") => fuzz::fuzz(args.get(1).map(String::as_str)),
+        _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench [criterion | http] \
+                  | contract [seconds] | fuzz [seconds]>"
+            .into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,6 +113,8 @@ fn ci() -> Result {
     // The OpenAPI document as a contract: schemathesis against the release binary, both
     // stores, a fixed number of examples so every run makes the same requests.
     contract::run_contract(&contract::Budget::Examples(CONTRACT_EXAMPLES))?;
+    // Every parser of outside input, briefly, from the committed corpus.
+    fuzz::run_fuzz(CI_FUZZ_SECONDS)?;
     step("dependency policy (cargo deny check bans licenses sources)");
     if succeeds("cargo", &["deny", "--version"]) || install_cargo_deny() {
         run("cargo", &["deny", "--all-features", "check", "bans", "licenses", "sources"], &[])?;

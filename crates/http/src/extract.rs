@@ -302,8 +302,18 @@ pub struct Credential {
 /// Reads the credential. `Ok(None)`: none presented. Two different keys → 400
 /// `ambiguous_credentials`; an unreadable header → 401 (no oracle about the format).
 pub fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
+    parse_credential(req.headers().get_all(header::AUTHORIZATION), req.headers().get_all("x-api-key"))
+}
+
+/// [`credential`] over the header values themselves: every `Authorization` (Bearer or
+/// Basic) and every `X-API-Key` a request carried. A parser of outside input, fuzzed
+/// (`fuzz/fuzz_targets/credentials.rs`).
+pub fn parse_credential<'a>(
+    authorization: impl IntoIterator<Item = &'a header::HeaderValue>,
+    api_keys: impl IntoIterator<Item = &'a header::HeaderValue>,
+) -> Result<Option<Credential>, ApiError> {
     let mut found: Vec<Credential> = Vec::new();
-    for value in req.headers().get_all(header::AUTHORIZATION) {
+    for value in authorization {
         let value = value.to_str().map_err(|_| ApiError::unauthorized())?.trim();
         let (scheme, rest) = value.split_once(' ').ok_or_else(ApiError::unauthorized)?;
         let rest = rest.trim();
@@ -320,7 +330,7 @@ pub fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
             return Err(ApiError::unauthorized());
         }
     }
-    for value in req.headers().get_all("x-api-key") {
+    for value in api_keys {
         let value = value.to_str().map_err(|_| ApiError::unauthorized())?.trim();
         found.push(Credential { key: PlaintextKey::new(value.to_owned()), basic_account: None });
     }

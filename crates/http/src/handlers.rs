@@ -2,7 +2,6 @@
 //! the result into a DTO; the rules live in the domain.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine as _;
 use keyward_domain::ratelimit::Admission;
 use keyward_domain::{
     KeyId, KeyKind, KeyspaceId, PlaintextKey, Store,
@@ -168,16 +167,6 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 100;
 
 /// An opaque cursor: the base64url of a value's text form.
-fn encode_cursor(value: impl std::fmt::Display) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
-}
-
-fn decode_cursor<T: std::str::FromStr>(cursor: &str) -> Result<T> {
-    let invalid = || ApiError::field("cursor", "not a cursor this API returned");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    std::str::from_utf8(&bytes).ok().and_then(|s| s.parse().ok()).ok_or_else(invalid)
-}
-
 /// A page size: 1 to 100, 50 when absent.
 fn page_limit(limit: Option<u32>) -> Result<u32> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);
@@ -185,50 +174,6 @@ fn page_limit(limit: Option<u32>) -> Result<u32> {
         Ok(limit)
     } else {
         Err(ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")))
-    }
-}
-
-/// A usage record's position as a cursor value: `<RFC 3339 ts> <seq>`. A bare timestamp
-/// (the cursors of earlier versions) reads as "before that instant", as it meant then.
-struct UsageCursor(keyward_domain::usage::UsagePosition);
-
-impl std::fmt::Display for UsageCursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = self.0.ts.format(&time::format_description::well_known::Rfc3339).map_err(|_| std::fmt::Error)?;
-        write!(f, "{text} {}", self.0.seq)
-    }
-}
-
-impl std::str::FromStr for UsageCursor {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ts, seq) = match s.split_once(' ') {
-            Some((ts, seq)) => (ts, seq.parse().map_err(|_| ())?),
-            None => (s, i64::MIN),
-        };
-        let ts = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).map_err(|_| ())?;
-        Ok(Self(keyward_domain::usage::UsagePosition { ts, seq }))
-    }
-}
-
-/// An audit event's position as a cursor value: `<RFC 3339 ts> <event id>`.
-struct AuditCursor(keyward_domain::audit::AuditPosition);
-
-impl std::fmt::Display for AuditCursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = self.0.ts.format(&time::format_description::well_known::Rfc3339).map_err(|_| std::fmt::Error)?;
-        write!(f, "{text} {}", self.0.id)
-    }
-}
-
-impl std::str::FromStr for AuditCursor {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ts, id) = s.split_once(' ').ok_or(())?;
-        let ts = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).map_err(|_| ())?;
-        Ok(Self(keyward_domain::audit::AuditPosition { ts, id: id.parse().map_err(|_| ())? }))
     }
 }
 
@@ -242,7 +187,7 @@ pub async fn list_keys<S: Store, L: Admission>(
     let principal = principal(&state, &req).await?;
     let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
-    let before = query.cursor.as_deref().map(decode_cursor::<KeyId>).transpose()?;
+    let before = query.cursor.as_deref().map(crate::cursor::decode::<KeyId>).transpose()?;
     let filter = KeyFilter {
         kind: KeyKind::Service,
         keyspace_id: query.keyspace_id,
@@ -252,7 +197,7 @@ pub async fn list_keys<S: Store, L: Admission>(
     };
     let page = state.service.list_keys(&principal, &filter, PageRequest { limit, before }).await?;
     let now = state.service.now();
-    let next_cursor = if page.has_more { page.keys.last().map(|k| encode_cursor(k.id)) } else { None };
+    let next_cursor = if page.has_more { page.keys.last().map(|k| crate::cursor::encode(k.id)) } else { None };
     Ok(web::Json(KeyListResponse {
         data: page.keys.iter().map(|k| KeyResponse::new(k, now)).collect(),
         next_cursor,
@@ -432,11 +377,12 @@ pub async fn key_usage<S: Store, L: Admission>(
     let principal = principal(&state, &req).await?;
     let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
-    let before = query.cursor.as_deref().map(decode_cursor::<UsageCursor>).transpose()?.map(|c| c.0);
+    let before =
+        query.cursor.as_deref().map(crate::cursor::decode::<crate::cursor::UsageCursor>).transpose()?.map(|c| c.0);
     let records =
         state.service.key_usage(&principal, parse_id(&id)?, (query.since, query.until), before, limit).await?;
     let next_cursor = (records.len() == limit as usize)
-        .then(|| records.last().map(|e| encode_cursor(UsageCursor(e.position))))
+        .then(|| records.last().map(|e| crate::cursor::encode(crate::cursor::UsageCursor(e.position))))
         .flatten();
     let data = records.iter().map(|e| UsageRecordResponse::from(&e.record)).collect();
     Ok(web::Json(UsageListResponse { data, next_cursor }))
@@ -473,7 +419,8 @@ pub async fn list_audit<S: Store, L: Admission>(
     let principal = principal(&state, &req).await?;
     let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
-    let before = query.cursor.as_deref().map(decode_cursor::<AuditCursor>).transpose()?.map(|c| c.0);
+    let before =
+        query.cursor.as_deref().map(crate::cursor::decode::<crate::cursor::AuditCursor>).transpose()?.map(|c| c.0);
     let filter = keyward_domain::audit::AuditFilter {
         key_id: query.key_id,
         actor_id: query.actor_id,
@@ -486,7 +433,7 @@ pub async fn list_audit<S: Store, L: Admission>(
     };
     let records = state.service.list_audit(&principal, &filter, limit, before).await?;
     let next_cursor = (records.len() == limit as usize)
-        .then(|| records.last().map(|r| encode_cursor(AuditCursor(r.position()))))
+        .then(|| records.last().map(|r| crate::cursor::encode(crate::cursor::AuditCursor(r.position()))))
         .flatten();
     Ok(web::Json(AuditListResponse { data: records.iter().map(AuditEventResponse::from).collect(), next_cursor }))
 }

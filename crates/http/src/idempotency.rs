@@ -38,12 +38,17 @@ pub(crate) struct ClaimedKey {
 pub(crate) struct Replayed;
 
 pub(crate) fn idempotency_key(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get("idempotency-key") else { return Ok(None) };
+    req.headers().get("idempotency-key").map(check_idempotency_key).transpose()
+}
+
+/// An `Idempotency-Key` header's value as the key it names: 1 to [`MAX_KEY_LEN`] visible
+/// ASCII characters. A parser of outside input, fuzzed (`fuzz/fuzz_targets/idempotency_key.rs`).
+pub fn check_idempotency_key(value: &actix_web::http::header::HeaderValue) -> Result<String, ApiError> {
     let key = value
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic()));
-    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+    key.map(str::to_owned).ok_or_else(|| {
         ApiError::field("Idempotency-Key", format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"))
     })
 }

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod consent;
+pub mod cursor;
 pub mod docs;
 pub mod dto;
 pub mod error;
