@@ -38,7 +38,7 @@ pub struct ChangePasswordResponse {
     pub session_expires_at: OffsetDateTime,
 }
 
-#[utoipa::path(post, path = "/v1/account/password", tag = "auth", request_body = ChangePasswordRequest,
+#[utoipa::path(post, path = "/v1/account/password", tag = "auth", request_body(content = ChangePasswordRequest, example = json!({"current_password": "the one you were given", "new_password": "correct horse battery staple"})),
     responses((status = 200, body = ChangePasswordResponse, description = "Sets a new session cookie; the old session is over"),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope)))]

@@ -41,7 +41,7 @@ pub async fn readyz<S: Store, L: Admission>(state: web::Data<AppState<S, L>>) ->
     Ok(web::Json(HealthResponse { status: "ok" }))
 }
 
-#[utoipa::path(get, path = "/v1/account", tag = "account", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/account", tag = "account",
     responses((status = 200, body = AccountResponse), (status = 401, body = ErrorEnvelope)))]
 pub async fn get_account<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -53,7 +53,7 @@ pub async fn get_account<S: Store, L: Admission>(
 
 // --- keyspaces ------------------------------------------------------------------------------
 
-#[utoipa::path(post, path = "/v1/keyspaces", tag = "keyspaces", security(("api_key" = [])), request_body = CreateKeyspaceRequest,
+#[utoipa::path(post, path = "/v1/keyspaces", tag = "keyspaces", request_body(content = CreateKeyspaceRequest, example = json!({"name": "Production API", "prefix": "acme", "default_scopes": ["servers:read"], "ip_policy": "open"})),
     responses((status = 201, body = KeyspaceResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn create_keyspace<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -66,7 +66,7 @@ pub async fn create_keyspace<S: Store, L: Admission>(
     Ok(created(KeyspaceResponse::from(&keyspace)))
 }
 
-#[utoipa::path(get, path = "/v1/keyspaces", tag = "keyspaces", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/keyspaces", tag = "keyspaces",
     responses((status = 200, body = KeyspaceListResponse)))]
 pub async fn list_keyspaces<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -77,7 +77,7 @@ pub async fn list_keyspaces<S: Store, L: Admission>(
     Ok(web::Json(KeyspaceListResponse { data: keyspaces.iter().map(Into::into).collect() }))
 }
 
-#[utoipa::path(get, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/keyspaces/{id}", tag = "keyspaces",
     params(("id" = String, Path)), responses((status = 200, body = KeyspaceResponse), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_keyspace<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -89,7 +89,7 @@ pub async fn get_keyspace<S: Store, L: Admission>(
     Ok(web::Json((&keyspace).into()))
 }
 
-#[utoipa::path(patch, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])), request_body = UpdateKeyspaceRequest,
+#[utoipa::path(patch, path = "/v1/keyspaces/{id}", tag = "keyspaces", request_body(content = UpdateKeyspaceRequest, example = json!({"name": "Production API (EU)", "default_scopes": ["servers:read", "servers:write"]})),
     params(("id" = String, Path)), responses((status = 200, body = KeyspaceResponse), (status = 404, body = ErrorEnvelope)))]
 pub async fn update_keyspace<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -108,7 +108,7 @@ pub struct DeletedResponse {
     pub deleted: bool,
 }
 
-#[utoipa::path(delete, path = "/v1/keyspaces/{id}", tag = "keyspaces", security(("api_key" = [])),
+#[utoipa::path(delete, path = "/v1/keyspaces/{id}", tag = "keyspaces",
     params(("id" = String, Path)),
     responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn delete_keyspace<S: Store, L: Admission>(
@@ -128,7 +128,7 @@ fn issued(issued: &keyward_domain::key_service::IssuedKey, now: time::OffsetDate
     created(IssuedKeyResponse::new(issued, now))
 }
 
-#[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("api_key" = [])), request_body = CreateKeyRequest,
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body(content = CreateKeyRequest, example = json!({"name": "Customer 42 production", "owner_id": "cust_42", "scopes": ["servers:read"], "environment": "live", "rate_limits": [{"name": "minute", "limit": 600, "period_seconds": 60}], "metadata": {"plan": "gold"}})),
     responses((status = 201, body = IssuedKeyResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn create_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -141,7 +141,7 @@ pub async fn create_key<S: Store, L: Admission>(
     Ok(issued(&key, state.service.now()))
 }
 
-#[utoipa::path(post, path = "/v1/keys/import", tag = "keys", security(("api_key" = [])), request_body = ImportKeysRequest,
+#[utoipa::path(post, path = "/v1/keys/import", tag = "keys", request_body(content = ImportKeysRequest, example = json!({"keys": [{"hash": "sha256:5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", "name": "migrated from the old system", "scopes": ["servers:read"]}]})),
     responses((status = 201, body = ImportKeysResponse), (status = 400, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope)))]
 pub async fn import_keys<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -177,7 +177,7 @@ fn page_limit(limit: Option<u32>) -> Result<u32> {
     }
 }
 
-#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("api_key" = [])), params(ListKeysQuery),
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(ListKeysQuery),
     responses((status = 200, body = KeyListResponse), (status = 400, body = ErrorEnvelope)))]
 pub async fn list_keys<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -205,7 +205,7 @@ pub async fn list_keys<S: Store, L: Admission>(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyWithUsageResponse), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -224,8 +224,8 @@ pub async fn get_key<S: Store, L: Admission>(
     }))
 }
 
-#[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
-    request_body = UpdateKeyRequest,
+#[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path)),
+    request_body(content = UpdateKeyRequest, example = json!({"name": "Customer 42 production", "scopes": ["servers:read", "servers:write"], "is_active": true})),
     responses((status = 200, body = KeyResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn update_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -238,7 +238,7 @@ pub async fn update_key<S: Store, L: Admission>(
     Ok(web::Json(KeyResponse::new(&key, state.service.now())))
 }
 
-#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = RevokeKeyResponse), (status = 404, body = ErrorEnvelope)))]
 pub async fn revoke_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -251,8 +251,8 @@ pub async fn revoke_key<S: Store, L: Admission>(
     Ok(web::Json(RevokeKeyResponse { id: key.id, revoked_at }))
 }
 
-#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", security(("api_key" = [])), params(("id" = String, Path)),
-    request_body(content = Option<RotateKeyRequest>),
+#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", params(("id" = String, Path)),
+    request_body(content = Option<RotateKeyRequest>, example = json!({"grace_period_seconds": 86400})),
     responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn rotate_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -265,7 +265,7 @@ pub async fn rotate_key<S: Store, L: Admission>(
     Ok(issued(&key, state.service.now()))
 }
 
-#[utoipa::path(get, path = "/v1/keys/self", tag = "keys", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/keys/self", tag = "keys",
     responses((status = 200, body = KeyResponse), (status = 401, body = ErrorEnvelope)))]
 pub async fn key_self<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -303,7 +303,7 @@ pub async fn key_self<S: Store, L: Admission>(
     Ok(web::Json(KeyResponse::new(&key, now)))
 }
 
-#[utoipa::path(post, path = "/v1/keys/verify", tag = "verification", security(("api_key" = [])), request_body = VerifyKeyRequest,
+#[utoipa::path(post, path = "/v1/keys/verify", tag = "verification", request_body(content = VerifyKeyRequest, example = json!({"key": "kw_live_3HnW8zcB1fQ2LkVd9sXyTq0aPm7Rb5EoJ4wZ1x", "scopes": ["servers:read"], "endpoint": "/servers", "method": "GET"})),
     responses((status = 200, body = VerifyKeyResponse<'static>), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn verify_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -366,7 +366,7 @@ pub async fn verify_key<S: Store, L: Admission>(
 
 // --- usage ----------------------------------------------------------------------------------
 
-#[utoipa::path(get, path = "/v1/keys/{id}/usage", tag = "usage", security(("api_key" = [])), params(("id" = String, Path), UsageQuery),
+#[utoipa::path(get, path = "/v1/keys/{id}/usage", tag = "usage", params(("id" = String, Path), UsageQuery),
     responses((status = 200, body = UsageListResponse), (status = 404, body = ErrorEnvelope)))]
 pub async fn key_usage<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -388,7 +388,7 @@ pub async fn key_usage<S: Store, L: Admission>(
     Ok(web::Json(UsageListResponse { data, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/stats", tag = "usage", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/stats", tag = "usage",
     responses((status = 200, body = StatsResponse), (status = 403, body = ErrorEnvelope)))]
 pub async fn stats<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -409,7 +409,7 @@ pub async fn stats<S: Store, L: Admission>(
 
 // --- audit ----------------------------------------------------------------------------------
 
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("api_key" = [])), params(AuditQuery),
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = AuditListResponse), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_audit<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value, json};
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme},
 };
 
 use crate::{
@@ -55,9 +55,39 @@ impl Modify for ApiKeyAuth {
         );
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some(
-                "An account key: `Authorization: Bearer <key>`, `X-API-Key: <key>`, or `Authorization: Basic base64(<account_id>:<key>)`.",
-            )).build()),
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A key as `Authorization: Bearer <key>`."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "x_api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "A key as `X-API-Key: <key>`.",
+            ))),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A key as `Authorization: Basic base64(<account_id>:<key>)`: the user name binds the key \
+                         to that account.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "keyward_session",
+                "The session cookie of `POST /v1/auth/login` (`__Host-keyward_session` over HTTPS). Unsafe \
+                 methods also need a same-origin `Origin` and a JSON body (CSRF).",
+            ))),
         );
     }
 }
@@ -101,7 +131,39 @@ pub fn document() -> utoipa::openapi::OpenApi {
     // The version of this build, not of the utoipa crate that rendered it.
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     declare_error_statuses(&mut doc);
+    declare_security(&mut doc);
     doc
+}
+
+/// Declares each operation's security from the route table's `credentials`
+/// (`routes::Credentials`): a key in any of its three forms, the session cookie, or both.
+/// Public routes, the login and the scrape endpoint keep what they declare.
+fn declare_security(doc: &mut utoipa::openapi::OpenApi) {
+    use crate::routes::{Credentials, ROUTES};
+    use utoipa::openapi::security::SecurityRequirement;
+    let forms = |names: &[&str]| -> Vec<SecurityRequirement> {
+        names.iter().map(|name| SecurityRequirement::new(*name, Vec::<String>::new())).collect()
+    };
+    for route in ROUTES {
+        let accepted = match route.credentials {
+            Credentials::None => continue,
+            Credentials::Key => forms(&["api_key", "x_api_key", "basic"]),
+            Credentials::KeyOrSession => forms(&["api_key", "x_api_key", "basic", "session"]),
+            Credentials::Session => forms(&["session"]),
+        };
+        let Some(item) = doc.paths.paths.get_mut(route.path) else { continue };
+        let operation = match route.method {
+            "GET" => &mut item.get,
+            "POST" => &mut item.post,
+            "PATCH" => &mut item.patch,
+            "PUT" => &mut item.put,
+            "DELETE" => &mut item.delete,
+            _ => continue,
+        };
+        if let Some(operation) = operation.as_mut() {
+            operation.security = Some(accepted);
+        }
+    }
 }
 
 /// Routes anyone may call: no credential, so no 401 or 403.
@@ -128,7 +190,8 @@ fn declare_error_statuses(doc: &mut utoipa::openapi::OpenApi) {
             let Some(operation) = operation.as_mut() else { continue };
             let mut statuses = vec![429, 500, 503];
             if !public {
-                statuses.extend([401, 403]);
+                // 400: two different credentials (ambiguous_credentials).
+                statuses.extend([400, 401, 403]);
             }
             if path.contains('{') {
                 statuses.push(404);

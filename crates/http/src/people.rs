@@ -87,7 +87,7 @@ pub struct LoginResponse {
     pub password_change_required: bool,
 }
 
-#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body(content = LoginRequest, example = json!({"email": "ada@example.com", "password": "correct horse battery staple"})),
     responses((status = 200, body = LoginResponse, description = "Sets the session cookie"),
         (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 pub async fn login<S: Store, L: Admission>(
@@ -152,7 +152,13 @@ pub async fn session<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<web::Json<SessionResponse>> {
-    let token = state.cookies.token_of(&req).ok_or_else(ApiError::unauthorized)?;
+    let Some(token) = state.cookies.token_of(&req) else {
+        // A key asking which session it is: say what this route takes.
+        return Err(match crate::extract::credential(&req) {
+            Ok(Some(_)) => keyward_domain::error::PeopleError::SessionRequired.into(),
+            _ => ApiError::unauthorized(),
+        });
+    };
     let (principal, session) = state.people.authenticate_session(&token).await?;
     if principal.password_change_required() {
         return Err(keyward_domain::error::PeopleError::PasswordChangeRequired.into());
@@ -182,7 +188,7 @@ pub struct VerifyPasswordResponse {
     pub step_up_expires_at: OffsetDateTime,
 }
 
-#[utoipa::path(post, path = "/v1/account/verify-password", tag = "auth", request_body = VerifyPasswordRequest,
+#[utoipa::path(post, path = "/v1/account/verify-password", tag = "auth", request_body(content = VerifyPasswordRequest, example = json!({"password": "correct horse battery staple"})),
     responses((status = 200, body = VerifyPasswordResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn verify_password<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -222,7 +228,7 @@ pub struct MemberListResponse {
     pub data: Vec<MemberResponse>,
 }
 
-#[utoipa::path(get, path = "/v1/account/users", tag = "users", security(("api_key" = [])),
+#[utoipa::path(get, path = "/v1/account/users", tag = "users",
     responses((status = 200, body = MemberListResponse), (status = 403, body = ErrorEnvelope)))]
 pub async fn list_users<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -254,7 +260,7 @@ pub struct AddedUserResponse {
     pub initial_password: Option<SecretString>,
 }
 
-#[utoipa::path(post, path = "/v1/account/users", tag = "users", request_body = AddUserRequest,
+#[utoipa::path(post, path = "/v1/account/users", tag = "users", request_body(content = AddUserRequest, example = json!({"email": "grace@example.com", "role": "admin"})),
     responses((status = 201, body = AddedUserResponse), (status = 202, body = AddedUserResponse, description = "An existing user, invited"),
         (status = 403, body = ErrorEnvelope)))]
 pub async fn add_user<S: Store, L: Admission>(
@@ -280,7 +286,7 @@ pub struct UpdateUserRequest {
     pub role: Role,
 }
 
-#[utoipa::path(patch, path = "/v1/account/users/{id}", tag = "users", request_body = UpdateUserRequest, params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/account/users/{id}", tag = "users", request_body(content = UpdateUserRequest, example = json!({"role": "member"})), params(("id" = String, Path)),
     responses((status = 200, body = MemberResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn update_user<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -323,7 +329,7 @@ pub struct CreateAccountKeyRequest {
     pub ip_allowlist: Option<Vec<String>>,
 }
 
-#[utoipa::path(post, path = "/v1/account/keys", tag = "account keys", request_body = CreateAccountKeyRequest,
+#[utoipa::path(post, path = "/v1/account/keys", tag = "account keys", request_body(content = CreateAccountKeyRequest, example = json!({"name": "CI deploys", "scopes": ["keys:read", "keys:write"]})),
     responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope)))]
 pub async fn create_account_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -381,7 +387,7 @@ pub struct UpdateAccountKeyRequest {
     pub is_active: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/v1/account/keys/{id}", tag = "account keys", params(("id" = String, Path)), request_body = UpdateAccountKeyRequest,
+#[utoipa::path(patch, path = "/v1/account/keys/{id}", tag = "account keys", params(("id" = String, Path)), request_body(content = UpdateAccountKeyRequest, example = json!({"name": "CI deploys (rotated yearly)"})),
     responses((status = 200, body = KeyResponse), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn update_account_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
@@ -411,7 +417,7 @@ pub async fn revoke_account_key<S: Store, L: Admission>(
 }
 
 #[utoipa::path(post, path = "/v1/account/keys/{id}/rotate", tag = "account keys", params(("id" = String, Path)),
-    request_body(content = Option<RotateKeyRequest>),
+    request_body(content = Option<RotateKeyRequest>, example = json!({"grace_period_seconds": 86400})),
     responses((status = 201, body = IssuedKeyResponse), (status = 403, body = ErrorEnvelope)))]
 pub async fn rotate_account_key<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,

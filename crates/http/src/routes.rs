@@ -21,10 +21,45 @@ pub struct RouteSpec {
     pub hashes_password: bool,
     /// Open to a session that must change its password first.
     pub open_before_password_change: bool,
+    /// The credentials it takes (what the OpenAPI document declares as its security).
+    pub credentials: Credentials,
+}
+
+/// The credentials a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// None: public, or its own (the login's password, the scrape token).
+    None,
+    /// A key in any of its forms (Bearer, X-API-Key, Basic): the key itself.
+    Key,
+    /// A key or the session cookie.
+    KeyOrSession,
+    /// The session cookie: a key is refused with 403 `session_required` (what a person does,
+    /// with their password at hand).
+    Session,
 }
 
 const fn route(method: &'static str, path: &'static str, action: Option<Action>) -> RouteSpec {
-    RouteSpec { method, path, action, hashes_password: false, open_before_password_change: false }
+    RouteSpec {
+        method,
+        path,
+        action,
+        hashes_password: false,
+        open_before_password_change: false,
+        credentials: Credentials::KeyOrSession,
+    }
+}
+
+const fn public(spec: RouteSpec) -> RouteSpec {
+    RouteSpec { credentials: Credentials::None, ..spec }
+}
+
+const fn key_only(spec: RouteSpec) -> RouteSpec {
+    RouteSpec { credentials: Credentials::Key, ..spec }
+}
+
+const fn session_only(spec: RouteSpec) -> RouteSpec {
+    RouteSpec { credentials: Credentials::Session, ..spec }
 }
 
 const fn hashing(spec: RouteSpec) -> RouteSpec {
@@ -39,32 +74,36 @@ use Action as A;
 
 pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/v1/keys/verify", None),
-    route("GET", "/v1/keys/self", None),
-    route("GET", "/metrics", None),
-    route("GET", "/healthz", None),
-    route("GET", "/readyz", None),
-    route("GET", "/v1/openapi.json", None),
-    route("GET", "/v1", None),
-    route("GET", "/docs/errors/{code}", None),
+    key_only(route("GET", "/v1/keys/self", None)),
+    public(route("GET", "/metrics", None)),
+    public(route("GET", "/healthz", None)),
+    public(route("GET", "/readyz", None)),
+    public(route("GET", "/v1/openapi.json", None)),
+    public(route("GET", "/v1", None)),
+    public(route("GET", "/docs/errors/{code}", None)),
     route("GET", "/v1/account", Some(A::AccountRead)),
-    hashing(route("POST", "/v1/auth/login", Some(A::Login))),
-    allowed_before_password_change(route("POST", "/v1/auth/logout", Some(A::Logout))),
-    route("GET", "/v1/auth/session", Some(A::SessionRead)),
-    hashing(route("POST", "/v1/account/verify-password", Some(A::VerifyPassword))),
-    allowed_before_password_change(hashing(route("POST", "/v1/account/password", Some(A::PasswordChange)))),
-    route("GET", "/v1/auth/invitations", Some(A::InvitationList)),
-    route("DELETE", "/v1/auth/invitations/{account_id}", Some(A::InvitationDecline)),
-    route("POST", "/v1/auth/invitations/{account_id}/accept", Some(A::InvitationAccept)),
+    public(hashing(route("POST", "/v1/auth/login", Some(A::Login)))),
+    allowed_before_password_change(session_only(route("POST", "/v1/auth/logout", Some(A::Logout)))),
+    session_only(route("GET", "/v1/auth/session", Some(A::SessionRead))),
+    hashing(session_only(route("POST", "/v1/account/verify-password", Some(A::VerifyPassword)))),
+    allowed_before_password_change(hashing(session_only(route(
+        "POST",
+        "/v1/account/password",
+        Some(A::PasswordChange),
+    )))),
+    session_only(route("GET", "/v1/auth/invitations", Some(A::InvitationList))),
+    session_only(route("DELETE", "/v1/auth/invitations/{account_id}", Some(A::InvitationDecline))),
+    session_only(route("POST", "/v1/auth/invitations/{account_id}/accept", Some(A::InvitationAccept))),
     route("GET", "/v1/account/users", Some(A::UserList)),
-    hashing(route("POST", "/v1/account/users", Some(A::UserCreate))),
-    route("PATCH", "/v1/account/users/{id}", Some(A::UserUpdate)),
-    route("DELETE", "/v1/account/users/{id}", Some(A::UserRemove)),
-    route("GET", "/v1/account/keys", Some(A::AccountKeyList)),
-    route("POST", "/v1/account/keys", Some(A::AccountKeyCreate)),
-    route("GET", "/v1/account/keys/{id}", Some(A::AccountKeyRead)),
-    route("PATCH", "/v1/account/keys/{id}", Some(A::AccountKeyUpdate)),
-    route("DELETE", "/v1/account/keys/{id}", Some(A::AccountKeyRevoke)),
-    route("POST", "/v1/account/keys/{id}/rotate", Some(A::AccountKeyRotate)),
+    hashing(session_only(route("POST", "/v1/account/users", Some(A::UserCreate)))),
+    session_only(route("PATCH", "/v1/account/users/{id}", Some(A::UserUpdate))),
+    session_only(route("DELETE", "/v1/account/users/{id}", Some(A::UserRemove))),
+    session_only(route("GET", "/v1/account/keys", Some(A::AccountKeyList))),
+    session_only(route("POST", "/v1/account/keys", Some(A::AccountKeyCreate))),
+    session_only(route("GET", "/v1/account/keys/{id}", Some(A::AccountKeyRead))),
+    session_only(route("PATCH", "/v1/account/keys/{id}", Some(A::AccountKeyUpdate))),
+    session_only(route("DELETE", "/v1/account/keys/{id}", Some(A::AccountKeyRevoke))),
+    session_only(route("POST", "/v1/account/keys/{id}/rotate", Some(A::AccountKeyRotate))),
     route("GET", "/v1/keyspaces", Some(A::KeyspaceList)),
     route("POST", "/v1/keyspaces", Some(A::KeyspaceCreate)),
     route("GET", "/v1/keyspaces/{id}", Some(A::KeyspaceRead)),

@@ -6,6 +6,8 @@ use actix_web::{http::Method, test::TestRequest};
 use keyward_http::routes::ROUTES;
 use keyward_store_mem::MemStore;
 
+use serde_json::json;
+
 use crate::helpers::TestApp;
 
 #[actix_web::test]
@@ -25,6 +27,69 @@ async fn every_route_of_the_table_is_served() {
             reply.status == 404 && reply.body["message"].as_str().is_some_and(|m| m.contains("no such route"));
         assert!(!wrong_method && !no_route, "{} {}: {} {:#}", route.method, route.path, reply.status, reply.body);
     }
+}
+
+/// The table's `credentials` is what the routes do: an account key is refused with 403
+/// `session_required` by exactly the session-only routes, and the document declares each
+/// route's forms from the table.
+#[actix_web::test]
+async fn the_credentials_of_the_table_are_what_the_routes_take() {
+    use keyward_http::routes::Credentials;
+    let app = TestApp::new(MemStore::new()).await;
+    let doc = serde_json::to_value(keyward_http::openapi::document()).unwrap();
+    let mut wrong = Vec::new();
+    // Well-formed ids and bodies, so that a route reaches its credential rule rather than
+    // stopping at a malformed input.
+    let body = |method: &str, path: &str| -> serde_json::Value {
+        match (method, path) {
+            ("POST", "/v1/account/verify-password") => json!({"password": "not it"}),
+            ("POST", "/v1/account/password") => json!({"current_password": "x", "new_password": "a long new password"}),
+            ("POST", "/v1/account/users") => json!({"email": "grace@example.com", "role": "member"}),
+            ("PATCH", "/v1/account/users/{id}") => json!({"role": "member"}),
+            ("POST", "/v1/account/keys") => json!({"name": "x", "scopes": ["keys:read"]}),
+            ("POST", "/v1/keys") | ("POST", "/v1/keyspaces") => json!({"name": "x"}),
+            ("PATCH", _) => json!({"name": "y"}),
+            _ => json!({}),
+        }
+    };
+    for route in ROUTES {
+        let id = if route.path.starts_with("/v1/account/users") {
+            "usr_0000000000000000000000"
+        } else {
+            "key_0000000000000000000000"
+        };
+        let path =
+            route.path.replace("{id}", id).replace("{account_id}", &app.account_id).replace("{code}", "not_found");
+        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        let mut request = TestRequest::default()
+            .method(method.clone())
+            .uri(&path)
+            .insert_header(("authorization", format!("Bearer {}", app.root_key)));
+        if method == Method::POST || method == Method::PATCH {
+            request = request.set_json(body(route.method, route.path));
+        }
+        let reply = app.send(request).await;
+        let refused = reply.status == 403 && reply.body["error"] == "session_required";
+        if refused != (route.credentials == Credentials::Session) {
+            wrong.push(format!(
+                "{} {}: {:?}, but a key got {} {}",
+                route.method, route.path, route.credentials, reply.status, reply.body["error"]
+            ));
+        }
+        let declared: Vec<String> = doc["paths"][route.path][route.method.to_lowercase()]["security"]
+            .as_array()
+            .map(|forms| forms.iter().flat_map(|f| f.as_object().unwrap().keys().cloned()).collect())
+            .unwrap_or_default();
+        let expected: &[&str] = match route.credentials {
+            Credentials::None if route.path == "/metrics" => &["metrics_token"],
+            Credentials::None => &[],
+            Credentials::Key => &["api_key", "x_api_key", "basic"],
+            Credentials::KeyOrSession => &["api_key", "x_api_key", "basic", "session"],
+            Credentials::Session => &["session"],
+        };
+        assert_eq!(declared, expected, "{} {}: declared security", route.method, route.path);
+    }
+    assert!(wrong.is_empty(), "the table says otherwise:\n{}", wrong.join("\n"));
 }
 
 #[test]
