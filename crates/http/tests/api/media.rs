@@ -83,4 +83,19 @@ both_stores! {
         let reply = app.send(with_accept(&app.root_key, actix_web::http::Method::GET, "/v1/account", browser)).await;
         assert_eq!((reply.status.as_u16(), content_type(&reply)), (200, "application/xml; charset=utf-8"), "xml (q=0.9) beats */* (q=0.8)");
     }
+
+    async fn query_parameters_are_strict(app) {
+        // A boolean, a fraction or a sign where an integer is expected, an unknown status or
+        // environment, an unknown parameter: 400 naming what is wrong, never a page.
+        for query in [
+            "limit=true", "limit=1.5", "limit=-1", "limit=0x10", "limit=", "status=maybe",
+            "environment=prod", "status=active&status=revoked", "colour=blue",
+        ] {
+            let reply = app.get(&format!("/v1/keys?{query}")).await;
+            reply.assert_error(400, "validation_failed");
+        }
+        assert_eq!(app.get("/v1/keys?limit=10&status=active&environment=live").await.status.as_u16(), 200);
+        app.get("/v1/audit?since=yesterday").await.assert_error(400, "validation_failed");
+        app.get("/v1/audit?result=ok").await.assert_error(400, "validation_failed");
+    }
 }
