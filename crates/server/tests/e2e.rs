@@ -212,11 +212,7 @@ async fn two_instances_share_one_limit_exactly_through_redis_and_survive_its_los
     let env = [("DATABASE_URL", db.url()), ("REDIS_URL", redis.url.as_str())];
     let (a, b) = (Server::start(&env), Server::start(&env));
 
-    // Windows are aligned to the hour: do not start the burst in the last seconds of one.
-    let into_hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 3600;
-    if into_hour > 3590 {
-        std::thread::sleep(Duration::from_secs(3601 - into_hour));
-    }
+    common::away_from_the_end_of_an_hour();
     let body = json!({"name": "shared", "rate_limits": [{"name": "hour", "limit": 25, "period_seconds": 3600}]});
     let (status, created) = a.call("POST", "/v1/keys", &root, Some(body));
     assert_eq!(status, 201, "{created}");

@@ -272,11 +272,7 @@ async fn a_redis_outage_under_load_fails_no_request_and_limits_each_instance_on_
     let server =
         Server::start(&[("DATABASE_URL", db.url()), ("REDIS_URL", &redis.url), ("KEYWARD_CONFIG", config.as_str())]);
 
-    // Windows are aligned to the hour: do not start in the last seconds of one.
-    let into_hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 3600;
-    if into_hour > 3590 {
-        std::thread::sleep(Duration::from_secs(3601 - into_hour));
-    }
+    common::away_from_the_end_of_an_hour();
     let body = json!({"name": "shared", "rate_limits": [{"name": "hour", "limit": 40, "period_seconds": 3600}]});
     let (status, created) = server.call("POST", "/v1/keys", &root, Some(body));
     assert_eq!(status, 201, "{created}");

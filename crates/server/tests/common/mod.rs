@@ -217,3 +217,12 @@ impl PrivateRedis {
         self.child.wait().unwrap();
     }
 }
+
+/// Rate-limit windows are aligned to the hour: a burst that must fall in one window does not
+/// start in the last ten seconds of one.
+pub fn away_from_the_end_of_an_hour() {
+    let into_hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 3600;
+    if into_hour > 3590 {
+        std::thread::sleep(Duration::from_secs(3601 - into_hour));
+    }
+}
