@@ -319,12 +319,16 @@ impl Config {
     pub(crate) fn secret(&self) -> Result<Option<[u8; 32]>, ConfigError> {
         let Some(text) = self.secret.as_ref().map(Sensitive::expose) else { return Ok(None) };
         let invalid = || ConfigError::Invalid("secret (KEYWARD_SECRET) must be 64 hexadecimal digits".into());
-        if text.len() != 64 {
+        // Bytes, never string slices: a multi-byte character must be refused, not sliced
+        // through (a panic whose message would print the secret).
+        let digits = text.as_bytes();
+        if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
             return Err(invalid());
         }
+        let value = |digit: u8| (digit as char).to_digit(16).map_or(0, |d| d as u8);
         let mut secret = [0u8; 32];
-        for (i, byte) in secret.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| invalid())?;
+        for (byte, pair) in secret.iter_mut().zip(digits.chunks_exact(2)) {
+            *byte = value(pair[0]) << 4 | value(pair[1]);
         }
         Ok(Some(secret))
     }
@@ -344,6 +348,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `config` fuzz target: 64 bytes with a multi-byte character panicked
+    /// (slicing inside a character), and the panic message printed the secret.
+    #[test]
+    fn a_secret_that_is_not_hex_is_refused_without_a_panic() {
+        for secret in [
+            "0011223344556677889Ǟabeitddeeff00112233445566778899aabbccddeeff".to_owned(),
+            "é".repeat(32),
+            "+f".repeat(32),
+        ] {
+            assert_eq!(secret.len(), 64);
+            let config: Config = toml::from_str(&format!("secret = {secret:?}")).unwrap();
+            let refused = config.secret().unwrap_err().to_string();
+            assert!(refused.contains("64 hexadecimal digits") && !refused.contains(&secret), "{refused}");
+        }
+        let config: Config = toml::from_str(&format!("secret = {:?}", "0aF9".repeat(16))).unwrap();
+        assert_eq!(config.secret().unwrap().unwrap()[..2], [0x0a, 0xf9]);
+    }
 
     #[test]
     fn a_full_file_parses_and_unknown_keys_are_rejected() {
