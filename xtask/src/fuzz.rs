@@ -9,7 +9,7 @@
 //! would slow every run for no finding it could make. Debug assertions are on (`-a`), so an
 //! overflow is a crash.
 //!
-//! New inputs a run finds go to `target/fuzz-corpus/<target>`, not into the committed
+//! New inputs a run finds go to `target/fuzz/corpus/<target>`, not into the committed
 //! corpus (copy the interesting ones over by hand); a crash leaves its input in
 //! `fuzz/artifacts/<target>/` and fails the run.
 
@@ -33,13 +33,14 @@ pub fn run_fuzz(seconds: u32) -> Result {
     ensure_cargo_fuzz()?;
     let targets = targets()?;
     let dir = root().join("fuzz");
-    let target_dir = root().join("target/fuzz");
+    let cargo_target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target_dir = cargo_target.join("fuzz");
     let env = [("RUSTC_BOOTSTRAP", "1"), ("CARGO_TARGET_DIR", target_dir.to_str().unwrap_or("target/fuzz"))];
     step(&format!("fuzz: build {} targets", targets.len()));
     in_dir(&dir, &["fuzz", "build", "-s", "none", "-a"], &env)?;
     for target in &targets {
         step(&format!("fuzz: {target} for {seconds} s"));
-        let found = root().join("target/fuzz-corpus").join(target);
+        let found = target_dir.join("corpus").join(target);
         std::fs::create_dir_all(&found).map_err(|e| format!("cannot create {}: {e}", found.display()))?;
         let (found, committed) = (found.to_string_lossy().into_owned(), format!("corpus/{target}"));
         let max_time = format!("-max_total_time={seconds}");
