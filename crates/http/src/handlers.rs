@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::{
     AppState,
+    cursor::{self, AuditCursor, UsageCursor},
     dto::*,
     error::{ApiError, ErrorCode},
     extract::{Json, OptionalJson, Query, client_ip, credential},
@@ -187,7 +188,7 @@ pub async fn list_keys<S: Store, L: Admission>(
     let principal = principal(&state, &req).await?;
     let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
-    let before = query.cursor.as_deref().map(crate::cursor::decode::<KeyId>).transpose()?;
+    let before = query.cursor.as_deref().map(cursor::decode::<KeyId>).transpose()?;
     let filter = KeyFilter {
         kind: KeyKind::Service,
         keyspace_id: query.keyspace_id,
@@ -197,7 +198,7 @@ pub async fn list_keys<S: Store, L: Admission>(
     };
     let page = state.service.list_keys(&principal, &filter, PageRequest { limit, before }).await?;
     let now = state.service.now();
-    let next_cursor = if page.has_more { page.keys.last().map(|k| crate::cursor::encode(k.id)) } else { None };
+    let next_cursor = if page.has_more { page.keys.last().map(|k| cursor::encode(k.id)) } else { None };
     Ok(web::Json(KeyListResponse {
         data: page.keys.iter().map(|k| KeyResponse::new(k, now)).collect(),
         next_cursor,
@@ -377,12 +378,11 @@ pub async fn key_usage<S: Store, L: Admission>(
     let principal = principal(&state, &req).await?;
     let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
-    let before =
-        query.cursor.as_deref().map(crate::cursor::decode::<crate::cursor::UsageCursor>).transpose()?.map(|c| c.0);
+    let before = query.cursor.as_deref().map(cursor::decode::<UsageCursor>).transpose()?.map(|c| c.0);
     let records =
         state.service.key_usage(&principal, parse_id(&id)?, (query.since, query.until), before, limit).await?;
     let next_cursor = (records.len() == limit as usize)
-        .then(|| records.last().map(|e| crate::cursor::encode(crate::cursor::UsageCursor(e.position))))
+        .then(|| records.last().map(|e| cursor::encode(UsageCursor(e.position))))
         .flatten();
     let data = records.iter().map(|e| UsageRecordResponse::from(&e.record)).collect();
     Ok(web::Json(UsageListResponse { data, next_cursor }))
@@ -419,8 +419,7 @@ pub async fn list_audit<S: Store, L: Admission>(
     let principal = principal(&state, &req).await?;
     let query = query.into_inner()?;
     let limit = page_limit(query.limit)?;
-    let before =
-        query.cursor.as_deref().map(crate::cursor::decode::<crate::cursor::AuditCursor>).transpose()?.map(|c| c.0);
+    let before = query.cursor.as_deref().map(cursor::decode::<AuditCursor>).transpose()?.map(|c| c.0);
     let filter = keyward_domain::audit::AuditFilter {
         key_id: query.key_id,
         actor_id: query.actor_id,
@@ -433,7 +432,7 @@ pub async fn list_audit<S: Store, L: Admission>(
     };
     let records = state.service.list_audit(&principal, &filter, limit, before).await?;
     let next_cursor = (records.len() == limit as usize)
-        .then(|| records.last().map(|r| crate::cursor::encode(crate::cursor::AuditCursor(r.position()))))
+        .then(|| records.last().map(|r| cursor::encode(AuditCursor(r.position()))))
         .flatten();
     Ok(web::Json(AuditListResponse { data: records.iter().map(AuditEventResponse::from).collect(), next_cursor }))
 }

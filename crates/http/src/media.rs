@@ -60,23 +60,19 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> Option<Representation> 
             .find_map(|q| q.trim().parse::<f32>().ok())
             .unwrap_or(1.0)
             .clamp(0.0, 1.0);
-        let specificity = match media.as_str() {
-            "*/*" => 0,
-            "application/*" | "text/*" => 1,
-            _ => 2,
-        };
+        // Specificity: 2 for the exact type, 1 for `type/*`, 0 for `*/*`.
         match media.as_str() {
             "application/json" => json.offer(2, q),
             "application/xml" | "text/xml" => xml.offer(2, q),
             "application/problem+json" => problem.offer(2, q),
             "application/*" => {
-                json.offer(specificity, q);
-                xml.offer(specificity, q);
+                json.offer(1, q);
+                xml.offer(1, q);
             }
-            "text/*" => xml.offer(specificity, q),
+            "text/*" => xml.offer(1, q),
             "*/*" => {
-                json.offer(specificity, q);
-                xml.offer(specificity, q);
+                json.offer(0, q);
+                xml.offer(0, q);
             }
             _ => {}
         }
@@ -131,14 +127,15 @@ pub(crate) async fn into_xml<B: MessageBody + 'static>(
             return ServiceResponse::new(request, HttpResponse::InternalServerError().finish()).map_into_right_body();
         }
     };
-    let xml = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(value) => to_xml(&value),
+    // A body labelled JSON that does not parse goes out as it came: the client still gets
+    // the answer (in JSON), and nothing here can turn a success into a bare 500.
+    let mut rendered = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(value) => HttpResponse::build(head.status()).content_type(XML).body(to_xml(&value)),
         Err(_) => {
-            tracing::error!("a response labelled JSON did not parse as JSON");
-            return ServiceResponse::new(request, HttpResponse::InternalServerError().finish()).map_into_right_body();
+            tracing::error!("a response labelled JSON did not parse as JSON; sent as JSON");
+            HttpResponse::build(head.status()).content_type("application/json").body(bytes)
         }
     };
-    let mut rendered = HttpResponse::build(head.status()).content_type(XML).body(xml);
     for (name, value) in head.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             rendered.headers_mut().append(name.clone(), value.clone());

@@ -98,24 +98,21 @@ async fn every_creation_a_client_saw_survives_kill_9_with_its_audit_event() {
     server.stop();
 }
 
-/// What the load saw of one endpoint: each answer's status and error code, or a transport
-/// error (a hang past the client's 10 s deadline counts as one).
+/// What the load saw of one endpoint: each answer's status, its `code` (a verdict) or
+/// `error` (an envelope's) and when it came; or a transport error (a hang past the client's
+/// 10 s deadline counts as one).
 #[derive(Default)]
 struct Seen {
-    answers: Mutex<Vec<(u16, String)>>,
-    /// When each answer came.
-    times: Mutex<Vec<Instant>>,
+    answers: Mutex<Vec<(u16, String, Instant)>>,
     failures: AtomicUsize,
 }
 
 impl Seen {
-    fn record(&self, answer: Result<(u16, Value), ureq::Error>, code_field: &str) {
+    fn record(&self, answer: Result<(u16, Value), ureq::Error>) {
         match answer {
             Ok((status, body)) => {
-                let code = body[code_field].as_str().or(body["error"].as_str()).unwrap_or_default().to_owned();
-                let mut answers = self.answers.lock().unwrap();
-                answers.push((status, code));
-                self.times.lock().unwrap().push(Instant::now());
+                let code = body["code"].as_str().or(body["error"].as_str()).unwrap_or_default().to_owned();
+                self.answers.lock().unwrap().push((status, code, Instant::now()));
             }
             Err(_) => {
                 self.failures.fetch_add(1, Ordering::SeqCst);
@@ -124,13 +121,12 @@ impl Seen {
     }
 
     fn count(&self, status: u16, code: &str) -> usize {
-        self.answers.lock().unwrap().iter().filter(|(s, c)| *s == status && c == code).count()
+        self.answers.lock().unwrap().iter().filter(|(s, c, _)| *s == status && c == code).count()
     }
 
     /// The first answer with `status` after `instant`.
     fn first_after(&self, instant: Instant, status: u16) -> Option<Instant> {
-        let (answers, times) = (self.answers.lock().unwrap(), self.times.lock().unwrap());
-        answers.iter().zip(times.iter()).find(|((s, _), t)| *s == status && **t > instant).map(|(_, t)| *t)
+        self.answers.lock().unwrap().iter().find(|(s, _, at)| *s == status && *at > instant).map(|(_, _, at)| *at)
     }
 
     fn total(&self) -> usize {
@@ -182,14 +178,14 @@ async fn a_database_outage_under_load_keeps_cached_keys_valid_and_management_ans
             let (server, root, key, seen) = (&server, &root, &key, &verifications);
             scope.spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    seen.record(server.try_call("POST", "/v1/keys/verify", root, Some(json!({"key": key}))), "code");
+                    seen.record(server.try_call("POST", "/v1/keys/verify", root, Some(json!({"key": key}))));
                 }
             });
         }
         let (server, root, seen) = (&server, &root, &management);
         scope.spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                seen.record(server.try_call("GET", "/v1/keys?limit=1", root, None), "code");
+                seen.record(server.try_call("GET", "/v1/keys?limit=1", root, None));
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
@@ -218,7 +214,7 @@ async fn a_database_outage_under_load_keeps_cached_keys_valid_and_management_ans
         verifications.count(200, "VALID"),
         verifications.total(),
         "the cached key answered VALID throughout: {:?}",
-        verifications.answers.lock().unwrap().iter().filter(|(s, c)| *s != 200 || c != "VALID").collect::<Vec<_>>()
+        verifications.answers.lock().unwrap().iter().filter(|(s, c, _)| *s != 200 || c != "VALID").collect::<Vec<_>>()
     );
     assert_eq!(management.failures.load(Ordering::SeqCst), 0, "management never hung");
     let unavailable = management.count(503, "unavailable");
@@ -227,7 +223,7 @@ async fn a_database_outage_under_load_keeps_cached_keys_valid_and_management_ans
         management.count(200, "") + unavailable,
         management.total(),
         "management answered 200 or 503, nothing else: {:?}\n{}",
-        management.answers.lock().unwrap().iter().filter(|(s, _)| ![200, 503].contains(s)).collect::<Vec<_>>(),
+        management.answers.lock().unwrap().iter().filter(|(s, _, _)| ![200, 503].contains(s)).collect::<Vec<_>>(),
         server.complaints()
     );
     let recovered = management.first_after(returned, 200).expect("management recovered");
@@ -287,7 +283,7 @@ async fn a_redis_outage_under_load_fails_no_request_and_limits_each_instance_on_
             let (server, root, key, seen, answered) = (&server, &root, &key, &seen, &answered);
             scope.spawn(move || {
                 for _ in 0..15 {
-                    seen.record(server.try_call("POST", "/v1/keys/verify", root, Some(json!({"key": key}))), "code");
+                    seen.record(server.try_call("POST", "/v1/keys/verify", root, Some(json!({"key": key}))));
                     answered.fetch_add(1, Ordering::SeqCst);
                 }
             });
