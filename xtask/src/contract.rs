@@ -8,14 +8,68 @@
 //! (default 60). The accepted exceptions, each with its reason, are in
 //! `xtask/contract/schemathesis.toml`.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
+    process::{ChildStdout, Command, Stdio},
+};
 
-use crate::{Result, Running, ensure_postgres, free_port, migrated_account, root, run, start, step};
+use crate::{Result, Running, ensure_postgres, free_port, http::post_json, migrated_account, root, run, start, step};
 
 /// The schemathesis this project is checked with.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 /// The seed of every run: the same requests each time.
 const SEED: &str = "20261203";
+/// The owner of the PostgreSQL run's account (the embedded store's is its bootstrap owner).
+const PG_OWNER: &str = "owner@contract.test";
+/// The session cookie's name over plain HTTP.
+const SESSION_COOKIE: &str = "keyward_session";
+
+/// The bootstrap owner's email and one-time password, from what `keyward serve` prints on
+/// the embedded store; the rest of its output is drained so the server never blocks on it.
+fn bootstrap_login(printed: ChildStdout) -> Result<(String, String)> {
+    let mut lines = BufReader::new(printed);
+    let mut line = String::new();
+    let login = loop {
+        line.clear();
+        if lines.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("keyward serve printed no owner login".into());
+        }
+        if let Some((email, password)) =
+            line.strip_prefix("Owner login, shown once: ").and_then(|rest| rest.trim().split_once(" / "))
+        {
+            break (email.to_owned(), password.to_owned());
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    Ok(login)
+}
+
+/// A session for the run, as a person would get one: signed in with the one-time password,
+/// the password changed (which opens a new session) and confirmed again (step-up), so the
+/// operations that need a recent password are reached too. Returns the cookie's value.
+fn session(addr: &str, (email, one_time): &(String, String)) -> Result<String> {
+    let mut random = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)).map_err(|e| e.to_string())?;
+    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let json = |value: serde_json::Value| value.to_string();
+    let call = |path: &str, cookie: Option<&str>, body: String| -> Result<String> {
+        let cookie = cookie.map(|value| format!("{SESSION_COOKIE}={value}"));
+        let answer = post_json(addr, path, cookie.as_deref(), SESSION_COOKIE, &body)?;
+        if answer.status != 200 {
+            return Err(format!("POST {path} answered {}: {}", answer.status, answer.body));
+        }
+        Ok(answer.cookie.unwrap_or_default())
+    };
+    let first = call("/v1/auth/login", None, json(serde_json::json!({"email": email, "password": one_time})))?;
+    let session = call(
+        "/v1/account/password",
+        Some(&first),
+        json(serde_json::json!({"current_password": one_time, "new_password": password})),
+    )?;
+    call("/v1/account/verify-password", Some(&session), json(serde_json::json!({"password": password})))?;
+    if session.is_empty() { Err("the password change set no session cookie".into()) } else { Ok(session) }
+}
 
 fn target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
@@ -88,7 +142,12 @@ pub fn run_contract(budget: &Budget) -> Result {
     }
     let pg = [("DATABASE_URL", contract_url.as_str()), ("KEYWARD_LOG", "warn")];
     let pg_key = path("postgres.key");
-    migrated_account(&keyward, &pg, "Contract", &pg_key)?;
+    let printed = migrated_account(&keyward, &pg, "Contract", &pg_key, Some(PG_OWNER))?;
+    let pg_login = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("One-time password, shown once: "))
+        .map(|password| (PG_OWNER.to_owned(), password.trim().to_owned()))
+        .ok_or("keyward account create printed no one-time password")?;
 
     let mut failed = Vec::new();
     for store in ["memory", "postgres"] {
@@ -98,13 +157,16 @@ pub fn run_contract(budget: &Budget) -> Result {
         let config = path("keyward.toml");
         let key_file = if store == "memory" { path("memory.key") } else { pg_key.clone() };
         let mut serve = Command::new(&keyward);
-        serve.args(["serve", "--config", &config, "--listen", &listen]).stdout(std::process::Stdio::null());
+        serve.args(["serve", "--config", &config, "--listen", &listen]).stdout(Stdio::piped());
         if store == "memory" {
             serve.args(["--bootstrap-key-file", &key_file]).env_remove("DATABASE_URL").env("KEYWARD_LOG", "warn");
         } else {
             serve.envs(pg);
         }
-        let _server: Running = start("keyward", serve, port)?;
+        let mut server: Running = start("keyward", serve, port)?;
+        let printed = server.0.stdout.take().ok_or("keyward's output is not piped")?;
+        let login = if store == "memory" { bootstrap_login(printed)? } else { pg_login.clone() };
+        let session = session(&listen, &login)?;
         let key = std::fs::read_to_string(&key_file).map_err(|e| format!("{key_file}: {e}"))?;
         let config = root().join("xtask/contract/schemathesis.toml").to_string_lossy().into_owned();
         let status = Command::new(&schemathesis)
@@ -114,6 +176,7 @@ pub fn run_contract(budget: &Budget) -> Result {
             // environment, not its command line, which `ps` shows.
             .args(["run", &format!("http://{listen}/v1/openapi.json"), "--seed", SEED, flag, &amount])
             .env("KEYWARD_CONTRACT_KEY", key.trim())
+            .env("KEYWARD_CONTRACT_SESSION", &session)
             .args(["--report", "junit", "--report-dir", &path(&format!("report-{store}"))])
             .current_dir(&work)
             .status()

@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <task>` (see `.cargo/config.toml`):
 //!
 //! - `ci`: everything CI checks — formatting, clippy with warnings denied, `tidy`, the whole
-//!   test suite against a real PostgreSQL (found, started or installed), schemathesis
+//!   test suite against a real PostgreSQL and Redis (found, started or installed), the
+//!   browser tests in Debian's headless Chromium (installed when missing), schemathesis
 //!   against the release binary (`contract`), the fuzz targets briefly, and cargo-deny.
 //! - `dev`: migrate a local PostgreSQL and serve against it.
 //! - `codegen [--check]`: regenerate (or check) `crates/store-pg/src/schema.rs` from the
@@ -29,6 +30,7 @@ use std::{
 mod contract;
 mod cycles;
 mod fuzz;
+mod http;
 mod tidy;
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -95,6 +97,7 @@ fn ci() -> Result {
     let started = Instant::now();
     let database_url = ensure_postgres()?;
     let redis_url = ensure_redis()?;
+    ensure_chromium()?;
     let db = [("DATABASE_URL", database_url.as_str()), ("REDIS_URL", redis_url.as_str())];
 
     step("format");
@@ -236,16 +239,25 @@ impl Drop for DatabaseAside {
 }
 
 /// Migrates the database `db` names and creates an enterprise account in it, its key
-/// written to `key_file`; the key printed on stdout is kept out of this tool's output.
-fn migrated_account(keyward: &Path, db: &[(&str, &str)], name: &str, key_file: &str) -> Result {
+/// written to `key_file`, with an owner of that email if one is given. Returns what the
+/// command printed (the key, the owner's one-time password), kept out of this tool's
+/// output for the caller to read what it needs.
+fn migrated_account(
+    keyward: &Path,
+    db: &[(&str, &str)],
+    name: &str,
+    key_file: &str,
+    owner: Option<&str>,
+) -> Result<String> {
     run(&keyward.to_string_lossy(), &["migrate"], db)?;
-    let created = Command::new(keyward)
-        .args(["account", "create", "--name", name, "--plan", "enterprise", "--key-file", key_file])
-        .envs(db.iter().copied())
-        .output()
-        .map_err(|e| format!("cannot run keyward: {e}"))?;
+    let mut create = Command::new(keyward);
+    create.args(["account", "create", "--name", name, "--plan", "enterprise", "--key-file", key_file]);
+    if let Some(email) = owner {
+        create.args(["--owner-email", email]);
+    }
+    let created = create.envs(db.iter().copied()).output().map_err(|e| format!("cannot run keyward: {e}"))?;
     if created.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&created.stdout).into_owned())
     } else {
         Err(format!("keyward account create failed: {}", String::from_utf8_lossy(&created.stderr).trim()))
     }
@@ -345,7 +357,7 @@ fn http_bench(database_url: &str) -> Result {
     .map_err(|e| e.to_string())?;
     let db = [("DATABASE_URL", bench_url.as_str()), ("KEYWARD_LOG", "warn")];
     let root_key = path("root.key");
-    migrated_account(&keyward, &db, "Bench", &root_key)?;
+    migrated_account(&keyward, &db, "Bench", &root_key, None)?;
     let serve = |port: u16| {
         let listen = format!("127.0.0.1:{port}");
         let config = path("keyward.toml");
@@ -630,6 +642,38 @@ fn start_private_cluster(bindir: &Path) -> Result<String> {
         Ok(url)
     } else {
         Err(format!("the private PostgreSQL did not start; see {log}"))
+    }
+}
+
+// --- Chromium -------------------------------------------------------------------------------
+
+/// The headless Chromium and ChromeDriver the browser tests drive: Debian's `chromium` and
+/// `chromium-driver`, installed as root when missing (never a downloaded browser build).
+/// Fails saying what to install.
+fn ensure_chromium() -> Result {
+    let have = || {
+        let chromedriver = env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let chromium = env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        succeeds(&chromedriver, &["--version"]) && std::path::Path::new(&chromium).exists()
+    };
+    if !have() && is_root() && succeeds("sh", &["-c", "command -v apt-get"]) {
+        step(
+            "installing Chromium and ChromeDriver from the distribution's packages (apt-get install chromium chromium-driver)",
+        );
+        run("apt-get", &["update", "-q"], &[])?;
+        run(
+            "apt-get",
+            &["install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
+    }
+    if have() {
+        Ok(())
+    } else {
+        Err("the browser tests need Chromium and ChromeDriver. Install them (Debian/Ubuntu: \
+             `sudo apt-get install chromium chromium-driver`), or name them with CHROMIUM and CHROMEDRIVER, \
+             and run `cargo xtask ci` again."
+            .into())
     }
 }
 

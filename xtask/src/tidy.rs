@@ -3,9 +3,10 @@
 //! - the domain is pure: no IO framework anywhere in its dependency tree;
 //! - every workspace crate opts into the workspace lints;
 //! - the crate graph: the domain depends on no workspace crate, the runtime on the domain
-//!   only, adapters on the domain and the runtime only, nothing on the binary;
-//! - frameworks stay in their adapter: diesel in store-pg, actix in http (and in the binary
-//!   and the examples, which wire them);
+//!   only, adapters on the domain and the runtime only, the dashboard on those and the
+//!   HTTP adapter, nothing on the binary;
+//! - frameworks stay in their adapter: diesel in store-pg, actix in http and the dashboard
+//!   it serves beside (and in the binary and the examples, which wire them);
 //! - no import cycle between the modules of a crate;
 //! - no product source file over [`FILE_CEILING`] lines (generated ones aside).
 //!
@@ -26,18 +27,22 @@ const FORBIDDEN_IN_DOMAIN: &[&str] =
 const ADAPTERS: &[&str] =
     &["keyward-store-pg", "keyward-store-mem", "keyward-ratelimit", "keyward-resolver", "keyward-http"];
 
+/// Pages served beside the HTTP adapter, with its state and sessions: they may depend on
+/// the domain, the runtime and `keyward-http` only.
+const OVER_HTTP: &[&str] = &["keyward-dashboard"];
+
 /// Crates that wire adapters together, and so may name any of them.
 const WIRING: &[&str] = &["keyward", "keyward-example-embedded", "xtask", "keyward-bench"];
 
-/// A framework and the only product crate (besides [`WIRING`]) that may depend on it.
-const FRAMEWORK_HOMES: &[(&str, &str)] = &[
-    ("diesel", "keyward-store-pg"),
-    ("diesel-async", "keyward-store-pg"),
-    ("diesel_migrations", "keyward-store-pg"),
-    ("deadpool", "keyward-store-pg"),
-    ("actix-web", "keyward-http"),
-    ("actix-http", "keyward-http"),
-    ("actix-rt", "keyward-http"),
+/// A framework and the only product crates (besides [`WIRING`]) that may depend on it.
+const FRAMEWORK_HOMES: &[(&str, &[&str])] = &[
+    ("diesel", &["keyward-store-pg"]),
+    ("diesel-async", &["keyward-store-pg"]),
+    ("diesel_migrations", &["keyward-store-pg"]),
+    ("deadpool", &["keyward-store-pg"]),
+    ("actix-web", &["keyward-http", "keyward-dashboard"]),
+    ("actix-http", &["keyward-http"]),
+    ("actix-rt", &["keyward-http"]),
 ];
 
 /// The most lines a source file of the product's crates may have (generated files aside):
@@ -133,6 +138,7 @@ fn edge_allowed(from: &str, to: &str) -> bool {
         "keyward-domain" => false,
         "keyward-runtime" => to == "keyward-domain",
         adapter if ADAPTERS.contains(&adapter) => matches!(to, "keyward-domain" | "keyward-runtime"),
+        page if OVER_HTTP.contains(&page) => matches!(to, "keyward-domain" | "keyward-runtime" | "keyward-http"),
         _ => to != "keyward",
     }
 }
@@ -159,8 +165,8 @@ fn frameworks_stay_home(members: &[Member]) -> Result {
         .filter(|m| !WIRING.contains(&m.name.as_str()))
         .flat_map(|m| m.dependencies.iter().map(move |d| (m.name.as_str(), d.as_str())))
         .filter_map(|(from, to)| {
-            let home = FRAMEWORK_HOMES.iter().find(|(framework, _)| *framework == to)?.1;
-            (home != from).then(|| format!("{from} -> {to} (belongs in {home})"))
+            let homes = FRAMEWORK_HOMES.iter().find(|(framework, _)| *framework == to)?.1;
+            (!homes.contains(&from)).then(|| format!("{from} -> {to} (belongs in {})", homes.join(" or ")))
         })
         .collect();
     if strays.is_empty() { Ok(()) } else { Err(format!("frameworks outside their adapter: {}", strays.join(", "))) }

@@ -120,6 +120,10 @@ pub enum PeopleError {
     /// (`POST /v1/account/password`) or log out.
     #[error("change your password first (POST /v1/account/password)")]
     PasswordChangeRequired,
+    /// The person is already a member of the account; `field` names what said who
+    /// (`email` when adding, `account_id` when accepting an invitation).
+    #[error("already a member of this account")]
+    AlreadyMember { field: &'static str },
     #[error(transparent)]
     Manage(#[from] ManageError),
     #[error("password hashing failed")]

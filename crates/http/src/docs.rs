@@ -24,6 +24,7 @@ const PAGES: &[(&str, &str)] = &[
     ("idempotency_key_in_use", include_str!("../../../docs/errors/idempotency_key_in_use.md")),
     ("keyspace_not_empty", include_str!("../../../docs/errors/keyspace_not_empty.md")),
     ("name_taken", include_str!("../../../docs/errors/name_taken.md")),
+    ("already_member", include_str!("../../../docs/errors/already_member.md")),
     ("payload_too_large", include_str!("../../../docs/errors/payload_too_large.md")),
     ("unsupported_media_type", include_str!("../../../docs/errors/unsupported_media_type.md")),
     ("idempotency_key_reused", include_str!("../../../docs/errors/idempotency_key_reused.md")),

@@ -90,6 +90,7 @@ error_codes! {
     IdempotencyKeyInUse => ("idempotency_key_in_use", 409, CONFLICT, "A request with this Idempotency-Key is still running."),
     NameTaken => ("name_taken", 409, CONFLICT, "Another object of the account has this name."),
     KeyspaceNotEmpty => ("keyspace_not_empty", 409, CONFLICT, "The keyspace still holds active keys."),
+    AlreadyMember => ("already_member", 409, CONFLICT, "The person is already a member of the account."),
     PayloadTooLarge => ("payload_too_large", 413, PAYLOAD_TOO_LARGE, "The body is larger than the route accepts."),
     UnsupportedMediaType => ("unsupported_media_type", 415, UNSUPPORTED_MEDIA_TYPE, "The body is not application/json."),
     IdempotencyKeyReused => ("idempotency_key_reused", 422, UNPROCESSABLE_ENTITY, "This Idempotency-Key was used for a different request."),
@@ -222,6 +223,13 @@ impl From<PeopleError> for ApiError {
     fn from(error: PeopleError) -> Self {
         match error {
             PeopleError::InvalidCredentials => Self::new(ErrorCode::InvalidCredentials, "wrong email or password"),
+            PeopleError::AlreadyMember { field } => {
+                let why = error.to_string();
+                Self {
+                    details: vec![FieldError { field: field.into(), message: why.clone() }],
+                    ..Self::new(ErrorCode::AlreadyMember, format!("{field}: {why}"))
+                }
+            }
             PeopleError::Throttled { retry_after_seconds } => Self {
                 retry: Some(("login", retry_after_seconds)),
                 ..Self::new(ErrorCode::RateLimited, "too many login attempts; try again later")
@@ -336,6 +344,12 @@ impl keyward_domain::RandomSource for RequestIdRandom {
 
 /// Assigns the request id, sets `X-Request-Id`, renders the envelope of every error, and
 /// writes the access log line.
+/// Whether a response is a page (the dashboard's own error pages), which the envelope
+/// leaves as it is.
+fn is_html<B>(response: &ServiceResponse<B>) -> bool {
+    response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+}
+
 pub async fn envelope(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -376,7 +390,7 @@ pub async fn envelope(
         let mut replayed = HttpResponse::build(status);
         replayed.content_type("application/json").insert_header(("idempotent-replayed", "true"));
         response.into_response(replayed.body(body)).map_into_right_body()
-    } else if response.status().is_client_error() || response.status().is_server_error() {
+    } else if (response.status().is_client_error() || response.status().is_server_error()) && !is_html(&response) {
         let api_error =
             response.response().error().and_then(|e| e.as_error::<ApiError>().cloned()).unwrap_or_else(|| {
                 if response.status().is_server_error()

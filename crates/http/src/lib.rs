@@ -169,6 +169,26 @@ pub fn app<S: Store, L: Admission>(
         InitError = (),
     >,
 > {
+    app_with(state, settings, |_| {})
+}
+
+/// [`app`] with more services beside the API (the binary's dashboard), registered before
+/// the management scope, whose default service answers every path nobody else took. They
+/// share the state, the cookie settings and the envelope, which leaves an HTML answer as
+/// it is.
+pub fn app_with<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
+    settings: HttpSettings,
+    beside: impl FnOnce(&mut web::ServiceConfig),
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
     let cookies = web::Data::new(state.cookies.clone());
     App::new()
         .app_data(state)
@@ -191,6 +211,7 @@ pub fn app<S: Store, L: Admission>(
                     .service(resource("/metrics", vec![on(Method::GET, metrics::metrics::<S, L>)]));
             }
         })
+        .configure(beside)
         .service(management_routes::<S, L>())
 }
 

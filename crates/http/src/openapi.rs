@@ -108,7 +108,8 @@ impl Modify for ApiKeyAuth {
         create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
         list_audit, key_usage, stats, metrics,
     ),
-    components(schemas(ErrorEnvelope, FieldErrorDto)),
+    // Besides what the operations name themselves: the enums query parameters refer to.
+    components(schemas(ErrorEnvelope, FieldErrorDto, schema::KeyStatusName, schema::AuditResultName)),
     modifiers(&ApiKeyAuth),
     tags(
         (name = "keys", description = "Service keys: issue, list, update, rotate, revoke, import."),

@@ -242,6 +242,8 @@ pub async fn list_users<S: Store, L: Admission>(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddUserRequest {
+    /// One `@`, a dot in the domain, no whitespace; compared case-insensitively.
+    #[schema(format = Email, max_length = 254, example = "grace@example.com")]
     pub email: String,
     #[schema(value_type = crate::dto::schema::RoleName, example = "member")]
     pub role: Role,
@@ -317,15 +319,22 @@ pub async fn remove_user<S: Store, L: Admission>(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountKeyRequest {
-    #[schema(example = "ansible-prod")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "ansible-prod"
+    )]
     pub name: String,
     /// Management scopes, at most those of your role.
-    #[schema(example = json!(["keys:read", "keys:write"]))]
+    #[schema(value_type = Vec<crate::dto::schema::ManagementScopeName>, min_items = 1, example = json!(["keys:read", "keys:write"]))]
     pub scopes: Vec<String>,
+    #[schema(max_length = 1000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
+    #[schema(max_items = 100, example = json!(["203.0.113.0/24"]))]
     pub ip_allowlist: Option<Vec<String>>,
 }
 
@@ -375,14 +384,23 @@ pub async fn get_account_key<S: Store, L: Admission>(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccountKeyRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "ansible-prod"
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000]*$")]
     pub description: Option<Option<String>>,
     /// Changing scopes needs the step-up window, like minting a key.
+    #[schema(value_type = Option<Vec<crate::dto::schema::ManagementScopeName>>, min_items = 1)]
     pub scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "crate::timestamp::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<OffsetDateTime>>,
+    #[schema(max_items = 100)]
     pub ip_allowlist: Option<Vec<String>>,
     pub is_active: Option<bool>,
 }

@@ -32,8 +32,9 @@ pub struct CookieSettings {
     /// no Domain), `keyward_session` otherwise.
     pub name: &'static str,
     pub secure: bool,
-    /// `scheme://host[:port]` of the public URL: the only `Origin` a cookie request may carry.
-    pub origin: String,
+    /// `scheme://host[:port]` of the configured public URL: the only `Origin` a cookie
+    /// request may carry. `None` without one: the request's own `Host` (see [`Self::admits`]).
+    pub origin: Option<String>,
 }
 
 impl CookieSettings {
@@ -44,7 +45,29 @@ impl CookieSettings {
             .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
             .unwrap_or_default()
             .to_lowercase();
-        Self { name: if secure { "__Host-keyward_session" } else { "keyward_session" }, secure, origin }
+        Self { name: if secure { "__Host-keyward_session" } else { "keyward_session" }, secure, origin: Some(origin) }
+    }
+
+    /// Without a configured public URL, Keyward is whatever host a browser reached it by
+    /// (`localhost:8080`, `127.0.0.1:8080`, a machine's name): a cookie request's `Origin`
+    /// must name the host the request itself was sent to. A cross-site page cannot make a
+    /// browser send Keyward's cookie with a `Host` of Keyward's and an `Origin` that
+    /// matches it, so this is the same-origin check, without a URL to configure.
+    pub fn for_any_host() -> Self {
+        Self { name: "keyward_session", secure: false, origin: None }
+    }
+
+    /// Whether `origin` (lower-cased) is this service's, for the request `req`.
+    pub fn admits(&self, origin: &str, req: &HttpRequest) -> bool {
+        match &self.origin {
+            Some(configured) => origin == configured,
+            None => {
+                let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+                origin.split_once("://").is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https") && !host.is_empty() && rest.eq_ignore_ascii_case(host)
+                })
+            }
+        }
     }
 
     pub fn session_cookie(&self, token: &SessionToken) -> Cookie<'static> {
@@ -119,7 +142,7 @@ pub(crate) fn csrf_refusal(req: &HttpRequest) -> Option<ApiError> {
     let headers = req.headers();
     let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or_default().to_lowercase());
     let json = req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/json");
-    let why = if origin.is_some_and(|o| o != settings.origin) {
+    let why = if origin.is_some_and(|o| !settings.admits(&o, req)) {
         "the Origin is not this service's"
     } else if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
         "Sec-Fetch-Site is cross-site"
@@ -207,10 +230,7 @@ pub(crate) async fn authorize<S: Store, L: Admission>(
 
 /// The per-IP limit of the management API, which the journal applies before any other
 /// work. Verification is exempt: its callers are a few servers sending most of the traffic.
-pub(crate) async fn limit_ip<S: Store, L: Admission>(
-    state: &AppState<S, L>,
-    req: &HttpRequest,
-) -> Result<(), ApiError> {
+pub async fn limit_ip<S: Store, L: Admission>(state: &AppState<S, L>, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(ip) = client_ip(req) else { return Ok(()) };
     let subject = format!("ip:{}", keyward_domain::throttle::client_subnet(ip));
     enforce(&*state.limits, req, "ip", subject.as_bytes(), &state.api_limits.ip_rules(), state.service.now()).await

@@ -233,7 +233,13 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S, Limits>, Cli
     let secret = config.secret()?;
     let policies =
         Policies { login: config.login, api: config.rate_limits.clone(), secret, usage_buffer: config.usage_buffer };
-    Ok(AppState::new(service, hasher, Arc::new(RequestAuditSink), Arc::new(limits), policies, &config.public_url()))
+    let mut state =
+        AppState::new(service, hasher, Arc::new(RequestAuditSink), Arc::new(limits), policies, &config.public_url());
+    if config.public_url.is_none() {
+        // No URL to hold a browser's `Origin` to: the host it reached Keyward by is it.
+        state.cookies = keyward_http::CookieSettings::for_any_host();
+    }
+    Ok(state)
 }
 
 async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Result<(), CliError> {
@@ -248,6 +254,8 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
         trusted_proxies: TrustedProxies(config.trusted_proxies()?),
         metrics_token: config.metrics_token()?,
     };
+    // Where a person goes first, on standard output beside the one-time login it is for.
+    print_once(&format!("Dashboard: {}{}", settings.public_url.trim_end_matches('/'), keyward_dashboard::BASE));
     let state = web::Data::new(state);
     // Usage leaves memory in one batch a second.
     let flusher = keyward_runtime::usage::spawn_flusher(
@@ -261,13 +269,19 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
     );
     let factory_settings = settings.clone();
     let factory_state = state.clone();
-    let mut server = HttpServer::new(move || keyward_http::app(factory_state.clone(), factory_settings.clone()))
-        // A request's head must arrive within 5 s (actix's default, stated here because it
-        // is one half of the slow-client defence; the body's deadline is the other, in
-        // `keyward_http::extract::BODY_READ_TIMEOUT`).
-        .client_request_timeout(std::time::Duration::from_secs(5))
-        .listen(listener)
-        .map_err(|e| CliError::Other(format!("cannot listen on {bound}: {e}")))?;
+    let mut server = HttpServer::new(move || {
+        keyward_http::app_with(
+            factory_state.clone(),
+            factory_settings.clone(),
+            keyward_dashboard::configure::<S, Limits>,
+        )
+    })
+    // A request's head must arrive within 5 s (actix's default, stated here because it
+    // is one half of the slow-client defence; the body's deadline is the other, in
+    // `keyward_http::extract::BODY_READ_TIMEOUT`).
+    .client_request_timeout(std::time::Duration::from_secs(5))
+    .listen(listener)
+    .map_err(|e| CliError::Other(format!("cannot listen on {bound}: {e}")))?;
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
@@ -450,11 +464,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 if password_stdin { (password_from_stdin()?, false) } else { (Password::generate(&OsRandom), true) };
             let user = state
                 .people
-                .set_password(&parse_email(&email)?, password.clone())
+                .set_password(&parse_email(&email)?, password.clone(), generated)
                 .await
                 .map_err(|e| other("cannot set the password")(&e))?;
             if generated {
-                print_once(&format!("New password for {}, shown once: {}", user.email, password.expose_secret()));
+                print_once(&format!("One-time password for {}, shown once: {}", user.email, password.expose_secret()));
             } else {
                 print_once(&format!("Password of {} changed.", user.email));
             }

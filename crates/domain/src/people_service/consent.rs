@@ -110,7 +110,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let answered =
             self.store().answer_invitation(account, user_id, accept, self.keys.now()).await.map_err(|e| match e {
                 MembershipError::NotFound => PeopleError::from(ManageError::NotFound),
-                MembershipError::Duplicate => FieldErrors::single("account_id", "already a member").into(),
+                MembershipError::Duplicate => PeopleError::AlreadyMember { field: "account_id" },
                 MembershipError::LastOwner => ManageError::NotFound.into(),
                 MembershipError::Storage(e) => e.into(),
             })?;

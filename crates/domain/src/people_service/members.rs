@@ -73,9 +73,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         if let Some(user) = self.store().find_user_by_email(&email).await? {
             let membership = Membership { user_id: user.id, account_id: account, role, created_at: now };
             self.store().add_membership(&membership).await.map_err(|e| match e {
-                MembershipError::Duplicate => {
-                    PeopleError::from(FieldErrors::single("email", "already a member of this account"))
-                }
+                MembershipError::Duplicate => PeopleError::AlreadyMember { field: "email" },
                 MembershipError::Storage(e) => e.into(),
                 other => {
                     PeopleError::Manage(ManageError::Storage(crate::ports::StorageError::Internal(Box::new(other))))
@@ -83,7 +81,10 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             })?;
             return Ok(AddedMember { user, membership, initial_password: None, invited: false });
         }
-        self.create_member(account, email, role, password, false).await
+        // A generated password is read by the operator and passed on: someone else chose
+        // it, so it works once, to choose one's own.
+        let change_required = password.is_none();
+        self.create_member(account, email, role, password, change_required).await
     }
 
     /// Creates a user and their membership. `change_required`: the password (given or
@@ -119,11 +120,17 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         Ok(AddedMember { user, membership, initial_password: generated.then_some(password), invited: false })
     }
 
-    /// Sets a user's password (operator's path: CLI).
-    pub async fn set_password(&self, email: &Email, password: Password) -> Result<User, PeopleError> {
+    /// Sets a user's password (operator's path: CLI); `change_required` when the operator
+    /// only passes it on (a generated one), so that it works once.
+    pub async fn set_password(
+        &self,
+        email: &Email,
+        password: Password,
+        change_required: bool,
+    ) -> Result<User, PeopleError> {
         let user = self.store().find_user_by_email(email).await?.ok_or(ManageError::NotFound)?;
         let hash = self.hasher.hash(password).await.map_err(PeopleError::Hashing)?;
-        self.store().set_password_hash(user.id, &hash, false, self.keys.now()).await?;
+        self.store().set_password_hash(user.id, &hash, change_required, self.keys.now()).await?;
         Ok(user)
     }
 
@@ -147,7 +154,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         match e {
             MembershipError::NotFound => ManageError::NotFound.into(),
             MembershipError::LastOwner => ManageError::Forbidden(crate::error::Refusal::LastOwner).into(),
-            MembershipError::Duplicate => FieldErrors::single("email", "already a member of this account").into(),
+            MembershipError::Duplicate => PeopleError::AlreadyMember { field: "email" },
             MembershipError::Storage(e) => e.into(),
         }
     }

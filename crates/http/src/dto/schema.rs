@@ -90,6 +90,22 @@ impl utoipa::PartialSchema for ScopeText {
 
 impl ToSchema for ScopeText {}
 
+/// A management scope, as account keys hold them (at most those of the minting person's
+/// role; an owner's are all of them). Taken from the domain's list: it cannot drift.
+#[derive(Debug)]
+pub struct ManagementScopeName;
+
+impl utoipa::PartialSchema for ManagementScopeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(keyward_domain::scope::management::ALL))
+            .into()
+    }
+}
+
+impl ToSchema for ManagementScopeName {}
+
 /// An IPv4 or IPv6 address.
 #[derive(Debug)]
 pub struct IpAddressText;

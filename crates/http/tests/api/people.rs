@@ -168,6 +168,10 @@ both_stores! {
         assert!(initial.len() >= 20);
         let (_, first_login) = app.login(json!({"email": "new@acme.io", "password": initial})).await;
         assert_eq!(first_login.status.as_u16(), 200);
+        // Adding them again conflicts with what exists: 409, the field named, nothing changed.
+        let again = app.with_session(Method::POST, "/v1/account/users", &admin, Some(json!({"email": "new@acme.io", "role": "admin"}))).await;
+        again.assert_error(409, "already_member");
+        assert_eq!(again.body["details"][0]["field"], "email", "{:#}", again.body);
         app.with_session(Method::POST, "/v1/account/users", &admin, Some(json!({"email": "boss@acme.io", "role": "owner"}))).await.assert_error(403, "forbidden");
 
         let users = app.with_session(Method::GET, "/v1/account/users", &viewer, None).await;
@@ -263,11 +267,26 @@ both_stores! {
 }
 
 #[actix_web::test]
+async fn without_a_public_url_the_origin_is_the_host_the_request_was_sent_to() {
+    let settings = keyward_http::CookieSettings::for_any_host();
+    assert_eq!(settings.name, "keyward_session");
+    let to = |host: &str| TestRequest::post().uri("/v1/keys").insert_header(("host", host)).to_http_request();
+    assert!(settings.admits("http://localhost:8080", &to("localhost:8080")));
+    assert!(settings.admits("http://127.0.0.1:8080", &to("127.0.0.1:8080")));
+    assert!(settings.admits("https://keys.internal", &to("keys.internal")), "behind a proxy that terminates TLS");
+    assert!(!settings.admits("https://evil.example", &to("localhost:8080")));
+    assert!(!settings.admits("http://localhost:8081", &to("localhost:8080")), "another port is another origin");
+    assert!(!settings.admits("http://localhost:8080.evil.example", &to("localhost:8080")));
+    assert!(!settings.admits("null", &to("localhost:8080")), "an opaque origin is nobody's");
+    assert!(!settings.admits("http://", &TestRequest::post().to_http_request()), "no Host, no match");
+}
+
+#[actix_web::test]
 async fn a_secure_public_url_uses_the_host_prefix() {
     let settings = keyward_http::CookieSettings::for_public_url("https://keys.example.com/base");
     assert_eq!(settings.name, "__Host-keyward_session");
     assert!(settings.secure);
-    assert_eq!(settings.origin, "https://keys.example.com");
+    assert_eq!(settings.origin.as_deref(), Some("https://keys.example.com"));
     let cookie = settings.session_cookie(&keyward_domain::people_service::SessionToken::new("t".into())).to_string();
     assert!(
         cookie.starts_with("__Host-keyward_session=t") && cookie.contains("Secure") && cookie.contains("Path=/"),

@@ -163,6 +163,31 @@ fn path_parameters_are_the_paths_and_the_rest_are_optional_queries() {
 }
 
 #[test]
+fn every_reference_of_the_document_resolves() {
+    fn references<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                found.extend(map.get("$ref").and_then(|r| r.as_str()));
+                map.values().for_each(|v| references(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+            _ => {}
+        }
+    }
+    let doc = serde_json::to_value(keyward_http::openapi::document()).unwrap();
+    let mut found = Vec::new();
+    references(&doc, &mut found);
+    assert!(!found.is_empty());
+    let unresolved: Vec<_> = found
+        .into_iter()
+        .filter(|r| {
+            r.strip_prefix("#/components/schemas/").is_none_or(|name| doc["components"]["schemas"].get(name).is_none())
+        })
+        .collect();
+    assert!(unresolved.is_empty(), "references to nothing: {unresolved:?}");
+}
+
+#[test]
 fn every_operation_declares_the_errors_every_route_can_answer() {
     let doc = serde_json::to_value(keyward_http::openapi::document()).unwrap();
     let public = ["/healthz", "/readyz", "/v1/openapi.json", "/v1", "/docs/errors/{code}"];

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a part of this.
 
+pub mod webdriver;
+
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},

@@ -1,0 +1,67 @@
+//! Charts drawn as SVG on the server: no script, nothing fetched, and the numbers are in
+//! the page as text too (each bar's label and value), for a screen reader and for a test.
+
+use maud::{Markup, html};
+
+use crate::format::count;
+
+/// Height of one bar's row, in SVG units.
+const ROW: u32 = 28;
+/// Where the bars start (the labels are left of it) and how long the longest one is.
+const BAR_X: u32 = 170;
+const BAR_MAX: u32 = 330;
+
+/// A horizontal bar chart of labelled counts, largest first as given.
+pub fn bars(title: &str, rows: &[(String, u64)]) -> Markup {
+    let max = rows.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    let height = ROW * u32::try_from(rows.len()).unwrap_or(u32::MAX).max(1);
+    html! {
+        figure.chart {
+            figcaption { (title) }
+            @if rows.is_empty() {
+                p.muted { "Nothing yet." }
+            } @else {
+                svg viewBox={ "0 0 600 " (height) } role="img" aria-label=(title) preserveAspectRatio="xMinYMin meet" {
+                    @for (i, (label, n)) in rows.iter().enumerate() {
+                        @let y = ROW * u32::try_from(i).unwrap_or(0);
+                        @let width = scaled(*n, max, BAR_MAX);
+                        g.row {
+                            title { (label) ": " (count(*n)) }
+                            text.label x=(BAR_X - 10) y=(y + 18) text-anchor="end" { (label) }
+                            rect.bar x=(BAR_X) y=(y + 5) width=(width) height=(ROW - 10) rx="3" {}
+                            text.value x=(BAR_X + width + 8) y=(y + 18) { (count(*n)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `n` of `max` as a length up to `full`, at least 1 for a non-zero `n` so it shows.
+fn scaled(n: u64, max: u64, full: u32) -> u32 {
+    let length = u32::try_from(u128::from(n) * u128::from(full) / u128::from(max)).unwrap_or(full);
+    if n > 0 { length.max(1) } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_bar_is_full_length_and_a_small_one_still_shows() {
+        assert_eq!(scaled(50, 50, 330), 330);
+        assert_eq!(scaled(25, 50, 330), 165);
+        assert_eq!(scaled(1, 1_000_000, 330), 1);
+        assert_eq!(scaled(0, 50, 330), 0);
+        assert_eq!(scaled(u64::MAX, u64::MAX, 330), 330);
+    }
+
+    #[test]
+    fn labels_are_escaped_and_values_are_in_the_text() {
+        let svg = bars("By outcome", &[("<VALID>".into(), 1200), ("REVOKED".into(), 3)]).into_string();
+        assert!(svg.contains("&lt;VALID&gt;"), "{svg}");
+        assert!(svg.contains(">1,200<"), "{svg}");
+        assert!(!svg.contains("<VALID>"), "{svg}");
+    }
+}

@@ -1,0 +1,118 @@
+//! `GET /dashboard/people`: the account's members. Owners and admins add people
+//! (`POST /v1/account/users`: a new login's one-time password is shown once; a person who
+//! has a login is invited), change roles and remove members — each behind the step-up
+//! prompt where the API asks for it.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use keyward_domain::{Store, UserId, key_service::Via, people::Role, ratelimit::Admission};
+use keyward_http::AppState;
+use maud::{Markup, html};
+
+use super::{Rendered, either, keys::show_once_panel, refusal};
+use crate::{
+    BASE,
+    format::moment,
+    layout::{self, Section},
+    viewer::{Viewer, viewer},
+};
+
+const ROLES: [Role; 4] = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
+
+pub async fn page<S: Store, L: Admission>(state: web::Data<AppState<S, L>>, req: HttpRequest) -> HttpResponse {
+    either(render(&state, &req).await)
+}
+
+async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: &HttpRequest) -> Rendered {
+    let viewer = viewer(state, req).await.map_err(refusal)?;
+    let members = state.people.list_users(&viewer.principal).await.map_err(refusal)?;
+    let manages = viewer.role.manages_account();
+    let body = html! {
+        h1 { "People" }
+        div.table-scroll {
+            table.people {
+                thead { tr {
+                    th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Member since" }
+                    @if manages { th scope="col" { span.visually-hidden { "Actions" } } }
+                } }
+                tbody {
+                    @for (user, membership) in &members {
+                        @let email = user.email.to_string();
+                        tr data-email=(email) {
+                            td { (email) @if Some(user.id) == viewer_id(&viewer) { " " span.muted { "(you)" } } }
+                            td {
+                                @if manages {
+                                    form.inline data-api={ "PATCH /v1/account/users/" (user.id) } data-then="reload" {
+                                        label.visually-hidden for={ "role-" (user.id) } { "Role of " (email) }
+                                        select id={ "role-" (user.id) } name="role" {
+                                            @for role in ROLES {
+                                                option value=(role) selected[role == membership.role] { (role) }
+                                            }
+                                        }
+                                        button.secondary.small type="submit" { "Change" }
+                                        p.error role="alert" data-error {}
+                                    }
+                                } @else {
+                                    (membership.role)
+                                }
+                            }
+                            td { (moment(membership.created_at)) }
+                            @if manages {
+                                td {
+                                    button.danger.small type="button" data-api={ "DELETE /v1/account/users/" (user.id) }
+                                        data-confirm={ "Remove " (email) " from " (viewer.account.name) "? Their sessions and temporary keys in this account end at once." }
+                                        data-then="reload" aria-label={ "Remove " (email) } { "Remove" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p.error role="alert" data-error {}
+        @if manages {
+            (add_form(&viewer))
+            (show_once_panel("The one-time password", Some(&format!("{BASE}/people"))))
+        } @else {
+            p.forbidden { "People are managed by owners and admins; your role is " (viewer.role) "." }
+        }
+    };
+    Ok(layout::page("People", &viewer, Section::People, body))
+}
+
+fn viewer_id(viewer: &Viewer) -> Option<UserId> {
+    match viewer.principal.via {
+        Via::Session { user_id, .. } => Some(user_id),
+        Via::Key { .. } => None,
+    }
+}
+
+fn add_form(viewer: &Viewer) -> Markup {
+    html! {
+        form.card.wide #add-person data-api="POST /v1/account/users" data-then="added" {
+            h2 { "Add a person" }
+            p.muted { "Someone new gets a login with a one-time password, shown here once for you to pass on. \
+                       Someone who has a login already is invited, and joins when they accept." }
+            div.row {
+                div.field {
+                    label for="email" { "Email" }
+                    input #email type="email" name="email" required maxlength="254" aria-describedby="email-error";
+                    p.field-error #email-error data-error-for="email" {}
+                }
+                div.field {
+                    label for="role" { "Role" }
+                    select #role name="role" {
+                        @for role in ROLES {
+                            // Only owners make owners (the API says so too).
+                            @if role != Role::Owner || viewer.role == Role::Owner {
+                                option value=(role) selected[role == Role::Member] { (role) }
+                            }
+                        }
+                    }
+                }
+            }
+            p.error role="alert" data-error {}
+            p.notice role="status" data-notice {}
+            div.actions { button type="submit" { "Add" } }
+        }
+    }
+}

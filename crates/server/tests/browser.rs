@@ -1,0 +1,288 @@
+//! The dashboard in a real browser: headless Chromium, driven through ChromeDriver, against
+//! the built binary on the embedded store and on PostgreSQL. What a person does — sign in
+//! with the printed one-time login, choose a password, create a key and copy it from the
+//! show-once panel, rotate it, revoke it — checked against what the API then answers.
+//! Each page is saved as a screenshot at 1440 and 390 px under `target/screenshots/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
+
+use std::process::Command;
+
+use keyward_store_pg::testing::TestDatabase;
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{BIN, Server, webdriver::Browser};
+
+const PASSWORD: &str = "a password of my own choosing";
+
+/// Who signs in, and the account key the test verifies keys with.
+struct Login {
+    email: String,
+    one_time_password: String,
+    account_key: String,
+}
+
+/// The value after `label` on the line that has it.
+fn printed(output: &str, label: &str) -> String {
+    let line = output.lines().find_map(|l| l.split_once(label).map(|(_, rest)| rest.trim().to_owned()));
+    line.unwrap_or_else(|| panic!("{label:?} is not in: {output}"))
+}
+
+fn verify(server: &Server, account_key: &str, key: &str) -> Value {
+    server.call("POST", "/v1/keys/verify", account_key, Some(json!({"key": key}))).1["code"].clone()
+}
+
+#[test]
+fn the_dashboard_on_the_embedded_store() {
+    let server = Server::start(&[]);
+    let output = server.output_with("Dashboard:");
+    let (email, one_time_password) = printed(&output, "Owner login, shown once:")
+        .split_once(" / ")
+        .map(|(e, p)| (e.to_owned(), p.to_owned()))
+        .unwrap();
+    let dashboard = printed(&output, "Dashboard:");
+    assert_eq!(dashboard, format!("{}/dashboard", server.base), "serve prints where the dashboard is");
+    let login = Login { email, one_time_password, account_key: printed(&output, "Account key, shown once:") };
+    person_manages_keys(&server, &login, "memory");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_on_postgres() {
+    let db = TestDatabase::new().await;
+    let email = "owner@acme.io";
+    let created = Command::new(BIN)
+        .args(["account", "create", "--name", "Acme", "--plan", "pro", "--owner-email", email])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    let login = Login {
+        email: email.to_owned(),
+        one_time_password: printed(&stdout, "One-time password, shown once:"),
+        account_key: printed(&stdout, "Account key, shown once:"),
+    };
+    let server = Server::start(&[("DATABASE_URL", db.url())]);
+    person_manages_keys(&server, &login, "postgres");
+}
+
+fn person_manages_keys(server: &Server, login: &Login, store: &str) {
+    let browser = Browser::start();
+    let base = &server.base;
+    let shot = |name: &str| browser.screenshots(&format!("{store}-{name}"));
+
+    // Signed out, every page leads to signing in.
+    browser.go(&format!("{base}/"));
+    browser.wait_for_path("/dashboard/sign-in");
+    shot("sign-in");
+
+    // A wrong password says so, beside the form.
+    browser.fill("#email", &login.email);
+    browser.fill("#password", "not the password at all");
+    browser.click("form[data-api] button[type=submit]");
+    assert_eq!(browser.wait_for_text("form [data-error]"), "Wrong email or password.");
+
+    // The one-time password signs in once, to choose a password.
+    browser.fill("#password", &login.one_time_password);
+    browser.click("form[data-api] button[type=submit]");
+    browser.wait_for_path("/dashboard/password");
+    shot("password");
+    browser.fill("#current_password", &login.one_time_password);
+    browser.fill("#new_password", PASSWORD);
+    browser.fill("#repeat_password", "something else entirely");
+    browser.click("form[data-api] button[type=submit]");
+    assert_eq!(browser.wait_for_text("[data-error-for=new_password]"), "the two passwords differ");
+    browser.fill("#repeat_password", PASSWORD);
+    browser.click("form[data-api] button[type=submit]");
+    browser.wait_for_path("/dashboard");
+
+    // Create a key: a field the API refuses is named beside it, and nothing is created.
+    browser.go(&format!("{base}/dashboard/keys/new"));
+    browser.fill("#name", "Checkout service");
+    browser.fill("#scopes", "orders:read, orders:write");
+    browser.script("document.getElementById('expires_at').value = '2001-01-01T00:00';");
+    browser.click("#create-key button[type=submit]");
+    assert_eq!(browser.wait_for_text("[data-error-for=expires_at]"), "must be in the future");
+    assert_eq!(server.call("GET", "/v1/keys", &login.account_key, None).1["total"], 0);
+    browser.script("document.getElementById('expires_at').value = '';");
+    shot("create-key");
+    browser.click("#create-key button[type=submit]");
+
+    // The show-once panel holds the key; the API verifies it.
+    let plaintext = browser.wait_for_text("#plaintext");
+    assert!(plaintext.starts_with("kw_"), "{plaintext}");
+    assert!(browser.text("#show-once").contains("It will not be shown again."));
+    shot("show-once");
+    assert_eq!(verify(server, &login.account_key, &plaintext), "VALID");
+
+    // Leaving the panel forgets the key: not in the next page, the URL or storage.
+    browser.click("[data-done]");
+    browser.wait("the key's page", || browser.exists("h1 .badge").then_some(()));
+    let key_path = browser.url().split_once("/dashboard").map(|(_, p)| format!("/dashboard{p}")).unwrap();
+    assert!(key_path.starts_with("/dashboard/keys/key_"), "{key_path}");
+    assert!(!browser.url().contains(&plaintext));
+    assert!(!browser.source().contains(&plaintext), "the key's page does not hold the plaintext");
+    let stored = browser.script("return JSON.stringify([localStorage, sessionStorage, history.length]);");
+    assert!(!stored.to_string().contains(&plaintext));
+    assert_eq!(browser.text("h1 .badge"), "active");
+    shot("key");
+
+    // Rotate with a grace period: the new key once, the old one's expiry shown.
+    browser.click("details.rotate summary");
+    browser.fill("#grace_period_seconds", "3600");
+    browser.click("details.rotate button[type=submit]");
+    let rotated = browser.wait_for_text("#plaintext");
+    assert_ne!(rotated, plaintext);
+    let old_key = browser.wait_for_text("[data-old-key]");
+    assert!(old_key.starts_with("The old key keeps working until "), "{old_key}");
+    shot("rotated");
+    assert_eq!(verify(server, &login.account_key, &rotated), "VALID");
+    assert_eq!(verify(server, &login.account_key, &plaintext), "VALID", "the old key works through its grace");
+    browser.click("[data-done]");
+    browser.wait("the new key's page", || (browser.url() != format!("{base}{key_path}")).then_some(()));
+
+    // Revoke the new key: the confirmation names it, and the API answers REVOKED at once.
+    browser.click("button.danger");
+    let question = browser.accept_prompt();
+    assert!(question.contains("Checkout service"), "{question}");
+    browser.wait("the revoked badge", || (browser.text("h1 .badge") == "revoked").then_some(()));
+    assert_eq!(verify(server, &login.account_key, &rotated), "REVOKED");
+
+    // The list, filtered by status, shows it.
+    browser.go(&format!("{base}/dashboard/keys?status=revoked"));
+    assert_eq!(browser.text("#key-total"), "1 key");
+    assert!(browser.text("table.keys").contains("Checkout service"));
+    browser.go(&format!("{base}/dashboard/keys"));
+    shot("keys");
+
+    // The overview's numbers are the API's, once the four verifications above are metered
+    // (usage is written a second at a time).
+    let stats = browser.wait("the four verifications to be metered", || {
+        let (_, stats) = server.call("GET", "/v1/stats", &login.account_key, None);
+        (stats["verifications_today"] == 4).then_some(stats)
+    });
+    browser.go(&format!("{base}/dashboard"));
+    assert_eq!(browser.text("#active-keys"), stats["active_keys"].to_string());
+    assert_eq!(browser.text("#revoked-keys"), stats["revoked_keys"].to_string());
+    assert_eq!(browser.text("#verifications-today"), stats["verifications_today"].to_string());
+    shot("overview");
+
+    // Nothing the pages did broke the Content-Security-Policy or threw (the API's refusals
+    // the test provoked are logged as failed loads, and are not the page's fault).
+    let console = browser.console();
+    let provoked = |line: &&String| line.contains("/v1/") && line.contains("the server responded with a status of 4");
+    assert!(
+        !console
+            .iter()
+            .filter(|line| !provoked(line))
+            .any(|line| line.starts_with("SEVERE") || line.contains("Content Security Policy")),
+        "{console:#?}"
+    );
+
+    // Mint an account key: the step-up prompt asks for the password again (a wrong one is
+    // refused in the prompt), then the minting resumes and shows the key once.
+    browser.go(&format!("{base}/dashboard/account-keys"));
+    shot("account-keys");
+    browser.fill("#name", "ci-deploys");
+    browser.click("#scope-keys-read");
+    browser.click("#create-account-key button[type=submit]");
+    browser.find("dialog#step-up[open]");
+    shot("step-up");
+    browser.fill("#step-up-password", "not my password at all");
+    browser.click("#step-up button[type=submit]");
+    assert_eq!(browser.wait_for_text("#step-up [data-error]"), "Wrong email or password.");
+    browser.fill("#step-up-password", PASSWORD);
+    browser.click("#step-up button[type=submit]");
+    let account_key = browser.wait_for_text("#plaintext");
+    assert!(account_key.starts_with("kw_acct_"), "{account_key}");
+    assert!(!browser.exists("dialog#step-up[open]"), "the prompt closed");
+    let (status, listed) = server.call("GET", "/v1/keys", &account_key, None);
+    assert_eq!(status, 200, "the new account key works: {listed}");
+    browser.click("[data-done]");
+    browser.wait_for_path("/dashboard/account-keys");
+    assert!(browser.text("table.account-keys").contains("ci-deploys"));
+    assert!(!browser.source().contains(&account_key));
+
+    // Keyspaces: create, edit, delete (it holds no key).
+    browser.go(&format!("{base}/dashboard/keyspaces"));
+    browser.fill("#name", "Payments");
+    browser.fill("#prefix", "pay");
+    browser.fill("#default_scopes", "payments:read");
+    browser.click("#create-keyspace button[type=submit]");
+    browser.wait("the new keyspace", || browser.text("table.keyspaces").contains("Payments").then_some(()));
+    shot("keyspaces");
+    browser
+        .script("[...document.querySelectorAll('table.keyspaces a')].find(a => a.textContent === 'Payments').click();");
+    let payments = browser.wait("the Payments page", || {
+        let title = browser.text("h1");
+        title.starts_with("Payments").then_some(browser.url())
+    });
+    browser.fill("#name", "Payments EU");
+    browser.click("#edit-keyspace button[type=submit]");
+    browser.wait("the new name", || browser.text("h1").starts_with("Payments EU").then_some(()));
+    shot("keyspace");
+    browser.click("button.danger");
+    assert!(browser.accept_prompt().contains("Payments EU"));
+    browser.wait_for_path("/dashboard/keyspaces");
+    assert!(!browser.text("table.keyspaces").contains("Payments"));
+    let (status, _) = server.call(
+        "GET",
+        &format!("/v1/keyspaces/{}", payments.rsplit('/').next().unwrap()),
+        &login.account_key,
+        None,
+    );
+    assert_eq!(status, 404, "the keyspace is gone from the API too");
+
+    // People: a new login's one-time password is shown once; roles change; removal.
+    browser.go(&format!("{base}/dashboard/people"));
+    browser.fill("#email", "grace@acme.test");
+    browser.select("#role", "viewer");
+    browser.click("#add-person button[type=submit]");
+    let initial = browser.wait_for_text("#plaintext");
+    assert!(initial.len() >= 20, "{initial}");
+    browser.click("[data-done]");
+    browser.wait_for_path("/dashboard/people");
+    let row = "tr[data-email='grace@acme.test']";
+    assert!(browser.text(row).contains("grace@acme.test"));
+    browser.select(&format!("{row} select"), "member");
+    browser.click(&format!("{row} form button[type=submit]"));
+    browser.wait("the new role", || {
+        let role = browser.script("return document.querySelector(\"tr[data-email='grace@acme.test'] select\").value;");
+        (role == "member").then_some(())
+    });
+    let (_, members) = server.call("GET", "/v1/account/users", &login.account_key, None);
+    let grace = members["data"].as_array().unwrap().iter().find(|m| m["email"] == "grace@acme.test").cloned().unwrap();
+    assert_eq!(grace["role"], "member");
+    shot("people");
+    browser.click(&format!("{row} button.danger"));
+    assert!(browser.accept_prompt().contains("grace@acme.test"));
+    browser.wait("the removal", || (!browser.exists(row)).then_some(()));
+
+    // The audit log has what happened, newest first, and filters by action.
+    browser.go(&format!("{base}/dashboard/audit"));
+    let log = browser.text("table.audit");
+    for action in ["auth.login", "key.create", "key.rotate", "key.revoke", "account_key.create"] {
+        assert!(log.contains(action), "{action} is not in the audit page:\n{log}");
+    }
+    shot("audit");
+    browser.go(&format!("{base}/dashboard/audit?action=account_key.create"));
+    // The first try, refused for the step-up, and the one that succeeded after it.
+    let rows = browser.script(
+        "return [...document.querySelectorAll('table.audit tbody tr')].map(r => [r.dataset.action, r.dataset.result]);",
+    );
+    assert_eq!(rows, json!([["account_key.create", "success"], ["account_key.create", "denied"]]));
+
+    // The keys the panel showed are in no log line.
+    let logs = server.output();
+    for secret in [&plaintext, &rotated, &account_key] {
+        assert!(!logs.contains(secret.as_str()), "a plaintext key was logged");
+    }
+
+    // Signing out ends the session: the pages lead to signing in again.
+    browser.click("[data-sign-out]");
+    browser.wait_for_path("/dashboard/sign-in");
+    browser.go(&format!("{base}/dashboard/keys"));
+    browser.wait_for_path("/dashboard/sign-in");
+}
