@@ -38,6 +38,37 @@ pub fn bars(title: &str, rows: &[(String, u64)]) -> Markup {
     }
 }
 
+/// Height of the columns' area, and the width of one column's slot, in SVG units.
+const COLUMNS_HEIGHT: u32 = 120;
+const SLOT: u32 = 20;
+
+/// A column chart of one count per day, oldest first, `days[i]` being `first + i` days;
+/// the first and last dates are written under it.
+pub fn days(title: &str, first: time::Date, days: &[u64]) -> Markup {
+    let max = days.iter().copied().max().unwrap_or(0).max(1);
+    let width = SLOT * u32::try_from(days.len()).unwrap_or(0).max(1);
+    let last = first + time::Duration::days(i64::try_from(days.len()).unwrap_or(1) - 1);
+    html! {
+        figure.chart.days {
+            figcaption { (title) }
+            svg viewBox={ "0 0 " (width) " " (COLUMNS_HEIGHT + 22) } role="img" aria-label=(title) {
+                line.axis x1="0" y1=(COLUMNS_HEIGHT) x2=(width) y2=(COLUMNS_HEIGHT) {}
+                @for (i, n) in days.iter().enumerate() {
+                    @let x = SLOT * u32::try_from(i).unwrap_or(0);
+                    @let height = scaled(*n, max, COLUMNS_HEIGHT - 10);
+                    @let day = first + time::Duration::days(i64::try_from(i).unwrap_or(0));
+                    g.row data-day=(day) data-count=(n) {
+                        title { (day) ": " (count(*n)) }
+                        rect.bar x=(x + 3) y=(COLUMNS_HEIGHT - height) width=(SLOT - 6) height=(height) rx="2" {}
+                    }
+                }
+                text.label x="0" y=(COLUMNS_HEIGHT + 18) { (first) }
+                text.label x=(width) y=(COLUMNS_HEIGHT + 18) text-anchor="end" { (last) }
+            }
+        }
+    }
+}
+
 /// `n` of `max` as a length up to `full`, at least 1 for a non-zero `n` so it shows.
 fn scaled(n: u64, max: u64, full: u32) -> u32 {
     let length = u32::try_from(u128::from(n) * u128::from(full) / u128::from(max)).unwrap_or(full);
@@ -55,6 +86,15 @@ mod tests {
         assert_eq!(scaled(1, 1_000_000, 330), 1);
         assert_eq!(scaled(0, 50, 330), 0);
         assert_eq!(scaled(u64::MAX, u64::MAX, 330), 330);
+    }
+
+    #[test]
+    fn each_day_is_a_column_with_its_date_and_count() {
+        let first = time::macros::date!(2026 - 11 - 04);
+        let svg = days("Last 30 days", first, &[0, 5, 10]).into_string();
+        assert!(svg.contains(r#"data-day="2026-11-05" data-count="5""#), "{svg}");
+        assert!(svg.contains(">2026-11-04<") && svg.contains(">2026-11-06<"), "first and last dates: {svg}");
+        assert_eq!(svg.matches("<rect").count(), 3);
     }
 
     #[test]

@@ -49,11 +49,51 @@ pub struct UsageEntry {
     pub record: UsageRecord,
 }
 
-/// `usage` of `GET /v1/keys/{id}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `usage` of `GET /v1/keys/{id}`, and the dashboard's chart of a key's last days.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UsageSummary {
     pub requests_today: u64,
     pub requests_this_month: u64,
+    /// Requests on each of the last [`SUMMARY_DAYS`] days (UTC), oldest first, today last;
+    /// empty for a key the account does not have.
+    pub last_days: Vec<u64>,
+}
+
+/// How many days [`UsageSummary::last_days`] covers, today included.
+pub const SUMMARY_DAYS: u16 = 30;
+
+impl UsageSummary {
+    /// The first day a summary at `now` needs the daily counts of: the month's first or the
+    /// first of the last [`SUMMARY_DAYS`] days, whichever is earlier.
+    pub fn first_day(now: OffsetDateTime) -> time::Date {
+        let (day, month) = day_and_month_start(now);
+        month.date().min(day.date() - time::Duration::days(i64::from(SUMMARY_DAYS) - 1))
+    }
+
+    /// The summary at `now` of a key's daily counts (days outside it are ignored): what
+    /// every store computes the same way from what it keeps.
+    pub fn of_days(now: OffsetDateTime, days: impl IntoIterator<Item = (time::Date, u64)>) -> Self {
+        let (day, month) = day_and_month_start(now);
+        let (today, month) = (day.date(), month.date());
+        let first = today - time::Duration::days(i64::from(SUMMARY_DAYS) - 1);
+        let mut summary = Self { last_days: vec![0; usize::from(SUMMARY_DAYS)], ..Self::default() };
+        for (date, requests) in days {
+            if date > today {
+                continue;
+            }
+            if date >= month {
+                summary.requests_this_month += requests;
+            }
+            if date == today {
+                summary.requests_today += requests;
+            }
+            if date >= first {
+                let index = usize::try_from((date - first).whole_days()).unwrap_or(0);
+                summary.last_days[index] += requests;
+            }
+        }
+        summary
+    }
 }
 
 /// `GET /v1/stats`.
@@ -101,4 +141,38 @@ pub fn day_and_month_start(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTi
     let day = now.replace_time(time::Time::MIDNIGHT);
     let month = day.replace_day(1).unwrap_or(day);
     (day, month)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    #[test]
+    fn a_summary_counts_today_the_month_and_each_of_the_last_thirty_days() {
+        let now = datetime!(2026-12-03 17:00 UTC);
+        assert_eq!(UsageSummary::first_day(now), date!(2026 - 11 - 04), "29 days back is before the 1st");
+        assert_eq!(
+            UsageSummary::first_day(datetime!(2026-12-31 00:00 UTC)),
+            date!(2026 - 12 - 01),
+            "the 1st is earlier"
+        );
+        let summary = UsageSummary::of_days(
+            now,
+            [
+                (date!(2026 - 11 - 03), 100), // before the window
+                (date!(2026 - 11 - 04), 7),   // its first day
+                (date!(2026 - 11 - 30), 5),   // last month
+                (date!(2026 - 12 - 01), 2),
+                (date!(2026 - 12 - 03), 4),  // today
+                (date!(2026 - 12 - 04), 50), // a clock ahead of this one: not counted
+            ],
+        );
+        assert_eq!((summary.requests_today, summary.requests_this_month), (4, 6));
+        assert_eq!(summary.last_days.len(), 30);
+        assert_eq!((summary.last_days[0], summary.last_days[26], summary.last_days[27]), (7, 5, 2));
+        assert_eq!(summary.last_days[29], 4);
+        assert_eq!(summary.last_days.iter().sum::<u64>(), 18);
+    }
 }

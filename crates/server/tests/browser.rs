@@ -169,6 +169,13 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     assert_eq!(browser.text("#verifications-today"), stats["verifications_today"].to_string());
     shot("overview");
 
+    // The first key's page charts its two verifications today, in the last column.
+    browser.go(&format!("{base}{key_path}"));
+    let today = browser.script("const days = document.querySelectorAll('figure.days g.row'); return [days.length, days[days.length - 1].dataset.count];");
+    assert_eq!(today, json!([30, "2"]));
+    assert_eq!(browser.text("#requests-today"), "2");
+    shot("key-usage");
+
     // Nothing the pages did broke the Content-Security-Policy or threw (the API's refusals
     // the test provoked are logged as failed loads, and are not the page's fault).
     let console = browser.console();
@@ -248,13 +255,11 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     assert!(browser.text(row).contains("grace@acme.test"));
     browser.select(&format!("{row} select"), "member");
     browser.click(&format!("{row} form button[type=submit]"));
-    browser.wait("the new role", || {
-        let role = browser.script("return document.querySelector(\"tr[data-email='grace@acme.test'] select\").value;");
-        (role == "member").then_some(())
+    browser.wait("the new role, in the API", || {
+        let (_, members) = server.call("GET", "/v1/account/users", &login.account_key, None);
+        let grace = members["data"].as_array()?.iter().find(|m| m["email"] == "grace@acme.test")?.clone();
+        (grace["role"] == "member").then_some(())
     });
-    let (_, members) = server.call("GET", "/v1/account/users", &login.account_key, None);
-    let grace = members["data"].as_array().unwrap().iter().find(|m| m["email"] == "grace@acme.test").cloned().unwrap();
-    assert_eq!(grace["role"], "member");
     shot("people");
     browser.click(&format!("{row} button.danger"));
     assert!(browser.accept_prompt().contains("grace@acme.test"));

@@ -61,18 +61,13 @@ impl UsageStore for MemStore {
             if state.keys.get(&key).is_none_or(|k| k.account_id != account) {
                 return UsageSummary::default();
             }
-            let (day, month) = day_and_month_start(now);
-            let (today, since_month) = (day_number(day), day_number(month));
-            let mut summary = UsageSummary::default();
-            for ((k, d), count) in &state.daily {
-                if *k == key && *d >= since_month && *d <= today {
-                    summary.requests_this_month += count;
-                    if *d == today {
-                        summary.requests_today += count;
-                    }
-                }
-            }
-            summary
+            let first = UsageSummary::first_day(now).midnight().assume_utc();
+            let since = day_number(first);
+            let days = state.daily.iter().filter(|((k, d), _)| *k == key && *d >= since).map(|((_, d), count)| {
+                let date = first + time::Duration::days(d - since);
+                (date.date(), *count)
+            });
+            UsageSummary::of_days(now, days)
         })))
     }
 

@@ -15,7 +15,7 @@ use super::{
     refusal,
 };
 use crate::{
-    BASE,
+    BASE, chart,
     format::{count, maybe_moment, moment},
     layout::{self, Section},
     viewer::{Viewer, viewer},
@@ -46,7 +46,10 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
     } else {
         Vec::new()
     };
-    let key = KeyResponse::new(&key, state.service.now());
+    let now = state.service.now();
+    let key = KeyResponse::new(&key, now);
+    let first_day = now.to_offset(time::UtcOffset::UTC).date()
+        - time::Duration::days(i64::from(keyward_domain::usage::SUMMARY_DAYS) - 1);
     let body = html! {
         p.crumbs { a href={ (BASE) "/keys" } { "Keys" } " / " }
         div.heading {
@@ -66,6 +69,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
                     div.tile { span.figure #requests-month { (count(usage.requests_this_month)) } span.caption { "this month" } }
                     div.tile { span.figure { (count(key.usage_count)) } span.caption { "in all" } }
                 }
+                (chart::days("Requests per day, last 30 days (UTC)", first_day, &usage.last_days))
             }
         }
         section.card aria-labelledby="recent" {

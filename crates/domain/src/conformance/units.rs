@@ -126,6 +126,9 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
     let next_day = START + Duration::seconds(90_000);
     let summary = store.usage_summary(account, key.id, next_day).await.unwrap();
     assert_eq!((summary.requests_today, summary.requests_this_month), (1, 4));
+    let mut last_days = vec![0; 30];
+    (last_days[28], last_days[29]) = (3, 1);
+    assert_eq!(summary.last_days, last_days, "the last 30 days, oldest first, today last");
     let records = store.key_usage(account, key.id, (None, None), None, 10).await.unwrap();
     assert_eq!(records.len(), 4);
     assert_eq!(records[0].record, batch[3], "newest first, whole");

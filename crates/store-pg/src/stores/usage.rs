@@ -273,7 +273,6 @@ impl UsageStore for PgStore {
         key: KeyId,
         now: OffsetDateTime,
     ) -> Result<UsageSummary, StorageError> {
-        let (day, month) = day_and_month_start(now);
         let mut conn = self.conn().await?;
         let owned: i64 = keys::table
             .filter(keys::id.eq(key.as_uuid()))
@@ -287,16 +286,12 @@ impl UsageStore for PgStore {
         }
         let days: Vec<(time::Date, i64)> = key_usage_daily::table
             .filter(key_usage_daily::key_id.eq(key.as_uuid()))
-            .filter(key_usage_daily::day.ge(month.date()))
+            .filter(key_usage_daily::day.ge(UsageSummary::first_day(now)))
             .select((key_usage_daily::day, key_usage_daily::requests))
             .load(&mut conn)
             .await
             .map_err(db_error)?;
-        let count = |n: i64| u64::try_from(n).unwrap_or(0);
-        Ok(UsageSummary {
-            requests_today: days.iter().filter(|(d, _)| *d == day.date()).map(|(_, n)| count(*n)).sum(),
-            requests_this_month: days.iter().map(|(_, n)| count(*n)).sum(),
-        })
+        Ok(UsageSummary::of_days(now, days.into_iter().map(|(day, n)| (day, u64::try_from(n).unwrap_or(0)))))
     }
 
     async fn account_stats(&self, account: AccountId, now: OffsetDateTime) -> Result<AccountStats, StorageError> {
