@@ -57,8 +57,7 @@
     const body = {};
     for (const element of form.elements) {
       if (!element.name || element.disabled) continue;
-      const companion = element.dataset.with && form.elements.namedItem(element.dataset.with);
-      if (companion && companion.value.trim() === "") continue;
+      if (!accompanied(form, element)) continue;
       if (element.type === "checkbox" && element.dataset.type === "each") {
         // One of a list of choices: the checked ones' values, as an array.
         if (element.checked) (body[element.name] = body[element.name] || []).push(element.value);
@@ -73,6 +72,13 @@
       set(body, element.name.split("."), valueOf(element, raw));
     }
     return body;
+  }
+
+  /** Whether the field a `data-with` names (and the one it names, in turn) is filled. */
+  function accompanied(form, element) {
+    const companion = element.dataset.with && form.elements.namedItem(element.dataset.with);
+    if (!companion) return true;
+    return companion.value.trim() !== "" && accompanied(form, companion);
   }
 
   function valueOf(element, raw) {
@@ -102,7 +108,8 @@
         here[part] = value;
         return;
       }
-      if (here[part] === undefined) here[part] = /^\d+$/.test(path[i + 1]) ? [] : {};
+      // A parent another field emptied (`null`) is filled after all.
+      if (here[part] === undefined || here[part] === null) here[part] = /^\d+$/.test(path[i + 1]) ? [] : {};
       here = here[part];
     });
   }

@@ -19,6 +19,11 @@ pub fn maybe_moment(at: Option<OffsetDateTime>, none: &str) -> Markup {
     }
 }
 
+/// A key's metadata as its JSON, for reading and for editing.
+pub fn json(metadata: &keyward_domain::key_service::Metadata) -> String {
+    serde_json::to_string_pretty(metadata).unwrap_or_default()
+}
+
 /// `1234567` as `1,234,567`.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();

@@ -42,6 +42,7 @@ pub fn configure<S: Store, L: Admission>(config: &mut web::ServiceConfig) {
             .service(web::resource("/keys").route(web::get().to(pages::keys::list::<S, L>)))
             .service(web::resource("/keys/new").route(web::get().to(pages::keys::new::<S, L>)))
             .service(web::resource("/keys/{id}").route(web::get().to(pages::key::page::<S, L>)))
+            .service(web::resource("/keys/{id}/edit").route(web::get().to(pages::key_edit::page::<S, L>)))
             .service(web::resource("/keyspaces").route(web::get().to(pages::keyspaces::list::<S, L>)))
             .service(web::resource("/keyspaces/{id}").route(web::get().to(pages::keyspaces::page::<S, L>)))
             .service(web::resource("/account-keys").route(web::get().to(pages::account_keys::page::<S, L>)))

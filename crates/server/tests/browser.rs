@@ -129,6 +129,44 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     assert_eq!(browser.text("h1 .badge"), "active");
     shot("key");
 
+    // Edit: limits, quota, allowlist, expiry and metadata, as the API then reports them.
+    browser.click("a[href$='/edit']");
+    browser.wait_for_path(&format!("{key_path}/edit"));
+    browser.fill("#name", "Checkout service EU");
+    browser.fill("[id='rate_limits.0.limit']", "100");
+    browser.fill("[id='rate_limits.0.period_seconds']", "60");
+    browser.fill("[id='quota.remaining']", "1000");
+    browser.fill("[id='quota.refill.amount']", "1000");
+    browser.select("[id='quota.refill.interval']", "month");
+    browser.fill("#ip_allowlist", "127.0.0.1, 10.0.0.0/8");
+    browser.script("document.getElementById('expires_at').value = '2030-01-01T00:00';");
+    browser.fill("#metadata", r#"{"team": "payments"}"#);
+    shot("edit-key");
+    browser.click("#edit-key button[type=submit]");
+    browser.wait_for_path(&key_path);
+    let attributes = browser.text("dl.attributes");
+    for shown in ["100 per 60 s", "1000 uses left", "10.0.0.0/8", "2030-01-01 00:00 UTC", "payments"] {
+        assert!(attributes.contains(shown), "{shown:?} is not in:\n{attributes}");
+    }
+    let key_id = key_path.rsplit('/').next().unwrap();
+    let (_, stored) = server.call("GET", &format!("/v1/keys/{key_id}"), &login.account_key, None);
+    assert_eq!(stored["name"], "Checkout service EU");
+    assert_eq!(stored["quota"], json!({"remaining": 1000, "refill": {"amount": 1000, "interval": "month"}}));
+    assert_eq!(stored["ip_allowlist"], json!(["127.0.0.1/32", "10.0.0.0/8"]));
+    // Emptied on purpose, a field clears its attribute.
+    browser.click("a[href$='/edit']");
+    browser.fill("#ip_allowlist", "");
+    browser.fill("[id='quota.remaining']", "");
+    browser.script("document.getElementById('expires_at').value = '';");
+    browser.click("#edit-key button[type=submit]");
+    browser.wait_for_path(&key_path);
+    let (_, stored) = server.call("GET", &format!("/v1/keys/{key_id}"), &login.account_key, None);
+    assert_eq!(
+        (&stored["ip_allowlist"], &stored["quota"], &stored["expires_at"]),
+        (&json!([]), &json!(null), &json!(null))
+    );
+    assert_eq!(stored["rate_limits"], json!([{"name": "window_1", "limit": 100, "period_seconds": 60}]), "kept");
+
     // Rotate with a grace period: the new key once, the old one's expiry shown.
     browser.click("details.rotate summary");
     browser.fill("#grace_period_seconds", "3600");

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     BASE, chart,
-    format::{count, maybe_moment, moment},
+    format::{count, json, maybe_moment, moment},
     layout::{self, Section},
     viewer::{Viewer, viewer},
 };
@@ -131,14 +131,10 @@ fn attributes(key: &KeyResponse) -> Markup {
             @if let Some(from) = key.rotated_from { dt { "Replaces" } dd { a href={ (BASE) "/keys/" (from) } { code { (from) } } } }
             @if let Some(to) = key.rotated_to { dt { "Replaced by" } dd { a href={ (BASE) "/keys/" (to) } { code { (to) } } } }
             @if !key.metadata.is_empty() {
-                dt { "Metadata" } dd { code { (serde_json_text(&key.metadata)) } }
+                dt { "Metadata" } dd { pre { code { (json(&key.metadata)) } } }
             }
         }
     }
-}
-
-fn serde_json_text(metadata: &keyward_domain::key_service::Metadata) -> String {
-    metadata.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Disable or enable, rotate, revoke — or why this person cannot.
@@ -159,6 +155,7 @@ fn actions(viewer: &Viewer, key: &KeyResponse) -> Markup {
     html! {
         section.card.actions-card aria-label="Actions" {
             div.actions {
+                a.button.secondary href={ (BASE) "/keys/" (key.id) "/edit" } { "Edit" }
                 @if key.is_active {
                     button.secondary type="button" data-api={ "PATCH " (path) } data-body="{\"is_active\":false}" data-then="reload" { "Disable" }
                 } @else {

@@ -3,6 +3,7 @@
 pub mod account_keys;
 pub mod audit;
 pub mod key;
+pub mod key_edit;
 pub mod keys;
 pub mod keyspaces;
 pub mod overview;
