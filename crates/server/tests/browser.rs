@@ -68,6 +68,36 @@ async fn the_dashboard_on_postgres() {
     person_manages_keys(&server, &login, "postgres");
 }
 
+/// Signing in without a mouse, and what the login throttle says.
+#[test]
+fn signing_in_by_keyboard_and_the_login_throttle() {
+    const TAB: &str = "\u{E004}";
+    const ENTER: &str = "\u{E007}";
+    let server = Server::start(&[]);
+    let output = server.output_with("Dashboard:");
+    let email = printed(&output, "Owner login, shown once:").split_once(" / ").map(|(e, _)| e.to_owned()).unwrap();
+    let browser = Browser::start();
+    browser.go(&format!("{}/dashboard/sign-in", server.base));
+    browser.find("#email");
+    assert_eq!(browser.focused(), "email", "the first field has the focus");
+    browser.keys(&format!("{email}{TAB}"));
+    assert_eq!(browser.focused(), "password", "Tab moves to the password");
+    let outline = browser.script("return getComputedStyle(document.activeElement).outlineStyle;");
+    assert_ne!(outline, "none", "the focus is visible");
+    browser.keys(&format!("a wrong password{ENTER}"));
+    assert_eq!(browser.wait_for_text("form [data-error]"), "Wrong email or password.");
+    // Five failures for one address, then the throttle's answer, saying how long to wait.
+    let message = browser.wait("the login throttle", || {
+        browser.script("document.querySelector('form [data-error]').textContent = '';");
+        browser.click("#password");
+        browser.keys(ENTER);
+        let shown = browser.wait_for_text("form [data-error]");
+        shown.starts_with("Too many sign-in attempts").then_some(shown)
+    });
+    assert!(message.contains("Try again in"), "{message}");
+    browser.screenshots("throttled");
+}
+
 fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     let browser = Browser::start();
     let base = &server.base;

@@ -82,7 +82,23 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
         server.call("POST", "/v1/keys", &key_a, Some(json!({"name": "<script>alert('owned')</script>"})));
     let key_id = created["id"].as_str().unwrap().to_owned();
     let plaintext = created["key"].as_str().unwrap().to_owned();
-    let pages = ["/dashboard", "/dashboard/keys", "/dashboard/keys/new", &format!("/dashboard/keys/{key_id}")];
+    let (_, keyspaces) = server.call("GET", "/v1/keyspaces", &key_a, None);
+    let keyspace_id = keyspaces["data"][0]["id"].as_str().unwrap().to_owned();
+    let key_page = format!("/dashboard/keys/{key_id}");
+    let edit_page = format!("/dashboard/keys/{key_id}/edit");
+    let keyspace_page = format!("/dashboard/keyspaces/{keyspace_id}");
+    let pages = [
+        "/dashboard",
+        "/dashboard/keys",
+        "/dashboard/keys/new",
+        &key_page,
+        &edit_page,
+        "/dashboard/keyspaces",
+        &keyspace_page,
+        "/dashboard/account-keys",
+        "/dashboard/people",
+        "/dashboard/audit",
+    ];
 
     // Anonymous: every page leads to signing in, and carries the security headers.
     for path in pages {
@@ -122,11 +138,35 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
     // Umbrella's owner: Acme's key does not exist for them, and their lists are empty.
     let umbrella = sign_in(&server, "owner@umbrella.io");
     let theirs = [("cookie", umbrella.as_str())];
-    let foreign = page(&server, &format!("/dashboard/keys/{key_id}"), &theirs);
-    assert_eq!(foreign.status, 404);
-    assert!(!foreign.body.contains("script&gt;alert") && !foreign.body.contains(&key_id), "{}", foreign.body);
+    for path in [&key_page, &edit_page, &keyspace_page] {
+        let foreign = page(&server, path, &theirs);
+        assert_eq!(foreign.status, 404, "{path}");
+        assert!(!foreign.body.contains("script&gt;alert") && !foreign.body.contains(&key_id), "{}", foreign.body);
+    }
     let listed = page(&server, "/dashboard/keys", &theirs).body;
     assert!(listed.contains("0 keys") && !listed.contains(&key_id));
+
+    // Umbrella invites Acme's owner, who has a login: the invitation waits on their People
+    // page, with its answers; Umbrella's owner sees none of Acme's people.
+    let as_umbrella = [("cookie", umbrella.as_str())];
+    let (status, _, _) = server
+        .try_request("POST", "/v1/account/verify-password", &as_umbrella, Some(json!({"password": PASSWORD})))
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, _, invited) = server
+        .try_request(
+            "POST",
+            "/v1/account/users",
+            &as_umbrella,
+            Some(json!({"email": "owner@acme.io", "role": "admin"})),
+        )
+        .unwrap();
+    assert_eq!((status, invited["status"].as_str()), (202, Some("invited")), "{invited}");
+    let people = page(&server, "/dashboard/people", &cookie).body;
+    assert!(people.contains("Invitations to you") && people.contains("<strong>Umbrella</strong>"), "{people}");
+    assert!(people.contains("/accept\"") && people.contains("data-api=\"DELETE /v1/auth/invitations/"));
+    let theirs_people = page(&server, "/dashboard/people", &theirs).body;
+    assert!(!theirs_people.contains("owner@acme.io") && !theirs_people.contains("Invitations to you"));
 
     // Malformed input gets a page saying so, never a 500.
     for (path, status) in [

@@ -25,9 +25,29 @@ pub async fn page<S: Store, L: Admission>(state: web::Data<AppState<S, L>>, req:
 async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: &HttpRequest) -> Rendered {
     let viewer = viewer(state, req).await.map_err(refusal)?;
     let members = state.people.list_users(&viewer.principal).await.map_err(refusal)?;
+    let invitations = state.people.invitations(&viewer.principal).await.map_err(refusal)?;
     let manages = viewer.role.manages_account();
     let body = html! {
         h1 { "People" }
+        @if !invitations.is_empty() {
+            section.card aria-labelledby="invitations" {
+                h2 #invitations { "Invitations to you" }
+                ul.invitations {
+                    @for (invitation, name) in &invitations {
+                        li {
+                            "Join " strong { (name) } " as " (invitation.role) ", from " code { (invitation.invited_by) } ". "
+                            button.small type="button" data-api={ "POST /v1/auth/invitations/" (invitation.account_id) "/accept" }
+                                data-then="reload" { "Accept" }
+                            " "
+                            button.secondary.small type="button" data-api={ "DELETE /v1/auth/invitations/" (invitation.account_id) }
+                                data-then="reload" { "Decline" }
+                        }
+                    }
+                }
+                p.muted.small { "A membership you accept is used by signing in to that account." }
+                p.error role="alert" data-error {}
+            }
+        }
         div.table-scroll {
             table.people {
                 thead { tr {

@@ -177,6 +177,30 @@ impl Browser {
         self.click(&format!("{css} option[value=\"{value}\"]"));
     }
 
+    /// Types `text` on the keyboard into whatever has the focus (`\u{E004}` is Tab,
+    /// `\u{E007}` Enter), as a person without a mouse would.
+    pub fn keys(&self, text: &str) {
+        let strokes: Vec<Value> = text
+            .chars()
+            .flat_map(|c| {
+                [json!({"type": "keyDown", "value": c.to_string()}), json!({"type": "keyUp", "value": c.to_string()})]
+            })
+            .collect();
+        self.command(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": strokes}]})),
+        );
+    }
+
+    /// The id of the element that has the focus.
+    pub fn focused(&self) -> String {
+        self.script("return document.activeElement ? document.activeElement.id : '';")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// The rendered text of `css` (found again if the page replaced it meanwhile).
     pub fn text(&self, css: &str) -> String {
         self.wait(&format!("the text of `{css}`"), || {
