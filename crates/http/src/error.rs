@@ -342,14 +342,14 @@ impl keyward_domain::RandomSource for RequestIdRandom {
     }
 }
 
-/// Assigns the request id, sets `X-Request-Id`, renders the envelope of every error, and
-/// writes the access log line.
 /// Whether a response is a page (the dashboard's own error pages), which the envelope
 /// leaves as it is.
 fn is_html<B>(response: &ServiceResponse<B>) -> bool {
     response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
 }
 
+/// Assigns the request id, sets `X-Request-Id`, renders the envelope of every error, and
+/// writes the access log line.
 pub async fn envelope(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -28,6 +28,11 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env_remove("DATABASE_URL")
+            // Each server decides its limits on its own unless a test names a Redis: one
+            // inherited from `cargo xtask ci` would let tests that run at the same time
+            // spend each other's login and rate limits (the same 127.0.0.1, the same
+            // bootstrap email).
+            .env_remove("REDIS_URL")
             .env("KEYWARD_LOG_FORMAT", "json")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
