@@ -24,7 +24,7 @@ mod layout;
 mod pages;
 mod viewer;
 
-use actix_web::{HttpResponse, middleware::from_fn, web};
+use actix_web::{FromRequest, Handler, HttpResponse, Responder, middleware::from_fn, web};
 use keyward_domain::{Store, ratelimit::Admission};
 
 /// Where the dashboard lives.
@@ -36,21 +36,31 @@ pub fn configure<S: Store, L: Admission>(config: &mut web::ServiceConfig) {
     config.service(web::resource("/").route(web::get().to(|| async { pages::see_other(BASE) }))).service(
         web::scope(BASE)
             .wrap(from_fn(headers::secure))
-            .service(web::resource("").route(web::get().to(pages::overview::page::<S, L>)))
-            .service(web::resource("/sign-in").route(web::get().to(pages::sign_in::page)))
-            .service(web::resource("/password").route(web::get().to(pages::sign_in::password_page)))
-            .service(web::resource("/keys").route(web::get().to(pages::keys::list::<S, L>)))
-            .service(web::resource("/keys/new").route(web::get().to(pages::keys::new::<S, L>)))
-            .service(web::resource("/keys/{id}").route(web::get().to(pages::key::page::<S, L>)))
-            .service(web::resource("/keys/{id}/edit").route(web::get().to(pages::key_edit::page::<S, L>)))
-            .service(web::resource("/keyspaces").route(web::get().to(pages::keyspaces::list::<S, L>)))
-            .service(web::resource("/keyspaces/{id}").route(web::get().to(pages::keyspaces::page::<S, L>)))
-            .service(web::resource("/account-keys").route(web::get().to(pages::account_keys::page::<S, L>)))
-            .service(web::resource("/people").route(web::get().to(pages::people::page::<S, L>)))
-            .service(web::resource("/audit").route(web::get().to(pages::audit::page::<S, L>)))
-            .service(web::resource("/assets/{name}").route(web::get().to(asset)))
+            .service(page("", pages::overview::page::<S, L>))
+            .service(page("/sign-in", pages::sign_in::page))
+            .service(page("/password", pages::sign_in::password_page))
+            .service(page("/keys", pages::keys::list::<S, L>))
+            .service(page("/keys/new", pages::keys::new::<S, L>))
+            .service(page("/keys/{id}", pages::key::page::<S, L>))
+            .service(page("/keys/{id}/edit", pages::key_edit::page::<S, L>))
+            .service(page("/keyspaces", pages::keyspaces::list::<S, L>))
+            .service(page("/keyspaces/{id}", pages::keyspaces::page::<S, L>))
+            .service(page("/account-keys", pages::account_keys::page::<S, L>))
+            .service(page("/people", pages::people::page::<S, L>))
+            .service(page("/audit", pages::audit::page::<S, L>))
+            .service(page("/assets/{name}", asset))
             .default_service(web::to(pages::not_found)),
     );
+}
+
+/// A page at `path` (under the scope): GET, and HEAD for whoever checks it exists.
+fn page<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path).route(web::get().to(handler.clone())).route(web::head().to(handler))
 }
 
 /// `GET /dashboard/assets/{name}`: an asset by its current name; any other name is 404 (a

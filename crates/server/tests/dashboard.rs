@@ -107,6 +107,8 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
         assert!(answer.csp.as_deref().is_some_and(|csp| csp.contains("frame-ancestors 'none'")), "{path}");
         assert_eq!(answer.frame.as_deref(), Some("DENY"), "{path}");
     }
+    let head = ureq::head(format!("{}/dashboard/sign-in", server.base)).call().unwrap();
+    assert_eq!(head.status().as_u16(), 200, "a page answers HEAD");
     let root = page(&server, "/", &[]);
     assert_eq!((root.status, root.location.as_deref()), (303, Some("/dashboard")));
     // An API key is not a session: the key's holder is sent to sign in like anyone.

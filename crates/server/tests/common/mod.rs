@@ -160,6 +160,15 @@ impl Server {
     }
 }
 
+/// A test that fails while its server runs must not leave the server behind (it would
+/// hold its port, its database connections and a core for the rest of the run).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn with_headers<B>(mut request: ureq::RequestBuilder<B>, headers: &[(&str, &str)]) -> ureq::RequestBuilder<B> {
     for (name, value) in headers {
         request = request.header(*name, *value);
