@@ -21,7 +21,7 @@
     const code = data && data.error;
     if (response.status === 403 && code === "step_up_required") {
       if (await stepUp()) return api(method, path, body);
-      return { ok: false, status: 403, data: { message: "Your password is needed for this." } };
+      return { ok: false, status: 403, data: { error: "step_up_required", message: "your password is needed for this" } };
     }
     if (response.status === 403 && code === "password_change_required") {
       location.assign(`${BASE}/password`);

@@ -265,6 +265,11 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     browser.click("#create-account-key button[type=submit]");
     browser.find("dialog#step-up[open]");
     shot("step-up");
+    // Cancelled, the form says why nothing happened; tried again, the prompt returns.
+    browser.click("#step-up [data-cancel]");
+    assert_eq!(browser.wait_for_text("#create-account-key [data-error]"), "Your password is needed for this.");
+    browser.click("#create-account-key button[type=submit]");
+    browser.find("dialog#step-up[open]");
     browser.fill("#step-up-password", "not my password at all");
     browser.click("#step-up button[type=submit]");
     assert_eq!(browser.wait_for_text("#step-up [data-error]"), "Wrong email or password.");
@@ -341,11 +346,14 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     }
     shot("audit");
     browser.go(&format!("{base}/dashboard/audit?action=account_key.create"));
-    // The first try, refused for the step-up, and the one that succeeded after it.
+    // The two tries refused for the step-up, and the one that succeeded after it.
     let rows = browser.script(
         "return [...document.querySelectorAll('table.audit tbody tr')].map(r => [r.dataset.action, r.dataset.result]);",
     );
-    assert_eq!(rows, json!([["account_key.create", "success"], ["account_key.create", "denied"]]));
+    assert_eq!(
+        rows,
+        json!([["account_key.create", "success"], ["account_key.create", "denied"], ["account_key.create", "denied"]])
+    );
 
     // The keys the panel showed are in no log line.
     let logs = server.output();
