@@ -162,35 +162,34 @@
         details: [{ field: error.field, message: error.message }] });
       return;
     }
-    const [method, path] = form.dataset.api.split(" ");
-    busy(submitter, true);
-    try {
-      const answer = await api(method, path, body);
-      if (answer.ok) await then(form.dataset.then, answer.data, form);
-      else showErrors(form, answer.status, answer.data);
-    } catch {
-      showErrors(form, 0, { error: "network", message: "Keyward could not be reached; nothing was changed" });
-    } finally {
-      busy(submitter, false);
-    }
+    return perform(form, body, form, submitter);
   }
 
   async function press(button) {
     if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
     const scope = button.closest("section, form, main") || document;
     clearErrors(scope);
-    const [method, path] = button.dataset.api.split(" ");
     const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
-    busy(button, true);
+    return perform(button, body, scope, button);
+  }
+
+  /**
+   * The call `origin`'s `data-api` names, with `body`; then what its `data-then` says, or
+   * the refusal shown in `scope`. `control` is busy meanwhile.
+   */
+  async function perform(origin, body, scope, control) {
+    const [method, path] = origin.dataset.api.split(" ");
+    busy(control, true);
+    let answer;
     try {
-      const answer = await api(method, path, body);
-      if (answer.ok) await then(button.dataset.then, answer.data, button);
-      else showErrors(scope, answer.status, answer.data);
+      answer = await api(method, path, body);
     } catch {
-      showErrors(scope, 0, { error: "network", message: "Keyward could not be reached; nothing was changed" });
+      answer = { ok: false, status: 0, data: { error: "network", message: "Keyward could not be reached; nothing was changed" } };
     } finally {
-      busy(button, false);
+      busy(control, false);
     }
+    if (answer.ok) await then(origin.dataset.then, answer.data, origin);
+    else showErrors(scope, answer.status, answer.data);
   }
 
   function busy(control, on) {

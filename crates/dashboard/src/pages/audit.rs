@@ -8,7 +8,7 @@ use maud::html;
 use serde::Deserialize;
 use time::{PrimitiveDateTime, macros::format_description};
 
-use super::{Rendered, either, refusal};
+use super::{Rendered, either, filled, query_at, refusal};
 use crate::{
     BASE,
     format::moment,
@@ -33,15 +33,11 @@ struct Filters {
     cursor: Option<String>,
 }
 
-fn value(field: Option<&String>) -> Option<&str> {
-    field.map(|v| v.trim()).filter(|v| !v.is_empty())
-}
-
 impl Filters {
     fn parse(&self) -> Result<(AuditFilter, Option<AuditCursor>), HttpResponse> {
         let bad = |what: &str| layout::error_page(StatusCode::BAD_REQUEST, "Unknown filter", what);
         let moment = |raw: Option<&String>, what: &str| {
-            value(raw)
+            filled(raw)
                 .map(|v| {
                     PrimitiveDateTime::parse(v, format_description!("[year]-[month]-[day]T[hour]:[minute]"))
                         .map(PrimitiveDateTime::assume_utc)
@@ -51,32 +47,32 @@ impl Filters {
         };
         let filter = AuditFilter {
             key_id: None,
-            actor_id: value(self.actor_id.as_ref()).map(str::to_owned),
-            resource_type: value(self.resource_type.as_ref()).map(str::to_owned),
-            resource_id: value(self.resource_id.as_ref()).map(str::to_owned),
-            action: value(self.action.as_ref()).map(str::to_owned),
-            result: value(self.result.as_ref()).map(str::parse).transpose().map_err(|_| bad("No such result."))?,
+            actor_id: filled(self.actor_id.as_ref()).map(str::to_owned),
+            resource_type: filled(self.resource_type.as_ref()).map(str::to_owned),
+            resource_id: filled(self.resource_id.as_ref()).map(str::to_owned),
+            action: filled(self.action.as_ref()).map(str::to_owned),
+            result: filled(self.result.as_ref()).map(str::parse).transpose().map_err(|_| bad("No such result."))?,
             since: moment(self.since.as_ref(), "From")?,
             until: moment(self.until.as_ref(), "Until")?,
         };
-        let before = value(self.cursor.as_ref()).map(cursor::decode::<AuditCursor>).transpose().map_err(refusal)?;
+        let before = filled(self.cursor.as_ref()).map(cursor::decode::<AuditCursor>).transpose().map_err(refusal)?;
         Ok((filter, before))
     }
 
-    /// The query string of these filters on the page after `cursor`.
+    /// The query string of these filters on the page `cursor` starts.
     fn with_cursor(&self, cursor: &str) -> String {
-        let pairs = [
-            ("actor_id", value(self.actor_id.as_ref())),
-            ("action", value(self.action.as_ref())),
-            ("result", value(self.result.as_ref())),
-            ("resource_type", value(self.resource_type.as_ref())),
-            ("resource_id", value(self.resource_id.as_ref())),
-            ("since", value(self.since.as_ref())),
-            ("until", value(self.until.as_ref())),
-            ("cursor", Some(cursor)),
-        ];
-        serde_urlencoded::to_string(pairs.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect::<Vec<_>>())
-            .unwrap_or_default()
+        query_at(
+            &[
+                ("actor_id", filled(self.actor_id.as_ref())),
+                ("action", filled(self.action.as_ref())),
+                ("result", filled(self.result.as_ref())),
+                ("resource_type", filled(self.resource_type.as_ref())),
+                ("resource_id", filled(self.resource_id.as_ref())),
+                ("since", filled(self.since.as_ref())),
+                ("until", filled(self.until.as_ref())),
+            ],
+            cursor,
+        )
     }
 }
 
@@ -94,7 +90,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
         .then(|| records.last().map(|r| cursor::encode(AuditCursor(r.position()))))
         .flatten();
     let events: Vec<AuditEventResponse> = records.iter().map(AuditEventResponse::from).collect();
-    let text = |field: &Option<String>| value(field.as_ref()).map(str::to_owned);
+    let text = |field: &Option<String>| filled(field.as_ref()).map(str::to_owned);
     let body = html! {
         h1 { "Audit log" }
         form.filters method="get" action={ (BASE) "/audit" } aria-label="Filter events" {
@@ -111,7 +107,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
                 select #f-result name="result" {
                     option value="" { "Any" }
                     @for result in ["success", "failure", "denied"] {
-                        option value=(result) selected[value(filters.result.as_ref()) == Some(result)] { (result) }
+                        option value=(result) selected[filled(filters.result.as_ref()) == Some(result)] { (result) }
                     }
                 }
             }

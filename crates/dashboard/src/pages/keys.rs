@@ -15,7 +15,7 @@ use keyward_http::{AppState, cursor, dto::KeyResponse};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Rendered, either, refusal};
+use super::{Rendered, either, filled, query_at, refusal};
 use crate::{
     BASE,
     format::{count, maybe_moment},
@@ -37,10 +37,6 @@ struct Filters {
 }
 
 impl Filters {
-    fn value(field: Option<&String>) -> Option<&str> {
-        field.map(|v| v.trim()).filter(|v| !v.is_empty())
-    }
-
     /// The filter and the page, or the error page of a value that is not one.
     fn parse(&self) -> Result<(KeyFilter, Option<KeyId>), HttpResponse> {
         fn parsed<T: std::str::FromStr>(raw: Option<&str>, what: &str) -> Result<Option<T>, HttpResponse> {
@@ -50,26 +46,26 @@ impl Filters {
         }
         let filter = KeyFilter {
             kind: KeyKind::Service,
-            keyspace_id: parsed::<KeyspaceId>(Self::value(self.keyspace_id.as_ref()), "keyspace")?,
-            environment: parsed::<Environment>(Self::value(self.environment.as_ref()), "environment")?,
-            status: parsed::<KeyStatus>(Self::value(self.status.as_ref()), "status")?,
-            owner_id: Self::value(self.owner_id.as_ref()).map(str::to_owned),
+            keyspace_id: parsed::<KeyspaceId>(filled(self.keyspace_id.as_ref()), "keyspace")?,
+            environment: parsed::<Environment>(filled(self.environment.as_ref()), "environment")?,
+            status: parsed::<KeyStatus>(filled(self.status.as_ref()), "status")?,
+            owner_id: filled(self.owner_id.as_ref()).map(str::to_owned),
         };
-        let before = Self::value(self.cursor.as_ref()).map(cursor::decode::<KeyId>).transpose().map_err(refusal)?;
+        let before = filled(self.cursor.as_ref()).map(cursor::decode::<KeyId>).transpose().map_err(refusal)?;
         Ok((filter, before))
     }
 
-    /// The query string of these filters on another page.
+    /// The query string of these filters on the page `cursor` starts.
     fn with_cursor(&self, cursor: &str) -> String {
-        let pairs = [
-            ("keyspace_id", Self::value(self.keyspace_id.as_ref())),
-            ("status", Self::value(self.status.as_ref())),
-            ("environment", Self::value(self.environment.as_ref())),
-            ("owner_id", Self::value(self.owner_id.as_ref())),
-            ("cursor", Some(cursor)),
-        ];
-        serde_urlencoded::to_string(pairs.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect::<Vec<_>>())
-            .unwrap_or_default()
+        query_at(
+            &[
+                ("keyspace_id", filled(self.keyspace_id.as_ref())),
+                ("status", filled(self.status.as_ref())),
+                ("environment", filled(self.environment.as_ref())),
+                ("owner_id", filled(self.owner_id.as_ref())),
+            ],
+            cursor,
+        )
     }
 }
 
@@ -91,7 +87,7 @@ async fn render_list<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, 
     let now = state.service.now();
     let keys: Vec<KeyResponse> = page.keys.iter().map(|k| KeyResponse::new(k, now)).collect();
     let next = page.has_more.then(|| page.keys.last().map(|k| cursor::encode(k.id))).flatten();
-    let selected = |field: &Option<String>, value: &str| Filters::value(field.as_ref()) == Some(value);
+    let selected = |field: &Option<String>, value: &str| filled(field.as_ref()) == Some(value);
     let body = html! {
         div.heading {
             h1 { "Keys" }
@@ -128,7 +124,7 @@ async fn render_list<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, 
             }
             div.field {
                 label for="f-owner" { "Owner" }
-                input #f-owner type="text" name="owner_id" value=[Filters::value(filters.owner_id.as_ref())] placeholder="owner id";
+                input #f-owner type="text" name="owner_id" value=[filled(filters.owner_id.as_ref())] placeholder="owner id";
             }
             div.field.submit { button type="submit" { "Filter" } }
         }

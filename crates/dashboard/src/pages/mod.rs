@@ -47,6 +47,19 @@ pub fn refusal(error: impl Into<ApiError>) -> HttpResponse {
     }
 }
 
+/// A field of a filter form as a filter: trimmed, and none when empty (the form's "Any").
+pub fn filled(field: Option<&String>) -> Option<&str> {
+    field.map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// The query string of a filter form's `fields` (empty ones left out) on the page `cursor`
+/// starts.
+pub fn query_at(fields: &[(&str, Option<&str>)], cursor: &str) -> String {
+    let pairs: Vec<(&str, &str)> =
+        fields.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).chain([("cursor", cursor)]).collect();
+    serde_urlencoded::to_string(pairs).unwrap_or_default()
+}
+
 /// A redirect a browser follows with a GET.
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
@@ -55,4 +68,17 @@ pub fn see_other(location: &str) -> HttpResponse {
 /// Any other path under the dashboard.
 pub async fn not_found() -> HttpResponse {
     layout::error_page(StatusCode::NOT_FOUND, "No such page", "Nothing lives at this address.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_link_keeps_the_filled_filters_and_encodes_them() {
+        let q = query_at(&[("owner_id", Some("cust 1&x=y")), ("status", None)], "key_abc");
+        assert_eq!(q, "owner_id=cust+1%26x%3Dy&cursor=key_abc");
+        assert_eq!(filled(Some(&"  ".to_owned())), None);
+        assert_eq!(filled(Some(&" live ".to_owned())), Some("live"));
+    }
 }
