@@ -57,6 +57,7 @@
     const body = {};
     for (const element of form.elements) {
       if (!element.name || element.disabled) continue;
+      if (element.type === "radio" && !element.checked) continue;
       if (!accompanied(form, element)) continue;
       if (element.type === "checkbox" && element.dataset.type === "each") {
         // One of a list of choices: the checked ones' values, as an array.
@@ -202,9 +203,7 @@
   async function then(what, data, origin) {
     if (what === "reload") return location.reload();
     if (what && what.startsWith("go:")) return location.assign(what.slice(3));
-    if (what === "signed-in") {
-      return location.assign(data && data.password_change_required ? `${BASE}/password` : BASE);
-    }
+    if (what === "signed-in") return signedIn(data, origin);
     if (what === "show-once") return showOnce(data, origin);
     if (what === "added") {
       // A new login's one-time password, once; or an invitation to someone who has a login.
@@ -212,6 +211,41 @@
       const notice = origin.closest("form").querySelector("[data-notice]");
       notice.textContent = `${data.email} has a login already and was invited: they join when they accept.`;
     }
+  }
+
+  // --- signing in -------------------------------------------------------------------
+
+  /**
+   * After a login: to the password page if it must change; else, for a person in several
+   * accounts who has not chosen one, the choice (the session just opened, for the oldest
+   * membership, is ended, and signing in again opens one for the account chosen).
+   */
+  async function signedIn(data, form) {
+    if (data.password_change_required) return location.assign(`${BASE}/password`);
+    const memberships = data.memberships || [];
+    const chooser = form.querySelector("[data-accounts]");
+    if (memberships.length < 2 || !chooser || form.querySelector("input[name=account_id]:checked")) {
+      return location.assign(BASE);
+    }
+    await api("POST", "/v1/auth/logout");
+    chooser.replaceChildren(...memberships.map((m) => accountChoice(m, m.account_id === data.account.id)));
+    chooser.closest("fieldset").hidden = false;
+    form.querySelector("button[type=submit]").textContent = "Continue";
+    chooser.querySelector("input:checked").focus();
+  }
+
+  function accountChoice(membership, checked) {
+    const id = `account-${membership.account_id}`;
+    const input = Object.assign(document.createElement("input"), {
+      type: "radio", name: "account_id", value: membership.account_id, id, checked,
+    });
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = `${membership.name} (${membership.role})`;
+    const choice = document.createElement("div");
+    choice.className = "check";
+    choice.append(input, label);
+    return choice;
   }
 
   // --- the show-once panel ----------------------------------------------------------

@@ -367,3 +367,64 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     browser.go(&format!("{base}/dashboard/keys"));
     browser.wait_for_path("/dashboard/sign-in");
 }
+
+/// A person invited to a second account accepts on the People page, and from then on
+/// chooses which account to enter when signing in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_in_two_accounts_chooses_one_when_signing_in() {
+    let db = TestDatabase::new().await;
+    let create = |name: &str, owner: &str| {
+        let mut create = Command::new(BIN)
+            .args(["account", "create", "--name", name, "--plan", "pro", "--owner-email", owner, "--password-stdin"])
+            .env("DATABASE_URL", db.url())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut create.stdin.take().unwrap(), format!("{PASSWORD}\n").as_bytes()).unwrap();
+        assert!(create.wait().unwrap().success());
+    };
+    create("Acme", "ada@acme.io");
+    create("Umbrella", "boss@umbrella.io");
+    let server = Server::start(&[("DATABASE_URL", db.url())]);
+    // Umbrella's owner invites Ada, who has a login already.
+    let login = json!({"email": "boss@umbrella.io", "password": PASSWORD});
+    let (_, cookie, _) = server.try_request("POST", "/v1/auth/login", &[], Some(login)).unwrap();
+    let cookie = cookie.unwrap().split(';').next().unwrap().to_owned();
+    let as_boss = [("cookie", cookie.as_str())];
+    let step_up = json!({"password": PASSWORD});
+    assert_eq!(server.try_request("POST", "/v1/account/verify-password", &as_boss, Some(step_up)).unwrap().0, 200);
+    let invite = json!({"email": "ada@acme.io", "role": "member"});
+    assert_eq!(server.try_request("POST", "/v1/account/users", &as_boss, Some(invite)).unwrap().0, 202);
+
+    // Ada, in one account so far, goes straight in, and accepts on the People page.
+    let browser = Browser::start();
+    let base = &server.base;
+    let sign_in = || {
+        browser.go(&format!("{base}/dashboard/sign-in"));
+        browser.fill("#email", "ada@acme.io");
+        browser.fill("#password", PASSWORD);
+        browser.click("form[data-api] button[type=submit]");
+    };
+    sign_in();
+    browser.wait_for_path("/dashboard");
+    browser.go(&format!("{base}/dashboard/people"));
+    assert!(browser.text("#invitations").contains("Invitations to you"));
+    browser.click("ul.invitations button:not(.secondary)");
+    browser.wait("the invitation to be answered", || (!browser.exists("ul.invitations")).then_some(()));
+
+    // In two accounts now: signing in asks which, and enters the one chosen.
+    browser.click("[data-sign-out]");
+    browser.wait_for_path("/dashboard/sign-in");
+    sign_in();
+    browser.find("#accounts");
+    let choices = browser.text("#accounts");
+    assert!(choices.contains("Acme (owner)") && choices.contains("Umbrella (member)"), "{choices}");
+    browser.screenshots("postgres-choose-account");
+    browser.script(
+        "[...document.querySelectorAll('#accounts label')].find(l => l.textContent.startsWith('Umbrella')).click();",
+    );
+    browser.click("form[data-api] button[type=submit]");
+    browser.wait_for_path("/dashboard");
+    assert!(browser.text(".who").contains("Umbrella · member"), "{}", browser.text(".who"));
+}

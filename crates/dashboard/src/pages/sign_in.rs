@@ -18,6 +18,11 @@ pub async fn page() -> HttpResponse {
                 input #email type="email" name="email" autocomplete="username" required autofocus;
                 label for="password" { "Password" }
                 input #password type="password" name="password" autocomplete="current-password" required;
+                // Filled by the script when the person belongs to several accounts.
+                fieldset #accounts hidden {
+                    legend { "Which account?" }
+                    div data-accounts {}
+                }
                 p.error role="alert" data-error {}
                 div.actions { button type="submit" { "Sign in" } }
             }
