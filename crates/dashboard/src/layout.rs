@@ -46,12 +46,12 @@ pub fn page(title: &str, viewer: &Viewer, current: Section, body: Markup) -> Htt
             button.link type="button" data-sign-out { "Sign out" }
         }
     };
-    html_response(StatusCode::OK, &document(title, Some(bar), body))
+    html_response(StatusCode::OK, document(title, Some(bar), body))
 }
 
 /// A page for nobody in particular (signing in).
 pub fn public_page(title: &str, body: Markup) -> HttpResponse {
-    html_response(StatusCode::OK, &document(title, None, body))
+    html_response(StatusCode::OK, document(title, None, body))
 }
 
 /// What a page that cannot be shown says instead, with the status the API would give.
@@ -63,11 +63,11 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpRespons
             p { a href=(BASE) { "Back to the overview" } }
         }
     };
-    html_response(status, &document(title, None, body))
+    html_response(status, document(title, None, body))
 }
 
-fn html_response(status: StatusCode, markup: &Markup) -> HttpResponse {
-    HttpResponse::build(status).content_type("text/html; charset=utf-8").body(markup.0.clone())
+fn html_response(status: StatusCode, markup: Markup) -> HttpResponse {
+    HttpResponse::build(status).content_type("text/html; charset=utf-8").body(markup.into_string())
 }
 
 fn document(title: &str, bar: Option<Markup>, body: Markup) -> Markup {

@@ -2,13 +2,14 @@
 //! per-IP, per-person and per-account limits).
 
 use actix_web::{HttpRequest, web};
-use keyward_domain::{Account, Store, key_service::Principal, people::Role, ratelimit::Admission};
+use keyward_domain::{Account, Store, UserId, key_service::Principal, people::Role, ratelimit::Admission};
 use keyward_http::{AppState, error::ApiError, session};
 
 /// The signed-in person a page is rendered for.
 #[derive(Debug)]
 pub struct Viewer {
     pub principal: Principal,
+    pub user_id: UserId,
     pub email: String,
     pub account: Account,
     pub role: Role,
@@ -26,5 +27,13 @@ pub async fn viewer<S: Store, L: Admission>(
     session::limit_ip(state, req).await?;
     let principal = session::principal(state, req).await?;
     let (user, account, role) = state.people.current_user(&principal).await?;
-    Ok(Viewer { principal, email: user.email.to_string(), account, role })
+    Ok(Viewer { principal, user_id: user.id, email: user.email.to_string(), account, role })
+}
+
+impl Viewer {
+    /// Whether the person's role grants `scope` — the check the API makes of the same call,
+    /// so a page offers only what would succeed and says why otherwise.
+    pub fn may(&self, scope: &str) -> bool {
+        self.principal.scopes.grants_str(scope)
+    }
 }

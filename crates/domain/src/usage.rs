@@ -66,8 +66,14 @@ impl UsageSummary {
     /// The first day a summary at `now` needs the daily counts of: the month's first or the
     /// first of the last [`SUMMARY_DAYS`] days, whichever is earlier.
     pub fn first_day(now: OffsetDateTime) -> time::Date {
-        let (day, month) = day_and_month_start(now);
-        month.date().min(day.date() - time::Duration::days(i64::from(SUMMARY_DAYS) - 1))
+        let (_, month) = day_and_month_start(now);
+        month.date().min(Self::first_of_last_days(now))
+    }
+
+    /// The day [`UsageSummary::last_days`] starts at, for a summary at `now`.
+    pub fn first_of_last_days(now: OffsetDateTime) -> time::Date {
+        let (day, _) = day_and_month_start(now);
+        day.date() - time::Duration::days(i64::from(SUMMARY_DAYS) - 1)
     }
 
     /// The summary at `now` of a key's daily counts (days outside it are ignored): what
@@ -75,7 +81,7 @@ impl UsageSummary {
     pub fn of_days(now: OffsetDateTime, days: impl IntoIterator<Item = (time::Date, u64)>) -> Self {
         let (day, month) = day_and_month_start(now);
         let (today, month) = (day.date(), month.date());
-        let first = today - time::Duration::days(i64::from(SUMMARY_DAYS) - 1);
+        let first = Self::first_of_last_days(now);
         let mut summary = Self { last_days: vec![0; usize::from(SUMMARY_DAYS)], ..Self::default() };
         for (date, requests) in days {
             if date > today {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{BIN, Server, webdriver::Browser};
+use common::{BIN, Server, account_with_owner, webdriver::Browser};
 
 const PASSWORD: &str = "a password of my own choosing";
 
@@ -373,19 +373,8 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_person_in_two_accounts_chooses_one_when_signing_in() {
     let db = TestDatabase::new().await;
-    let create = |name: &str, owner: &str| {
-        let mut create = Command::new(BIN)
-            .args(["account", "create", "--name", name, "--plan", "pro", "--owner-email", owner, "--password-stdin"])
-            .env("DATABASE_URL", db.url())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut create.stdin.take().unwrap(), format!("{PASSWORD}\n").as_bytes()).unwrap();
-        assert!(create.wait().unwrap().success());
-    };
-    create("Acme", "ada@acme.io");
-    create("Umbrella", "boss@umbrella.io");
+    account_with_owner(db.url(), "Acme", "ada@acme.io", PASSWORD);
+    account_with_owner(db.url(), "Umbrella", "boss@umbrella.io", PASSWORD);
     let server = Server::start(&[("DATABASE_URL", db.url())]);
     // Umbrella's owner invites Ada, who has a login already.
     let login = json!({"email": "boss@umbrella.io", "password": PASSWORD});

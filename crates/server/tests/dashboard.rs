@@ -5,14 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
-use std::{io::Write, process::Command, time::Duration};
+use std::time::Duration;
 
 use keyward_store_pg::testing::TestDatabase;
 use serde_json::json;
 
 mod common;
 
-use common::{BIN, Server};
+use common::{Server, account_with_owner};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -47,23 +47,6 @@ fn page(server: &Server, path: &str, headers: &[(&str, &str)]) -> Page {
     }
 }
 
-/// An account with an owner whose password is [`PASSWORD`]; its account key.
-fn account(db: &TestDatabase, name: &str, owner: &str) -> String {
-    let mut create = Command::new(BIN)
-        .args(["account", "create", "--name", name, "--plan", "pro", "--owner-email", owner, "--password-stdin"])
-        .env("DATABASE_URL", db.url())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    create.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
-    let created = create.wait_with_output().unwrap();
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
-    stdout.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).unwrap().to_owned()
-}
-
 /// A session cookie (`name=value`) for `email`.
 fn sign_in(server: &Server, email: &str) -> String {
     let (status, cookie, body) =
@@ -75,8 +58,8 @@ fn sign_in(server: &Server, email: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_show_each_person_their_own_account_and_nothing_else() {
     let db = TestDatabase::new().await;
-    let key_a = account(&db, "Acme", "owner@acme.io");
-    account(&db, "Umbrella", "owner@umbrella.io");
+    let key_a = account_with_owner(db.url(), "Acme", "owner@acme.io", PASSWORD);
+    account_with_owner(db.url(), "Umbrella", "owner@umbrella.io", PASSWORD);
     let server = Server::start(&[("DATABASE_URL", db.url())]);
     let (_, created) =
         server.call("POST", "/v1/keys", &key_a, Some(json!({"name": "<script>alert('owned')</script>"})));

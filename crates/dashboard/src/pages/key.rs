@@ -2,7 +2,12 @@
 //! and what may be done to it: disable or enable, rotate, revoke (each through the API).
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use keyward_domain::{KeyId, KeyStatus, Store, ratelimit::Admission, scope::management};
+use keyward_domain::{
+    KeyId, KeyStatus, Store,
+    ratelimit::Admission,
+    scope::management,
+    usage::{SUMMARY_DAYS, UsageSummary},
+};
 use keyward_http::{
     AppState,
     dto::{KeyResponse, UsageRecordResponse},
@@ -39,7 +44,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
     let id: KeyId = id.parse().map_err(|_| no_such_key())?;
     let key = state.service.get_key(&viewer.principal, id).await.map_err(refusal)?;
     let usage = state.service.usage_summary(&viewer.principal, id).await.map_err(refusal)?;
-    let recent: Vec<UsageRecordResponse> = if viewer.principal.scopes.grants_str(management::USAGE_READ) {
+    let recent: Vec<UsageRecordResponse> = if viewer.may(management::USAGE_READ) {
         let entries =
             state.service.key_usage(&viewer.principal, id, (None, None), None, RECENT).await.map_err(refusal)?;
         entries.iter().map(|e| UsageRecordResponse::from(&e.record)).collect()
@@ -48,8 +53,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
     };
     let now = state.service.now();
     let key = KeyResponse::new(&key, now);
-    let first_day = now.to_offset(time::UtcOffset::UTC).date()
-        - time::Duration::days(i64::from(keyward_domain::usage::SUMMARY_DAYS) - 1);
+    let first_day = UsageSummary::first_of_last_days(now);
     let body = html! {
         p.crumbs { a href={ (BASE) "/keys" } { "Keys" } " / " }
         div.heading {
@@ -69,7 +73,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
                     div.tile { span.figure #requests-month { (count(usage.requests_this_month)) } span.caption { "this month" } }
                     div.tile { span.figure { (count(key.usage_count)) } span.caption { "in all" } }
                 }
-                (chart::days("Requests per day, last 30 days (UTC)", first_day, &usage.last_days))
+                (chart::days(&format!("Requests per day, last {SUMMARY_DAYS} days (UTC)"), first_day, &usage.last_days))
             }
         }
         section.card aria-labelledby="recent" {
@@ -142,7 +146,7 @@ fn actions(viewer: &Viewer, key: &KeyResponse) -> Markup {
     if key.status == KeyStatus::Revoked {
         return html! { p.muted { "A revoked key cannot be used or changed; it stays listed for its history." } };
     }
-    if !viewer.principal.scopes.grants_str(management::KEYS_WRITE) {
+    if !viewer.may(management::KEYS_WRITE) {
         return html! {
             p.forbidden { "Your role (" (viewer.role) ") can read this key but not change it; an owner or admin can." }
         };

@@ -31,7 +31,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
     let key = state.service.get_key(&viewer.principal, id).await.map_err(refusal)?;
     let key = KeyResponse::new(&key, state.service.now());
     let back = format!("{BASE}/keys/{}", key.id);
-    if !viewer.principal.scopes.grants_str(management::KEYS_WRITE) || key.status == KeyStatus::Revoked {
+    if !viewer.may(management::KEYS_WRITE) || key.status == KeyStatus::Revoked {
         let body = html! {
             h1 { "Edit " (key.name) }
             p.forbidden {

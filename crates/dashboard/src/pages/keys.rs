@@ -169,7 +169,7 @@ async fn render_list<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, 
 
 /// "Create key", or why this person cannot.
 fn create_button(viewer: &Viewer) -> Markup {
-    if viewer.principal.scopes.grants_str(management::KEYS_WRITE) {
+    if viewer.may(management::KEYS_WRITE) {
         html! { a.button href={ (BASE) "/keys/new" } { "Create key" } }
     } else {
         html! { p.forbidden { "Your role (" (viewer.role) ") can read keys but not create them; an owner or admin can change that." } }
@@ -193,7 +193,7 @@ pub async fn new<S: Store, L: Admission>(state: web::Data<AppState<S, L>>, req: 
 
 async fn render_new<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: &HttpRequest) -> Rendered {
     let viewer = viewer(state, req).await.map_err(refusal)?;
-    if !viewer.principal.scopes.grants_str(management::KEYS_WRITE) {
+    if !viewer.may(management::KEYS_WRITE) {
         let body = html! { h1 { "Create a key" } (create_button(&viewer)) };
         return Ok(layout::page("Create a key", &viewer, Section::Keys, body));
     }

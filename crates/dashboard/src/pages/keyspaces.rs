@@ -112,7 +112,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
 }
 
 fn writes(viewer: &Viewer) -> bool {
-    viewer.principal.scopes.grants_str(management::KEYSPACES_WRITE)
+    viewer.may(management::KEYSPACES_WRITE)
 }
 
 /// The attributes of a keyspace as form fields, filled with `current`'s when editing. An

@@ -4,7 +4,7 @@
 //! prompt where the API asks for it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use keyward_domain::{Store, UserId, key_service::Via, people::Role, ratelimit::Admission};
+use keyward_domain::{Store, people::Role, ratelimit::Admission};
 use keyward_http::AppState;
 use maud::{Markup, html};
 
@@ -58,7 +58,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
                     @for (user, membership) in &members {
                         @let email = user.email.to_string();
                         tr data-email=(email) {
-                            td { (email) @if Some(user.id) == viewer_id(&viewer) { " " span.muted { "(you)" } } }
+                            td { (email) @if user.id == viewer.user_id { " " span.muted { "(you)" } } }
                             td {
                                 @if manages {
                                     form.inline data-api={ "PATCH /v1/account/users/" (user.id) } data-then="reload" {
@@ -97,13 +97,6 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
         }
     };
     Ok(layout::page("People", &viewer, Section::People, body))
-}
-
-fn viewer_id(viewer: &Viewer) -> Option<UserId> {
-    match viewer.principal.via {
-        Via::Session { user_id, .. } => Some(user_id),
-        Via::Key { .. } => None,
-    }
 }
 
 fn add_form(viewer: &Viewer) -> Markup {

@@ -188,6 +188,24 @@ pub fn account_key(url: &str, plan: &str) -> String {
     stdout.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("the account key is printed").to_owned()
 }
 
+/// Creates an account on `url` with an owner whose password (`password`) comes on stdin,
+/// as a provisioning script would pass it; returns its account key.
+pub fn account_with_owner(url: &str, name: &str, owner: &str, password: &str) -> String {
+    let mut create = Command::new(BIN)
+        .args(["account", "create", "--name", name, "--plan", "pro", "--owner-email", owner, "--password-stdin"])
+        .env("DATABASE_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut create.stdin.take().unwrap(), format!("{password}\n").as_bytes()).unwrap();
+    let created = create.wait_with_output().unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    stdout.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).expect("the account key is printed").to_owned()
+}
+
 /// A configuration file with the management limits raised, for tests whose load is the
 /// point (a 429 is not what they are about); its path, for `KEYWARD_CONFIG`.
 pub fn raised_limits_config() -> String {
