@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// An idle timeout, in seconds: at least one, and at most what every store keeps exactly
+/// (PostgreSQL's `integer`; about 68 years), so no store clamps what another keeps.
+pub const IDLE_TIMEOUT_SECONDS: std::ops::RangeInclusive<u32> = 1..=i32::MAX as u32;
+const IDLE_TIMEOUT_RULE: &str = "must be 1 to 2147483647 seconds";
+
 impl<S: Store> KeyService<S> {
     async fn resolve_keyspace(&self, account: AccountId, id: Option<KeyspaceId>) -> Result<Keyspace, ManageError> {
         match id {
@@ -44,8 +49,8 @@ impl<S: Store> KeyService<S> {
         if input.expires_at.is_some_and(|at| at <= now) {
             errors.push("expires_at", "must be in the future");
         }
-        if input.idle_timeout_seconds == Some(0) {
-            errors.push("idle_timeout_seconds", "must be at least 1");
+        if input.idle_timeout_seconds.is_some_and(|s| !IDLE_TIMEOUT_SECONDS.contains(&s)) {
+            errors.push("idle_timeout_seconds", IDLE_TIMEOUT_RULE);
         }
         let metadata = input.metadata.unwrap_or_default();
         validate_metadata(&mut errors, &metadata);
@@ -227,8 +232,8 @@ impl<S: Store> KeyService<S> {
             key.expires_at = expires_at;
         }
         if let Some(idle) = patch.idle_timeout_seconds {
-            if idle == Some(0) {
-                errors.push("idle_timeout_seconds", "must be at least 1");
+            if idle.is_some_and(|s| !IDLE_TIMEOUT_SECONDS.contains(&s)) {
+                errors.push("idle_timeout_seconds", IDLE_TIMEOUT_RULE);
             }
             key.idle_timeout_seconds = idle;
         }

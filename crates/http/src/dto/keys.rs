@@ -33,7 +33,7 @@ pub struct CreateKeyRequest {
     #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub idle_timeout_seconds: Option<u32>,
     #[schema(max_length = 255, pattern = r"^[^\u0000]*$")]
     pub owner_id: Option<String>,
@@ -93,7 +93,7 @@ pub struct ImportKeyEntry {
     #[serde(default, deserialize_with = "crate::timestamp::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub idle_timeout_seconds: Option<u32>,
     #[schema(max_length = 255, pattern = r"^[^\u0000]*$")]
     pub owner_id: Option<String>,
@@ -191,6 +191,7 @@ pub struct UpdateKeyRequest {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<OffsetDateTime>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 2147483647)]
     pub idle_timeout_seconds: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double_option")]
     pub owner_id: Option<Option<String>>,
@@ -278,7 +279,7 @@ pub struct KeyResponse {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub idle_timeout_seconds: Option<u32>,
     #[schema(max_length = 255, pattern = r"^[^\u0000]*$")]
     pub owner_id: Option<String>,

@@ -171,6 +171,22 @@ mod sha2_like {
 }
 
 both_stores! {
+    async fn an_idle_timeout_is_kept_exactly_or_refused(app) {
+        // The largest every store keeps exactly is kept exactly, on both; one more is refused
+        // instead of being clamped by one store and kept by the other.
+        let root = app.root_key.clone();
+        let (id, _) = app.create_key(json!({"name": "idle", "idle_timeout_seconds": 2_147_483_647u32})).await;
+        let read = app.call(Method::GET, &format!("/v1/keys/{id}"), &root, None).await;
+        assert_eq!(read.body["idle_timeout_seconds"], 2_147_483_647u32);
+        let too_long = json!({"idle_timeout_seconds": 2_147_483_648u32});
+        app.call(Method::PATCH, &format!("/v1/keys/{id}"), &root, Some(too_long.clone())).await.assert_error(400, "validation_failed");
+        app.call(Method::POST, "/v1/keys", &root, Some(json!({"name": "x", "idle_timeout_seconds": 2_147_483_648u32}))).await.assert_error(400, "validation_failed");
+        let read = app.call(Method::GET, &format!("/v1/keys/{id}"), &root, None).await;
+        assert_eq!(read.body["idle_timeout_seconds"], 2_147_483_647u32, "unchanged");
+    }
+}
+
+both_stores! {
     async fn a_rotation_body_may_be_absent_or_null(app) {
         let root = app.root_key.clone();
         let (id, _) = app.create_key(json!({"name": "rotate me"})).await;
