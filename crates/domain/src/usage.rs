@@ -112,6 +112,30 @@ pub struct AccountStats {
     /// The mean handling time of the verifications that carry one, in milliseconds.
     pub avg_response_time_ms: Option<f64>,
     pub by_code: std::collections::BTreeMap<String, u64>,
+    /// The account's most used service keys over the last [`SUMMARY_DAYS`] days, at most
+    /// [`TOP_KEYS`] of them, the most requests first (ties by key id); keys without a
+    /// request in that time are not listed.
+    pub top_keys: Vec<KeyUse>,
+}
+
+/// How many keys [`AccountStats::top_keys`] lists.
+pub const TOP_KEYS: usize = 5;
+
+/// A key and its requests over the last [`SUMMARY_DAYS`] days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyUse {
+    pub key_id: KeyId,
+    pub requests: u64,
+}
+
+impl KeyUse {
+    /// The [`TOP_KEYS`] most used of `uses`, in the order [`AccountStats::top_keys`] states.
+    pub fn top(uses: impl IntoIterator<Item = KeyUse>) -> Vec<KeyUse> {
+        let mut top: Vec<KeyUse> = uses.into_iter().filter(|u| u.requests > 0).collect();
+        top.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.key_id.cmp(&b.key_id)));
+        top.truncate(TOP_KEYS);
+        top
+    }
 }
 
 /// Bounds of what a caller says about its own request (`endpoint`, `method` of

@@ -404,6 +404,11 @@ pub async fn stats<S: Store, L: Admission>(
         success_rate: stats.success_rate,
         avg_response_time_ms: stats.avg_response_time_ms,
         by_code: stats.by_code,
+        top_keys: stats
+            .top_keys
+            .iter()
+            .map(|u| KeyUseResponse { key_id: u.key_id.to_string(), requests: u.requests })
+            .collect(),
     }))
 }
 

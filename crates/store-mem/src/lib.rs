@@ -30,7 +30,7 @@ use keyward_domain::{
         PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UsageStore, UserStore,
         VerifiableKey,
     },
-    usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start},
+    usage::{AccountStats, KeyUse, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start},
 };
 use time::OffsetDateTime;
 use undo::Journaled;

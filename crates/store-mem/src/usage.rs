@@ -84,7 +84,18 @@ impl UsageStore for MemStore {
                 .map(|e| &e.record)
                 .filter(|r| r.account_id == account && r.outcome.is_some())
                 .collect();
-            stats_of(&verifications, day)
+            let mut stats = stats_of(&verifications, day);
+            let since = day_number(UsageSummary::first_of_last_days(now).midnight().assume_utc());
+            let mut by_key: HashMap<KeyId, u64> = HashMap::new();
+            for ((key, _), count) in state.daily.iter().filter(|((_, d), _)| *d >= since) {
+                let service =
+                    state.keys.get(key).is_some_and(|k| k.account_id == account && k.kind == KeyKind::Service);
+                if service {
+                    *by_key.entry(*key).or_default() += count;
+                }
+            }
+            stats.top_keys = KeyUse::top(by_key.into_iter().map(|(key_id, requests)| KeyUse { key_id, requests }));
+            stats
         })))
     }
 

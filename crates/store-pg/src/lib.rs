@@ -57,7 +57,9 @@ use keyward_domain::{
         Outcome, PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UsageStore,
         UserStore, VerifiableKey,
     },
-    usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start},
+    usage::{
+        AccountStats, KeyUse, TOP_KEYS, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start,
+    },
 };
 pub use migrate::{MigrationError, pending_migrations, run_migrations};
 use rows::{

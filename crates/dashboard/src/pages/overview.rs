@@ -2,11 +2,7 @@
 //! by outcome, and the most used keys.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use keyward_domain::{
-    KeyKind, Store,
-    ports::{KeyFilter, PageRequest},
-    ratelimit::Admission,
-};
+use keyward_domain::{Store, error::ManageError, ratelimit::Admission};
 use keyward_http::AppState;
 use maud::html;
 
@@ -18,10 +14,6 @@ use crate::{
     viewer::viewer,
 };
 
-/// How many keys "top keys" shows, and how many of the newest keys it picks them from.
-const TOP_KEYS: usize = 5;
-const TOP_KEYS_FROM: u32 = 100;
-
 pub async fn page<S: Store, L: Admission>(state: web::Data<AppState<S, L>>, req: HttpRequest) -> HttpResponse {
     either(render(&state, &req).await)
 }
@@ -29,16 +21,17 @@ pub async fn page<S: Store, L: Admission>(state: web::Data<AppState<S, L>>, req:
 async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: &HttpRequest) -> Rendered {
     let viewer = viewer(state, req).await.map_err(refusal)?;
     let (counts, stats) = state.service.stats(&viewer.principal).await.map_err(refusal)?;
-    let filter =
-        KeyFilter { kind: KeyKind::Service, keyspace_id: None, environment: None, status: None, owner_id: None };
-    let newest = state
-        .service
-        .list_keys(&viewer.principal, &filter, PageRequest { limit: TOP_KEYS_FROM, before: None })
-        .await
-        .map_err(refusal)?;
-    let mut top: Vec<_> = newest.keys.iter().filter(|k| k.usage_count > 0).collect();
-    top.sort_by_key(|k| std::cmp::Reverse(k.usage_count));
-    top.truncate(TOP_KEYS);
+    // Names for the most used keys: a handful of lookups (a key revoked and purged since is
+    // listed by its id).
+    let mut top = Vec::with_capacity(stats.top_keys.len());
+    for used in &stats.top_keys {
+        let key = match state.service.get_key(&viewer.principal, used.key_id).await {
+            Ok(key) => Some(key),
+            Err(ManageError::NotFound) => None,
+            Err(other) => return Err(refusal(other)),
+        };
+        top.push((used, key));
+    }
     let mut by_code: Vec<(String, u64)> = stats.by_code.iter().map(|(code, n)| (code.clone(), *n)).collect();
     by_code.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let body = html! {
@@ -66,15 +59,17 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
                     p.muted { "No key has been used yet." }
                 } @else {
                     ol.top-keys {
-                        @for key in &top {
+                        @for (used, key) in &top {
                             li {
-                                a href={ (BASE) "/keys/" (key.id) } { (key.name) }
-                                " " code.muted { (key.key_prefix) }
-                                " " span.muted { (count(key.usage_count)) " uses" }
+                                a href={ (BASE) "/keys/" (used.key_id) } {
+                                    @match key { Some(key) => (key.name), None => code { (used.key_id) } }
+                                }
+                                @if let Some(key) = key { " " code.muted { (key.key_prefix) } }
+                                " " span.muted { (count(used.requests)) " requests" }
                             }
                         }
                     }
-                    p.muted.small { "Among the " (TOP_KEYS_FROM) " newest keys." }
+                    p.muted.small { "Over the last 30 days, today included (UTC)." }
                 }
             }
         }

@@ -179,3 +179,64 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
     assert_eq!(stats.verifications_total, 1, "the statistics count the records still kept");
     assert_eq!(stats.by_code.get("RATE_LIMITED"), None);
 }
+
+pub async fn the_most_used_keys_are_those_of_the_last_30_days<S: Store>(store: S) {
+    use crate::{
+        usage::{KeyUse, TOP_KEYS, UsageRecord},
+        verdict::VerifyCode,
+    };
+    let f = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let account = f.principal.account_id;
+    let mut keys = Vec::new();
+    for n in 0..TOP_KEYS + 2 {
+        keys.push(f.service.create_key(&f.principal, named(&format!("key {n}"))).await.unwrap().key);
+    }
+    let used = |key: &crate::Key, days_ago: i64, times: usize| -> Vec<UsageRecord> {
+        (0..times)
+            .map(|_| UsageRecord {
+                key_id: Some(key.id),
+                account_id: account,
+                ts: START - Duration::days(days_ago),
+                endpoint: None,
+                method: None,
+                status_code: None,
+                response_time_us: None,
+                ip: None,
+                outcome: Some(VerifyCode::Valid),
+            })
+            .collect()
+    };
+    // Key 0 was the most used, but 30 days ago: outside the window (today and the 29 before).
+    let mut batch = used(&keys[0], 30, 50);
+    batch.extend(used(&keys[0], 29, 1));
+    for (n, key) in keys.iter().enumerate().skip(1) {
+        batch.extend(used(key, 3, n + 1));
+    }
+    batch.extend(used(&keys[1], 0, 5)); // key 1: 2 + 5 = 7, as key 6 has
+    store.record_usage(&batch).await.unwrap();
+    // An account key's calls and another account's keys do not count.
+    let other = fixture(store.clone(), Plan::Pro).await;
+    let theirs = other.service.create_key(&other.principal, named("theirs")).await.unwrap().key;
+    let mut foreign = used(&theirs, 0, 100);
+    for record in &mut foreign {
+        record.account_id = other.principal.account_id;
+    }
+    store.record_usage(&foreign).await.unwrap();
+    let crate::key_service::Via::Key { id: account_key, .. } = f.principal.via else { unreachable!() };
+    let account_key = store.get_key(account, account_key).await.unwrap().unwrap();
+    store.record_usage(&used(&account_key, 0, 100)).await.unwrap();
+
+    let top = store.account_stats(account, START).await.unwrap().top_keys;
+    let tied = if keys[1].id < keys[6].id { [keys[1].id, keys[6].id] } else { [keys[6].id, keys[1].id] };
+    let expected = vec![
+        KeyUse { key_id: tied[0], requests: 7 },
+        KeyUse { key_id: tied[1], requests: 7 },
+        KeyUse { key_id: keys[5].id, requests: 6 },
+        KeyUse { key_id: keys[4].id, requests: 5 },
+        KeyUse { key_id: keys[3].id, requests: 4 },
+    ];
+    assert_eq!(top, expected, "the most requests in the last 30 days first, ties by id, at most {TOP_KEYS}");
+    let theirs_top = store.account_stats(other.principal.account_id, START).await.unwrap().top_keys;
+    assert_eq!(theirs_top, vec![KeyUse { key_id: theirs.id, requests: 100 }]);
+}

@@ -158,4 +158,15 @@ pub struct StatsResponse {
     pub avg_response_time_ms: Option<f64>,
     /// Every verdict, `NOT_FOUND` (a key the account does not have) included.
     pub by_code: std::collections::BTreeMap<String, u64>,
+    /// The most used service keys over the last 30 days (today included, UTC): at most
+    /// five, the most requests first; a key without requests in that time is not listed.
+    pub top_keys: Vec<KeyUseResponse>,
+}
+
+/// A key and its requests (verifications and calls metered under it) over the last 30 days.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyUseResponse {
+    #[schema(value_type = String, example = "key_0358Pw2X9cQm4GdUe6mBL1")]
+    pub key_id: String,
+    pub requests: u64,
 }

@@ -48,6 +48,14 @@ fn usage_from_columns(
 }
 
 #[derive(diesel::QueryableByName)]
+struct TopKey {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    key_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    requests: i64,
+}
+
+#[derive(diesel::QueryableByName)]
 struct ByCode {
     #[diesel(sql_type = diesel::sql_types::Text)]
     outcome: String,
@@ -326,6 +334,24 @@ impl UsageStore for PgStore {
         stats.success_rate =
             if stats.verifications_total == 0 { 0.0 } else { valid as f64 / stats.verifications_total as f64 };
         stats.avg_response_time_ms = (timed > 0).then(|| total_us / timed as f64 / 1000.0);
+        let top: Vec<TopKey> = diesel::sql_query(
+            // From the daily counts the key's chart is drawn from: the same numbers.
+            "SELECT d.key_id, sum(d.requests)::int8 AS requests \
+             FROM key_usage_daily d JOIN keys k ON k.id = d.key_id \
+             WHERE k.account_id = $1 AND k.kind = 'service' AND d.day >= $2 \
+             GROUP BY d.key_id HAVING sum(d.requests) > 0 \
+             ORDER BY requests DESC, d.key_id LIMIT $3",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(account.as_uuid())
+        .bind::<diesel::sql_types::Date, _>(UsageSummary::first_of_last_days(now))
+        .bind::<diesel::sql_types::BigInt, _>(TOP_KEYS as i64)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        stats.top_keys = KeyUse::top(top.into_iter().map(|row| KeyUse {
+            key_id: KeyId::from_uuid(row.key_id),
+            requests: u64::try_from(row.requests).unwrap_or(0),
+        }));
         Ok(stats)
     }
 
