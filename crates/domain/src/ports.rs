@@ -281,6 +281,12 @@ pub trait UserStore: Send + Sync {
         user: UserId,
     ) -> impl Future<Output = Result<Vec<(Invitation, String)>, StorageError>> + Send;
 
+    /// The account's pending invitations with each invitee's email, oldest first.
+    fn invitations_from(
+        &self,
+        account: AccountId,
+    ) -> impl Future<Output = Result<Vec<(Invitation, Email)>, StorageError>> + Send;
+
     /// Turns the user's invitation to `account` into a membership at `at`, atomically, or
     /// (`accept` false) discards it. Errors: `NotFound` (no such invitation), `Duplicate`,
     /// `Storage`.

@@ -67,7 +67,7 @@ pub struct InvitationDto {
     pub name: String,
     #[schema(value_type = crate::dto::schema::RoleName, example = "member")]
     pub role: Role,
-    /// Who invited you: `user:usr_…` or `key:key_…`.
+    /// Who invited you: a user (`usr_…`) or a key (`key_…`).
     pub invited_by: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]

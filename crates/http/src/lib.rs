@@ -19,6 +19,7 @@ pub mod guard;
 pub mod handlers;
 pub mod headers;
 pub mod idempotency;
+pub mod invitations;
 pub mod journal;
 pub mod limits;
 mod media;
@@ -256,6 +257,11 @@ fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
         .service(resource(
             "/v1/account/users/{id}",
             vec![on(Method::PATCH, p::update_user::<S, L>), on(Method::DELETE, p::remove_user::<S, L>)],
+        ))
+        .service(resource("/v1/account/invitations", vec![on(Method::GET, invitations::list_sent_invitations::<S, L>)]))
+        .service(resource(
+            "/v1/account/invitations/{user_id}",
+            vec![on(Method::DELETE, invitations::withdraw_invitation::<S, L>)],
         ))
         .service(resource(
             "/v1/account/keys",

@@ -16,6 +16,7 @@ use crate::{
     dto::*,
     error::{ApiError, ERROR_CODES, ErrorCode},
     handlers::*,
+    invitations::*,
     metrics::*,
     people::*,
 };
@@ -104,7 +105,7 @@ impl Modify for ApiKeyAuth {
         create_keyspace, list_keyspaces, get_keyspace, update_keyspace, delete_keyspace,
         create_key, import_keys, list_keys, get_key, update_key, revoke_key, rotate_key, key_self, verify_key,
         login, logout, session, verify_password, change_password, list_invitations, accept_invitation, decline_invitation,
-        list_users, add_user, update_user, remove_user,
+        list_users, add_user, update_user, remove_user, list_sent_invitations, withdraw_invitation,
         create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
         list_audit, key_usage, stats, metrics,
     ),

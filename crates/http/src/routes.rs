@@ -98,6 +98,8 @@ pub const ROUTES: &[RouteSpec] = &[
     hashing(session_only(route("POST", "/v1/account/users", Some(A::UserCreate)))),
     session_only(route("PATCH", "/v1/account/users/{id}", Some(A::UserUpdate))),
     session_only(route("DELETE", "/v1/account/users/{id}", Some(A::UserRemove))),
+    route("GET", "/v1/account/invitations", Some(A::SentInvitationList)),
+    session_only(route("DELETE", "/v1/account/invitations/{user_id}", Some(A::InvitationWithdraw))),
     session_only(route("GET", "/v1/account/keys", Some(A::AccountKeyList))),
     session_only(route("POST", "/v1/account/keys", Some(A::AccountKeyCreate))),
     session_only(route("GET", "/v1/account/keys/{id}", Some(A::AccountKeyRead))),

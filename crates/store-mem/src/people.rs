@@ -125,6 +125,22 @@ impl UserStore for MemStore {
         })))
     }
 
+    fn invitations_from(
+        &self,
+        account: AccountId,
+    ) -> impl Future<Output = Result<Vec<(keyward_domain::people::Invitation, Email)>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut found: Vec<_> = state
+                .invitations
+                .values()
+                .filter(|i| i.account_id == account)
+                .filter_map(|i| state.users.get(&i.user_id).map(|u| (i.clone(), u.email.clone())))
+                .collect();
+            found.sort_by_key(|(i, _)| (i.created_at, i.user_id));
+            found
+        })))
+    }
+
     fn answer_invitation(
         &self,
         account: AccountId,

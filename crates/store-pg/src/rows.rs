@@ -27,7 +27,7 @@ pub(crate) struct CorruptRow {
     what: String,
 }
 
-fn corrupt(table: &'static str, id: Uuid) -> impl Fn(String) -> CorruptRow {
+pub(crate) fn corrupt(table: &'static str, id: Uuid) -> impl Fn(String) -> CorruptRow {
     move |what| CorruptRow { table, id, what }
 }
 

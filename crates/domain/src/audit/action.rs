@@ -57,6 +57,8 @@ actions! {
     InvitationList => ("user.invitation_list", "user"),
     InvitationAccept => ("user.invitation_accept", "user"),
     InvitationDecline => ("user.invitation_decline", "user"),
+    SentInvitationList => ("user.invitation_sent_list", "user"),
+    InvitationWithdraw => ("user.invitation_withdraw", "user"),
     UserList => ("user.list", "user"),
     UserCreate => ("user.create", "user"),
     UserInvite => ("user.invite", "user"),

@@ -77,12 +77,17 @@ pub async fn invitations_wait_for_their_user<S: Store>(store: S) {
     assert!(store.get_membership(a.principal.account_id, ada.id).await.unwrap().is_none());
     let waiting = store.invitations_of(ada.id).await.unwrap();
     assert_eq!(waiting, vec![(Invitation { role: Role::Viewer, ..invitation.clone() }, "Acme".to_owned())]);
+    // The inviting account sees it with the invitee's email; the invitee's own does not.
+    let sent = store.invitations_from(a.principal.account_id).await.unwrap();
+    assert_eq!(sent, vec![(Invitation { role: Role::Viewer, ..invitation.clone() }, ada.email.clone())]);
+    assert!(store.invitations_from(b.principal.account_id).await.unwrap().is_empty());
 
     let later = START + Duration::seconds(9);
     let joined = store.answer_invitation(a.principal.account_id, ada.id, true, later).await.unwrap().unwrap();
     assert_eq!((joined.role, joined.created_at), (Role::Viewer, later));
     assert_eq!(store.get_membership(a.principal.account_id, ada.id).await.unwrap(), Some(joined));
     assert!(store.invitations_of(ada.id).await.unwrap().is_empty());
+    assert!(store.invitations_from(a.principal.account_id).await.unwrap().is_empty(), "answered: no longer sent");
     assert!(matches!(
         store.answer_invitation(a.principal.account_id, ada.id, true, later).await,
         Err(MembershipError::NotFound)

@@ -9,6 +9,45 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         Ok(self.store().members(principal.account_id).await?)
     }
 
+    /// The account's invitations that wait for an answer, with each invitee's email.
+    pub async fn list_sent_invitations(&self, principal: &Principal) -> Result<Vec<(Invitation, Email)>, PeopleError> {
+        principal.require(management::USERS_READ)?;
+        Ok(self.store().invitations_from(principal.account_id).await?)
+    }
+
+    /// Withdraws the account's invitation to `user` before they answer it: the same session
+    /// and step-up as inviting, and only an owner withdraws an invitation to be an owner.
+    pub async fn withdraw_invitation(
+        &self,
+        principal: &Principal,
+        user: UserId,
+        ctx: &RequestContext,
+    ) -> Result<(), PeopleError> {
+        let (_, my_role) = self.manager_session(principal, true)?;
+        let pending = self.store().invitations_from(principal.account_id).await?;
+        let invitation =
+            pending.into_iter().map(|(i, _)| i).find(|i| i.user_id == user).ok_or(ManageError::NotFound)?;
+        if invitation.role == Role::Owner && my_role != Role::Owner {
+            return Err(ManageError::Forbidden(crate::error::Refusal::OnlyOwnersChangeOwners).into());
+        }
+        self.store()
+            .answer_invitation(principal.account_id, user, false, self.keys.now())
+            .await
+            .map_err(Self::membership_error)?;
+        self.audit(
+            ctx,
+            Audited {
+                action: Action::InvitationWithdraw,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(user.to_string()),
+                result: AuditResult::Success,
+                metadata: metadata(&[("role", invitation.role.as_str())]),
+            },
+        );
+        Ok(())
+    }
+
     /// Adds a member. A new email creates a user with a one-time password; an existing
     /// user is simply added. Only an owner may add an owner.
     pub async fn add_user(

@@ -259,6 +259,19 @@ impl<S: Store> TestApp<S> {
     }
 
     /// A request carrying the session cookie, as curl with a cookie jar sends it (JSON, no Origin).
+    /// Steps the session up (password re-entered).
+    pub async fn step_up(&self, session: &str) {
+        let reply = self
+            .with_session(
+                Method::POST,
+                "/v1/account/verify-password",
+                session,
+                Some(serde_json::json!({"password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 200, "{:#}", reply.body);
+    }
+
     pub async fn with_session(&self, method: Method, path: &str, session: &str, body: Option<Value>) -> Reply {
         let mut request = test::TestRequest::default()
             .method(method)

@@ -7,6 +7,7 @@ mod audit;
 mod errors;
 mod helpers;
 mod idempotency;
+mod invitations;
 mod keys;
 mod media;
 mod people;

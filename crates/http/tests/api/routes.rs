@@ -58,8 +58,12 @@ async fn the_credentials_of_the_table_are_what_the_routes_take() {
         } else {
             "key_0000000000000000000000"
         };
-        let path =
-            route.path.replace("{id}", id).replace("{account_id}", &app.account_id).replace("{code}", "not_found");
+        let path = route
+            .path
+            .replace("{id}", id)
+            .replace("{user_id}", "usr_0000000000000000000000")
+            .replace("{account_id}", &app.account_id)
+            .replace("{code}", "not_found");
         let method = Method::from_bytes(route.method.as_bytes()).unwrap();
         let mut request = TestRequest::default()
             .method(method.clone())

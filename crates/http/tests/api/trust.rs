@@ -8,14 +8,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-/// Steps the session up (password re-entered).
-async fn step_up<S: keyward_domain::Store>(app: &TestApp<S>, session: &str) {
-    let reply = app
-        .with_session(Method::POST, "/v1/account/verify-password", session, Some(json!({"password": PASSWORD})))
-        .await;
-    assert_eq!(reply.status.as_u16(), 200, "{:#}", reply.body);
-}
-
 /// The id of a member of the app's account, by email.
 async fn user_id<S: keyward_domain::Store>(app: &TestApp<S>, session: &str, email: &str) -> String {
     let users = app.with_session(Method::GET, "/v1/account/users", session, None).await;
@@ -34,7 +26,7 @@ both_stores! {
         let (leaver_session, temporary) = (cookie.unwrap(), reply.body["temporary_key"]["key"].as_str().unwrap().to_owned());
         assert_eq!(app.call(Method::POST, "/v1/keys", &temporary, Some(json!({"name": "before"}))).await.status.as_u16(), 201);
 
-        step_up(&app, &owner).await;
+        app.step_up(&owner).await;
         let leaver = user_id(&app, &owner, "leaver@acme.io").await;
         let removed = app.with_session(Method::DELETE, &format!("/v1/account/users/{leaver}"), &owner, None).await;
         assert_eq!(removed.status.as_u16(), 204, "{:#}", removed.body);
@@ -59,7 +51,7 @@ both_stores! {
         let (session, temporary) = (cookie.unwrap(), reply.body["temporary_key"]["key"].as_str().unwrap().to_owned());
         assert_eq!(app.call(Method::POST, "/v1/keys", &temporary, Some(json!({"name": "before"}))).await.status.as_u16(), 201);
 
-        step_up(&app, &owner).await;
+        app.step_up(&owner).await;
         let id = user_id(&app, &owner, "demoted@acme.io").await;
         let changed = app.with_session(Method::PATCH, &format!("/v1/account/users/{id}"), &owner, Some(json!({"role": "viewer"}))).await;
         assert_eq!(changed.status.as_u16(), 200, "{:#}", changed.body);
@@ -75,7 +67,7 @@ both_stores! {
     async fn widening_an_account_key_needs_the_step_up_window(app) {
         app.add_person("owner@acme.io", Role::Owner).await;
         let session = app.login_as("owner@acme.io").await;
-        step_up(&app, &session).await;
+        app.step_up(&session).await;
         let created = app.with_session(Method::POST, "/v1/account/keys", &session, Some(json!({
             "name": "ci", "scopes": ["keys:read"], "ip_allowlist": ["203.0.113.0/24"],
             "expires_at": "2026-06-01T00:00:00Z",
@@ -103,7 +95,7 @@ both_stores! {
             assert_eq!(reply.status.as_u16(), 200, "{:#}", reply.body);
         }
         // With the window open again, widening works.
-        step_up(&app, &session).await;
+        app.step_up(&session).await;
         let widened = app.with_session(Method::PATCH, &path, &session, Some(json!({"is_active": true, "expires_at": null}))).await;
         assert_eq!(widened.status.as_u16(), 200, "{:#}", widened.body);
     }
@@ -208,7 +200,7 @@ both_stores! {
     async fn a_password_someone_else_chose_must_be_changed_first(app) {
         app.add_person("owner@acme.io", Role::Owner).await;
         let owner = app.login_as("owner@acme.io").await;
-        step_up(&app, &owner).await;
+        app.step_up(&owner).await;
         let added = app.with_session(Method::POST, "/v1/account/users", &owner, Some(json!({"email": "new@acme.io", "role": "member"}))).await;
         assert_eq!((added.status.as_u16(), added.body["status"].as_str()), (201, Some("active")), "{:#}", added.body);
         let initial = added.str("initial_password");
@@ -258,7 +250,7 @@ both_stores! {
         let password = keyward_domain::password::Password::new(PASSWORD.into()).unwrap();
         app.people.add_member(other.id, email, Role::Owner, Some(password)).await.unwrap();
 
-        step_up(&app, &owner).await;
+        app.step_up(&owner).await;
         let added = app.with_session(Method::POST, "/v1/account/users", &owner, Some(json!({"email": "cto@b.example", "role": "member"}))).await;
         assert_eq!((added.status.as_u16(), added.body["status"].as_str()), (202, Some("invited")), "{:#}", added.body);
         assert!(added.body["initial_password"].is_null());
@@ -301,7 +293,7 @@ both_stores! {
         let (_, refused) = free.login(json!({"email": "owner@free.io", "password": PASSWORD, "temporary_key": true})).await;
         refused.assert_error(403, "plan_required");
         let session = free.login_as("owner@free.io").await;
-        step_up(&free, &session).await;
+        free.step_up(&session).await;
         let listed = free.with_session(Method::GET, "/v1/account/keys", &session, None).await;
         let bootstrap = listed.body["data"][0]["id"].as_str().unwrap().to_owned();
         let path = format!("/v1/account/keys/{bootstrap}");

@@ -191,6 +191,26 @@ impl UserStore for PgStore {
             .map_err(corrupt)
     }
 
+    async fn invitations_from(&self, account: AccountId) -> Result<Vec<(Invitation, Email)>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(InvitationRow, String)> = invitations::table
+            .inner_join(users::table)
+            .filter(invitations::account_id.eq(account.as_uuid()))
+            .order((invitations::created_at.asc(), invitations::user_id.asc()))
+            .select((InvitationRow::as_select(), users::email))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(i, email)| {
+                let email =
+                    Email::new(&email).map_err(|e| crate::rows::corrupt("users", i.user_id)(format!("email: {e}")))?;
+                Invitation::try_from(i).map(|i| (i, email))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)
+    }
+
     async fn answer_invitation(
         &self,
         account: AccountId,
