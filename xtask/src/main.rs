@@ -2,7 +2,7 @@
 //!
 //! - `ci`: everything CI checks — formatting, clippy with warnings denied, `tidy`, the whole
 //!   test suite against a real PostgreSQL and Redis (found, started or installed), the
-//!   browser tests in Debian's headless Chromium (installed when missing), schemathesis
+//!   browser tests in Debian's headless Chromium and Firefox (installed when missing), schemathesis
 //!   against the release binary (`contract`), the fuzz targets briefly, and cargo-deny.
 //! - `dev`: migrate a local PostgreSQL and serve against it.
 //! - `codegen [--check]`: regenerate (or check) `crates/store-pg/src/schema.rs` from the
@@ -27,6 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod browsers;
 mod contract;
 mod cycles;
 mod fuzz;
@@ -97,7 +98,7 @@ fn ci() -> Result {
     let started = Instant::now();
     let database_url = ensure_postgres()?;
     let redis_url = ensure_redis()?;
-    ensure_chromium()?;
+    browsers::ensure_browsers()?;
     let db = [("DATABASE_URL", database_url.as_str()), ("REDIS_URL", redis_url.as_str())];
 
     step("format");
@@ -646,36 +647,6 @@ fn start_private_cluster(bindir: &Path) -> Result<String> {
 }
 
 // --- Chromium -------------------------------------------------------------------------------
-
-/// The headless Chromium and ChromeDriver the browser tests drive: Debian's `chromium` and
-/// `chromium-driver`, installed as root when missing (never a downloaded browser build).
-/// Fails saying what to install.
-fn ensure_chromium() -> Result {
-    let have = || {
-        let chromedriver = env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let chromium = env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        succeeds(&chromedriver, &["--version"]) && std::path::Path::new(&chromium).exists()
-    };
-    if !have() && is_root() && succeeds("sh", &["-c", "command -v apt-get"]) {
-        step(
-            "installing Chromium and ChromeDriver from the distribution's packages (apt-get install chromium chromium-driver)",
-        );
-        run("apt-get", &["update", "-q"], &[])?;
-        run(
-            "apt-get",
-            &["install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"],
-            &[("DEBIAN_FRONTEND", "noninteractive")],
-        )?;
-    }
-    if have() {
-        Ok(())
-    } else {
-        Err("the browser tests need Chromium and ChromeDriver. Install them (Debian/Ubuntu: \
-             `sudo apt-get install chromium chromium-driver`), or name them with CHROMIUM and CHROMEDRIVER, \
-             and run `cargo xtask ci` again."
-            .into())
-    }
-}
 
 // --- Redis --------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 //! The dashboard in a real browser: headless Chromium, driven through ChromeDriver, against
-//! the built binary on the embedded store and on PostgreSQL. What a person does — sign in
+//! the built binary on the embedded store and on PostgreSQL, and the same flow in headless
+//! Firefox through geckodriver. What a person does — sign in
 //! with the printed one-time login, choose a password, create a key and copy it from the
 //! show-once panel, rotate it, revoke it — checked against what the API then answers.
 //! Each page is saved as a screenshot at 1440 and 390 px under `target/screenshots/`.
@@ -13,7 +14,10 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{BIN, Server, account_with_owner, webdriver::Browser};
+use common::{
+    BIN, Server, account_with_owner,
+    webdriver::{Browser, Engine},
+};
 
 const PASSWORD: &str = "a password of my own choosing";
 
@@ -34,18 +38,30 @@ fn verify(server: &Server, account_key: &str, key: &str) -> Value {
     server.call("POST", "/v1/keys/verify", account_key, Some(json!({"key": key}))).1["code"].clone()
 }
 
-#[test]
-fn the_dashboard_on_the_embedded_store() {
-    let server = Server::start(&[]);
+/// What `keyward serve` on the embedded store prints for its first owner.
+fn printed_login(server: &Server) -> Login {
     let output = server.output_with("Dashboard:");
+    let dashboard = printed(&output, "Dashboard:");
+    assert_eq!(dashboard, format!("{}/dashboard", server.base), "serve prints where the dashboard is");
     let (email, one_time_password) = printed(&output, "Owner login, shown once:")
         .split_once(" / ")
         .map(|(e, p)| (e.to_owned(), p.to_owned()))
         .unwrap();
-    let dashboard = printed(&output, "Dashboard:");
-    assert_eq!(dashboard, format!("{}/dashboard", server.base), "serve prints where the dashboard is");
-    let login = Login { email, one_time_password, account_key: printed(&output, "Account key, shown once:") };
-    person_manages_keys(&server, &login, "memory");
+    Login { email, one_time_password, account_key: printed(&output, "Account key, shown once:") }
+}
+
+#[test]
+fn the_dashboard_on_the_embedded_store() {
+    let server = Server::start(&[]);
+    person_manages_keys(&server, &printed_login(&server), "memory", Engine::Chromium);
+}
+
+/// The same flow in Firefox (Debian's `firefox-esr` through geckodriver), on the embedded
+/// store: the pages use nothing one engine has and the other lacks.
+#[test]
+fn the_dashboard_in_firefox() {
+    let server = Server::start(&[]);
+    person_manages_keys(&server, &printed_login(&server), "memory", Engine::Firefox);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,7 +81,7 @@ async fn the_dashboard_on_postgres() {
         account_key: printed(&stdout, "Account key, shown once:"),
     };
     let server = Server::start(&[("DATABASE_URL", db.url())]);
-    person_manages_keys(&server, &login, "postgres");
+    person_manages_keys(&server, &login, "postgres", Engine::Chromium);
 }
 
 /// Signing in without a mouse, and what the login throttle says.
@@ -98,8 +114,8 @@ fn signing_in_by_keyboard_and_the_login_throttle() {
     browser.screenshots("throttled");
 }
 
-fn person_manages_keys(server: &Server, login: &Login, store: &str) {
-    let browser = Browser::start();
+fn person_manages_keys(server: &Server, login: &Login, store: &str, engine: Engine) {
+    let browser = Browser::start_engine(engine);
     let base = &server.base;
     let shot = |name: &str| browser.screenshots(&format!("{store}-{name}"));
 
@@ -235,6 +251,11 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     assert_eq!(browser.text("#active-keys"), stats["active_keys"].to_string());
     assert_eq!(browser.text("#revoked-keys"), stats["revoked_keys"].to_string());
     assert_eq!(browser.text("#verifications-today"), stats["verifications_today"].to_string());
+    let listed =
+        browser.script("return [...document.querySelectorAll('ol.top-keys a')].map(a => a.href.split('/').pop());");
+    let top: Vec<&Value> = stats["top_keys"].as_array().unwrap().iter().map(|k| &k["key_id"]).collect();
+    assert!(!top.is_empty(), "the verified keys are the most used: {stats}");
+    assert_eq!(listed.as_array().unwrap().iter().collect::<Vec<_>>(), top, "the most used keys, in the API's order");
     shot("overview");
 
     // The first key's page charts its two verifications today, in the last column.
@@ -337,11 +358,29 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str) {
     browser.click(&format!("{row} button.danger"));
     assert!(browser.accept_prompt().contains("grace@acme.test"));
     browser.wait("the removal", || (!browser.exists(row)).then_some(()));
+    // Grace has a login now: adding her again invites her, and the invitation waits in
+    // its own table until she answers or it is withdrawn.
+    browser.fill("#email", "grace@acme.test");
+    browser.click("#add-person button[type=submit]");
+    assert!(browser.wait_for_text("#add-person [data-notice]").contains("was invited"));
+    browser.go(&format!("{base}/dashboard/people"));
+    let waiting = "table.sent-invitations tr[data-email='grace@acme.test']";
+    assert!(browser.text(waiting).contains("member"), "{}", browser.text(waiting));
+    let (_, sent) = server.call("GET", "/v1/account/invitations", &login.account_key, None);
+    assert_eq!(sent["data"][0]["email"], "grace@acme.test", "{sent}");
+    shot("people-invited");
+    browser.click(&format!("{waiting} button.danger"));
+    assert!(browser.accept_prompt().contains("Withdraw the invitation of grace@acme.test"));
+    browser.wait("the withdrawal", || (!browser.exists("table.sent-invitations")).then_some(()));
+    let (_, sent) = server.call("GET", "/v1/account/invitations", &login.account_key, None);
+    assert_eq!(sent["data"], json!([]), "withdrawn in the API too");
 
     // The audit log has what happened, newest first, and filters by action.
     browser.go(&format!("{base}/dashboard/audit"));
     let log = browser.text("table.audit");
-    for action in ["auth.login", "key.create", "key.rotate", "key.revoke", "account_key.create"] {
+    for action in
+        ["auth.login", "key.create", "key.rotate", "key.revoke", "account_key.create", "user.invitation_withdraw"]
+    {
         assert!(log.contains(action), "{action} is not in the audit page:\n{log}");
     }
     shot("audit");

@@ -132,7 +132,8 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
     assert!(listed.contains("0 keys") && !listed.contains(&key_id));
 
     // Umbrella invites Acme's owner, who has a login: the invitation waits on their People
-    // page, with its answers; Umbrella's owner sees none of Acme's people.
+    // page, with its answers; Umbrella's owner sees it among the invitations Umbrella sent,
+    // and none of Acme's people.
     let as_umbrella = [("cookie", umbrella.as_str())];
     let (status, _, _) = server
         .try_request("POST", "/v1/account/verify-password", &as_umbrella, Some(json!({"password": PASSWORD})))
@@ -150,8 +151,14 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
     let people = page(&server, "/dashboard/people", &cookie).body;
     assert!(people.contains("Invitations to you") && people.contains("<strong>Umbrella</strong>"), "{people}");
     assert!(people.contains("/accept\"") && people.contains("data-api=\"DELETE /v1/auth/invitations/"));
+    assert!(!people.contains("Invitations waiting for an answer"), "Acme sent none: {people}");
     let theirs_people = page(&server, "/dashboard/people", &theirs).body;
-    assert!(!theirs_people.contains("owner@acme.io") && !theirs_people.contains("Invitations to you"));
+    let (members, sent) = theirs_people.split_once("Invitations waiting for an answer").expect("Umbrella's invitation");
+    assert!(!members.contains("owner@acme.io") && !members.contains("Invitations to you"), "{members}");
+    assert!(
+        sent.contains("owner@acme.io") && sent.contains("data-api=\"DELETE /v1/account/invitations/usr_"),
+        "{sent}"
+    );
 
     // Malformed input gets a page saying so, never a 500.
     for (path, status) in [

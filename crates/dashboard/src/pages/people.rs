@@ -1,10 +1,14 @@
 //! `GET /dashboard/people`: the account's members. Owners and admins add people
 //! (`POST /v1/account/users`: a new login's one-time password is shown once; a person who
-//! has a login is invited), change roles and remove members — each behind the step-up
-//! prompt where the API asks for it.
+//! has a login is invited), change roles, remove members and withdraw invitations that wait
+//! for an answer — each behind the step-up prompt where the API asks for it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use keyward_domain::{Store, people::Role, ratelimit::Admission};
+use keyward_domain::{
+    Store,
+    people::{Email, Invitation, Role},
+    ratelimit::Admission,
+};
 use keyward_http::AppState;
 use maud::{Markup, html};
 
@@ -26,6 +30,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
     let viewer = viewer(state, req).await.map_err(refusal)?;
     let members = state.people.list_users(&viewer.principal).await.map_err(refusal)?;
     let invitations = state.people.invitations(&viewer.principal).await.map_err(refusal)?;
+    let sent = state.people.list_sent_invitations(&viewer.principal).await.map_err(refusal)?;
     let manages = viewer.role.manages_account();
     let body = html! {
         h1 { "People" }
@@ -89,6 +94,9 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
             }
         }
         p.error role="alert" data-error {}
+        @if !sent.is_empty() {
+            (sent_invitations(&viewer, &sent))
+        }
         @if manages {
             (add_form(&viewer))
             (show_once_panel("The one-time password", Some(&format!("{BASE}/people"))))
@@ -97,6 +105,44 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
         }
     };
     Ok(layout::page("People", &viewer, Section::People, body))
+}
+
+/// The account's invitations that wait for an answer; owners and admins withdraw them.
+fn sent_invitations(viewer: &Viewer, sent: &[(Invitation, Email)]) -> Markup {
+    let manages = viewer.role.manages_account();
+    html! {
+        section aria-labelledby="sent-invitations" {
+            h2 #sent-invitations { "Invitations waiting for an answer" }
+            div.table-scroll {
+                table.sent-invitations {
+                    thead { tr {
+                        th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Invited" }
+                        th scope="col" { "By" }
+                        @if manages { th scope="col" { span.visually-hidden { "Actions" } } }
+                    } }
+                    tbody {
+                        @for (invitation, email) in sent {
+                            tr data-email=(email) {
+                                td { (email) }
+                                td { (invitation.role) }
+                                td { (moment(invitation.created_at)) }
+                                td { code { (invitation.invited_by) } }
+                                @if manages {
+                                    td {
+                                        button.danger.small type="button"
+                                            data-api={ "DELETE /v1/account/invitations/" (invitation.user_id) }
+                                            data-confirm={ "Withdraw the invitation of " (email) " to " (viewer.account.name) "?" }
+                                            data-then="reload" aria-label={ "Withdraw the invitation of " (email) } { "Withdraw" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p.error role="alert" data-error {}
+        }
+    }
 }
 
 fn add_form(viewer: &Viewer) -> Markup {

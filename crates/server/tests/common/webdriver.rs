@@ -1,9 +1,11 @@
-//! A headless Chromium driven through ChromeDriver, over the W3C WebDriver protocol (JSON
-//! over HTTP, with the `ureq` the other tests use): the few commands the browser tests need,
-//! each waiting for what it acts on. Screenshots go to `target/screenshots/`.
+//! A headless Chromium (through ChromeDriver) or Firefox (through geckodriver), over the W3C
+//! WebDriver protocol (JSON over HTTP, with the `ureq` the other tests use): the few
+//! commands the browser tests need, each waiting for what it acts on. Screenshots go to
+//! `target/screenshots/`.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`cargo xtask ci` installs them as root);
-//! `CHROMIUM` and `CHROMEDRIVER` name other binaries.
+//! Needs Debian's `chromium` and `chromium-driver`, and for Firefox Debian's `firefox-esr`
+//! and `geckodriver` (from crates.io); `cargo xtask ci` installs them when missing.
+//! `CHROMIUM`, `CHROMEDRIVER`, `FIREFOX` and `GECKODRIVER` name other binaries.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
@@ -21,7 +23,15 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// The key W3C WebDriver names an element reference by.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// Which browser a [`Browser`] drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Chromium,
+    Firefox,
+}
+
 pub struct Browser {
+    engine: Engine,
     driver: Child,
     endpoint: String,
     agent: ureq::Agent,
@@ -35,48 +45,89 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+impl Engine {
+    /// The driver's command line, and the capabilities of a new session.
+    fn driver_and_capabilities(self, port: u16) -> (Command, Value) {
+        match self {
+            Engine::Chromium => {
+                let mut driver = Command::new(program("CHROMEDRIVER", "chromedriver"));
+                driver.arg(format!("--port={port}"));
+                let capabilities = json!({
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": program("CHROMIUM", "/usr/bin/chromium"),
+                        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                 "--window-size=1440,900", "--no-first-run", "--disable-extensions"],
+                    },
+                    "goog:loggingPrefs": {"browser": "ALL"},
+                });
+                (driver, capabilities)
+            }
+            Engine::Firefox => {
+                let mut driver = Command::new(program("GECKODRIVER", "geckodriver"));
+                driver.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+                let capabilities = json!({
+                    "browserName": "firefox",
+                    "moz:firefoxOptions": {
+                        "binary": program("FIREFOX", "/usr/bin/firefox-esr"),
+                        "args": ["-headless", "-width", "1440", "-height", "900"],
+                        // No update checks, telemetry or remote settings on a closed network.
+                        "prefs": {
+                            "app.update.enabled": false,
+                            "datareporting.policy.dataSubmissionEnabled": false,
+                            "toolkit.telemetry.enabled": false,
+                            "network.captive-portal-service.enabled": false,
+                            "browser.safebrowsing.update.enabled": false,
+                        },
+                    },
+                });
+                (driver, capabilities)
+            }
+        }
+    }
+
+    fn packages(self) -> &'static str {
+        match self {
+            Engine::Chromium => "Debian's chromium and chromium-driver",
+            Engine::Firefox => "Debian's firefox-esr and geckodriver (cargo install geckodriver)",
+        }
+    }
+}
+
 impl Browser {
     /// A new headless Chromium, 1440 × 900.
     pub fn start() -> Self {
-        let chromedriver = program("CHROMEDRIVER", "chromedriver");
-        let chromium = program("CHROMIUM", "/usr/bin/chromium");
+        Self::start_engine(Engine::Chromium)
+    }
+
+    /// A new headless `engine`, 1440 × 900.
+    pub fn start_engine(engine: Engine) -> Self {
         let port = free_port();
-        let driver = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {chromedriver} ({e}): the browser tests need Debian's chromium and chromium-driver \
-                     (cargo xtask ci installs them when run as root)"
-                )
-            });
+        let (mut command, mut capabilities) = engine.driver_and_capabilities(port);
+        let driver = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {:?} ({e}): the browser tests need {} (cargo xtask ci installs them when run as root)",
+                command.get_program(),
+                engine.packages()
+            )
+        });
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let mut browser = Self { driver, endpoint: format!("http://127.0.0.1:{port}"), agent };
+        let mut browser = Self { engine, driver, endpoint: format!("http://127.0.0.1:{port}"), agent };
         let deadline = Instant::now() + PATIENCE;
         while browser.agent.get(format!("{}/status", browser.endpoint)).call().is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
+            assert!(Instant::now() < deadline, "{:?} did not start", command.get_program());
             std::thread::sleep(Duration::from_millis(100));
         }
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1440,900", "--no-first-run", "--disable-extensions"],
-            },
-            "goog:loggingPrefs": {"browser": "ALL"},
-            // A confirm() stays open for the test to answer.
-            "unhandledPromptBehavior": "ignore",
-        }}});
-        let session = browser.command("POST", "/session", Some(capabilities));
+        // A confirm() stays open for the test to answer.
+        capabilities["unhandledPromptBehavior"] = json!("ignore");
+        let session = browser.command("POST", "/session", Some(json!({"capabilities": {"alwaysMatch": capabilities}})));
         let id = session["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_owned();
         browser.endpoint = format!("{}/session/{id}", browser.endpoint);
+        browser.command("POST", "/window/rect", Some(json!({"width": 1440, "height": 900})));
         browser
     }
 
@@ -231,8 +282,12 @@ impl Browser {
         text.as_str().unwrap_or_default().to_owned()
     }
 
-    /// What the page logged (errors, CSP violations), as `LEVEL message` lines.
+    /// What the page logged (errors, CSP violations), as `LEVEL message` lines. Chromium
+    /// only: geckodriver has no command for the console, so Firefox gives no lines.
     pub fn console(&self) -> Vec<String> {
+        if self.engine == Engine::Firefox {
+            return Vec::new();
+        }
         let entries = self.command("POST", "/se/log", Some(json!({"type": "browser"})));
         entries
             .as_array()
@@ -247,27 +302,65 @@ impl Browser {
     }
 
     /// Saves the whole page at 1440 px and at 390 px wide (a phone) as
-    /// `target/screenshots/{name}-1440.png` and `…-390.png`.
+    /// `target/screenshots/{name}-1440.png` and `…-390.png`. Firefox's are
+    /// `{name}-firefox-{width}.png`, where the narrow one is as narrow as Firefox lets a
+    /// window be (about 490 px: its windows have a minimum width, and geckodriver has no
+    /// device emulation).
     pub fn screenshots(&self, name: &str) {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         for width in [1440, 390] {
-            let mobile = width < 600;
-            self.cdp(
-                "Emulation.setDeviceMetricsOverride",
-                json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": mobile}),
-            );
-            let height = self.script("return document.documentElement.scrollHeight;").as_u64().unwrap_or(900).max(400);
-            self.cdp(
-                "Emulation.setDeviceMetricsOverride",
-                json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
-            );
-            let shot = self.cdp("Page.captureScreenshot", json!({"format": "png"}));
-            let png =
-                base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap_or_default()).unwrap();
-            std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
+            let (png, file) = match self.engine {
+                Engine::Chromium => (self.chromium_screenshot(width), format!("{name}-{width}.png")),
+                Engine::Firefox => {
+                    let png = self.firefox_screenshot(width);
+                    let shown = self.script("return window.innerWidth;");
+                    (png, format!("{name}-firefox-{shown}.png"))
+                }
+            };
+            let png = base64::engine::general_purpose::STANDARD.decode(png).unwrap();
+            std::fs::write(dir.join(file), png).unwrap();
         }
-        self.cdp("Emulation.clearDeviceMetricsOverride", json!({}));
+        match self.engine {
+            Engine::Chromium => drop(self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))),
+            Engine::Firefox => drop(self.command("POST", "/window/rect", Some(json!({"width": 1440, "height": 900})))),
+        }
+    }
+
+    /// A page `width` px wide does not scroll sideways: only a table scrolls, in its box
+    /// (an element that sticks out makes a phone zoom the whole page out).
+    fn assert_no_sideways_scroll(&self, width: u32) {
+        let wide = self.script(
+            "return [document.documentElement.scrollWidth, [...document.querySelectorAll('body *')]\
+               .filter(e => e.getBoundingClientRect().right > window.innerWidth).slice(0, 5)\
+               .map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)];",
+        );
+        assert!(wide[0].as_u64().unwrap_or(0) <= u64::from(width), "{} is wider than {width} px: {wide}", self.url());
+    }
+
+    /// The page at `width` as a phone or a desktop shows it, whole: base64 PNG.
+    fn chromium_screenshot(&self, width: u32) -> String {
+        let mobile = width < 600;
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": mobile}),
+        );
+        let height = self.script("return document.documentElement.scrollHeight;").as_u64().unwrap_or(900).max(400);
+        self.assert_no_sideways_scroll(width);
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        );
+        let shot = self.cdp("Page.captureScreenshot", json!({"format": "png"}));
+        shot["data"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Firefox: the window at `width`, and geckodriver's whole-page screenshot.
+    fn firefox_screenshot(&self, width: u32) -> String {
+        self.command("POST", "/window/rect", Some(json!({"width": width, "height": 900})));
+        let shown = self.script("return window.innerWidth;").as_u64().unwrap_or(u64::from(width));
+        self.assert_no_sideways_scroll(u32::try_from(shown).unwrap_or(width));
+        self.command("GET", "/moz/screenshot/full", None).as_str().unwrap_or_default().to_owned()
     }
 }
 
