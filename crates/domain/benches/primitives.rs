@@ -60,6 +60,7 @@ fn sample_key(scopes: ScopeSet) -> keyward_domain::Key {
         tier: Tier::Pro,
         rate_limits: vec![],
         quota: None,
+        quota_balance: None,
         ip_allowlist: keyward_domain::key::IpAllowlist::default(),
         expires_at: None,
         idle_timeout_seconds: None,

@@ -71,6 +71,7 @@ macro_rules! conformance_tests {
             a_rolled_back_unit_of_work_leaves_nothing,
             usage_is_counted_per_key_and_day,
             the_most_used_keys_are_those_of_the_last_30_days,
+            quota_spends_come_off_the_stored_balance,
             keys_of_one_instant_page_newest_first_by_id,
             keyspaces_of_one_instant_list_oldest_first_by_id,
             members_of_one_instant_list_oldest_first_by_user_id,

@@ -116,6 +116,7 @@ impl<S: Store, A: RateLimiter + QuotaLedger> Verifier<S, A> {
             response_time_us: usage.response_time_us,
             ip: usage.ip,
             outcome: Some(outcome.code),
+            quota_spent: outcome.quota_spent,
         });
     }
 

@@ -167,6 +167,9 @@ pub struct Key {
     pub tier: Tier,
     pub rate_limits: Vec<RateLimitWindow>,
     pub quota: Option<Quota>,
+    /// The quota's balance as the usage flush last stored it (`None` before any spend):
+    /// where a ledger without a balance of its own starts ([`crate::quota`]).
+    pub quota_balance: Option<crate::quota::QuotaBalance>,
     pub ip_allowlist: IpAllowlist,
     pub expires_at: Option<OffsetDateTime>,
     pub idle_timeout_seconds: Option<u32>,
@@ -272,6 +275,7 @@ struct KeyExtras {
     resource: Option<ResourceBinding>,
     rate_limits: Box<[RateLimitWindow]>,
     quota: Option<Quota>,
+    quota_balance: Option<crate::quota::QuotaBalance>,
     ip_allowlist: Box<[IpNet]>,
     allowlist_hosts: Box<[Hostname]>,
     owner_id: Option<Box<str>>,
@@ -296,6 +300,7 @@ impl PartialEq for KeyExtras {
         self.resource == other.resource
             && self.rate_limits == other.rate_limits
             && self.quota == other.quota
+            && self.quota_balance == other.quota_balance
             && self.ip_allowlist == other.ip_allowlist
             && self.allowlist_hosts == other.allowlist_hosts
             && self.owner_id == other.owner_id
@@ -313,6 +318,8 @@ impl VerifiableKey {
         let extras = KeyExtras {
             resource: key.resource,
             rate_limits: key.rate_limits.into_boxed_slice(),
+            // Kept only with a quota: a key without one has no use for it.
+            quota_balance: key.quota.and(key.quota_balance),
             quota: key.quota,
             ip_allowlist: key.ip_allowlist.nets.into_boxed_slice(),
             allowlist_hosts: key.ip_allowlist.hosts.into_boxed_slice(),
@@ -357,6 +364,11 @@ impl VerifiableKey {
 
     pub fn quota(&self) -> Option<&Quota> {
         self.extras.as_ref().and_then(|e| e.quota.as_ref())
+    }
+
+    /// See [`Key::quota_balance`].
+    pub fn quota_balance(&self) -> Option<&crate::quota::QuotaBalance> {
+        self.extras.as_ref().and_then(|e| e.quota_balance.as_ref())
     }
 
     /// The addresses and networks of the allowlist.
@@ -419,6 +431,7 @@ pub(crate) mod tests_support {
             tier: Tier::Free,
             rate_limits: vec![],
             quota: None,
+            quota_balance: None,
             ip_allowlist: IpAllowlist::default(),
             expires_at: None,
             idle_timeout_seconds: None,

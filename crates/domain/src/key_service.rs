@@ -229,6 +229,8 @@ pub struct VerifyOutcome {
     pub ratelimit: Option<Decision>,
     /// The key's quota balance after this request, when it has a quota and got that far.
     pub quota_remaining: Option<i64>,
+    /// The credits this request spent, for the usage record (the flush keeps the balance).
+    pub quota_spent: Option<crate::quota::QuotaSpend>,
 }
 
 /// What `keyward audit verify` found in one chain.

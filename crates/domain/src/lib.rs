@@ -32,6 +32,7 @@ pub mod verdict;
 // clock, randomness and limits ports live beside the types they speak of.
 pub mod clock;
 pub mod ports;
+pub mod quota;
 pub mod random;
 pub mod ratelimit;
 

@@ -210,6 +210,7 @@ mod tests {
             response_time_us: None,
             ip: None,
             outcome: None,
+            quota_spent: None,
         }
     }
 

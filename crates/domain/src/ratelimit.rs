@@ -297,12 +297,15 @@ impl<T: RateLimiter + QuotaLedger + std::fmt::Debug + 'static> Admission for T {
 /// Spends quota credits. Implementations MUST be atomic per key (no two spends of the last
 /// credit both succeed) and MUST always answer, like `RateLimiter`.
 pub trait QuotaLedger: Send + Sync {
-    /// Spends `cost` if the balance allows it. The ledger starts from `quota.remaining` for
-    /// each distinct quota configuration of the key, so `PATCH`ing the quota resets it.
+    /// Spends `cost` if the balance allows it. For each distinct quota configuration of the
+    /// key (`PATCH`ing the quota sets a new balance), the ledger starts from `stored` (the
+    /// balance storage keeps) or else from `quota.remaining`, and never holds more than
+    /// `stored` ([`crate::quota::ledger_start`]).
     fn spend(
         &self,
         key: KeyId,
         quota: &Quota,
+        stored: Option<&crate::quota::QuotaBalance>,
         cost: u64,
         now: OffsetDateTime,
     ) -> impl Future<Output = QuotaDecision> + Send;

@@ -31,6 +31,9 @@ pub struct UsageRecord {
     /// For verifications: the verdict. Management calls have none (their `status_code` says
     /// how they went).
     pub outcome: Option<VerifyCode>,
+    /// The quota credits the verification spent: the flush subtracts them from the key's
+    /// stored balance ([`crate::quota`]). Not kept with the record.
+    pub quota_spent: Option<crate::quota::QuotaSpend>,
 }
 
 /// Where a stored record stands among a key's records: its time, then the order in which

@@ -300,6 +300,7 @@ pub async fn key_self<S: Store, L: Admission>(
         response_time_us: Some(keyward_domain::usage::micros(started.elapsed())),
         ip,
         outcome: Some(keyward_domain::VerifyCode::Valid),
+        quota_spent: None,
     });
     Ok(web::Json(KeyResponse::new(&key, now)))
 }
@@ -342,6 +343,7 @@ pub async fn verify_key<S: Store, L: Admission>(
         response_time_us: Some(keyward_domain::usage::micros(started.elapsed())),
         ip: input.ip,
         outcome: Some(outcome.code),
+        quota_spent: outcome.quota_spent,
     });
     Ok(HttpResponse::Ok().json(VerifyKeyResponse {
         valid: outcome.code == keyward_domain::VerifyCode::Valid,

@@ -209,6 +209,7 @@ fn meter_call<S: Store, L: Admission>(
         response_time_us: Some(keyward_domain::usage::micros(started.0.elapsed())),
         ip: crate::extract::client_ip(req),
         outcome: None,
+        quota_spent: None,
     });
 }
 

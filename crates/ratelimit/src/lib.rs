@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use keyward_domain::{
     KeyId, Quota,
+    quota::QuotaBalance,
     ratelimit::{Decision, QuotaDecision, QuotaLedger, RateLimiter, Rule},
 };
 use time::OffsetDateTime;
@@ -66,34 +67,17 @@ impl RateLimiter for Limits {
 }
 
 impl QuotaLedger for Limits {
-    async fn spend(&self, key: KeyId, quota: &Quota, cost: u64, now: OffsetDateTime) -> QuotaDecision {
+    async fn spend(
+        &self,
+        key: KeyId,
+        quota: &Quota,
+        stored: Option<&QuotaBalance>,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> QuotaDecision {
         match self {
-            Self::Memory { ledger, .. } => ledger.spend(key, quota, cost, now).await,
-            Self::Redis { ledger, .. } => ledger.spend(key, quota, cost, now).await,
+            Self::Memory { ledger, .. } => ledger.spend(key, quota, stored, cost, now).await,
+            Self::Redis { ledger, .. } => ledger.spend(key, quota, stored, cost, now).await,
         }
     }
-}
-
-/// A stable fingerprint of a quota's configuration: the ledger starts afresh when it changes.
-pub(crate) fn quota_fingerprint(quota: &Quota) -> u64 {
-    // FNV-1a over the fields: stable across processes and instances, unlike std's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut mix = |value: i64| {
-        for byte in value.to_le_bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    mix(quota.remaining);
-    match quota.refill {
-        Some(refill) => {
-            mix(refill.amount);
-            mix(match refill.interval {
-                keyward_domain::key::RefillInterval::Day => 1,
-                keyward_domain::key::RefillInterval::Month => 2,
-            });
-        }
-        None => mix(0),
-    }
-    hash
 }

@@ -10,6 +10,7 @@ use std::{
 
 use keyward_domain::{
     KeyId, Quota,
+    quota::{QuotaBalance, ledger_start},
     ratelimit::{
         Decision, QuotaDecision, QuotaLedger, RateLimiter, Rule, RuleState, decide, evaluate, micros, quota_balance,
     },
@@ -154,18 +155,48 @@ impl MemoryLimiter {
     }
 }
 
-/// In-process quota ledger: the balance of each key, per quota configuration.
+/// In-process quota ledger: the balance of each key, per quota configuration, starting from
+/// the balance storage keeps (so a restart refills nothing) and never above it.
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     balances: Mutex<HashMap<(KeyId, u64), (i64, i64)>>,
 }
 
-impl QuotaLedger for MemoryLedger {
-    async fn spend(&self, key: KeyId, quota: &Quota, cost: u64, now: OffsetDateTime) -> QuotaDecision {
-        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        let slot = (key, crate::quota_fingerprint(quota));
+impl MemoryLedger {
+    /// This ledger's balance of `quota` for `key` at `now`, if it holds one of the current
+    /// period (a new period's refill is no ceiling).
+    pub fn known(&self, key: KeyId, quota: &Quota, now: OffsetDateTime) -> Option<i64> {
+        let balances = self.balances.lock().unwrap_or_else(PoisonError::into_inner);
+        let &(remaining, period) = balances.get(&(key, quota.fingerprint()))?;
+        (quota_balance(quota, Some((remaining, period)), now).1 == period).then_some(remaining)
+    }
+
+    /// Takes `remaining` (in `period`) as the balance: what the shared ledger answered, kept
+    /// so that the fallback continues from it.
+    pub fn observe(&self, key: KeyId, quota: &Quota, remaining: i64, period: i64) {
         let mut balances = self.balances.lock().unwrap_or_else(PoisonError::into_inner);
-        let (remaining, period) = quota_balance(quota, balances.get(&slot).copied(), now);
+        balances.insert((key, quota.fingerprint()), (remaining, period));
+    }
+}
+
+impl QuotaLedger for MemoryLedger {
+    async fn spend(
+        &self,
+        key: KeyId,
+        quota: &Quota,
+        stored: Option<&QuotaBalance>,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> QuotaDecision {
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        let (start, period, ceiling) = ledger_start(quota, stored, now);
+        let slot = (key, quota.fingerprint());
+        let mut balances = self.balances.lock().unwrap_or_else(PoisonError::into_inner);
+        let (own, period) = match balances.get(&slot) {
+            Some(&held) => quota_balance(quota, Some(held), now),
+            None => (start, period),
+        };
+        let remaining = ceiling.map_or(own, |ceiling| own.min(ceiling));
         if remaining >= cost {
             balances.insert(slot, (remaining - cost, period));
             QuotaDecision { allowed: true, remaining: remaining - cost }

@@ -17,9 +17,9 @@ use std::{
 
 use keyward_domain::{
     KeyId, Quota,
+    quota::{QuotaBalance, ledger_start},
     ratelimit::{
         Decision, Limit, QuotaDecision, QuotaLedger, RateLimiter, Rule, RuleOutcome, RuleState, decide, micros,
-        refill_period,
     },
 };
 use redis::{
@@ -120,14 +120,18 @@ return out
 "#;
 
 const QUOTA_SCRIPT: &str = r#"
--- KEYS[1]: the ledger entry. ARGV: initial, refill amount (-1: none), current period, cost.
+-- KEYS[1]: the ledger entry. ARGV: initial (the stored balance, or the configured one),
+-- refill amount (-1: none), current period, cost, ceiling (the stored balance of this
+-- period, -1: none).
 local initial, amount, period, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ceiling = tonumber(ARGV[5])
 local v = redis.call('HMGET', KEYS[1], 'r', 'p')
 local remaining = initial
 if v[1] then
   remaining = tonumber(v[1])
   if amount >= 0 and tonumber(v[2]) ~= period then remaining = amount end
 end
+if ceiling >= 0 and remaining > ceiling then remaining = ceiling end
 local allowed = 0
 if remaining >= cost then remaining = remaining - cost; allowed = 1 end
 redis.call('HSET', KEYS[1], 'r', remaining, 'p', period)
@@ -276,7 +280,8 @@ impl RateLimiter for RedisLimiter {
     }
 }
 
-/// Quota ledger over Redis, with an in-process fallback.
+/// Quota ledger over Redis, with an in-process fallback that holds the last balance Redis
+/// gave for each key.
 #[derive(Debug)]
 pub struct RedisLedger {
     shared: Shared,
@@ -291,19 +296,39 @@ impl RedisLedger {
 }
 
 impl QuotaLedger for RedisLedger {
-    async fn spend(&self, key: KeyId, quota: &Quota, cost: u64, now: OffsetDateTime) -> QuotaDecision {
-        let period = quota.refill.map_or(0, |r| refill_period(r.interval, now));
+    async fn spend(
+        &self,
+        key: KeyId,
+        quota: &Quota,
+        stored: Option<&QuotaBalance>,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> QuotaDecision {
+        let (start, period, stored_ceiling) = ledger_start(quota, stored, now);
+        // What this instance last heard from Redis (or spent in its fallback) is a ceiling
+        // too: after Redis lost the entry (a restart without persistence, an expiry), it
+        // would otherwise start again from a stored balance that may be seconds old.
+        let ceiling = match (stored_ceiling, self.fallback.known(key, quota, now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let amount = quota.refill.map_or(-1, |r| r.amount);
         let mut invocation = self.script.prepare_invoke();
         invocation
-            .key(format!("{}:q:{key}:{:x}", self.shared.prefix, crate::quota_fingerprint(quota)))
-            .arg(quota.remaining)
+            .key(format!("{}:q:{key}:{:x}", self.shared.prefix, quota.fingerprint()))
+            .arg(start)
             .arg(amount)
             .arg(period)
-            .arg(cost);
+            .arg(cost)
+            .arg(ceiling.unwrap_or(-1));
         match self.shared.run::<Vec<i64>>(invocation).await {
-            Some(r) if r.len() == 2 => QuotaDecision { allowed: r[0] == 1, remaining: r[1] },
-            _ => self.fallback.spend(key, quota, cost, now).await,
+            Some(r) if r.len() == 2 => {
+                self.fallback.observe(key, quota, r[1], period);
+                QuotaDecision { allowed: r[0] == 1, remaining: r[1] }
+            }
+            // The fallback continues from the last balance Redis gave (or the stored one):
+            // an outage refills nothing.
+            _ => self.fallback.spend(key, quota, stored, cost, now).await,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use keyward_domain::{
     KeyId, Quota, SeededRandom,
     key::{Refill, RefillInterval},
+    quota::QuotaBalance,
     ratelimit::{Limit, QuotaLedger, RateLimiter, Rule},
 };
 use keyward_ratelimit::{MemoryLedger, MemoryLimiter, RedisLedger, RedisLimiter, redis::Shared};
@@ -156,7 +157,12 @@ macro_rules! ledger_suite {
     };
 }
 
-ledger_suite!(a_quota_of_ten_at_three_admits_three_and_refills_at_midnight, a_new_quota_starts_afresh);
+ledger_suite!(
+    a_quota_of_ten_at_three_admits_three_and_refills_at_midnight,
+    a_new_quota_starts_afresh,
+    a_ledger_without_a_balance_starts_from_the_stored_one,
+    a_ledger_comes_down_to_the_stored_balance,
+);
 
 fn key(seed: u64) -> KeyId {
     KeyId::generate(T0, &SeededRandom::new(seed))
@@ -167,7 +173,7 @@ async fn a_quota_of_ten_at_three_admits_three_and_refills_at_midnight(ledger: &i
     let k = key(1);
     let spends: Vec<_> = futures_spends(ledger, k, &quota, 3, 4, datetime!(2026-03-01 23:59:59 UTC)).await;
     assert_eq!(spends, [(true, 7), (true, 4), (true, 1), (false, 1)]);
-    let after_midnight = ledger.spend(k, &quota, 3, datetime!(2026-03-02 00:00:00 UTC)).await;
+    let after_midnight = ledger.spend(k, &quota, None, 3, datetime!(2026-03-02 00:00:00 UTC)).await;
     assert!(after_midnight.allowed);
     assert_eq!(after_midnight.remaining, 7);
 }
@@ -175,11 +181,44 @@ async fn a_quota_of_ten_at_three_admits_three_and_refills_at_midnight(ledger: &i
 async fn a_new_quota_starts_afresh(ledger: &impl QuotaLedger) {
     let k = key(2);
     let small = Quota { remaining: 1, refill: None };
-    assert!(ledger.spend(k, &small, 1, T0).await.allowed);
-    assert!(!ledger.spend(k, &small, 1, T0).await.allowed);
+    assert!(ledger.spend(k, &small, None, 1, T0).await.allowed);
+    assert!(!ledger.spend(k, &small, None, 1, T0).await.allowed);
     let topped_up = Quota { remaining: 5, refill: None };
-    let spent = ledger.spend(k, &topped_up, 1, T0).await;
+    let spent = ledger.spend(k, &topped_up, None, 1, T0).await;
     assert_eq!((spent.allowed, spent.remaining), (true, 4));
+}
+
+/// A restart, a Redis that lost its data or expired the entry: the ledger has nothing of
+/// its own and starts from what storage kept, not from the configured balance.
+async fn a_ledger_without_a_balance_starts_from_the_stored_one(ledger: &impl QuotaLedger) {
+    let k = key(3);
+    let quota = Quota { remaining: 50, refill: None };
+    let stored = QuotaBalance { fingerprint: quota.fingerprint(), period: 0, remaining: 2 };
+    let spends: Vec<bool> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(ledger.spend(k, &quota, Some(&stored), 1, T0).await.allowed);
+        }
+        v
+    };
+    assert_eq!(spends, [true, true, false]);
+    // A stored balance of another configuration or of an earlier period does not count.
+    let monthly = Quota { remaining: 5, refill: Some(Refill { amount: 5, interval: RefillInterval::Month }) };
+    let last_month = QuotaBalance { fingerprint: monthly.fingerprint(), period: 0, remaining: 0 };
+    assert_eq!(ledger.spend(key(4), &monthly, Some(&last_month), 1, T0).await.remaining, 4);
+}
+
+/// Spends this ledger never saw (another instance's fallback during an outage) reached
+/// storage: the ledger's own, higher balance comes down to the stored one.
+async fn a_ledger_comes_down_to_the_stored_balance(ledger: &impl QuotaLedger) {
+    let k = key(5);
+    let quota = Quota { remaining: 10, refill: None };
+    assert_eq!(ledger.spend(k, &quota, None, 1, T0).await.remaining, 9);
+    let stored = QuotaBalance { fingerprint: quota.fingerprint(), period: 0, remaining: 3 };
+    assert_eq!(ledger.spend(k, &quota, Some(&stored), 1, T0).await.remaining, 2);
+    // A stored balance above the ledger's (the flush lags) changes nothing.
+    let lagging = QuotaBalance { remaining: 8, ..stored };
+    assert_eq!(ledger.spend(k, &quota, Some(&lagging), 1, T0).await.remaining, 1);
 }
 
 async fn futures_spends(
@@ -192,7 +231,7 @@ async fn futures_spends(
 ) -> Vec<(bool, i64)> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let d = ledger.spend(k, quota, cost, now).await;
+        let d = ledger.spend(k, quota, None, cost, now).await;
         out.push((d.allowed, d.remaining));
     }
     out
@@ -232,7 +271,10 @@ async fn redis_going_away_falls_back_without_failing() {
     };
     assert_eq!(answers, [true, true, true, false, false], "the fallback enforces the same limit");
     let quota = Quota { remaining: 2, refill: None };
-    assert!(ledger.spend(key(9), &quota, 1, T0).await.allowed);
+    assert!(ledger.spend(key(9), &quota, None, 1, T0).await.allowed);
+    // A key whose stored balance is spent stays refused: the fallback refills nothing.
+    let spent = QuotaBalance { fingerprint: quota.fingerprint(), period: 0, remaining: 0 };
+    assert!(!ledger.spend(key(10), &quota, Some(&spent), 1, T0).await.allowed);
     assert!(started.elapsed() < Duration::from_secs(30));
     let _ = (MemoryLimiter::default(), MemoryLedger::default());
 }

@@ -306,6 +306,54 @@ async fn a_redis_outage_under_load_fails_no_request_and_limits_each_instance_on_
     assert!(logs.contains("Redis is unavailable"), "the fallback is logged");
 }
 
+/// Quotas are money: neither Redis losing its data nor Redis going away gives credits back,
+/// and an instance that starts during the outage continues from the balance PostgreSQL
+/// keeps. (Before, each of these started again from the configured balance.)
+#[tokio::test(flavor = "multi_thread")]
+async fn neither_a_redis_that_lost_its_data_nor_an_outage_refills_a_quota() {
+    let db = TestDatabase::new().await;
+    let root = account_key(db.url(), "enterprise");
+    let redis = PrivateRedis::start();
+    let config = raised_limits_config();
+    let redis_url = redis.url.clone();
+    let envs = [("DATABASE_URL", db.url()), ("REDIS_URL", redis_url.as_str()), ("KEYWARD_CONFIG", config.as_str())];
+    let server = Server::start(&envs);
+    let (status, created) =
+        server.call("POST", "/v1/keys", &root, Some(json!({"name": "prepaid", "quota": {"remaining": 50}})));
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let verify = |server: &Server, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let (status, answer) = server.call("POST", "/v1/keys/verify", &root, Some(json!({"key": key})));
+                assert_eq!(status, 200, "{answer}");
+                answer["code"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let valid = |codes: &[String]| codes.iter().filter(|c| *c == "VALID").count();
+    assert_eq!(valid(&verify(&server, 40)), 40);
+
+    // Redis restarts empty: the 10 credits left are all there are.
+    redis.flush_all();
+    let after_flush = verify(&server, 20);
+    assert_eq!(valid(&after_flush), 10, "{after_flush:?}");
+    assert!(after_flush[10..].iter().all(|c| c == "QUOTA_EXHAUSTED"), "{after_flush:?}");
+
+    // Redis goes away: the fallback continues from the balance it last had.
+    redis.kill();
+    assert_eq!(valid(&verify(&server, 20)), 0, "an outage refills nothing");
+
+    // A new instance during the outage has no balance of its own: it starts from the one
+    // PostgreSQL keeps (the usage flush writes it within a second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let newcomer = Server::start(&envs);
+    assert_eq!(valid(&verify(&newcomer, 10)), 0, "a restart refills nothing either");
+    let logs = newcomer.stop();
+    assert!(logs.contains("Redis is unavailable"), "the fallback is logged");
+    server.stop();
+}
+
 /// Fifty clients send the same creation with one `Idempotency-Key` at once: one key exists,
 /// and every client that got a 201 got that key.
 async fn one_idempotency_key_raced_by_fifty_clients_makes_one_key(server: &Server, root: &str) {

@@ -30,6 +30,7 @@ use keyward_domain::{
         PageRequest, SessionStore, StorageError, Store, UpdateError, UpdateKeyspaceError, UsageStore, UserStore,
         VerifiableKey,
     },
+    quota::QuotaBalance,
     usage::{AccountStats, KeyUse, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start},
 };
 use time::OffsetDateTime;

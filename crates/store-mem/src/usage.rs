@@ -19,7 +19,14 @@ impl UsageStore for MemStore {
                 }
                 let position = UsagePosition { ts: record.ts, seq: state.next_usage_seq };
                 state.next_usage_seq += 1;
-                state.usage.push_back(UsageEntry { position, record: record.clone() });
+                // What spent credits is not kept with the record (as in PostgreSQL).
+                let record = UsageRecord { quota_spent: None, ..record.clone() };
+                state.usage.push_back(UsageEntry { position, record });
+            }
+            for (key_id, spend) in keyward_domain::quota::spends_by_key(batch) {
+                if let Some(key) = state.keys.get_mut(&key_id) {
+                    key.quota_balance = Some(QuotaBalance::after(key.quota_balance, &spend));
+                }
             }
             let excess = state.usage.len().saturating_sub(self.usage_records);
             state.usage.drain(..excess);

@@ -37,6 +37,7 @@ async fn past_its_bound_the_oldest_records_go_and_the_counts_stay_exact() {
         response_time_us: None,
         ip: None,
         outcome: None,
+        quota_spent: None,
     };
     store.record_usage(&(0..4).map(record).collect::<Vec<_>>()).await.unwrap();
     store.record_usage(&(4..6).map(record).collect::<Vec<_>>()).await.unwrap();

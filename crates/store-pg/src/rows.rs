@@ -11,6 +11,7 @@ use keyward_domain::{
     key_format::KeyPrefix,
     password::PasswordHash,
     people::{Email, Invitation, Membership, Session, User},
+    quota::QuotaBalance,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -152,6 +153,10 @@ pub(crate) struct KeyRow {
     pub created_at: OffsetDateTime,
     pub created_by: String,
     pub updated_at: OffsetDateTime,
+    /// The fingerprint's bits as a bigint.
+    pub quota_fingerprint: Option<i64>,
+    pub quota_period: Option<i64>,
+    pub quota_balance: Option<i64>,
 }
 
 impl From<&Key> for KeyRow {
@@ -186,6 +191,9 @@ impl From<&Key> for KeyRow {
             created_at: k.created_at,
             created_by: k.created_by.to_string(),
             updated_at: k.updated_at,
+            quota_fingerprint: k.quota_balance.map(|b| b.fingerprint.cast_signed()),
+            quota_period: k.quota_balance.map(|b| b.period),
+            quota_balance: k.quota_balance.map(|b| b.remaining),
         }
     }
 }
@@ -240,6 +248,12 @@ impl TryFrom<KeyRow> for Key {
             created_at: row.created_at,
             created_by: row.created_by.parse::<Actor>().map_err(|e| bad(format!("created_by: {e}")))?,
             updated_at: row.updated_at,
+            quota_balance: match (row.quota_fingerprint, row.quota_period, row.quota_balance) {
+                (Some(fingerprint), Some(period), Some(remaining)) => {
+                    Some(QuotaBalance { fingerprint: fingerprint.cast_unsigned(), period, remaining })
+                }
+                _ => None,
+            },
         })
     }
 }

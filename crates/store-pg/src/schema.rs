@@ -101,6 +101,9 @@ diesel::table! {
         created_by -> Text,
         updated_at -> Timestamptz,
         ip_allowlist_hosts -> Array<Text>,
+        quota_fingerprint -> Nullable<Int8>,
+        quota_period -> Nullable<Int8>,
+        quota_balance -> Nullable<Int8>,
     }
 }
 

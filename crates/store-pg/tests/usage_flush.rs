@@ -1,5 +1,5 @@
 //! Usage flushes of several instances at once, over the same keys: none fails (no
-//! deadlock between their row locks) and every count is exact.
+//! deadlock between their row locks) and every count, quota balances included, is exact.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -9,6 +9,7 @@ use keyward_domain::{
     ManualClock, Plan, SeededRandom,
     key_service::{DomainConfig, KeyService, NewKey, Principal},
     ports::{KeyStore, UsageStore},
+    quota::{QuotaBalance, QuotaSpend},
     usage::UsageRecord,
 };
 use keyward_store_pg::testing::TestDatabase;
@@ -32,6 +33,7 @@ async fn concurrent_flushes_over_the_same_keys_all_commit_and_count_exactly() {
         keys.push(created.unwrap().key.id);
     }
     let account_id = account.id;
+    let spend = QuotaSpend { fingerprint: 7, period: 0, credits: 3, configured: 100, refill: None };
     let record = move |key, i: i64| UsageRecord {
         key_id: Some(key),
         account_id,
@@ -42,6 +44,8 @@ async fn concurrent_flushes_over_the_same_keys_all_commit_and_count_exactly() {
         response_time_us: Some(1),
         ip: None,
         outcome: Some(keyward_domain::VerifyCode::Valid),
+        // Each spends 3 credits of a 100-credit quota: 40 of them leave 40.
+        quota_spent: Some(spend),
     };
     // Four instances, five flushes each, every flush naming every key (half of them in
     // reverse order): 20 uses of each key.
@@ -64,7 +68,10 @@ async fn concurrent_flushes_over_the_same_keys_all_commit_and_count_exactly() {
     }
     let store = db.store();
     for key in &keys {
-        assert_eq!(store.get_key(account.id, *key).await.unwrap().unwrap().usage_count, 20);
+        let stored = store.get_key(account.id, *key).await.unwrap().unwrap();
+        assert_eq!(stored.usage_count, 20);
+        let balance = QuotaBalance { fingerprint: 7, period: 0, remaining: 40 };
+        assert_eq!(stored.quota_balance, Some(balance), "every flush's spends came off, none twice");
         assert_eq!(store.usage_summary(account.id, *key, start).await.unwrap().requests_today, 20);
     }
     let stats = store.account_stats(account.id, start).await.unwrap();

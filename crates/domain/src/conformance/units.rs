@@ -107,6 +107,7 @@ pub async fn usage_is_counted_per_key_and_day<S: Store>(store: S) {
         response_time_us: us,
         ip: Some("203.0.113.9".parse().unwrap()),
         outcome: Some(outcome),
+        quota_spent: None,
     };
     // Two days: the last second of 1 January and the first of the 2nd.
     let batch = [
@@ -204,6 +205,7 @@ pub async fn the_most_used_keys_are_those_of_the_last_30_days<S: Store>(store: S
                 response_time_us: None,
                 ip: None,
                 outcome: Some(VerifyCode::Valid),
+                quota_spent: None,
             })
             .collect()
     };
@@ -239,4 +241,56 @@ pub async fn the_most_used_keys_are_those_of_the_last_30_days<S: Store>(store: S
     assert_eq!(top, expected, "the most requests in the last 30 days first, ties by id, at most {TOP_KEYS}");
     let theirs_top = store.account_stats(other.principal.account_id, START).await.unwrap().top_keys;
     assert_eq!(theirs_top, vec![KeyUse { key_id: theirs.id, requests: 100 }]);
+}
+
+/// The usage flush keeps each key's quota balance: what a ledger without one of its own
+/// starts from (crate::quota).
+pub async fn quota_spends_come_off_the_stored_balance<S: Store>(store: S) {
+    use crate::{
+        key::{Quota, Refill, RefillInterval},
+        quota::{QuotaBalance, QuotaSpend},
+        usage::UsageRecord,
+        verdict::VerifyCode,
+    };
+    let f = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let account = f.principal.account_id;
+    let quota = Quota { remaining: 100, refill: Some(Refill { amount: 500, interval: RefillInterval::Day }) };
+    let new = NewKey { name: "metered".into(), quota: Some(quota), ..NewKey::default() };
+    let key = f.service.create_key(&f.principal, new).await.unwrap().key;
+    assert_eq!(key.quota_balance, None, "nothing spent yet");
+    let spent = |at: OffsetDateTime, credits: u64| UsageRecord {
+        key_id: Some(key.id),
+        account_id: account,
+        ts: at,
+        endpoint: None,
+        method: None,
+        status_code: None,
+        response_time_us: None,
+        ip: None,
+        outcome: Some(VerifyCode::Valid),
+        quota_spent: Some(QuotaSpend::of(&quota, credits, at)),
+    };
+    let balance = async || store.get_key(account, key.id).await.unwrap().unwrap().quota_balance.map(|b| b.remaining);
+    store.record_usage(&[spent(START, 30), spent(START, 5)]).await.unwrap();
+    assert_eq!(balance().await, Some(65));
+    store.record_usage(&[spent(START, 65)]).await.unwrap();
+    assert_eq!(balance().await, Some(0), "spent");
+    // The next day starts from the refill; a late spend of the day before changes nothing.
+    let tomorrow = START + Duration::days(1);
+    store.record_usage(&[spent(tomorrow, 1)]).await.unwrap();
+    assert_eq!(balance().await, Some(499));
+    store.record_usage(&[spent(START, 7)]).await.unwrap();
+    assert_eq!(balance().await, Some(499));
+    // A record without spends leaves it alone; a new configuration starts from its balance.
+    store.record_usage(&[UsageRecord { quota_spent: None, ..spent(tomorrow, 1) }]).await.unwrap();
+    assert_eq!(balance().await, Some(499));
+    let repriced = Quota { remaining: 10, refill: None };
+    let spend = QuotaSpend::of(&repriced, 4, tomorrow);
+    store.record_usage(&[UsageRecord { quota_spent: Some(spend), ..spent(tomorrow, 1) }]).await.unwrap();
+    let stored = store.get_key(account, key.id).await.unwrap().unwrap().quota_balance;
+    assert_eq!(stored, Some(QuotaBalance { fingerprint: repriced.fingerprint(), period: 0, remaining: 6 }));
+    // The verification view carries it, for the ledger.
+    let found = store.find_by_hash(&key.hash).await.unwrap().unwrap();
+    assert_eq!(found.quota_balance(), stored.as_ref());
 }

@@ -82,6 +82,7 @@ impl<S: Store> KeyService<S> {
             tier: self.config.plans.limits(account.plan).default_tier,
             rate_limits: Vec::new(),
             quota: None,
+            quota_balance: None,
             ip_allowlist: IpAllowlist::default(),
             expires_at: None,
             idle_timeout_seconds: None,

@@ -70,6 +70,7 @@ impl<S: Store> KeyService<S> {
             tier: input.tier.unwrap_or(keyspace.default_tier),
             rate_limits,
             quota: input.quota,
+            quota_balance: None,
             ip_allowlist,
             expires_at: input.expires_at,
             idle_timeout_seconds: input.idle_timeout_seconds,

@@ -31,7 +31,13 @@ impl<S: Store> KeyService<S> {
         }
         errors.into_result()?;
 
-        let not_found = VerifyOutcome { code: VerifyCode::NotFound, key: None, ratelimit: None, quota_remaining: None };
+        let not_found = VerifyOutcome {
+            code: VerifyCode::NotFound,
+            key: None,
+            ratelimit: None,
+            quota_remaining: None,
+            quota_spent: None,
+        };
         let Some((hash, legacy)) = self.lookup_hash(input.key.expose_secret()) else { return Ok(not_found) };
         if legacy {
             return self.verify_legacy(account, input, hash, admission, (scopes, resource)).await;
@@ -65,7 +71,13 @@ impl<S: Store> KeyService<S> {
             Some(key) => self.decide(key, input, admission, wanted).await,
             None => {
                 crate::legacy::count_miss(admission, limits, Some(account), input.ip, now).await;
-                Ok(VerifyOutcome { code: VerifyCode::NotFound, key: None, ratelimit: None, quota_remaining: None })
+                Ok(VerifyOutcome {
+                    code: VerifyCode::NotFound,
+                    key: None,
+                    ratelimit: None,
+                    quota_remaining: None,
+                    quota_spent: None,
+                })
             }
         }
     }
@@ -83,7 +95,13 @@ impl<S: Store> KeyService<S> {
         let request = VerifyRequest { scopes: wanted, resource: resource.as_ref(), ip: input.ip, resolved: &[] };
         let code = self.check_key(&key, request, now).await;
         if code != VerifyCode::Valid {
-            return Ok(VerifyOutcome { code, key: Some(key), ratelimit: None, quota_remaining: None });
+            return Ok(VerifyOutcome {
+                code,
+                key: Some(key),
+                ratelimit: None,
+                quota_remaining: None,
+                quota_spent: None,
+            });
         }
         // Budgets are consumed only once every static check passed: first the rate limit
         // (one request), then the quota (`cost` credits), which a refused request never spends.
@@ -95,16 +113,28 @@ impl<S: Store> KeyService<S> {
                 key: Some(key),
                 ratelimit: Some(decision),
                 quota_remaining: None,
+                quota_spent: None,
             });
         }
         let (code, quota_remaining) = match key.quota() {
             Some(quota) => {
-                let spent = admission.spend(key.id, quota, u64::from(input.cost), now).await;
-                (if spent.allowed { VerifyCode::Valid } else { VerifyCode::QuotaExhausted }, Some(spent.remaining))
+                let spent = admission.spend(key.id, quota, key.quota_balance(), u64::from(input.cost), now).await;
+                if spent.allowed {
+                    let spend = crate::quota::QuotaSpend::of(quota, u64::from(input.cost), now);
+                    (VerifyCode::Valid, Some((spent.remaining, Some(spend))))
+                } else {
+                    (VerifyCode::QuotaExhausted, Some((spent.remaining, None)))
+                }
             }
             None => (VerifyCode::Valid, None),
         };
-        Ok(VerifyOutcome { code, key: Some(key), ratelimit: Some(decision), quota_remaining })
+        Ok(VerifyOutcome {
+            code,
+            key: Some(key),
+            ratelimit: Some(decision),
+            quota_remaining: quota_remaining.map(|(remaining, _)| remaining),
+            quota_spent: quota_remaining.and_then(|(_, spend)| spend),
+        })
     }
 
     /// The rate limit of a service key: its own windows when it has any, else its tier's

@@ -250,6 +250,13 @@ impl PrivateRedis {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+
+    /// Empties it, as a restart without persistence (or the expiry of every entry) would.
+    pub fn flush_all(&self) {
+        let port = self.url.rsplit(':').next().unwrap();
+        let flushed = Command::new("redis-cli").args(["-p", port, "FLUSHALL"]).output().unwrap();
+        assert!(flushed.status.success(), "{}", String::from_utf8_lossy(&flushed.stderr));
+    }
 }
 
 /// Rate-limit windows are aligned to the hour: a burst that must fall in one window does not

@@ -43,6 +43,7 @@ fn usage_from_columns(
             response_time_us: us.and_then(|us| u32::try_from(us).ok()),
             ip: ip.and_then(|ip| ip.parse().ok()),
             outcome: outcome.and_then(|o| o.parse().ok()),
+            quota_spent: None,
         },
     }
 }
@@ -114,6 +115,7 @@ impl UsageStore for PgStore {
         let (counts, lasts): (Vec<i64>, Vec<OffsetDateTime>) = per_key.values().copied().unzip();
         let (day_keys, day_dates): (Vec<Uuid>, Vec<time::Date>) = per_day.keys().copied().unzip();
         let day_counts: Vec<i64> = per_day.values().copied().collect();
+        let spends = keyward_domain::quota::spends_by_key(batch);
         let mut conn = self.conn().await?;
         let idle_hashes = conn
             .transaction::<_, DieselError, _>(async |conn| {
@@ -189,6 +191,29 @@ impl UsageStore for PgStore {
                 .bind::<Array<Ts>, _>(&lasts)
                 .load(conn)
                 .await?;
+                // The quota balances: the credits spent come off the stored balance, as
+                // `QuotaBalance::after` computes it (a late spend of an older period is
+                // left out by the WHERE).
+                if !spends.is_empty() {
+                    diesel::sql_query(
+                        "UPDATE keys SET quota_fingerprint = v.fp, quota_period = v.period, \
+                         quota_balance = GREATEST(0, CASE \
+                           WHEN keys.quota_fingerprint IS DISTINCT FROM v.fp THEN v.configured \
+                           WHEN keys.quota_period = v.period THEN keys.quota_balance \
+                           ELSE coalesce(v.refill, keys.quota_balance) END - v.credits) \
+                         FROM unnest($1, $2, $3, $4, $5, $6) AS v(id, fp, period, credits, configured, refill) \
+                         WHERE keys.id = v.id \
+                           AND NOT coalesce(keys.quota_fingerprint = v.fp AND keys.quota_period > v.period, false)",
+                    )
+                    .bind::<Array<SqlUuid>, _>(spends.keys().map(|k| k.as_uuid()).collect::<Vec<_>>())
+                    .bind::<Array<Int8>, _>(spends.values().map(|s| s.fingerprint.cast_signed()).collect::<Vec<_>>())
+                    .bind::<Array<Int8>, _>(spends.values().map(|s| s.period).collect::<Vec<_>>())
+                    .bind::<Array<Int8>, _>(spends.values().map(|s| s.credits).collect::<Vec<_>>())
+                    .bind::<Array<Int8>, _>(spends.values().map(|s| s.configured).collect::<Vec<_>>())
+                    .bind::<Array<Nullable<Int8>>, _>(spends.values().map(|s| s.refill).collect::<Vec<_>>())
+                    .execute(conn)
+                    .await?;
+                }
                 diesel::sql_query(
                     "INSERT INTO key_usage_daily (key_id, day, requests) SELECT * FROM unnest($1, $2, $3) \
                      ON CONFLICT (key_id, day) DO UPDATE SET requests = key_usage_daily.requests + EXCLUDED.requests",
