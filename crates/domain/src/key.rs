@@ -17,6 +17,7 @@ use crate::{
     key_format::{Environment, KeyHash},
     keyspace::IpPolicy,
     plan::{Tier, UnknownVariant, text_enum},
+    quota::{Quota, QuotaBalance},
     scope::{Scope, ScopeSet},
 };
 
@@ -96,29 +97,6 @@ pub struct RateLimitWindow {
     pub period_seconds: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RefillInterval {
-    Day,
-    Month,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Refill {
-    pub amount: i64,
-    pub interval: RefillInterval,
-}
-
-/// Credits a key may spend; each verification spends its `cost`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Quota {
-    pub remaining: i64,
-    #[serde(default)]
-    pub refill: Option<Refill>,
-}
-
 /// A `type:id` binding: the key is valid only for that resource.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceBinding(String);
@@ -169,7 +147,7 @@ pub struct Key {
     pub quota: Option<Quota>,
     /// The quota's balance as the usage flush last stored it (`None` before any spend):
     /// where a ledger without a balance of its own starts ([`crate::quota`]).
-    pub quota_balance: Option<crate::quota::QuotaBalance>,
+    pub quota_balance: Option<QuotaBalance>,
     pub ip_allowlist: IpAllowlist,
     pub expires_at: Option<OffsetDateTime>,
     pub idle_timeout_seconds: Option<u32>,
@@ -275,7 +253,7 @@ struct KeyExtras {
     resource: Option<ResourceBinding>,
     rate_limits: Box<[RateLimitWindow]>,
     quota: Option<Quota>,
-    quota_balance: Option<crate::quota::QuotaBalance>,
+    quota_balance: Option<QuotaBalance>,
     ip_allowlist: Box<[IpNet]>,
     allowlist_hosts: Box<[Hostname]>,
     owner_id: Option<Box<str>>,
@@ -367,7 +345,7 @@ impl VerifiableKey {
     }
 
     /// See [`Key::quota_balance`].
-    pub fn quota_balance(&self) -> Option<&crate::quota::QuotaBalance> {
+    pub fn quota_balance(&self) -> Option<&QuotaBalance> {
         self.extras.as_ref().and_then(|e| e.quota_balance.as_ref())
     }
 

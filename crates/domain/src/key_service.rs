@@ -19,7 +19,7 @@ use crate::{
     id::{AccountId, EventId, KeyId, KeyspaceId, SessionId, UserId},
     key::{
         Actor, IpAllowlist, Key, KeyKind, KeyStatus, MAX_DESCRIPTION_LEN, MAX_IP_ALLOWLIST, MAX_METADATA_BYTES,
-        MAX_NAME_LEN, MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, Quota, RateLimitWindow, ResourceBinding,
+        MAX_NAME_LEN, MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, RateLimitWindow, ResourceBinding,
     },
     key_format::{self, Environment, KeyHash, KeyPrefix, ParseKeyError},
     keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy, Keyspace},
@@ -29,6 +29,7 @@ use crate::{
         DeleteKeyspaceError, HostResolver, InsertKeyError, InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage,
         NoResolver, PageRequest, StorageError, Store, UpdateKeyspaceError, VerifiableKey,
     },
+    quota::Quota,
     random::RandomSource,
     ratelimit::{Decision, Limit, QuotaLedger, RateLimiter, Rule},
     scope::{ScopeSet, management},

@@ -7,16 +7,51 @@
 //! saw) comes down to it. Quotas are money: a balance may lag by the flush interval, never
 //! go back up.
 
-use std::collections::BTreeMap;
-
 use time::OffsetDateTime;
 
-use crate::{
-    id::KeyId,
-    key::{Quota, RefillInterval},
-    ratelimit::{quota_balance, refill_period},
-    usage::UsageRecord,
-};
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefillInterval {
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refill {
+    pub amount: i64,
+    pub interval: RefillInterval,
+}
+
+/// Credits a key may spend; each verification spends its `cost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub remaining: i64,
+    #[serde(default)]
+    pub refill: Option<Refill>,
+}
+
+/// Which refill period `now` is in: days or months since the epoch (UTC), so the balance is
+/// replaced at 00:00 UTC.
+pub fn refill_period(interval: RefillInterval, now: OffsetDateTime) -> i64 {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    match interval {
+        RefillInterval::Day => now.unix_timestamp().div_euclid(86_400),
+        RefillInterval::Month => i64::from(now.year()) * 12 + i64::from(u8::from(now.month())) - 1,
+    }
+}
+
+/// The balance at `now` of a quota whose ledger last saw `stored` = (remaining, period).
+pub fn quota_balance(quota: &Quota, stored: Option<(i64, i64)>, now: OffsetDateTime) -> (i64, i64) {
+    let period = quota.refill.map_or(0, |r| refill_period(r.interval, now));
+    match (stored, quota.refill) {
+        (Some((remaining, at)), Some(_)) if at == period => (remaining, period),
+        (Some(_), Some(refill)) => (refill.amount, period),
+        (Some((remaining, _)), None) => (remaining, period),
+        (None, _) => (quota.remaining, period),
+    }
+}
 
 /// A key's quota balance as storage last knew it: `remaining` credits in refill `period`
 /// (0 without refills) of the quota configuration `fingerprint`.
@@ -106,21 +141,6 @@ impl QuotaBalance {
     }
 }
 
-/// The credits a flush subtracts, per key: the spends of each key's latest record that
-/// spent any, summed over the records of that same balance. Spends of an earlier period or
-/// configuration in the same batch are left out: that balance was replaced anyway.
-pub fn spends_by_key(batch: &[UsageRecord]) -> BTreeMap<KeyId, QuotaSpend> {
-    let mut spends: BTreeMap<KeyId, QuotaSpend> = BTreeMap::new();
-    for record in batch {
-        let (Some(key), Some(spend)) = (record.key_id, record.quota_spent) else { continue };
-        match spends.get_mut(&key) {
-            Some(total) if total.same_balance(&spend) => total.credits = total.credits.saturating_add(spend.credits),
-            _ => drop(spends.insert(key, spend)),
-        }
-    }
-    spends
-}
-
 /// Where a ledger that has nothing of its own for `quota` starts at `now`, in which period,
 /// and the ceiling of a balance it does have (`None`: no ceiling): all from `stored`, when
 /// storage has a balance of this configuration.
@@ -137,7 +157,6 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::key::Refill;
 
     const NOW: OffsetDateTime = datetime!(2026-03-15 12:00 UTC);
 
@@ -175,5 +194,21 @@ mod tests {
         let once = Quota { remaining: 50, refill: None };
         let spent = QuotaBalance { fingerprint: once.fingerprint(), period: 0, remaining: 0 };
         assert_eq!(ledger_start(&once, Some(&spent), NOW), (0, 0, Some(0)), "an exhausted quota stays exhausted");
+    }
+
+    #[test]
+    fn quotas_refill_at_midnight_utc() {
+        use time::macros::datetime;
+        let quota = Quota { remaining: 10, refill: Some(Refill { amount: 7, interval: RefillInterval::Day }) };
+        let evening = datetime!(2026-03-01 23:59:59 UTC);
+        let (balance, period) = quota_balance(&quota, None, evening);
+        assert_eq!(balance, 10);
+        assert_eq!(quota_balance(&quota, Some((1, period)), evening), (1, period));
+        let midnight = datetime!(2026-03-02 00:00:00 UTC);
+        assert_eq!(quota_balance(&quota, Some((1, period)), midnight).0, 7);
+        let monthly = Quota { remaining: 5, refill: Some(Refill { amount: 50, interval: RefillInterval::Month }) };
+        let (_, march) = quota_balance(&monthly, None, evening);
+        assert_eq!(quota_balance(&monthly, Some((0, march)), datetime!(2026-03-31 23:00 UTC)).0, 0);
+        assert_eq!(quota_balance(&monthly, Some((0, march)), datetime!(2026-04-01 00:00 UTC)).0, 50);
     }
 }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::{
     id::KeyId,
-    key::{Quota, RefillInterval},
+    quota::{Quota, QuotaBalance},
 };
 
 /// One limit.
@@ -266,27 +266,6 @@ pub struct QuotaDecision {
     pub remaining: i64,
 }
 
-/// Which refill period `now` is in: days or months since the epoch (UTC), so the balance is
-/// replaced at 00:00 UTC.
-pub fn refill_period(interval: RefillInterval, now: OffsetDateTime) -> i64 {
-    let now = now.to_offset(time::UtcOffset::UTC);
-    match interval {
-        RefillInterval::Day => now.unix_timestamp().div_euclid(86_400),
-        RefillInterval::Month => i64::from(now.year()) * 12 + i64::from(u8::from(now.month())) - 1,
-    }
-}
-
-/// The balance at `now` of a quota whose ledger last saw `stored` = (remaining, period).
-pub fn quota_balance(quota: &Quota, stored: Option<(i64, i64)>, now: OffsetDateTime) -> (i64, i64) {
-    let period = quota.refill.map_or(0, |r| refill_period(r.interval, now));
-    match (stored, quota.refill) {
-        (Some((remaining, at)), Some(_)) if at == period => (remaining, period),
-        (Some(_), Some(refill)) => (refill.amount, period),
-        (Some((remaining, _)), None) => (remaining, period),
-        (None, _) => (quota.remaining, period),
-    }
-}
-
 /// What admits a verification: the rate limiter and the quota ledger, which every limits
 /// adapter provides together. A name for the pair, so adapters that hold one (the HTTP
 /// layer) say it once.
@@ -305,7 +284,7 @@ pub trait QuotaLedger: Send + Sync {
         &self,
         key: KeyId,
         quota: &Quota,
-        stored: Option<&crate::quota::QuotaBalance>,
+        stored: Option<&QuotaBalance>,
         cost: u64,
         now: OffsetDateTime,
     ) -> impl Future<Output = QuotaDecision> + Send;
@@ -377,23 +356,5 @@ mod tests {
         let out = run(limit, &[(T0, 8), (T0, 3), (T0, 2)]);
         assert_eq!(out.iter().map(|o| o.allowed).collect::<Vec<_>>(), [true, false, true]);
         assert_eq!(out[2].remaining, 0);
-    }
-
-    #[test]
-    fn quotas_refill_at_midnight_utc() {
-        use time::macros::datetime;
-        let quota =
-            Quota { remaining: 10, refill: Some(crate::key::Refill { amount: 7, interval: RefillInterval::Day }) };
-        let evening = datetime!(2026-03-01 23:59:59 UTC);
-        let (balance, period) = quota_balance(&quota, None, evening);
-        assert_eq!(balance, 10);
-        assert_eq!(quota_balance(&quota, Some((1, period)), evening), (1, period));
-        let midnight = datetime!(2026-03-02 00:00:00 UTC);
-        assert_eq!(quota_balance(&quota, Some((1, period)), midnight).0, 7);
-        let monthly =
-            Quota { remaining: 5, refill: Some(crate::key::Refill { amount: 50, interval: RefillInterval::Month }) };
-        let (_, march) = quota_balance(&monthly, None, evening);
-        assert_eq!(quota_balance(&monthly, Some((0, march)), datetime!(2026-03-31 23:00 UTC)).0, 0);
-        assert_eq!(quota_balance(&monthly, Some((0, march)), datetime!(2026-04-01 00:00 UTC)).0, 50);
     }
 }

@@ -2,12 +2,13 @@
 //! key), what storage keeps of them and reports from them. The meter that buffers and
 //! writes them is [`crate::meter`].
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use time::OffsetDateTime;
 
 use crate::{
     id::{AccountId, KeyId},
+    quota::QuotaSpend,
     verdict::VerifyCode,
 };
 
@@ -33,7 +34,7 @@ pub struct UsageRecord {
     pub outcome: Option<VerifyCode>,
     /// The quota credits the verification spent: the flush subtracts them from the key's
     /// stored balance ([`crate::quota`]). Not kept with the record.
-    pub quota_spent: Option<crate::quota::QuotaSpend>,
+    pub quota_spent: Option<QuotaSpend>,
 }
 
 /// Where a stored record stands among a key's records: its time, then the order in which
@@ -174,6 +175,21 @@ pub fn day_and_month_start(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTi
     let day = now.replace_time(time::Time::MIDNIGHT);
     let month = day.replace_day(1).unwrap_or(day);
     (day, month)
+}
+
+/// The credits a flush subtracts, per key: the spends of each key's latest record that
+/// spent any, summed over the records of that same balance. Spends of an earlier period or
+/// configuration in the same batch are left out: that balance was replaced anyway.
+pub fn quota_spends_by_key(batch: &[UsageRecord]) -> BTreeMap<KeyId, QuotaSpend> {
+    let mut spends: BTreeMap<KeyId, QuotaSpend> = BTreeMap::new();
+    for record in batch {
+        let (Some(key), Some(spend)) = (record.key_id, record.quota_spent) else { continue };
+        match spends.get_mut(&key) {
+            Some(total) if total.same_balance(&spend) => total.credits = total.credits.saturating_add(spend.credits),
+            _ => drop(spends.insert(key, spend)),
+        }
+    }
+    spends
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ pub use reports::*;
 
 use keyward_domain::{
     Environment, IpPolicy, Key, KeyId, KeyStatus, Keyspace, KeyspaceId, Tier,
-    key::{Refill, RefillInterval},
     key_service::{AccountOverview, KeyPatch, KeyspacePatch, Metadata, NewKey, NewKeyspace},
+    quota::{Refill, RefillInterval},
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;

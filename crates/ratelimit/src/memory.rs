@@ -10,10 +10,8 @@ use std::{
 
 use keyward_domain::{
     KeyId, Quota,
-    quota::{QuotaBalance, ledger_start},
-    ratelimit::{
-        Decision, QuotaDecision, QuotaLedger, RateLimiter, Rule, RuleState, decide, evaluate, micros, quota_balance,
-    },
+    quota::{QuotaBalance, ledger_start, quota_balance},
+    ratelimit::{Decision, QuotaDecision, QuotaLedger, RateLimiter, Rule, RuleState, decide, evaluate, micros},
 };
 use time::OffsetDateTime;
 

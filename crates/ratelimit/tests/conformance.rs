@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use keyward_domain::{
     KeyId, Quota, SeededRandom,
-    key::{Refill, RefillInterval},
-    quota::QuotaBalance,
+    quota::{QuotaBalance, Refill, RefillInterval},
     ratelimit::{Limit, QuotaLedger, RateLimiter, Rule},
 };
 use keyward_ratelimit::{MemoryLedger, MemoryLimiter, RedisLedger, RedisLimiter, redis::Shared};

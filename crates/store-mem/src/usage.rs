@@ -23,7 +23,7 @@ impl UsageStore for MemStore {
                 let record = UsageRecord { quota_spent: None, ..record.clone() };
                 state.usage.push_back(UsageEntry { position, record });
             }
-            for (key_id, spend) in keyward_domain::quota::spends_by_key(batch) {
+            for (key_id, spend) in keyward_domain::usage::quota_spends_by_key(batch) {
                 if let Some(key) = state.keys.get_mut(&key_id) {
                     key.quota_balance = Some(QuotaBalance::after(key.quota_balance, &spend));
                 }

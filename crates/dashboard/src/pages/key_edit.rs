@@ -3,7 +3,7 @@
 //! (no expiry, no quota, no allowlist, the tier's limits).
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use keyward_domain::{KeyId, KeyStatus, Store, Tier, key::RefillInterval, ratelimit::Admission, scope::management};
+use keyward_domain::{KeyId, KeyStatus, Store, Tier, quota::RefillInterval, ratelimit::Admission, scope::management};
 use keyward_http::{AppState, dto::KeyResponse};
 use maud::html;
 use time::macros::format_description;

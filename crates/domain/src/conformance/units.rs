@@ -247,8 +247,7 @@ pub async fn the_most_used_keys_are_those_of_the_last_30_days<S: Store>(store: S
 /// starts from (crate::quota).
 pub async fn quota_spends_come_off_the_stored_balance<S: Store>(store: S) {
     use crate::{
-        key::{Quota, Refill, RefillInterval},
-        quota::{QuotaBalance, QuotaSpend},
+        quota::{Quota, QuotaBalance, QuotaSpend, Refill, RefillInterval},
         usage::UsageRecord,
         verdict::VerifyCode,
     };

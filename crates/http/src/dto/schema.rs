@@ -124,7 +124,7 @@ impl ToSchema for IpAddressText {}
 #[cfg(test)]
 mod tests {
     use keyward_domain::{
-        Environment, IpPolicy, KeyStatus, Tier, audit::AuditResult, key::RefillInterval, people::Role,
+        Environment, IpPolicy, KeyStatus, Tier, audit::AuditResult, people::Role, quota::RefillInterval,
     };
     use utoipa::PartialSchema;
 

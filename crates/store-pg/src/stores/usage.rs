@@ -115,7 +115,7 @@ impl UsageStore for PgStore {
         let (counts, lasts): (Vec<i64>, Vec<OffsetDateTime>) = per_key.values().copied().unzip();
         let (day_keys, day_dates): (Vec<Uuid>, Vec<time::Date>) = per_day.keys().copied().unzip();
         let day_counts: Vec<i64> = per_day.values().copied().collect();
-        let spends = keyward_domain::quota::spends_by_key(batch);
+        let spends = keyward_domain::usage::quota_spends_by_key(batch);
         let mut conn = self.conn().await?;
         let idle_hashes = conn
             .transaction::<_, DieselError, _>(async |conn| {
