@@ -257,6 +257,20 @@ pub trait RateLimiter: Send + Sync {
         cost: u64,
         now: OffsetDateTime,
     ) -> impl Future<Output = Decision> + Send;
+
+    /// [`check`](Self::check), decided by this instance alone: for limits that protect an
+    /// instance rather than meter a customer, where being exact across instances buys
+    /// nothing and a round trip to shared state costs every request. An in-process limiter
+    /// answers `check` here already.
+    fn check_in_instance(
+        &self,
+        subject: &[u8],
+        rules: &[Rule],
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Decision> + Send {
+        self.check(subject, rules, cost, now)
+    }
 }
 
 /// A quota's answer: admitted or not, and the credits left afterwards.

@@ -2,13 +2,18 @@
 //! hourly sub-limits per account on the riskiest endpoints, for the management API; a
 //! separate, generous bucket per account for verification. All configurable.
 //!
+//! With Redis, the management limits are shared by every instance. The verification bucket
+//! is kept by each instance alone: it protects an instance's capacity (which grows with the
+//! instances) rather than metering a customer, and a Redis round trip for it would cost
+//! every verification. The limits and quotas of the keys being verified stay shared.
+//!
 //! Every response of a limited route carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`,
 //! `X-RateLimit-Reset` (Unix seconds) and the IETF `RateLimit-Policy` / `RateLimit` fields of
 //! the most constraining limit it met; a 429 adds `Retry-After` and, in the envelope,
 //! `tier` and `retry_after_seconds`.
 
 use actix_web::{HttpMessage, HttpRequest};
-use keyward_domain::ratelimit::{Limit, RateLimiter, Rule};
+use keyward_domain::ratelimit::{Decision, Limit, RateLimiter, Rule};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -114,6 +119,25 @@ pub(crate) async fn enforce_cost(
     now: OffsetDateTime,
 ) -> Result<(), ApiError> {
     let decision = limits.check(subject, rules, cost, now).await;
+    record(req, tier, decision, now)
+}
+
+/// [`enforce`] for a limit this instance keeps alone ([`RateLimiter::check_in_instance`]).
+pub(crate) async fn enforce_in_instance(
+    limits: &impl RateLimiter,
+    req: &HttpRequest,
+    tier: &'static str,
+    subject: &[u8],
+    rules: &[Rule],
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    let decision = limits.check_in_instance(subject, rules, 1, now).await;
+    record(req, tier, decision, now)
+}
+
+/// Records `decision` for the response's headers, if it is the tightest so far, and turns
+/// a refusal into a 429.
+fn record(req: &HttpRequest, tier: &'static str, decision: Decision, now: OffsetDateTime) -> Result<(), ApiError> {
     let seen = RateLimitSeen {
         tier,
         decision,

@@ -22,7 +22,7 @@ use crate::{
     AppState,
     error::{ApiError, ErrorCode},
     extract::{client_ip, credential},
-    limits::enforce,
+    limits::{enforce, enforce_in_instance},
 };
 
 /// How the session cookie is named and marked.
@@ -222,7 +222,9 @@ pub(crate) async fn authorize<S: Store, L: Admission>(
             // The subject on the stack: this runs on every verification.
             let subject =
                 crate::headers::StackText::format(format_args!("verify:{account}")).ok_or_else(ApiError::internal)?;
-            enforce(&*state.limits, req, "account", subject.as_bytes(), &limits.verify_rules(), now).await?;
+            // Kept by this instance alone (see `limits`): no round trip to shared state.
+            enforce_in_instance(&*state.limits, req, "account", subject.as_bytes(), &limits.verify_rules(), now)
+                .await?;
         }
     }
     Ok(principal)

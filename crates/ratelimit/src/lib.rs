@@ -64,6 +64,13 @@ impl RateLimiter for Limits {
             Self::Redis { limiter, .. } => limiter.peek(subject, rules, cost, now).await,
         }
     }
+
+    async fn check_in_instance(&self, subject: &[u8], rules: &[Rule], cost: u64, now: OffsetDateTime) -> Decision {
+        match self {
+            Self::Memory { limiter, .. } => limiter.check(subject, rules, cost, now).await,
+            Self::Redis { limiter, .. } => limiter.check_in_instance(subject, rules, cost, now).await,
+        }
+    }
 }
 
 impl QuotaLedger for Limits {
