@@ -8,7 +8,7 @@
 //! (`keyward_store_pg::embedded` wires all of it against PostgreSQL).
 //!
 //! ```no_run
-//! # async fn example<S: keyward_domain::Store, A: keyward_domain::ratelimit::RateLimiter + keyward_domain::ratelimit::QuotaLedger>(
+//! # async fn example<S: keyward_domain::Store, A: keyward_domain::ratelimit::Admission>(
 //! #     verifier: &keyward_domain::embedded::Verifier<S, A>, presented: String,
 //! # ) -> Result<(), keyward_domain::error::ManageError> {
 //! use keyward_domain::{PlaintextKey, VerifyCode, key_service::VerifyInput, embedded::RequestUsage};
@@ -33,7 +33,7 @@ use crate::{
     key_service::{KeyService, VerifyInput, VerifyOutcome},
     meter::UsageMeter,
     ports::Store,
-    ratelimit::{QuotaLedger, RateLimiter},
+    ratelimit::Admission,
     secret::PlaintextKey,
     usage::UsageRecord,
 };
@@ -82,7 +82,7 @@ pub struct Verifier<S, A> {
     account: AccountId,
 }
 
-impl<S: Store, A: RateLimiter + QuotaLedger> Verifier<S, A> {
+impl<S: Store, A: Admission> Verifier<S, A> {
     /// A verifier of `account`'s keys over `service`'s store, limiting through `admission`
     /// and metering into `meter` (which someone must flush: see the module docs).
     pub fn new(service: KeyService<S>, admission: Arc<A>, meter: Arc<UsageMeter>, account: AccountId) -> Self {

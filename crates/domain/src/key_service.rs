@@ -31,7 +31,7 @@ use crate::{
     },
     quota::Quota,
     random::RandomSource,
-    ratelimit::{Decision, Limit, QuotaLedger, RateLimiter, Rule},
+    ratelimit::{Admission, Decision, Limit, QuotaCharge, RateLimiter, Rule},
     scope::{ScopeSet, management},
     secret::PlaintextKey,
     usage::{AccountStats, UsageEntry, UsagePosition, UsageSummary},

@@ -283,9 +283,48 @@ pub struct QuotaDecision {
 /// What admits a verification: the rate limiter and the quota ledger, which every limits
 /// adapter provides together. A name for the pair, so adapters that hold one (the HTTP
 /// layer) say it once.
-pub trait Admission: RateLimiter + QuotaLedger + std::fmt::Debug + 'static {}
+pub trait Admission: RateLimiter + QuotaLedger + std::fmt::Debug + 'static {
+    /// What a verification spends: one request of `rules` and then, only if they admit, the
+    /// `quota` charge (`None` when refused first, or without a quota). The default decides
+    /// them in turn; an adapter that can decide both at once (one Redis round trip) does.
+    fn admit(
+        &self,
+        subject: &[u8],
+        rules: &[Rule],
+        quota: Option<QuotaCharge<'_>>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = (Decision, Option<QuotaDecision>)> + Send {
+        admit_in_turn(self, self, subject, rules, quota, now)
+    }
+}
 
-impl<T: RateLimiter + QuotaLedger + std::fmt::Debug + 'static> Admission for T {}
+/// [`Admission::admit`] as two decisions in turn: `limiter` checks one request of `rules`,
+/// then, only if it admitted, `ledger` spends the charge.
+pub async fn admit_in_turn(
+    limiter: &(impl RateLimiter + ?Sized),
+    ledger: &(impl QuotaLedger + ?Sized),
+    subject: &[u8],
+    rules: &[Rule],
+    quota: Option<QuotaCharge<'_>>,
+    now: OffsetDateTime,
+) -> (Decision, Option<QuotaDecision>) {
+    let decision = limiter.check(subject, rules, 1, now).await;
+    let spent = match quota {
+        Some(c) if decision.allowed => Some(ledger.spend(c.key, c.quota, c.stored, c.cost, now).await),
+        _ => None,
+    };
+    (decision, spent)
+}
+
+/// The quota a verification spends from, with [`Admission::admit`].
+#[derive(Debug, Clone, Copy)]
+pub struct QuotaCharge<'a> {
+    pub key: KeyId,
+    pub quota: &'a Quota,
+    /// The balance storage keeps ([`QuotaLedger::spend`]).
+    pub stored: Option<&'a QuotaBalance>,
+    pub cost: u64,
+}
 
 /// Spends quota credits. Implementations MUST be atomic per key (no two spends of the last
 /// credit both succeed) and MUST always answer, like `RateLimiter`.

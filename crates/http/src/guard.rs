@@ -36,7 +36,7 @@ use keyward_domain::{
     Store, VerifiableKey, VerifyCode,
     embedded::{RequestUsage, Verifier},
     key_service::{VerifyInput, VerifyOutcome},
-    ratelimit::{QuotaLedger, RateLimiter},
+    ratelimit::Admission,
 };
 
 use crate::{
@@ -99,7 +99,7 @@ where
     Svc: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: 'static,
     S: Store + 'static,
-    A: RateLimiter + QuotaLedger + 'static,
+    A: Admission,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
@@ -123,7 +123,7 @@ where
     Svc: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: 'static,
     S: Store + 'static,
-    A: RateLimiter + QuotaLedger + 'static,
+    A: Admission,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;

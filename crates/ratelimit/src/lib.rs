@@ -20,7 +20,7 @@ use std::time::Duration;
 use keyward_domain::{
     KeyId, Quota,
     quota::QuotaBalance,
-    ratelimit::{Decision, QuotaDecision, QuotaLedger, RateLimiter, Rule},
+    ratelimit::{Admission, Decision, QuotaCharge, QuotaDecision, QuotaLedger, RateLimiter, Rule, admit_in_turn},
 };
 use time::OffsetDateTime;
 
@@ -85,6 +85,21 @@ impl QuotaLedger for Limits {
         match self {
             Self::Memory { ledger, .. } => ledger.spend(key, quota, stored, cost, now).await,
             Self::Redis { ledger, .. } => ledger.spend(key, quota, stored, cost, now).await,
+        }
+    }
+}
+
+impl Admission for Limits {
+    async fn admit(
+        &self,
+        subject: &[u8],
+        rules: &[Rule],
+        quota: Option<QuotaCharge<'_>>,
+        now: OffsetDateTime,
+    ) -> (Decision, Option<QuotaDecision>) {
+        match self {
+            Self::Memory { limiter, ledger } => admit_in_turn(limiter, ledger, subject, rules, quota, now).await,
+            Self::Redis { limiter, ledger } => limiter.admit(ledger, subject, rules, quota, now).await,
         }
     }
 }

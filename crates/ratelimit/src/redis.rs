@@ -1,6 +1,7 @@
 //! Limits shared by every instance through Redis. Each decision is one `EVALSHA` of a Lua
-//! script that checks every rule of the policy and, only if all admit, commits them all:
-//! atomic, all-or-nothing, one round trip. Keys expire on their own when their window ends
+//! script that checks every rule of the policy and, only if all admit, commits them all and
+//! then spends the key's quota, if it has one: atomic, all-or-nothing, one round trip for
+//! everything a verification spends. Keys expire on their own when their window ends
 //! or their bucket refills. The arithmetic mirrors `keyward_domain::ratelimit::evaluate`.
 //!
 //! When Redis fails or is slower than the configured timeout, the decision is made by an
@@ -19,7 +20,8 @@ use keyward_domain::{
     KeyId, Quota,
     quota::{QuotaBalance, ledger_start},
     ratelimit::{
-        Decision, Limit, QuotaDecision, QuotaLedger, RateLimiter, Rule, RuleOutcome, RuleState, decide, micros,
+        Decision, Limit, QuotaCharge, QuotaDecision, QuotaLedger, RateLimiter, Rule, RuleOutcome, RuleState,
+        admit_in_turn, decide, micros,
     },
 };
 use redis::{
@@ -30,16 +32,22 @@ use time::OffsetDateTime;
 
 use crate::memory::{MemoryLedger, MemoryLimiter};
 
-const LIMIT_SCRIPT: &str = r#"
--- KEYS[i]: the state of rule i. ARGV: now (µs), cost, commit (0/1), then per rule: kind, a, b, c.
+const ADMIT_SCRIPT: &str = r#"
+-- KEYS[i], i <= n: the state of rule i; KEYS[n + 1], if present: the quota's ledger entry.
+-- ARGV: now (µs), cost, commit (0/1), n, then per rule: kind, a, b, c; then, with a quota:
+-- initial (the stored balance, or the configured one), refill amount (-1: none), current
+-- period, quota cost, ceiling (the stored balance of this period, -1: none).
+-- Answers four integers per rule, then, if every rule admitted and there is a quota, two:
+-- spent (0/1) and the balance left.
 local now = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
 local commit = ARGV[3] == '1'
+local n = tonumber(ARGV[4])
 local US = 1000000
 local out, writes, all = {}, {}, true
 local function ceil_s(us) if us <= 0 then return 0 end return math.floor((us + US - 1) / US) end
-for i = 1, #KEYS do
-  local base = 3 + (i - 1) * 4
+for i = 1, n do
+  local base = 4 + (i - 1) * 4
   local kind, a, b, c = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local key = KEYS[i]
   local allowed, remaining, reset, retry
@@ -103,7 +111,7 @@ for i = 1, #KEYS do
   out[#out + 1] = retry
 end
 if commit and all then
-  for i = 1, #KEYS do
+  for i = 1, n do
     local w, key = writes[i], KEYS[i]
     if w[1] == 'w' then
       redis.call('HSET', key, 's', w[2], 'c', w[3])
@@ -116,27 +124,26 @@ if commit and all then
     end
   end
 end
-return out
-"#;
-
-const QUOTA_SCRIPT: &str = r#"
--- KEYS[1]: the ledger entry. ARGV: initial (the stored balance, or the configured one),
--- refill amount (-1: none), current period, cost, ceiling (the stored balance of this
--- period, -1: none).
-local initial, amount, period, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local ceiling = tonumber(ARGV[5])
-local v = redis.call('HMGET', KEYS[1], 'r', 'p')
-local remaining = initial
-if v[1] then
-  remaining = tonumber(v[1])
-  if amount >= 0 and tonumber(v[2]) ~= period then remaining = amount end
+if commit and all and #KEYS > n then
+  local q = 4 + n * 4
+  local entry = KEYS[n + 1]
+  local initial, amount, period = tonumber(ARGV[q + 1]), tonumber(ARGV[q + 2]), tonumber(ARGV[q + 3])
+  local spend, ceiling = tonumber(ARGV[q + 4]), tonumber(ARGV[q + 5])
+  local v = redis.call('HMGET', entry, 'r', 'p')
+  local remaining = initial
+  if v[1] then
+    remaining = tonumber(v[1])
+    if amount >= 0 and tonumber(v[2]) ~= period then remaining = amount end
+  end
+  if ceiling >= 0 and remaining > ceiling then remaining = ceiling end
+  local spent = 0
+  if remaining >= spend then remaining = remaining - spend; spent = 1 end
+  redis.call('HSET', entry, 'r', remaining, 'p', period)
+  redis.call('EXPIRE', entry, 3456000)
+  out[#out + 1] = spent
+  out[#out + 1] = remaining
 end
-if ceiling >= 0 and remaining > ceiling then remaining = ceiling end
-local allowed = 0
-if remaining >= cost then remaining = remaining - cost; allowed = 1 end
-redis.call('HSET', KEYS[1], 'r', remaining, 'p', period)
-redis.call('EXPIRE', KEYS[1], 3456000)
-return {allowed, remaining}
+return out
 "#;
 
 const RETRY_AFTER_FAILURE_MS: i64 = 1_000;
@@ -145,6 +152,8 @@ const RETRY_AFTER_FAILURE_MS: i64 = 1_000;
 #[derive(Clone)]
 pub struct Shared {
     conn: ConnectionManager,
+    /// The one script every decision runs.
+    script: Script,
     timeout: Duration,
     prefix: Arc<str>,
     last_warning: Arc<AtomicI64>,
@@ -177,6 +186,7 @@ impl Shared {
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             conn,
+            script: Script::new(ADMIT_SCRIPT),
             timeout,
             prefix: prefix.into(),
             last_warning: Arc::new(AtomicI64::new(i64::MIN)),
@@ -213,59 +223,136 @@ impl Shared {
     }
 }
 
+/// The subject as lowercase hex, for a key name: one allocation.
 fn subject_hex(subject: &[u8]) -> String {
-    subject.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(subject.len() * 2);
+    for &b in subject {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    hex
+}
+
+/// A quota spend as the script takes it (its arguments after the rules').
+struct QuotaArgs {
+    entry: String,
+    start: i64,
+    amount: i64,
+    period: i64,
+    cost: u64,
+    ceiling: i64,
+}
+
+/// What Redis answered for one decision: each rule's outcome and, when every rule admitted
+/// and a quota was given, the quota's.
+struct Answer {
+    outcomes: Vec<RuleOutcome>,
+    quota: Option<QuotaDecision>,
+}
+
+impl Shared {
+    /// One round trip: `rules` (`cost` each, committed when `commit` and all admit), then,
+    /// if they all admit, `quota`. `None` when Redis did not answer, or answered something
+    /// that is not an answer to this question.
+    async fn decide(
+        &self,
+        subject: &[u8],
+        rules: &[Rule],
+        cost: u64,
+        commit: bool,
+        quota: Option<&QuotaArgs>,
+        now: OffsetDateTime,
+    ) -> Option<Answer> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(micros(now)).arg(cost).arg(u8::from(commit)).arg(rules.len());
+        if !rules.is_empty() {
+            let hex = subject_hex(subject);
+            for rule in rules {
+                let (kind, a, b, c) = match rule.limit {
+                    Limit::Window { limit, period_seconds } => ("w", limit, period_seconds, 0),
+                    Limit::Bucket { capacity, refill, refill_seconds } => ("b", capacity, refill, refill_seconds),
+                    Limit::Sliding { limit, period_seconds } => ("s", limit, period_seconds, 0),
+                };
+                // The limit's parameters are part of the key: changing a limit starts it afresh.
+                invocation.key(format!("{}:rl:{hex}:{}:{kind}{a}.{b}.{c}", self.prefix, rule.name));
+                invocation.arg(kind).arg(a).arg(b).arg(c);
+            }
+        }
+        if let Some(q) = quota {
+            invocation.key(q.entry.as_str()).arg(q.start).arg(q.amount).arg(q.period).arg(q.cost).arg(q.ceiling);
+        }
+        let flat = self.run::<Vec<i64>>(invocation).await?;
+        let (rule_part, quota_part) = flat.split_at_checked(rules.len() * 4)?;
+        let outcomes: Vec<RuleOutcome> = rule_part
+            .chunks(4)
+            .map(|r| RuleOutcome {
+                allowed: r[0] == 1,
+                remaining: u64::try_from(r[1]).unwrap_or(0),
+                reset_seconds: u64::try_from(r[2]).unwrap_or(0),
+                retry_after_seconds: u64::try_from(r[3]).unwrap_or(0),
+                next: RuleState::Bucket { tat: 0 },
+                idle_after: 0,
+            })
+            .collect();
+        let spent = commit && quota.is_some() && outcomes.iter().all(|o| o.allowed);
+        let quota = match (spent, quota_part) {
+            (true, [allowed, remaining]) => Some(QuotaDecision { allowed: *allowed == 1, remaining: *remaining }),
+            (false, []) => None,
+            _ => return None,
+        };
+        Some(Answer { outcomes, quota })
+    }
+}
+
+/// The decision of `rules` from their outcomes (no rules: unlimited).
+fn decision_of(rules: &[Rule], outcomes: &[RuleOutcome]) -> Decision {
+    if rules.is_empty() { Decision::UNLIMITED } else { decide(rules, outcomes) }
 }
 
 /// Rate limiter over Redis, with an in-process fallback.
 #[derive(Debug)]
 pub struct RedisLimiter {
     shared: Shared,
-    script: Script,
     fallback: MemoryLimiter,
 }
 
 impl RedisLimiter {
     pub fn new(shared: Shared) -> Self {
-        Self { shared, script: Script::new(LIMIT_SCRIPT), fallback: MemoryLimiter::default() }
+        Self { shared, fallback: MemoryLimiter::default() }
     }
 
     async fn decide(&self, subject: &[u8], rules: &[Rule], cost: u64, now: OffsetDateTime, commit: bool) -> Decision {
         if rules.is_empty() {
             return Decision::UNLIMITED;
         }
-        let now_us = micros(now);
-        let hex = subject_hex(subject);
-        let mut invocation = self.script.prepare_invoke();
-        // ARGV: now, cost, commit, then four per rule; KEYS: one per rule.
-        invocation.arg(now_us).arg(cost).arg(u8::from(commit));
-        for rule in rules {
-            let (kind, a, b, c) = match rule.limit {
-                Limit::Window { limit, period_seconds } => ("w", limit, period_seconds, 0),
-                Limit::Bucket { capacity, refill, refill_seconds } => ("b", capacity, refill, refill_seconds),
-                Limit::Sliding { limit, period_seconds } => ("s", limit, period_seconds, 0),
-            };
-            // The limit's parameters are part of the key: changing a limit starts it afresh.
-            invocation.key(format!("{}:rl:{hex}:{}:{kind}{a}.{b}.{c}", self.shared.prefix, rule.name));
-            invocation.arg(kind).arg(a).arg(b).arg(c);
+        match self.shared.decide(subject, rules, cost, commit, None, now).await {
+            Some(answer) => decide(rules, &answer.outcomes),
+            None if commit => self.fallback.check(subject, rules, cost, now).await,
+            None => self.fallback.peek(subject, rules, cost, now).await,
         }
-        match self.shared.run::<Vec<i64>>(invocation).await {
-            Some(flat) if flat.len() == rules.len() * 4 => {
-                let outcomes: Vec<RuleOutcome> = flat
-                    .chunks(4)
-                    .map(|r| RuleOutcome {
-                        allowed: r[0] == 1,
-                        remaining: u64::try_from(r[1]).unwrap_or(0),
-                        reset_seconds: u64::try_from(r[2]).unwrap_or(0),
-                        retry_after_seconds: u64::try_from(r[3]).unwrap_or(0),
-                        next: RuleState::Bucket { tat: 0 },
-                        idle_after: 0,
-                    })
-                    .collect();
-                decide(rules, &outcomes)
+    }
+
+    /// A key's rate limit and then its quota, in one round trip: what a verification spends.
+    pub async fn admit(
+        &self,
+        ledger: &RedisLedger,
+        subject: &[u8],
+        rules: &[Rule],
+        charge: Option<QuotaCharge<'_>>,
+        now: OffsetDateTime,
+    ) -> (Decision, Option<QuotaDecision>) {
+        let quota = charge.map(|c| ledger.args(c.key, c.quota, c.stored, c.cost, now));
+        match self.shared.decide(subject, rules, 1, true, quota.as_ref(), now).await {
+            Some(answer) => {
+                let decision = decision_of(rules, &answer.outcomes);
+                if let (Some(c), Some(q), Some(spent)) = (charge, &quota, answer.quota) {
+                    ledger.fallback.observe(c.key, c.quota, spent.remaining, q.period);
+                }
+                (decision, answer.quota)
             }
-            _ if commit => self.fallback.check(subject, rules, cost, now).await,
-            _ => self.fallback.peek(subject, rules, cost, now).await,
+            // Redis is away: both decided in process, in turn, as the fallbacks do alone.
+            None => admit_in_turn(&self.fallback, &ledger.fallback, subject, rules, charge, now).await,
         }
     }
 }
@@ -291,13 +378,39 @@ impl RateLimiter for RedisLimiter {
 #[derive(Debug)]
 pub struct RedisLedger {
     shared: Shared,
-    script: Script,
     fallback: MemoryLedger,
 }
 
 impl RedisLedger {
     pub fn new(shared: Shared) -> Self {
-        Self { shared, script: Script::new(QUOTA_SCRIPT), fallback: MemoryLedger::default() }
+        Self { shared, fallback: MemoryLedger::default() }
+    }
+
+    /// The script's arguments for spending `cost` from `quota`.
+    fn args(
+        &self,
+        key: KeyId,
+        quota: &Quota,
+        stored: Option<&QuotaBalance>,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> QuotaArgs {
+        let (start, period, stored_ceiling) = ledger_start(quota, stored, now);
+        // What this instance last heard from Redis (or spent in its fallback) is a ceiling
+        // too: after Redis lost the entry (a restart without persistence, an expiry), it
+        // would otherwise start again from a stored balance that may be seconds old.
+        let ceiling = match (stored_ceiling, self.fallback.known(key, quota, now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        QuotaArgs {
+            entry: format!("{}:q:{key}:{:x}", self.shared.prefix, quota.fingerprint()),
+            start,
+            amount: quota.refill.map_or(-1, |r| r.amount),
+            period,
+            cost,
+            ceiling: ceiling.unwrap_or(-1),
+        }
     }
 }
 
@@ -310,31 +423,15 @@ impl QuotaLedger for RedisLedger {
         cost: u64,
         now: OffsetDateTime,
     ) -> QuotaDecision {
-        let (start, period, stored_ceiling) = ledger_start(quota, stored, now);
-        // What this instance last heard from Redis (or spent in its fallback) is a ceiling
-        // too: after Redis lost the entry (a restart without persistence, an expiry), it
-        // would otherwise start again from a stored balance that may be seconds old.
-        let ceiling = match (stored_ceiling, self.fallback.known(key, quota, now)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let amount = quota.refill.map_or(-1, |r| r.amount);
-        let mut invocation = self.script.prepare_invoke();
-        invocation
-            .key(format!("{}:q:{key}:{:x}", self.shared.prefix, quota.fingerprint()))
-            .arg(start)
-            .arg(amount)
-            .arg(period)
-            .arg(cost)
-            .arg(ceiling.unwrap_or(-1));
-        match self.shared.run::<Vec<i64>>(invocation).await {
-            Some(r) if r.len() == 2 => {
-                self.fallback.observe(key, quota, r[1], period);
-                QuotaDecision { allowed: r[0] == 1, remaining: r[1] }
+        let args = self.args(key, quota, stored, cost, now);
+        match self.shared.decide(&[], &[], 0, true, Some(&args), now).await.and_then(|a| a.quota) {
+            Some(spent) => {
+                self.fallback.observe(key, quota, spent.remaining, args.period);
+                spent
             }
             // The fallback continues from the last balance Redis gave (or the stored one):
             // an outage refills nothing.
-            _ => self.fallback.spend(key, quota, stored, cost, now).await,
+            None => self.fallback.spend(key, quota, stored, cost, now).await,
         }
     }
 }

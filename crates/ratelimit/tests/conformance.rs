@@ -9,7 +9,7 @@ use std::time::Duration;
 use keyward_domain::{
     KeyId, Quota, SeededRandom,
     quota::{QuotaBalance, Refill, RefillInterval},
-    ratelimit::{Limit, QuotaLedger, RateLimiter, Rule},
+    ratelimit::{Admission, Limit, QuotaCharge, QuotaDecision, QuotaLedger, RateLimiter, Rule},
 };
 use keyward_ratelimit::{MemoryLedger, MemoryLimiter, RedisLedger, RedisLimiter, redis::Shared};
 use time::{OffsetDateTime, macros::datetime};
@@ -162,6 +162,60 @@ ledger_suite!(
     a_ledger_without_a_balance_starts_from_the_stored_one,
     a_ledger_comes_down_to_the_stored_balance,
 );
+
+macro_rules! admission_suite {
+    ($($name:ident),+ $(,)?) => {
+        mod memory_admission {
+            $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::Limits::in_process()).await; })+
+        }
+        mod redis_admission {
+            $(#[tokio::test] async fn $name() {
+                let shared = super::shared();
+                let limits = keyward_ratelimit::Limits::Redis {
+                    limiter: keyward_ratelimit::RedisLimiter::new(shared.clone()),
+                    ledger: keyward_ratelimit::RedisLedger::new(shared),
+                };
+                super::$name(&limits).await;
+            })+
+        }
+    };
+}
+
+admission_suite!(a_refused_rate_limit_spends_no_quota, an_admitted_request_spends_its_cost_once);
+
+/// What a verification spends, decided at once (one Redis round trip): the rate limit
+/// first, the quota only when it admitted.
+async fn a_refused_rate_limit_spends_no_quota(limits: &impl Admission) {
+    let rules = [rule("w", Limit::Window { limit: 2, period_seconds: 60 })];
+    let quota = Quota { remaining: 5, refill: None };
+    let k = key(20);
+    let charge = Some(QuotaCharge { key: k, quota: &quota, stored: None, cost: 1 });
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (decision, spent) = limits.admit(b"admit", &rules, charge, T0).await;
+        answers.push((decision.allowed, spent.map(|s| (s.allowed, s.remaining))));
+    }
+    assert_eq!(answers, [(true, Some((true, 4))), (true, Some((true, 3))), (false, None)]);
+    assert_eq!(limits.spend(k, &quota, None, 1, T0).await.remaining, 2, "the refused request spent nothing");
+}
+
+async fn an_admitted_request_spends_its_cost_once(limits: &impl Admission) {
+    let rules = [rule("w", Limit::Window { limit: 10, period_seconds: 60 })];
+    let quota = Quota { remaining: 5, refill: None };
+    let k = key(21);
+    let charge = Some(QuotaCharge { key: k, quota: &quota, stored: None, cost: 3 });
+    let first = limits.admit(b"cost", &rules, charge, T0).await;
+    assert!(first.0.allowed);
+    assert_eq!(first.1, Some(QuotaDecision { allowed: true, remaining: 2 }));
+    // Not enough left: refused, and the window still counted the request (the quota is
+    // the later check, as in a verification).
+    let second = limits.admit(b"cost", &rules, charge, T0).await;
+    assert_eq!(second.1, Some(QuotaDecision { allowed: false, remaining: 2 }));
+    assert_eq!(second.0.remaining, 8);
+    // Without a quota, only the rate limit.
+    let third = limits.admit(b"cost", &rules, None, T0).await;
+    assert_eq!((third.0.allowed, third.0.remaining, third.1), (true, 7, None));
+}
 
 fn key(seed: u64) -> KeyId {
     KeyId::generate(T0, &SeededRandom::new(seed))

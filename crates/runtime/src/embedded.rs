@@ -12,7 +12,7 @@
 //!
 //! let store = keyward_store_pg::embedded::connect(database_url, &Default::default()).await?;
 //! let resolver = Arc::new(keyward_resolver::SystemResolver::new(Default::default()));
-//! // Any `RateLimiter + QuotaLedger`: `keyward_ratelimit::Limits` (in process or Redis).
+//! // Any `Admission`: `keyward_ratelimit::Limits` (in process or Redis).
 //! let limits = Arc::new(keyward_ratelimit::Limits::in_process());
 //! let verifier = EmbeddedVerifier::start(store, account, limits, resolver, EmbeddedOptions::default());
 //! // … verifier.verify(…) on every request, or guard routes with `keyward_http::guard` …
@@ -29,7 +29,7 @@ use keyward_domain::{
     key_service::{DomainConfig, KeyService},
     meter::UsageMeter,
     ports::HostResolver,
-    ratelimit::{QuotaLedger, RateLimiter},
+    ratelimit::Admission,
 };
 
 use crate::usage::{Flusher, spawn_flusher};
@@ -61,7 +61,7 @@ pub struct EmbeddedVerifier<S, A> {
     flusher: Flusher,
 }
 
-impl<S: Store, A: RateLimiter + QuotaLedger + 'static> EmbeddedVerifier<S, A> {
+impl<S: Store, A: Admission> EmbeddedVerifier<S, A> {
     /// Starts the usage flusher over `store`. The verifier finds the service keys of
     /// `account` only; host names in IP allowlists resolve through `resolver`.
     pub fn start(

@@ -4,7 +4,7 @@ use super::*;
 
 impl<S: Store> KeyService<S> {
     /// Verifies a service key of the caller's account. Never writes to storage.
-    pub async fn verify<A: RateLimiter + QuotaLedger>(
+    pub async fn verify<A: Admission>(
         &self,
         principal: &Principal,
         input: &VerifyInput,
@@ -17,7 +17,7 @@ impl<S: Store> KeyService<S> {
     /// Verifies a service key of `account`, for a caller already known to act for it (the
     /// embedded [`Verifier`](crate::embedded::Verifier)). Never writes to storage.
     /// Errors: `Invalid` (scopes, resource or cost), `Storage`.
-    pub async fn verify_in_account<A: RateLimiter + QuotaLedger>(
+    pub async fn verify_in_account<A: Admission>(
         &self,
         account: AccountId,
         input: &VerifyInput,
@@ -54,7 +54,7 @@ impl<S: Store> KeyService<S> {
 
     /// A legacy string: looked up only within the failed-lookup budgets of the calling
     /// account and of the client, and counted against them when it matches nothing.
-    async fn verify_legacy<A: RateLimiter + QuotaLedger>(
+    async fn verify_legacy<A: Admission>(
         &self,
         account: AccountId,
         input: &VerifyInput,
@@ -83,7 +83,7 @@ impl<S: Store> KeyService<S> {
     }
 
     /// The checks of SPEC §4 after the lookup, then the budgets.
-    async fn decide<A: RateLimiter + QuotaLedger>(
+    async fn decide<A: Admission>(
         &self,
         key: Arc<VerifiableKey>,
         input: &VerifyInput,
@@ -106,7 +106,13 @@ impl<S: Store> KeyService<S> {
         // Budgets are consumed only once every static check passed: first the rate limit
         // (one request), then the quota (`cost` credits), which a refused request never spends.
         let rules = self.rate_rules(key.tier, key.rate_limits());
-        let decision = admission.check(key.id.as_uuid().as_bytes(), &rules, 1, now).await;
+        let charge = key.quota().map(|quota| QuotaCharge {
+            key: key.id,
+            quota,
+            stored: key.quota_balance(),
+            cost: u64::from(input.cost),
+        });
+        let (decision, spent) = admission.admit(key.id.as_uuid().as_bytes(), &rules, charge, now).await;
         if !decision.allowed {
             return Ok(VerifyOutcome {
                 code: VerifyCode::RateLimited,
@@ -116,17 +122,16 @@ impl<S: Store> KeyService<S> {
                 quota_spent: None,
             });
         }
-        let (code, quota_remaining) = match key.quota() {
-            Some(quota) => {
-                let spent = admission.spend(key.id, quota, key.quota_balance(), u64::from(input.cost), now).await;
-                if spent.allowed {
-                    let spend = crate::quota::QuotaSpend::of(quota, u64::from(input.cost), now);
-                    (VerifyCode::Valid, Some((spent.remaining, Some(spend))))
-                } else {
-                    (VerifyCode::QuotaExhausted, Some((spent.remaining, None)))
-                }
+        let (code, quota_remaining) = match (key.quota(), spent) {
+            (Some(quota), Some(spent)) if spent.allowed => {
+                let spend = crate::quota::QuotaSpend::of(quota, u64::from(input.cost), now);
+                (VerifyCode::Valid, Some((spent.remaining, Some(spend))))
             }
-            None => (VerifyCode::Valid, None),
+            (Some(_), Some(spent)) => (VerifyCode::QuotaExhausted, Some((spent.remaining, None))),
+            // An adapter admitted the request but answered nothing for its quota (the port
+            // says it must): nothing was spent, so nothing is given.
+            (Some(_), None) => (VerifyCode::QuotaExhausted, Some((0, None))),
+            (None, _) => (VerifyCode::Valid, None),
         };
         Ok(VerifyOutcome {
             code,
