@@ -14,6 +14,8 @@
 
 pub mod memory;
 pub mod redis;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::time::Duration;
 

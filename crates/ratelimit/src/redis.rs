@@ -11,7 +11,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -24,13 +24,15 @@ use keyward_domain::{
         admit_in_turn, decide, micros,
     },
 };
-use redis::{
-    Client, RedisError, Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{RedisError, Script};
 use time::OffsetDateTime;
 
 use crate::memory::{MemoryLedger, MemoryLimiter};
+
+mod connection;
+
+pub use connection::slot;
+use connection::{Circuit, Connection};
 
 const ADMIT_SCRIPT: &str = r#"
 -- KEYS[i], i <= n: the state of rule i; KEYS[n + 1], if present: the quota's ledger entry.
@@ -151,15 +153,15 @@ const RETRY_AFTER_FAILURE_MS: i64 = 1_000;
 /// The connection, timeout and fallback shared by the limiter and the ledger.
 #[derive(Clone)]
 pub struct Shared {
-    conn: ConnectionManager,
+    conn: Connection,
     /// The one script every decision runs.
     script: Script,
     timeout: Duration,
     prefix: Arc<str>,
     last_warning: Arc<AtomicI64>,
-    /// After a failure, decisions skip Redis until this instant (Unix ms): a dead Redis
-    /// must not add its timeout to every request.
-    open_until_ms: Arc<AtomicI64>,
+    circuit: Arc<Circuit>,
+    /// Decisions made in process because Redis did not answer.
+    fallbacks: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -171,27 +173,29 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Connects lazily: Keyward starts even while Redis is down, and reconnects by itself.
+    /// `url` names one server or, as `redis+cluster://host:port,…`, a Redis Cluster.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
         Self::with_prefix(url, timeout, "kw")
     }
 
     /// Like `new`, with the prefix of every key (tests give each run its own).
     pub fn with_prefix(url: &str, timeout: Duration, prefix: &str) -> Result<Self, RedisError> {
-        let client = Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = Connection::open(url, timeout)?;
         Ok(Self {
+            circuit: Arc::new(conn.circuit()),
             conn,
             script: Script::new(ADMIT_SCRIPT),
             timeout,
             prefix: prefix.into(),
             last_warning: Arc::new(AtomicI64::new(i64::MIN)),
-            open_until_ms: Arc::new(AtomicI64::new(0)),
+            fallbacks: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// How many decisions were made in process because Redis did not answer (or failed a
+    /// moment before), since this connection was opened.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
     }
 
     /// Logs a Redis failure, at most once a minute.
@@ -205,26 +209,31 @@ impl Shared {
         }
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Option<T> {
+    /// Runs `invocation`, whose keys all carry the hash tag `tag`; `None` when Redis (the
+    /// tag's node, in a cluster) failed now or a moment ago.
+    async fn run<T: redis::FromRedisValue>(&self, tag: &[u8], invocation: redis::ScriptInvocation<'_>) -> Option<T> {
         let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-        if now_ms < self.open_until_ms.load(Ordering::Relaxed) {
+        if self.circuit.is_open(tag, now_ms) {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let mut conn = self.conn.clone();
-        let failure = match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
+        let failure = match tokio::time::timeout(self.timeout, self.conn.invoke(&invocation)).await {
             Ok(Ok(value)) => return Some(value),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_owned(),
         };
         self.warn(&failure);
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
         // Try Redis again in a second; meanwhile decide in process at full speed.
-        self.open_until_ms.store(now_ms + RETRY_AFTER_FAILURE_MS, Ordering::Relaxed);
+        self.circuit.open(tag, now_ms + RETRY_AFTER_FAILURE_MS);
         None
     }
 }
 
-/// The subject as lowercase hex, for a key name: one allocation.
-fn subject_hex(subject: &[u8]) -> String {
+/// The hash tag of a decision's keys: its subject in lowercase hex (for a key's limits and
+/// quota, its id). Every Redis key of one decision is `…{<tag>}…`, so a Redis Cluster keeps
+/// them in one slot ([`slot`]). One allocation.
+pub fn hash_tag(subject: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(subject.len() * 2);
     for &b in subject {
@@ -236,7 +245,7 @@ fn subject_hex(subject: &[u8]) -> String {
 
 /// A quota spend as the script takes it (its arguments after the rules').
 struct QuotaArgs {
-    entry: String,
+    fingerprint: u64,
     start: i64,
     amount: i64,
     period: i64,
@@ -255,6 +264,10 @@ impl Shared {
     /// One round trip: `rules` (`cost` each, committed when `commit` and all admit), then,
     /// if they all admit, `quota`. `None` when Redis did not answer, or answered something
     /// that is not an answer to this question.
+    ///
+    /// Every key of the decision carries the hash tag `{<subject in hex>}`, so that a Redis
+    /// Cluster holds them in one slot (a script may touch no other); the quota's entry is
+    /// named after its key's id, which is the subject of that key's rate limits.
     async fn decide(
         &self,
         subject: &[u8],
@@ -264,25 +277,24 @@ impl Shared {
         quota: Option<&QuotaArgs>,
         now: OffsetDateTime,
     ) -> Option<Answer> {
+        let hex = hash_tag(subject);
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(micros(now)).arg(cost).arg(u8::from(commit)).arg(rules.len());
-        if !rules.is_empty() {
-            let hex = subject_hex(subject);
-            for rule in rules {
-                let (kind, a, b, c) = match rule.limit {
-                    Limit::Window { limit, period_seconds } => ("w", limit, period_seconds, 0),
-                    Limit::Bucket { capacity, refill, refill_seconds } => ("b", capacity, refill, refill_seconds),
-                    Limit::Sliding { limit, period_seconds } => ("s", limit, period_seconds, 0),
-                };
-                // The limit's parameters are part of the key: changing a limit starts it afresh.
-                invocation.key(format!("{}:rl:{hex}:{}:{kind}{a}.{b}.{c}", self.prefix, rule.name));
-                invocation.arg(kind).arg(a).arg(b).arg(c);
-            }
+        for rule in rules {
+            let (kind, a, b, c) = match rule.limit {
+                Limit::Window { limit, period_seconds } => ("w", limit, period_seconds, 0),
+                Limit::Bucket { capacity, refill, refill_seconds } => ("b", capacity, refill, refill_seconds),
+                Limit::Sliding { limit, period_seconds } => ("s", limit, period_seconds, 0),
+            };
+            // The limit's parameters are part of the key: changing a limit starts it afresh.
+            invocation.key(format!("{}:rl:{{{hex}}}:{}:{kind}{a}.{b}.{c}", self.prefix, rule.name));
+            invocation.arg(kind).arg(a).arg(b).arg(c);
         }
         if let Some(q) = quota {
-            invocation.key(q.entry.as_str()).arg(q.start).arg(q.amount).arg(q.period).arg(q.cost).arg(q.ceiling);
+            invocation.key(format!("{}:q:{{{hex}}}:{:x}", self.prefix, q.fingerprint));
+            invocation.arg(q.start).arg(q.amount).arg(q.period).arg(q.cost).arg(q.ceiling);
         }
-        let flat = self.run::<Vec<i64>>(invocation).await?;
+        let flat = self.run::<Vec<i64>>(hex.as_bytes(), invocation).await?;
         let (rule_part, quota_part) = flat.split_at_checked(rules.len() * 4)?;
         let outcomes: Vec<RuleOutcome> = rule_part
             .chunks(4)
@@ -342,6 +354,11 @@ impl RedisLimiter {
         charge: Option<QuotaCharge<'_>>,
         now: OffsetDateTime,
     ) -> (Decision, Option<QuotaDecision>) {
+        if charge.is_some_and(|c| c.key.as_uuid().as_bytes() != subject) {
+            // The quota's entry is named after its key, the rules after `subject`: two
+            // places (two slots of a cluster), so two decisions.
+            return admit_in_turn(self, ledger, subject, rules, charge, now).await;
+        }
         let quota = charge.map(|c| ledger.args(c.key, c.quota, c.stored, c.cost, now));
         match self.shared.decide(subject, rules, 1, true, quota.as_ref(), now).await {
             Some(answer) => {
@@ -404,7 +421,7 @@ impl RedisLedger {
             (a, b) => a.or(b),
         };
         QuotaArgs {
-            entry: format!("{}:q:{key}:{:x}", self.shared.prefix, quota.fingerprint()),
+            fingerprint: quota.fingerprint(),
             start,
             amount: quota.refill.map_or(-1, |r| r.amount),
             period,
@@ -424,7 +441,8 @@ impl QuotaLedger for RedisLedger {
         now: OffsetDateTime,
     ) -> QuotaDecision {
         let args = self.args(key, quota, stored, cost, now);
-        match self.shared.decide(&[], &[], 0, true, Some(&args), now).await.and_then(|a| a.quota) {
+        let id = key.as_uuid();
+        match self.shared.decide(id.as_bytes(), &[], 0, true, Some(&args), now).await.and_then(|a| a.quota) {
             Some(spent) => {
                 self.fallback.observe(key, quota, spent.remaining, args.period);
                 spent

@@ -22,8 +22,13 @@ fn redis_url() -> String {
 }
 
 fn shared() -> Shared {
+    shared_at(&redis_url())
+}
+
+/// A connection to `url` under a key prefix of its own.
+fn shared_at(url: &str) -> Shared {
     let prefix = format!("kwtest:{}:{}", std::process::id(), OffsetDateTime::now_utc().unix_timestamp_nanos());
-    Shared::with_prefix(&redis_url(), Duration::from_secs(2), &prefix).unwrap()
+    Shared::with_prefix(url, Duration::from_secs(2), &prefix).unwrap()
 }
 
 fn rule(name: &'static str, limit: Limit) -> Rule {
@@ -41,6 +46,16 @@ macro_rules! limiter_suite {
         }
         mod redis_limiter {
             $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::RedisLimiter::new(super::shared())).await; })+
+        }
+        /// The whole suite through the Redis at `url`; the decisions Redis did not make.
+        async fn limiter_suite_at(url: &str) -> u64 {
+            let mut fallbacks = 0;
+            $(
+                let shared = shared_at(url);
+                $name(&RedisLimiter::new(shared.clone())).await;
+                fallbacks += shared.fallbacks();
+            )+
+            fallbacks
         }
     };
 }
@@ -153,6 +168,16 @@ macro_rules! ledger_suite {
         mod redis_ledger {
             $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::RedisLedger::new(super::shared())).await; })+
         }
+        /// The whole suite through the Redis at `url`; the decisions Redis did not make.
+        async fn ledger_suite_at(url: &str) -> u64 {
+            let mut fallbacks = 0;
+            $(
+                let shared = shared_at(url);
+                $name(&RedisLedger::new(shared.clone())).await;
+                fallbacks += shared.fallbacks();
+            )+
+            fallbacks
+        }
     };
 }
 
@@ -169,19 +194,30 @@ macro_rules! admission_suite {
             $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::Limits::in_process()).await; })+
         }
         mod redis_admission {
-            $(#[tokio::test] async fn $name() {
-                let shared = super::shared();
-                let limits = keyward_ratelimit::Limits::Redis {
-                    limiter: keyward_ratelimit::RedisLimiter::new(shared.clone()),
-                    ledger: keyward_ratelimit::RedisLedger::new(shared),
-                };
-                super::$name(&limits).await;
-            })+
+            $(#[tokio::test] async fn $name() { super::$name(&super::redis_limits(super::shared())).await; })+
+        }
+        /// The whole suite through the Redis at `url`; the decisions Redis did not make.
+        async fn admission_suite_at(url: &str) -> u64 {
+            let mut fallbacks = 0;
+            $(
+                let shared = shared_at(url);
+                $name(&redis_limits(shared.clone())).await;
+                fallbacks += shared.fallbacks();
+            )+
+            fallbacks
         }
     };
 }
 
-admission_suite!(a_refused_rate_limit_spends_no_quota, an_admitted_request_spends_its_cost_once);
+fn redis_limits(shared: Shared) -> keyward_ratelimit::Limits {
+    keyward_ratelimit::Limits::Redis { limiter: RedisLimiter::new(shared.clone()), ledger: RedisLedger::new(shared) }
+}
+
+admission_suite!(
+    a_refused_rate_limit_spends_no_quota,
+    an_admitted_request_spends_its_cost_once,
+    a_subject_other_than_the_key_is_decided_in_turn,
+);
 
 /// What a verification spends, decided at once (one Redis round trip): the rate limit
 /// first, the quota only when it admitted.
@@ -192,7 +228,7 @@ async fn a_refused_rate_limit_spends_no_quota(limits: &impl Admission) {
     let charge = Some(QuotaCharge { key: k, quota: &quota, stored: None, cost: 1 });
     let mut answers = Vec::new();
     for _ in 0..3 {
-        let (decision, spent) = limits.admit(b"admit", &rules, charge, T0).await;
+        let (decision, spent) = limits.admit(k.as_uuid().as_bytes(), &rules, charge, T0).await;
         answers.push((decision.allowed, spent.map(|s| (s.allowed, s.remaining))));
     }
     assert_eq!(answers, [(true, Some((true, 4))), (true, Some((true, 3))), (false, None)]);
@@ -204,17 +240,32 @@ async fn an_admitted_request_spends_its_cost_once(limits: &impl Admission) {
     let quota = Quota { remaining: 5, refill: None };
     let k = key(21);
     let charge = Some(QuotaCharge { key: k, quota: &quota, stored: None, cost: 3 });
-    let first = limits.admit(b"cost", &rules, charge, T0).await;
+    let subject = *k.as_uuid().as_bytes();
+    let first = limits.admit(&subject, &rules, charge, T0).await;
     assert!(first.0.allowed);
     assert_eq!(first.1, Some(QuotaDecision { allowed: true, remaining: 2 }));
     // Not enough left: refused, and the window still counted the request (the quota is
     // the later check, as in a verification).
-    let second = limits.admit(b"cost", &rules, charge, T0).await;
+    let second = limits.admit(&subject, &rules, charge, T0).await;
     assert_eq!(second.1, Some(QuotaDecision { allowed: false, remaining: 2 }));
     assert_eq!(second.0.remaining, 8);
     // Without a quota, only the rate limit.
-    let third = limits.admit(b"cost", &rules, None, T0).await;
+    let third = limits.admit(&subject, &rules, None, T0).await;
     assert_eq!((third.0.allowed, third.0.remaining, third.1), (true, 7, None));
+}
+
+/// The rate limits of one subject and the quota of a key that is not it (not what a
+/// verification asks; the Redis adapter then decides in two round trips): the same answers.
+async fn a_subject_other_than_the_key_is_decided_in_turn(limits: &impl Admission) {
+    let rules = [rule("w", Limit::Window { limit: 1, period_seconds: 60 })];
+    let quota = Quota { remaining: 5, refill: None };
+    let k = key(22);
+    let charge = Some(QuotaCharge { key: k, quota: &quota, stored: None, cost: 2 });
+    let first = limits.admit(b"another subject", &rules, charge, T0).await;
+    assert_eq!((first.0.allowed, first.1), (true, Some(QuotaDecision { allowed: true, remaining: 3 })));
+    let second = limits.admit(b"another subject", &rules, charge, T0).await;
+    assert_eq!((second.0.allowed, second.1), (false, None));
+    assert_eq!(limits.spend(k, &quota, None, 1, T0).await.remaining, 2);
 }
 
 fn key(seed: u64) -> KeyId {
@@ -330,4 +381,18 @@ async fn redis_going_away_falls_back_without_failing() {
     assert!(!ledger.spend(key(10), &quota, Some(&spent), 1, T0).await.allowed);
     assert!(started.elapsed() < Duration::from_secs(30));
     let _ = (MemoryLimiter::default(), MemoryLedger::default());
+}
+
+/// Every suite through a real three-primary Redis Cluster (`redis+cluster://…`): each
+/// decision's keys share a hash tag, so each script runs in one slot.
+#[tokio::test]
+async fn the_suites_hold_through_a_redis_cluster() {
+    let cluster = keyward_ratelimit::testing::RedisCluster::start();
+    let url = cluster.url();
+    let fallbacks = limiter_suite_at(&url).await + ledger_suite_at(&url).await + admission_suite_at(&url).await;
+    // The in-process fallback passes these suites too: every decision must be the cluster's.
+    assert_eq!(fallbacks, 0, "decisions the cluster did not make");
+    // The keys of the suites landed on more than one node: the cluster was used as one.
+    let nodes: std::collections::BTreeSet<usize> = (0..12).map(|seed| cluster.node_of_key(key(seed))).collect();
+    assert!(nodes.len() > 1, "{nodes:?}");
 }

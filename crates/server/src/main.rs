@@ -34,7 +34,8 @@ struct Cli {
     /// PostgreSQL URL; without one, `serve` keeps everything in memory.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<Sensitive>,
-    /// Redis URL; rate limits and quotas are then shared by every instance.
+    /// Redis URL (`redis://…`, or `redis+cluster://host:port,…` for a Redis Cluster); rate
+    /// limits and quotas are then shared by every instance.
     #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<Sensitive>,
     /// 64 hex digits sealing stored idempotent responses; shared by every instance.
@@ -174,7 +175,9 @@ fn other(context: &str) -> impl FnOnce(&dyn std::fmt::Display) -> CliError + '_ 
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+        // The Redis client logs each failed reconnection to a cluster node (one a second);
+        // Keyward's own warning says the same at most once a minute.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn,redis=error"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
