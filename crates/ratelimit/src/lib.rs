@@ -47,7 +47,12 @@ impl Limits {
 
     /// Shared through Redis at `url`; works (per instance) even while Redis is down.
     pub fn redis(url: &str, timeout: Duration) -> Result<Self, ::redis::RedisError> {
-        let shared = redis::Shared::new(url, timeout)?;
+        Self::redis_with(url, &redis::Options::new(timeout))
+    }
+
+    /// Like `redis`, with every option (a TLS server's certificate authorities).
+    pub fn redis_with(url: &str, options: &redis::Options) -> Result<Self, ::redis::RedisError> {
+        let shared = redis::Shared::open(url, options)?;
         Ok(Self::Redis { limiter: RedisLimiter::new(shared.clone()), ledger: RedisLedger::new(shared) })
     }
 }

@@ -171,22 +171,45 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// How to reach Redis, beyond its URL.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a decision waits for Redis before deciding in process.
+    pub timeout: Duration,
+    /// The prefix of every key (tests give each run its own).
+    pub prefix: String,
+    /// The certificate authorities (PEM) a `rediss://` server's certificate must chain to;
+    /// `None`: the system's.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl Options {
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, prefix: "kw".to_owned(), ca_pem: None }
+    }
+}
+
 impl Shared {
     /// Connects lazily: Keyward starts even while Redis is down, and reconnects by itself.
     /// `url` names one server or, as `redis+cluster://host:port,…`, a Redis Cluster.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
-        Self::with_prefix(url, timeout, "kw")
+        Self::open(url, &Options::new(timeout))
     }
 
     /// Like `new`, with the prefix of every key (tests give each run its own).
     pub fn with_prefix(url: &str, timeout: Duration, prefix: &str) -> Result<Self, RedisError> {
-        let conn = Connection::open(url, timeout)?;
+        Self::open(url, &Options { prefix: prefix.to_owned(), ..Options::new(timeout) })
+    }
+
+    /// Like `new`, with every option.
+    pub fn open(url: &str, options: &Options) -> Result<Self, RedisError> {
+        let conn = Connection::open(url, options.timeout, options.ca_pem.as_deref())?;
         Ok(Self {
             circuit: Arc::new(conn.circuit()),
             conn,
             script: Script::new(ADMIT_SCRIPT),
-            timeout,
-            prefix: prefix.into(),
+            timeout: options.timeout,
+            prefix: options.prefix.as_str().into(),
             last_warning: Arc::new(AtomicI64::new(i64::MIN)),
             fallbacks: Arc::new(AtomicU64::new(0)),
         })

@@ -197,6 +197,9 @@ pub(crate) struct Config {
     pub(crate) redis_url: Option<Sensitive>,
     /// How long a rate-limit decision waits for Redis before deciding in process.
     pub(crate) redis_timeout_ms: u64,
+    /// PEM file of the certificate authorities a `rediss://` server's certificate must chain
+    /// to (`REDIS_CA_FILE`); without it, the system's.
+    pub(crate) redis_ca_file: Option<std::path::PathBuf>,
     /// 64 hex digits (32 bytes) sealing the responses kept for idempotent replay
     /// (`KEYWARD_SECRET`). Instances behind one load balancer must share it; without it,
     /// each process makes its own and replays do not survive a restart.
@@ -232,6 +235,7 @@ impl Default for Config {
             database_url: None,
             redis_url: None,
             redis_timeout_ms: 250,
+            redis_ca_file: None,
             secret: None,
             metrics_token: None,
             usage_buffer: 100_000,

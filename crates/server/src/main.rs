@@ -38,6 +38,9 @@ struct Cli {
     /// limits and quotas are then shared by every instance.
     #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<Sensitive>,
+    /// PEM file of the certificate authorities a `rediss://` server must chain to (default: the system's).
+    #[arg(long, global = true, env = "REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
     /// 64 hex digits sealing stored idempotent responses; shared by every instance.
     #[arg(long, global = true, env = "KEYWARD_SECRET", hide_env_values = true)]
     secret: Option<Sensitive>,
@@ -226,8 +229,15 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S, Limits>, Cli
         .map_err(|e| CliError::Other(format!("invalid password hashing settings: {e}")))?;
     let limits = match config.redis_url() {
         Some(url) => {
-            let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
-            let limits = Limits::redis(url, timeout).map_err(|e| CliError::Other(format!("invalid REDIS_URL: {e}")))?;
+            let mut options =
+                keyward_ratelimit::redis::Options::new(std::time::Duration::from_millis(config.redis_timeout_ms));
+            if let Some(path) = &config.redis_ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| CliError::Other(format!("REDIS_CA_FILE {}: {e}", path.display())))?;
+                options.ca_pem = Some(pem);
+            }
+            let limits =
+                Limits::redis_with(url, &options).map_err(|e| CliError::Other(format!("invalid REDIS_URL: {e}")))?;
             tracing::info!("rate limits and quotas are shared through Redis");
             limits
         }
@@ -382,6 +392,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if cli.redis_url.is_some() {
         config.redis_url = cli.redis_url;
+    }
+    if cli.redis_ca_file.is_some() {
+        config.redis_ca_file = cli.redis_ca_file;
     }
     if cli.secret.is_some() {
         config.secret = cli.secret;

@@ -20,6 +20,7 @@ mod schema;
 mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 mod unit;
 
 // Shared by the port modules, which import the crate root (`use crate::*`).
@@ -111,8 +112,8 @@ pub struct PgStore {
     unit_wait: Duration,
     /// Key records by hash for verification; `None` until `with_key_cache`.
     cache: Option<Arc<KeyCache>>,
-    /// For the invalidation listener's own connection. Never printed (it may hold a password).
-    url: Arc<str>,
+    /// Opens the invalidation listener's own connection, as the pool's.
+    connector: tls::Connector,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -123,12 +124,19 @@ impl std::fmt::Debug for PgStore {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("could not build the connection pool")]
-pub struct PoolBuildError(#[source] diesel_async::pooled_connection::deadpool::BuildError);
+pub enum PoolBuildError {
+    #[error("could not build the connection pool")]
+    Pool(#[source] diesel_async::pooled_connection::deadpool::BuildError),
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(#[from] tls::TlsError),
+}
 
 impl PgStore {
     /// Builds the pool; connections are opened lazily, on first use.
+    /// TLS as `sslmode` in `database_url` asks ([`tls`]).
     pub fn connect(database_url: &str, config: &PoolConfig) -> Result<Self, PoolBuildError> {
+        let connector = tls::Connector::new(database_url)?;
+        let opener = connector.clone();
         let statement_timeout_ms = config.statement_timeout.as_millis();
         let idle_in_transaction_ms = config.idle_in_transaction_timeout.as_millis();
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
@@ -136,9 +144,10 @@ impl PgStore {
         // of a cache miss. A connection PostgreSQL closed is still never handed out: the
         // pool drops it when `is_broken` sees its socket closed.
         manager_config.recycling_method = RecyclingMethod::Fast;
-        manager_config.custom_setup = Box::new(move |url| {
+        manager_config.custom_setup = Box::new(move |_url| {
+            let opener = opener.clone();
             async move {
-                let mut conn = AsyncPgConnection::establish(url).await?;
+                let mut conn = opener.connect().await?;
                 conn.batch_execute(&format!(
                     "SET statement_timeout = {statement_timeout_ms}; \
                      SET idle_in_transaction_session_timeout = {idle_in_transaction_ms}; \
@@ -157,7 +166,7 @@ impl PgStore {
             .create_timeout(Some(config.wait_timeout))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .map_err(PoolBuildError)?;
+            .map_err(PoolBuildError::Pool)?;
         // A quarter of the pool, at least one connection, stays free of units of work.
         let units = config.max_size.saturating_sub(config.max_size.div_ceil(4)).max(1);
         Ok(Self {
@@ -165,7 +174,7 @@ impl PgStore {
             units: Arc::new(tokio::sync::Semaphore::new(units)),
             unit_wait: config.wait_timeout,
             cache: None,
-            url: database_url.into(),
+            connector,
         })
     }
 
@@ -244,7 +253,7 @@ impl PgStore {
     /// cached keys keep verifying. Runs until the process ends.
     pub fn start_invalidation_listener(&self) {
         let Some(cache) = self.cache.clone() else { return };
-        let url = self.url.clone();
+        let connector = self.connector.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
@@ -252,7 +261,7 @@ impl PgStore {
                 // The cache is kept while the listener is away — cached keys keep verifying
                 // through a database restart — and flushed by `listen` once it listens
                 // again, since it cannot know what it missed meanwhile.
-                let ended = listen(&url, &cache).await;
+                let ended = listen(&connector, &cache).await;
                 match ended {
                     Ok(()) => tracing::warn!("the cache invalidation listener lost its connection; reconnecting"),
                     Err(error) => tracing::warn!(%error, "the cache invalidation listener failed; reconnecting"),
@@ -334,9 +343,9 @@ impl PgStore {
     }
 }
 
-async fn listen(url: &str, cache: &KeyCache) -> Result<(), DieselError> {
+async fn listen(connector: &tls::Connector, cache: &KeyCache) -> Result<(), DieselError> {
     use futures_util::StreamExt as _;
-    let mut conn = AsyncPgConnection::establish(url).await.map_err(|e| DieselError::QueryBuilderError(Box::new(e)))?;
+    let mut conn = connector.connect().await.map_err(|e| DieselError::QueryBuilderError(Box::new(e)))?;
     conn.batch_execute(&format!("SET application_name = 'keyward-listener'; LISTEN {}", cache::CHANNEL)).await?;
     // Whatever was cached before this connection listened may have changed unannounced.
     cache.flush();

@@ -7,6 +7,8 @@ use diesel::{migration::MigrationSource, pg::Pg, prelude::*, sql_types::Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, async_connection_wrapper::AsyncConnectionWrapper};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::tls::Connector;
+
 pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 #[derive(Debug, thiserror::Error)]
@@ -17,13 +19,16 @@ pub enum MigrationError {
     Apply(String),
     #[error("could not read the applied migrations: {0}")]
     Query(#[source] diesel::result::Error),
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Applies every pending migration; returns the versions applied, oldest first.
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, MigrationError> {
-    let url = database_url.to_owned();
+    let conn = Connector::new(database_url)?.connect().await.map_err(MigrationError::Connect)?;
+    // Made here, where it finds the runtime it blocks on.
+    let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
     tokio::task::spawn_blocking(move || {
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url).map_err(MigrationError::Connect)?;
         let applied = conn.run_pending_migrations(MIGRATIONS).map_err(|e| MigrationError::Apply(e.to_string()))?;
         Ok(applied.iter().map(ToString::to_string).collect())
     })
@@ -55,7 +60,6 @@ pub(crate) async fn pending_on(conn: &mut AsyncPgConnection) -> Result<usize, Mi
 
 /// The embedded migrations a database at `database_url` has not applied.
 pub async fn pending_migrations(database_url: &str) -> Result<usize, MigrationError> {
-    use diesel_async::AsyncConnection as _;
-    let mut conn = AsyncPgConnection::establish(database_url).await.map_err(MigrationError::Connect)?;
+    let mut conn = Connector::new(database_url)?.connect().await.map_err(MigrationError::Connect)?;
     pending_on(&mut conn).await
 }

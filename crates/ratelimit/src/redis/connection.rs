@@ -5,7 +5,9 @@
 //!
 //! `REDIS_URL` names a cluster as `redis+cluster://[user:password@]host:port,host:port,…`
 //! (`rediss+cluster://` over TLS): the seed nodes, from which the client learns the rest.
-//! Anything else is a single server's URL.
+//! Anything else is a single server's URL. `rediss://` is TLS (rustls): the server's
+//! certificate must chain to the system's authorities or to the given ones, and name the
+//! host (`#insecure` at the end of the URL skips both, as redis-rs allows).
 
 use std::{
     sync::{
@@ -16,7 +18,7 @@ use std::{
 };
 
 use redis::{
-    Client, RedisError, ScriptInvocation,
+    Client, RedisError, ScriptInvocation, TlsCertificates,
     aio::{ConnectionManager, ConnectionManagerConfig},
     cluster::{ClusterClient, ClusterConfig},
     cluster_async::ClusterConnection,
@@ -41,10 +43,19 @@ pub(super) enum Connection {
 }
 
 impl Connection {
-    /// The connection `url` names; nothing is contacted yet.
-    pub(super) fn open(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+    /// The connection `url` names; nothing is contacted yet. `ca_pem`: the certificate
+    /// authorities (PEM) a TLS server's certificate must chain to, instead of the system's.
+    pub(super) fn open(url: &str, timeout: Duration, ca_pem: Option<&[u8]>) -> Result<Self, RedisError> {
+        // redis-rs builds its TLS configuration with the process's default provider: make
+        // it ring (the one this build has), unless the embedding program chose already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let roots = || TlsCertificates { client_tls: None, root_cert: ca_pem.map(<[u8]>::to_vec) };
         if let Some(nodes) = cluster_nodes(url) {
-            let client = ClusterClient::builder(nodes)
+            let mut builder = ClusterClient::builder(nodes);
+            if ca_pem.is_some() {
+                builder = builder.certs(roots());
+            }
+            let client = builder
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
                 // A slot moved or a node restarting: retry briefly, within the caller's timeout.
@@ -59,7 +70,8 @@ impl Connection {
             .set_connection_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        Ok(Self::Single(ConnectionManager::new_lazy_with_config(Client::open(url)?, config)?))
+        let client = if ca_pem.is_some() { Client::build_with_tls(url, roots())? } else { Client::open(url)? };
+        Ok(Self::Single(ConnectionManager::new_lazy_with_config(client, config)?))
     }
 
     /// Runs `invocation` (`EVALSHA`, loading the script where a node lacks it).
