@@ -11,7 +11,10 @@ use keyward_domain::{
     quota::{QuotaBalance, Refill, RefillInterval},
     ratelimit::{Admission, Limit, QuotaCharge, QuotaDecision, QuotaLedger, RateLimiter, Rule},
 };
-use keyward_ratelimit::{MemoryLedger, MemoryLimiter, RedisLedger, RedisLimiter, redis::Shared};
+use keyward_ratelimit::{
+    MemoryLedger, MemoryLimiter, RedisLedger, RedisLimiter,
+    redis::{Options, Shared},
+};
 use time::{OffsetDateTime, macros::datetime};
 
 /// 2026-03-01 00:00:00 UTC: a minute, hour and day boundary.
@@ -22,13 +25,14 @@ fn redis_url() -> String {
 }
 
 fn shared() -> Shared {
-    shared_at(&redis_url())
+    shared_at(&redis_url(), None)
 }
 
-/// A connection to `url` under a key prefix of its own.
-fn shared_at(url: &str) -> Shared {
+/// A connection to `url` under a key prefix of its own (`ca`: the authorities of a TLS server).
+fn shared_at(url: &str, ca: Option<&[u8]>) -> Shared {
     let prefix = format!("kwtest:{}:{}", std::process::id(), OffsetDateTime::now_utc().unix_timestamp_nanos());
-    Shared::with_prefix(url, Duration::from_secs(2), &prefix).unwrap()
+    let options = Options { prefix, ca_pem: ca.map(<[u8]>::to_vec), ..Options::new(Duration::from_secs(2)) };
+    Shared::open(url, &options).unwrap()
 }
 
 fn rule(name: &'static str, limit: Limit) -> Rule {
@@ -48,10 +52,10 @@ macro_rules! limiter_suite {
             $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::RedisLimiter::new(super::shared())).await; })+
         }
         /// The whole suite through the Redis at `url`; the decisions Redis did not make.
-        async fn limiter_suite_at(url: &str) -> u64 {
+        async fn limiter_suite_at(url: &str, ca: Option<&[u8]>) -> u64 {
             let mut fallbacks = 0;
             $(
-                let shared = shared_at(url);
+                let shared = shared_at(url, ca);
                 $name(&RedisLimiter::new(shared.clone())).await;
                 fallbacks += shared.fallbacks();
             )+
@@ -169,10 +173,10 @@ macro_rules! ledger_suite {
             $(#[tokio::test] async fn $name() { super::$name(&keyward_ratelimit::RedisLedger::new(super::shared())).await; })+
         }
         /// The whole suite through the Redis at `url`; the decisions Redis did not make.
-        async fn ledger_suite_at(url: &str) -> u64 {
+        async fn ledger_suite_at(url: &str, ca: Option<&[u8]>) -> u64 {
             let mut fallbacks = 0;
             $(
-                let shared = shared_at(url);
+                let shared = shared_at(url, ca);
                 $name(&RedisLedger::new(shared.clone())).await;
                 fallbacks += shared.fallbacks();
             )+
@@ -197,10 +201,10 @@ macro_rules! admission_suite {
             $(#[tokio::test] async fn $name() { super::$name(&super::redis_limits(super::shared())).await; })+
         }
         /// The whole suite through the Redis at `url`; the decisions Redis did not make.
-        async fn admission_suite_at(url: &str) -> u64 {
+        async fn admission_suite_at(url: &str, ca: Option<&[u8]>) -> u64 {
             let mut fallbacks = 0;
             $(
-                let shared = shared_at(url);
+                let shared = shared_at(url, ca);
                 $name(&redis_limits(shared.clone())).await;
                 fallbacks += shared.fallbacks();
             )+
@@ -389,10 +393,75 @@ async fn redis_going_away_falls_back_without_failing() {
 async fn the_suites_hold_through_a_redis_cluster() {
     let cluster = keyward_ratelimit::testing::RedisCluster::start();
     let url = cluster.url();
-    let fallbacks = limiter_suite_at(&url).await + ledger_suite_at(&url).await + admission_suite_at(&url).await;
+    let fallbacks =
+        limiter_suite_at(&url, None).await + ledger_suite_at(&url, None).await + admission_suite_at(&url, None).await;
     // The in-process fallback passes these suites too: every decision must be the cluster's.
     assert_eq!(fallbacks, 0, "decisions the cluster did not make");
     // The keys of the suites landed on more than one node: the cluster was used as one.
     let nodes: std::collections::BTreeSet<usize> = (0..12).map(|seed| cluster.node_of_key(key(seed))).collect();
     assert!(nodes.len() > 1, "{nodes:?}");
+}
+
+/// Every suite over TLS (`rediss://`), to a redis-server whose certificate the test makes
+/// with openssl, trusted through `Options::ca_pem`; with another authority, nothing reaches
+/// that server (every decision falls back).
+#[tokio::test]
+async fn the_suites_hold_over_tls() {
+    let dir = std::env::temp_dir().join(format!("keyward-redis-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out =
+            std::process::Command::new("openssl").current_dir(&dir).args(args).output().expect("openssl is installed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"];
+    openssl(&[&["req", "-x509"], &key[..], &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test CA"]].concat());
+    openssl(
+        &[&["req", "-x509"], &key[..], &["-keyout", "other.key", "-out", "other.pem", "-subj", "/CN=other"]].concat(),
+    );
+    openssl(&[&["req"], &key[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "server.pem",
+        "-extfile",
+        "ext",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("redis-server")
+        .current_dir(&dir)
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem"])
+        .args(["--tls-auth-clients", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = format!("rediss://localhost:{port}");
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let fallbacks = limiter_suite_at(&url, Some(&ca)).await
+        + ledger_suite_at(&url, Some(&ca)).await
+        + admission_suite_at(&url, Some(&ca)).await;
+    assert_eq!(fallbacks, 0, "decisions the TLS server did not make");
+    let other = std::fs::read(dir.join("other.pem")).unwrap();
+    let untrusted = shared_at(&url, Some(&other));
+    let rules = [rule("w", Limit::Window { limit: 3, period_seconds: 60 })];
+    let _ = RedisLimiter::new(untrusted.clone()).check(b"k", &rules, 1, T0).await;
+    assert_eq!(untrusted.fallbacks(), 1, "a certificate of another authority is refused");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
