@@ -173,16 +173,16 @@ fn client_config(check: Check, root_cert: Option<&str>) -> Result<ClientConfig, 
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::RootCert(e.to_string()))?;
-    if check == Check::Nothing {
-        let verifier = Arc::new(Unchecked(provider.signature_verification_algorithms));
-        return Ok(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth());
-    }
-    let roots = Arc::new(authorities(root_cert)?);
-    let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
-        .build()
-        .map_err(|e| TlsError::RootCert(e.to_string()))?;
-    let verifier: Arc<dyn ServerCertVerifier> =
-        if check == Check::Chain { Arc::new(ChainOnly(webpki)) } else { webpki };
+    let algorithms = provider.signature_verification_algorithms;
+    let verifier: Arc<dyn ServerCertVerifier> = if check == Check::Nothing {
+        Arc::new(Lenient { chain: None, algorithms })
+    } else {
+        let roots = Arc::new(authorities(root_cert)?);
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| TlsError::RootCert(e.to_string()))?;
+        if check == Check::Chain { Arc::new(Lenient { chain: Some(webpki), algorithms }) } else { webpki }
+    };
     Ok(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth())
 }
 
@@ -209,12 +209,18 @@ fn authorities(root_cert: Option<&str>) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// `verify-ca`: the chain is checked, the name is not (a server reached through an address
-/// its certificate does not list).
+/// `require` without authorities (nothing checked: libpq's meaning) and `verify-ca` (the
+/// chain checked, not the name: a server reached through an address its certificate does
+/// not list). The handshake's signatures are verified either way, so the session key is
+/// the holder's of the certificate presented. `verify-full` is rustls's own verifier.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    /// `None`: the certificate is not checked.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -224,7 +230,8 @@ impl ServerCertVerifier for ChainOnly {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         use rustls::{CertificateError::*, Error::InvalidCertificate};
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) => {
                 Ok(ServerCertVerified::assertion())
             }
@@ -238,7 +245,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -247,51 +254,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `require` without authorities: encrypted, the certificate unchecked (libpq's meaning;
-/// the handshake's signatures are still verified, so the session key is the server's).
-#[derive(Debug)]
-struct Unchecked(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
