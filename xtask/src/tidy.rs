@@ -31,6 +31,10 @@ const ADAPTERS: &[&str] =
 /// the domain, the runtime and `keyward-http` only.
 const OVER_HTTP: &[&str] = &["keyward-dashboard"];
 
+/// Infrastructure every layer but the domain may use, and which uses no product crate:
+/// telemetry (the OpenTelemetry SDK, its exporters, the Prometheus reader).
+const INFRASTRUCTURE: &[&str] = &["keyward-telemetry"];
+
 /// Crates that wire adapters together, and so may name any of them.
 const WIRING: &[&str] = &["keyward", "keyward-example-embedded", "xtask", "keyward-bench"];
 
@@ -43,6 +47,12 @@ const FRAMEWORK_HOMES: &[(&str, &[&str])] = &[
     ("actix-web", &["keyward-http", "keyward-dashboard"]),
     ("actix-http", &["keyward-http"]),
     ("actix-rt", &["keyward-http"]),
+    // Adapters record through the `opentelemetry` API; only the telemetry crate (and the
+    // binary) chooses how it is exported.
+    ("opentelemetry_sdk", &["keyward-telemetry"]),
+    ("opentelemetry-otlp", &["keyward-telemetry"]),
+    ("opentelemetry-prometheus", &["keyward-telemetry"]),
+    ("tracing-opentelemetry", &["keyward-telemetry"]),
 ];
 
 /// The most lines a source file of the product's crates may have (generated files aside):
@@ -136,9 +146,14 @@ fn lints_are_shared(members: &[Member]) -> Result {
 fn edge_allowed(from: &str, to: &str) -> bool {
     match from {
         "keyward-domain" => false,
+        infrastructure if INFRASTRUCTURE.contains(&infrastructure) => false,
         "keyward-runtime" => to == "keyward-domain",
-        adapter if ADAPTERS.contains(&adapter) => matches!(to, "keyward-domain" | "keyward-runtime"),
-        page if OVER_HTTP.contains(&page) => matches!(to, "keyward-domain" | "keyward-runtime" | "keyward-http"),
+        adapter if ADAPTERS.contains(&adapter) => {
+            matches!(to, "keyward-domain" | "keyward-runtime") || INFRASTRUCTURE.contains(&to)
+        }
+        page if OVER_HTTP.contains(&page) => {
+            matches!(to, "keyward-domain" | "keyward-runtime" | "keyward-http") || INFRASTRUCTURE.contains(&to)
+        }
         _ => to != "keyward",
     }
 }

@@ -20,6 +20,7 @@ use keyward_domain::{
     ports::StorageError,
 };
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::media;
 
@@ -360,6 +361,24 @@ pub async fn envelope(
     // For the access log: the path only (query strings are the client's business, bodies
     // may hold keys). Clones of shared bytes, not copies.
     let (method, uri) = (req.method().clone(), req.uri().clone());
+    let instruments = req.app_data::<web::Data<crate::telemetry::Instruments>>().cloned();
+    let route = crate::telemetry::Route::of(req.request());
+    // An OpenTelemetry span when traces are exported; otherwise disabled, for a branch.
+    let span = tracing::info_span!(
+        target: keyward_telemetry::SPAN_TARGET,
+        "request",
+        otel.name = tracing::field::Empty,
+        otel.kind = "server",
+        http.request.method = method.as_str(),
+        http.route = route.as_ref().map(crate::telemetry::Route::as_str),
+        http.response.status_code = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    if !span.is_disabled() {
+        // The route's template, never the path: paths hold ids.
+        let route = route.as_ref().map_or("", crate::telemetry::Route::as_str);
+        span.record("otel.name", format!("{method} {route}").trim_end());
+    }
     // An Arc clone: the URL is only read when rendering an error.
     let public_url = req.app_data::<web::Data<PublicUrl>>().cloned();
     // The API answers in what the client accepts; other paths (error pages, metrics) as
@@ -375,7 +394,7 @@ pub async fn envelope(
     } else {
         // A panic in a handler must not drop the connection: it becomes a 500 envelope.
         // The request was moved into the handler, so the response is attached to a stand-in.
-        match std::panic::AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        match std::panic::AssertUnwindSafe(next.call(req).instrument(span.clone())).catch_unwind().await {
             Ok(response) => response?.map_into_left_body(),
             Err(_) => {
                 tracing::error!(%request_id, "a handler panicked");
@@ -451,6 +470,11 @@ pub async fn envelope(
     let mut http_response = http_response;
     crate::headers::add_headers(&request, http_response.headers_mut());
     let response = ServiceResponse::new(request, http_response);
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if let Some(instruments) = instruments {
+        instruments.request(&method, route, status, started.elapsed().as_secs_f64());
+    }
     tracing::info!(
         target: "keyward::access",
         %request_id,

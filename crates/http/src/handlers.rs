@@ -1,7 +1,7 @@
 //! The endpoints. Each handler authenticates, calls one use case of `KeyService`, and turns
 //! the result into a DTO; the rules live in the domain.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use keyward_domain::ratelimit::Admission;
 use keyward_domain::{
     KeyId, KeyKind, KeyspaceId, PlaintextKey, Store,
@@ -9,6 +9,7 @@ use keyward_domain::{
     ports::{KeyFilter, PageRequest},
 };
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::{
     AppState,
@@ -329,7 +330,23 @@ pub async fn verify_key<S: Store, L: Admission>(
         ip: body.ip,
         cost: body.cost.unwrap_or(1),
     };
-    let outcome = state.service.verify(&principal, &input, &*state.limits).await?;
+    // Never the key, nor its hash: the outcome, and whether the store's cache answered
+    // (recorded by the store, when it has one).
+    let span = tracing::info_span!(
+        target: keyward_telemetry::SPAN_TARGET,
+        "verify",
+        keyward.verify.code = tracing::field::Empty,
+        keyward.cache = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+    );
+    if !span.is_disabled()
+        && let Some(request_id) = req.extensions().get::<keyward_domain::RequestId>()
+    {
+        span.record("request_id", tracing::field::display(request_id));
+    }
+    let outcome = state.service.verify(&principal, &input, &*state.limits).instrument(span.clone()).await?;
+    span.record("keyward.verify.code", outcome.code.as_str());
+    state.instruments.verification(outcome.code);
     let key = outcome.key.as_deref();
     // Metered in memory, written by the flusher: no storage write here. A key the account
     // does not have counts in the calling account's statistics, under no key.

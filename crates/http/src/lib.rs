@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod people;
 pub mod routes;
 pub mod session;
+pub mod telemetry;
 pub mod timestamp;
 
 use actix_web::{
@@ -74,7 +75,9 @@ pub struct AppState<S, L> {
     pub hasher: BlockingPasswordHasher,
     /// Refusals of callers nobody knows (a 401, 404, 405, a malformed body, the per-IP
     /// limit): counted for `/metrics` instead of audited.
-    pub anonymous_refusals: std::sync::atomic::AtomicU64,
+    pub anonymous_refusals: Arc<std::sync::atomic::AtomicU64>,
+    /// Requests, verifications and limiter decisions, for OpenTelemetry and `/metrics`.
+    pub instruments: telemetry::Instruments,
 }
 
 /// The policies of the HTTP layer: who may try how often, and the secret that seals
@@ -86,11 +89,20 @@ pub struct Policies {
     pub secret: Option<[u8; 32]>,
     /// Usage records buffered before they are dropped (and counted).
     pub usage_buffer: usize,
+    /// Where the instruments report (the binary's exporters); `None`: a private meter
+    /// provider that only `/metrics` reads.
+    pub telemetry: Option<keyward_telemetry::Telemetry>,
 }
 
 impl Default for Policies {
     fn default() -> Self {
-        Self { login: LoginLimits::default(), api: ApiLimits::default(), secret: None, usage_buffer: 100_000 }
+        Self {
+            login: LoginLimits::default(),
+            api: ApiLimits::default(),
+            secret: None,
+            usage_buffer: 100_000,
+            telemetry: None,
+        }
     }
 }
 
@@ -108,6 +120,13 @@ impl<S: Store, L: Admission> AppState<S, L> {
             Some(secret) => Sealer::new(&secret),
             None => Sealer::ephemeral(&keyward_domain::OsRandom),
         };
+        let meter = Arc::new(keyward_domain::meter::UsageMeter::new(policies.usage_buffer));
+        let anonymous_refusals = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let instruments = telemetry::Instruments::register(
+            policies.telemetry.unwrap_or_else(keyward_telemetry::Telemetry::local),
+            &meter,
+            &anonymous_refusals,
+        );
         Self {
             service,
             people,
@@ -115,9 +134,10 @@ impl<S: Store, L: Admission> AppState<S, L> {
             limits,
             api_limits: policies.api,
             sealer,
-            meter: Arc::new(keyward_domain::meter::UsageMeter::new(policies.usage_buffer)),
+            meter,
             hasher,
-            anonymous_refusals: std::sync::atomic::AtomicU64::new(0),
+            anonymous_refusals,
+            instruments,
         }
     }
 }
@@ -191,8 +211,10 @@ pub fn app_with<S: Store, L: Admission>(
     >,
 > {
     let cookies = web::Data::new(state.cookies.clone());
+    let instruments = web::Data::new(state.instruments.clone());
     App::new()
         .app_data(state)
+        .app_data(instruments)
         .app_data(cookies)
         .app_data(web::Data::new(PublicUrl(settings.public_url.trim_end_matches('/').to_owned())))
         .app_data(web::Data::new(settings.trusted_proxies))

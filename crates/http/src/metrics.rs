@@ -5,10 +5,10 @@
 //! service is, which is nobody's business on a public listener by default. They are
 //! process-wide, so no account key opens them either.
 //!
-//! Today: the usage meter (buffered, dropped, written, failed flushes). The rest of SPEC §7's
-//! metrics (requests, verdicts, cache, limiter, pool) join here or move to OpenTelemetry.
+//! What it shows is what OpenTelemetry exports (see `keyward_telemetry`): the same
+//! instruments, read through the Prometheus reader, whether or not OTLP is configured.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use keyward_domain::ratelimit::Admission;
@@ -59,51 +59,5 @@ pub async fn metrics<S: Store, L: Admission>(
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(render(&state.meter, state.anonymous_refusals.load(std::sync::atomic::Ordering::Relaxed))))
-}
-
-fn render(meter: &keyward_domain::meter::UsageMeter, anonymous_refusals: u64) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
-    };
-    metric(
-        "keyward_usage_records_buffered",
-        "gauge",
-        "Usage records in memory, waiting for the next flush.",
-        meter.buffered() as u64,
-    );
-    metric(
-        "keyward_usage_buffer_capacity",
-        "gauge",
-        "Usage records the buffer holds before it drops them.",
-        meter.capacity() as u64,
-    );
-    metric(
-        "keyward_usage_records_dropped_total",
-        "counter",
-        "Usage records dropped because the buffer was full (or had no room when a failed flush gave them back).",
-        meter.dropped(),
-    );
-    metric("keyward_usage_records_written_total", "counter", "Usage records written to storage.", meter.written());
-    metric(
-        "keyward_usage_flush_failures_total",
-        "counter",
-        "Usage flushes that failed (their records are kept for the next one).",
-        meter.failed_flushes(),
-    );
-    metric(
-        "keyward_usage_records_rejected_total",
-        "counter",
-        "Usage records storage refused on their own; dropped while the rest of their batch was written.",
-        meter.rejected(),
-    );
-    metric(
-        "keyward_http_anonymous_refusals_total",
-        "counter",
-        "Management requests refused before anybody was known (401, 404, 405, bad bodies, the per-IP limit); not audited.",
-        anonymous_refusals,
-    );
-    out
+        .body(state.instruments.telemetry().render()))
 }

@@ -55,6 +55,15 @@ impl Limits {
         let shared = redis::Shared::open(url, options)?;
         Ok(Self::Redis { limiter: RedisLimiter::new(shared.clone()), ledger: RedisLedger::new(shared) })
     }
+
+    /// Decisions made in this process because Redis could not be reached (see
+    /// [`redis::Shared::fallbacks`]); `None` when nothing is shared.
+    pub fn redis_fallbacks(&self) -> Option<u64> {
+        match self {
+            Self::Memory { .. } => None,
+            Self::Redis { limiter, .. } => Some(limiter.shared().fallbacks()),
+        }
+    }
 }
 
 impl RateLimiter for Limits {

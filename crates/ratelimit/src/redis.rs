@@ -353,6 +353,11 @@ pub struct RedisLimiter {
 }
 
 impl RedisLimiter {
+    /// The connection this limiter decides through (its fallback count, for metrics).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     pub fn new(shared: Shared) -> Self {
         Self { shared, fallback: MemoryLimiter::default() }
     }

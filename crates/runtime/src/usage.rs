@@ -11,6 +11,7 @@ use keyward_domain::ports::UsageStore;
 /// Flushes the meter now, logging a storage failure (the batch is kept for the next flush)
 /// and, at most once a minute, records dropped because the buffer was full. Returns how
 /// many records were written.
+#[tracing::instrument(target = "keyward::otel", name = "usage.flush", skip_all, fields(written = tracing::field::Empty))]
 pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
     if let Some(dropped) = meter.drops_to_report(time::OffsetDateTime::now_utc()) {
         tracing::warn!(
@@ -32,6 +33,7 @@ pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
     {
         tracing::warn!(%error, kept = outcome.kept, "could not write usage; keeping it for the next flush");
     }
+    tracing::Span::current().record("written", outcome.written);
     outcome.written
 }
 
@@ -68,6 +70,17 @@ impl Flusher {
 
 /// Flushes every `every` until [`Flusher::stop`] (or the handle's drop).
 pub fn spawn_flusher<S: UsageStore + 'static>(meter: Arc<UsageMeter>, store: S, every: Duration) -> Flusher {
+    spawn_observed_flusher(meter, store, every, |_| {})
+}
+
+/// [`spawn_flusher`], telling `observe` how long each scheduled flush took (the binary's
+/// flush-duration metric).
+pub fn spawn_observed_flusher<S: UsageStore + 'static>(
+    meter: Arc<UsageMeter>,
+    store: S,
+    every: Duration,
+    observe: impl Fn(Duration) + Send + 'static,
+) -> Flusher {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let flushing = Arc::new(tokio::sync::Mutex::new(()));
     let task = tokio::spawn({
@@ -82,7 +95,9 @@ pub fn spawn_flusher<S: UsageStore + 'static>(meter: Arc<UsageMeter>, store: S, 
                     _ = &mut stopped => break,
                     _ = interval.tick() => {
                         let _flushing = flushing.lock().await;
+                        let started = std::time::Instant::now();
                         flush(&meter, &store).await;
+                        observe(started.elapsed());
                     }
                 }
             }

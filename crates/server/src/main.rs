@@ -2,6 +2,7 @@
 //! HTTP application, and runs it. No business logic lives here.
 
 mod config;
+mod telemetry;
 
 use std::{
     io::{BufRead as _, Write as _},
@@ -24,6 +25,7 @@ use keyward_ratelimit::Limits;
 use keyward_runtime::{password::BlockingPasswordHasher, retention::Retention};
 use keyward_store_mem::MemStore;
 use keyward_store_pg::PgStore;
+use keyward_telemetry::Telemetry;
 
 #[derive(Debug, Parser)]
 #[command(name = "keyward", version, about = "Self-hostable API key management")]
@@ -176,18 +178,6 @@ fn other(context: &str) -> impl FnOnce(&dyn std::fmt::Display) -> CliError + '_ 
     move |e| CliError::Other(format!("{context}: {e}"))
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
-        // The Redis client logs each failed reconnection to a cluster node (one a second);
-        // Keyward's own warning says the same at most once a minute.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn,redis=error"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.init(),
-    }
-}
-
 /// Writes a secret to a file only its owner can read.
 fn write_secret_file(path: &PathBuf, secret: &str) -> Result<(), CliError> {
     let mut options = std::fs::OpenOptions::new();
@@ -220,7 +210,7 @@ fn parse_email(value: &str) -> Result<Email, CliError> {
     Email::new(value).map_err(|e| CliError::Other(format!("--email {e}")))
 }
 
-fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S, Limits>, CliError> {
+fn state<S: Store>(store: S, config: &Config, telemetry: &Telemetry) -> Result<AppState<S, Limits>, CliError> {
     // Host names in IP allowlists resolve through the system resolver, cached briefly.
     let resolver = Arc::new(keyward_resolver::SystemResolver::new(keyward_resolver::ResolverConfig::default()));
     let service = KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?))
@@ -244,10 +234,16 @@ fn state<S: Store>(store: S, config: &Config) -> Result<AppState<S, Limits>, Cli
         None => Limits::in_process(),
     };
     let secret = config.secret()?;
-    let policies =
-        Policies { login: config.login, api: config.rate_limits.clone(), secret, usage_buffer: config.usage_buffer };
-    let mut state =
-        AppState::new(service, hasher, Arc::new(RequestAuditSink), Arc::new(limits), policies, &config.public_url());
+    let limits = Arc::new(limits);
+    telemetry::observe_limits(telemetry, &limits);
+    let policies = Policies {
+        login: config.login,
+        api: config.rate_limits.clone(),
+        secret,
+        usage_buffer: config.usage_buffer,
+        telemetry: Some(telemetry.clone()),
+    };
+    let mut state = AppState::new(service, hasher, Arc::new(RequestAuditSink), limits, policies, &config.public_url());
     if config.public_url.is_none() {
         // No URL to hold a browser's `Origin` to: the host it reached Keyward by is it.
         state.cookies = keyward_http::CookieSettings::for_any_host();
@@ -271,10 +267,11 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
     print_once(&format!("Dashboard: {}{}", settings.public_url.trim_end_matches('/'), keyward_dashboard::BASE));
     let state = web::Data::new(state);
     // Usage leaves memory in one batch a second.
-    let flusher = keyward_runtime::usage::spawn_flusher(
+    let flusher = keyward_runtime::usage::spawn_observed_flusher(
         state.meter.clone(),
         state.service.store().clone(),
         std::time::Duration::from_secs(1),
+        telemetry::flush_observer(state.instruments.telemetry()),
     );
     keyward_runtime::retention::spawn_retention_purges(
         state.service.clone(),
@@ -308,22 +305,26 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
     // flush that may be running now.
     let flushed = flusher.stop().await;
     tracing::info!(usage_records_flushed = flushed, usage_records_dropped = state.meter.dropped(), "stopped");
+    // The last spans and a last collection of the metrics, to the collector if there is one.
+    let telemetry = state.instruments.telemetry().clone();
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(())
 }
 
-async fn pg_state(config: &Config) -> Result<AppState<PgStore, Limits>, CliError> {
+async fn pg_state(config: &Config, telemetry: &Telemetry) -> Result<AppState<PgStore, Limits>, CliError> {
     let url = config.database_url().ok_or(CliError::NoDatabase)?;
     let mut store =
         PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
     if config.cache.enabled {
         store = store.with_key_cache(config.cache.config());
     }
-    state(store, config)
+    telemetry::observe_store(telemetry, &store);
+    state(store, config, telemetry)
 }
 
 const BOOTSTRAP_OWNER: &str = "admin@keyward.local";
 
-async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<(), CliError> {
+async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>, telemetry: &Telemetry) -> Result<(), CliError> {
     if let Some(url) = config.database_url() {
         let pending = keyward_store_pg::pending_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
         if pending > 0 {
@@ -337,7 +338,7 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<()
                  and imported legacy key hashes stay plain SHA-256"
             );
         }
-        let state = pg_state(&config).await?;
+        let state = pg_state(&config, telemetry).await?;
         if state.service.store().audit_trail_owned_by_this_role().await.unwrap_or(false) {
             tracing::warn!(
                 "this database role owns audit_events, so it could disable the append-only trigger: \
@@ -365,7 +366,7 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>) -> Result<()
     tracing::warn!(
         "NO DATABASE CONFIGURED: storing everything in memory. All data is lost when keyward stops. Set DATABASE_URL for PostgreSQL."
     );
-    let state = state(MemStore::new(), &config)?;
+    let state = state(MemStore::new(), &config, telemetry)?;
     let owner = parse_email(BOOTSTRAP_OWNER)?;
     let (account, member, issued) = state
         .people
@@ -402,7 +403,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     if let Some(format) = cli.log_format {
         config.log_format = format;
     }
-    init_tracing(config.log_format);
+    let telemetry = telemetry::init(config.log_format);
     match cli.command {
         Command::Serve { listen, public_url, bootstrap_key_file, metrics_token } => {
             if let Some(listen) = listen {
@@ -414,7 +415,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             if public_url.is_some() {
                 config.public_url = public_url;
             }
-            serve(config, bootstrap_key_file).await
+            serve(config, bootstrap_key_file, &telemetry).await
         }
         Command::Migrate => {
             let url = config.database_url().ok_or(CliError::NoDatabase)?;
@@ -423,7 +424,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Account { command: AccountCommand::Create { name, plan, owner_email, password_stdin, key_file } } => {
-            let state = pg_state(&config).await?;
+            let state = pg_state(&config, &telemetry).await?;
             let (account, owner, issued) = match owner_email {
                 Some(email) => {
                     let email = parse_email(&email)?;
@@ -460,7 +461,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::User { command: UserCommand::Add { account, email, role, password_stdin } } => {
-            let state = pg_state(&config).await?;
+            let state = pg_state(&config, &telemetry).await?;
             let password = if password_stdin { Some(password_from_stdin()?) } else { None };
             let added = state
                 .people
@@ -475,7 +476,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::User { command: UserCommand::SetPassword { email, password_stdin } } => {
-            let state = pg_state(&config).await?;
+            let state = pg_state(&config, &telemetry).await?;
             let (password, generated) =
                 if password_stdin { (password_from_stdin()?, false) } else { (Password::generate(&OsRandom), true) };
             let user = state
@@ -491,7 +492,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit { command: AuditCommand::Head } => {
-            let state = pg_state(&config).await?;
+            let state = pg_state(&config, &telemetry).await?;
             let reports =
                 state.service.verify_audit(None).await.map_err(|e| other("cannot read the audit trail")(&e))?;
             for report in &reports {
@@ -503,7 +504,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit { command: AuditCommand::Verify { account, expect_head } } => {
-            let state = pg_state(&config).await?;
+            let state = pg_state(&config, &telemetry).await?;
             let reports =
                 state.service.verify_audit(account).await.map_err(|e| other("cannot read the audit trail")(&e))?;
             let mut broken = false;
@@ -528,7 +529,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             if broken { Err(CliError::Other("the audit trail has been altered".into())) } else { Ok(()) }
         }
         Command::Audit { command: AuditCommand::Purge } => {
-            let state = pg_state(&config).await?;
+            let state = pg_state(&config, &telemetry).await?;
             let removed = state.service.purge_audit().await.map_err(|e| other("cannot purge the audit trail")(&e))?;
             print_once(&format!("Purged {removed} audit events past their retention."));
             Ok(())

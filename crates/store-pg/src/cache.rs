@@ -157,10 +157,16 @@ pub(crate) struct KeyCache {
     skew_seconds: std::sync::atomic::AtomicU32,
     /// Loads from the database (misses that reached storage), for tests and metrics.
     pub(crate) loads: AtomicU64,
+    /// Lookups the cache answered, and lookups it did not (several concurrent misses of one
+    /// hash share one load), for metrics.
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    /// Entries moka let go of for room or age (not the invalidations of changed keys).
+    pub(crate) evicted: Arc<AtomicU64>,
     /// Counts evictions and flushes. A load that read its row before a change committed
     /// can finish after the change's eviction; its loader sees this move and evicts what it
     /// just cached, or a revoked key would stay valid here until the TTL.
-    evictions: AtomicU64,
+    pub(crate) evictions: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -174,7 +180,14 @@ impl KeyCache {
         // One capacity, in bytes, bounds both: an entry weighs what it holds but never less
         // than an even share of the bytes, so no more than about `max_entries` fit.
         let floor = u32::try_from(config.max_bytes / config.max_entries.max(1)).unwrap_or(u32::MAX).max(1);
+        let evicted = Arc::new(AtomicU64::new(0));
+        let counted = evicted.clone();
         let entries = Cache::builder()
+            .eviction_listener(move |_, _, cause| {
+                if matches!(cause, moka::notification::RemovalCause::Size | moka::notification::RemovalCause::Expired) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .max_capacity(config.max_bytes)
             .weigher(move |_: &[u8; 33], cached: &Cached| cached.weight().max(floor))
             .expire_after(TtlByKind { ttl: config.ttl, negative_ttl: config.negative_ttl })
@@ -188,6 +201,9 @@ impl KeyCache {
             #[cfg(test)]
             skew_seconds: std::sync::atomic::AtomicU32::new(0),
             loads: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evicted,
             evictions: AtomicU64::new(0),
         }
     }

@@ -239,6 +239,25 @@ impl PgStore {
         self
     }
 
+    /// The connection pool's and the key cache's counters now, for metrics.
+    pub fn stats(&self) -> StoreStats {
+        let pool = self.pool.status();
+        let count = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        StoreStats {
+            pool_max: pool.max_size as u64,
+            pool_open: pool.size as u64,
+            pool_idle: pool.available as u64,
+            pool_waiting: pool.waiting as u64,
+            cache: self.cache.as_ref().map(|c| CacheStats {
+                hits: count(&c.hits),
+                misses: count(&c.misses),
+                loads: count(&c.loads),
+                evicted: count(&c.evicted),
+                invalidations: count(&c.evictions),
+            }),
+        }
+    }
+
     /// How many key lookups reached the database (cache misses); 0 without a cache.
     #[cfg(feature = "testing")]
     pub fn cache_loads(&self) -> u64 {
@@ -300,6 +319,7 @@ impl PgStore {
         }
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.load_key", skip_all, fields(db.system.name = "postgresql"))]
     async fn load_by_hash(&self, bytes: [u8; 33]) -> Result<Option<VerifiableKey>, StorageError> {
         // Never through a unit of work's connection: the cache must only ever hold committed
         // rows, and other tasks may be waiting on this very load.
@@ -470,4 +490,30 @@ mod tests {
             assert!(matches!(db_error(wrong), StorageError::Internal(_)));
         }
     }
+}
+
+/// See [`PgStore::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Connections the pool may open, has open, has idle, and tasks waiting for one.
+    pub pool_max: u64,
+    pub pool_open: u64,
+    pub pool_idle: u64,
+    pub pool_waiting: u64,
+    /// `None` without a key cache.
+    pub cache: Option<CacheStats>,
+}
+
+/// The key cache's counters since the process started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Misses that reached the database (concurrent misses of one key share a load).
+    pub loads: u64,
+    /// Entries let go of for room or age.
+    pub evicted: u64,
+    /// Entries dropped because their key changed (here or, by notification, elsewhere),
+    /// and whole-cache flushes.
+    pub invalidations: u64,
 }

@@ -64,6 +64,7 @@ impl Atomic for PgStore {
     /// Begins a transaction on one pooled connection and runs `work` with that connection
     /// pinned to the task: every call `work` makes on this store (and its clones) runs in
     /// the transaction; calls that open transactions of their own nest as savepoints.
+    #[tracing::instrument(target = "keyward::otel", name = "store.transaction", skip_all, fields(db.system.name = "postgresql"))]
     async fn atomically<T, F: Future<Output = Outcome<T>>>(&self, work: F) -> Result<T, StorageError> {
         use diesel_async::{AnsiTransactionManager, TransactionManager};
         let _permit = tokio::time::timeout(self.unit_wait, self.units.acquire())

@@ -150,11 +150,27 @@ async fn metrics_need_the_scrape_token_and_show_the_meter() {
     assert_eq!(metric(&text, "keyward_usage_records_written_total"), 0);
     assert_eq!(metric(&text, "keyward_usage_records_dropped_total"), 0);
     assert_eq!(metric(&text, "keyward_usage_buffer_capacity"), 100_000);
+    // Requests by route template (never the path), method and status; verifications by
+    // outcome; the limiter's decisions.
+    assert!(text.contains(r#"keyward_verifications_total{outcome="VALID"} 3"#), "{text}");
+    assert!(text.contains(r#"keyward_limiter_decisions_total{decision="admitted"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"http_server_request_duration_seconds_count{http_request_method="POST",http_response_status_code="200",http_route="/v1/keys/verify"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"http_route="/v1/keys""#), "{text}");
+    assert_eq!(app.verify(json!({"key": "kw_live_not_a_key"})).await["code"], "NOT_FOUND");
+    let text = app.send(scrape(Some(METRICS_TOKEN))).await.body.as_str().unwrap().to_owned();
+    assert!(text.contains(r#"keyward_verifications_total{outcome="NOT_FOUND"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"keyward_limiter_decisions_total{decision="admitted"} 3"#),
+        "a key not found reached no limiter: {text}"
+    );
 
-    assert_eq!(keyward_runtime::usage::flush(&app.meter, app.service.store()).await, 4);
+    assert_eq!(keyward_runtime::usage::flush(&app.meter, app.service.store()).await, 5);
     let text = app.send(scrape(Some(METRICS_TOKEN))).await.body.as_str().unwrap().to_owned();
     assert_eq!(metric(&text, "keyward_usage_records_buffered"), 0, "a scrape is not metered");
-    assert_eq!(metric(&text, "keyward_usage_records_written_total"), 4);
+    assert_eq!(metric(&text, "keyward_usage_records_written_total"), 5);
     assert_eq!(metric(&text, "keyward_usage_flush_failures_total"), 0);
     assert!(!text.contains(METRICS_TOKEN) && !text.contains(&key), "{text}");
 }

@@ -33,6 +33,10 @@ impl Server {
             // spend each other's login and rate limits (the same 127.0.0.1, the same
             // bootstrap email).
             .env_remove("REDIS_URL")
+            // Nothing is exported unless a test asks.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
             .env("KEYWARD_LOG_FORMAT", "json")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())

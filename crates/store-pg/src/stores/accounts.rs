@@ -1,6 +1,7 @@
 //! `AccountStore` and `KeyspaceStore` on PostgreSQL.
 
 use crate::*;
+use tracing::Instrument as _;
 
 impl AccountStore for PgStore {
     fn create_account(
@@ -30,8 +31,10 @@ impl AccountStore for PgStore {
             }
             Ok(())
         }
+        .instrument(tracing::info_span!(target: "keyward::otel", "store.create_account", db.system.name = "postgresql"))
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.get_account", skip_all, fields(db.system.name = "postgresql"))]
     async fn get_account(&self, id: AccountId) -> Result<Option<Account>, StorageError> {
         let mut conn = self.conn().await?;
         let row: Option<AccountRow> = accounts::table
@@ -58,8 +61,12 @@ impl KeyspaceStore for PgStore {
                 Err(e) => Err(db_error(e).into()),
             }
         }
+        .instrument(
+            tracing::info_span!(target: "keyward::otel", "store.insert_keyspace", db.system.name = "postgresql"),
+        )
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.get_keyspace", skip_all, fields(db.system.name = "postgresql"))]
     async fn get_keyspace(&self, account: AccountId, id: KeyspaceId) -> Result<Option<Keyspace>, StorageError> {
         let mut conn = self.conn().await?;
         let row: Option<KeyspaceRow> = keyspaces::table
@@ -91,8 +98,12 @@ impl KeyspaceStore for PgStore {
                 .map_err(db_error)?;
             row.map(Keyspace::try_from).transpose().map_err(corrupt)
         }
+        .instrument(
+            tracing::info_span!(target: "keyward::otel", "store.find_keyspace_by_name", db.system.name = "postgresql"),
+        )
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.list_keyspaces", skip_all, fields(db.system.name = "postgresql"))]
     async fn list_keyspaces(&self, account: AccountId) -> Result<Vec<Keyspace>, StorageError> {
         let mut conn = self.conn().await?;
         let rows: Vec<KeyspaceRow> = keyspaces::table
@@ -132,8 +143,12 @@ impl KeyspaceStore for PgStore {
                 Err(e) => Err(db_error(e).into()),
             }
         }
+        .instrument(
+            tracing::info_span!(target: "keyward::otel", "store.update_keyspace", db.system.name = "postgresql"),
+        )
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.delete_keyspace", skip_all, fields(db.system.name = "postgresql"))]
     async fn delete_keyspace(
         &self,
         account: AccountId,

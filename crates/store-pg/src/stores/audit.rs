@@ -31,6 +31,7 @@ struct Purged {
 }
 
 impl AuditStore for PgStore {
+    #[tracing::instrument(target = "keyward::otel", name = "store.append_audit", skip_all, fields(db.system.name = "postgresql"))]
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord, StorageError> {
         let account = event.account_id.map(|a| a.as_uuid());
         let mut conn = self.conn().await?;
@@ -54,6 +55,7 @@ impl AuditStore for PgStore {
         .map_err(db_error)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.list_audit", skip_all, fields(db.system.name = "postgresql"))]
     async fn list_audit(
         &self,
         account: AccountId,
@@ -105,6 +107,7 @@ impl AuditStore for PgStore {
         rows.into_iter().map(AuditRecord::try_from).collect::<Result<_, _>>().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.audit_chain", skip_all, fields(db.system.name = "postgresql"))]
     async fn audit_chain(
         &self,
         account: Option<AccountId>,
@@ -124,6 +127,7 @@ impl AuditStore for PgStore {
         rows.into_iter().map(AuditRecord::try_from).collect::<Result<_, _>>().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.audit_chains", skip_all, fields(db.system.name = "postgresql"))]
     async fn audit_chains(&self) -> Result<Vec<Option<AccountId>>, StorageError> {
         let mut conn = self.conn().await?;
         let chains: Vec<Option<Uuid>> =
@@ -131,6 +135,7 @@ impl AuditStore for PgStore {
         Ok(chains.into_iter().map(|a| a.map(AccountId::from_uuid)).collect())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.purge_audit", skip_all, fields(db.system.name = "postgresql"))]
     async fn purge_audit(&self, account: Option<AccountId>, before: OffsetDateTime) -> Result<u64, StorageError> {
         let mut conn = self.conn().await?;
         let purged: Purged = diesel::sql_query("SELECT keyward_audit_purge($1, $2) AS removed")

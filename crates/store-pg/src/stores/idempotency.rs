@@ -12,6 +12,7 @@ struct ClaimedRow {
 }
 
 impl IdempotencyStore for PgStore {
+    #[tracing::instrument(target = "keyward::otel", name = "store.claim_idempotency", skip_all, fields(db.system.name = "postgresql"))]
     async fn claim_idempotency(
         &self,
         account: AccountId,
@@ -84,6 +85,7 @@ impl IdempotencyStore for PgStore {
         Err(StorageError::Internal("an idempotency key kept changing under its claim".into()))
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.complete_idempotency", skip_all, fields(db.system.name = "postgresql"))]
     async fn complete_idempotency(
         &self,
         account: AccountId,
@@ -117,6 +119,7 @@ impl IdempotencyStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.release_idempotency", skip_all, fields(db.system.name = "postgresql"))]
     async fn release_idempotency(&self, account: AccountId, key: &str) -> Result<(), StorageError> {
         let mut conn = self.own_conn().await?;
         diesel::delete(idempotency_keys::table.find((account.as_uuid(), key)))
@@ -127,6 +130,7 @@ impl IdempotencyStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.purge_idempotency", skip_all, fields(db.system.name = "postgresql"))]
     async fn purge_idempotency(&self, before: OffsetDateTime) -> Result<u64, StorageError> {
         let mut conn = self.conn().await?;
         let removed = diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(before)))

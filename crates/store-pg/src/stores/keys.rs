@@ -2,6 +2,7 @@
 //! every change announced to the other instances' caches.
 
 use crate::*;
+use tracing::Instrument as _;
 
 /// `true` when the key is past `expires_at` or idle past its timeout at `now`; mirrors
 /// `Key::status`, so listing by status agrees with what verification would answer.
@@ -113,6 +114,7 @@ impl KeyStore for PgStore {
                 Err(e) => Err(e.into_domain()),
             }
         }
+        .instrument(tracing::info_span!(target: "keyward::otel", "store.insert_keys", db.system.name = "postgresql"))
     }
 
     fn find_by_hash(
@@ -128,11 +130,21 @@ impl KeyStore for PgStore {
                 None => Ok(Box::pin(self.load_by_hash(bytes)).await?.map(Arc::new)),
                 // A hit hands out the cached record itself, shared.
                 Some(cache) => {
+                    // For the verification's span, if there is one: hit or miss, never the key.
+                    let span = tracing::Span::current();
                     let found = match cache.get(bytes).await {
-                        Some(hit) => hit,
-                        None => Box::pin(cache.get_or_load(bytes, self.load_by_hash(bytes)))
-                            .await
-                            .map_err(|e| shared_error(&e))?,
+                        Some(hit) => {
+                            cache.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            span.record("keyward.cache", "hit");
+                            hit
+                        }
+                        None => {
+                            cache.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            span.record("keyward.cache", "miss");
+                            Box::pin(cache.get_or_load(bytes, self.load_by_hash(bytes)))
+                                .await
+                                .map_err(|e| shared_error(&e))?
+                        }
                     };
                     if let Some(claim) = found.refresh {
                         // In the background: this request answers from the entry it has.
@@ -145,6 +157,7 @@ impl KeyStore for PgStore {
         }
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.get_key", skip_all, fields(db.system.name = "postgresql"))]
     async fn get_key(&self, account: AccountId, id: KeyId) -> Result<Option<Key>, StorageError> {
         let mut conn = self.conn().await?;
         let row: Option<KeyRow> = keys::table
@@ -158,6 +171,7 @@ impl KeyStore for PgStore {
         row.map(Key::try_from).transpose().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.list_keys", skip_all, fields(db.system.name = "postgresql"))]
     async fn list_keys(
         &self,
         account: AccountId,
@@ -207,6 +221,7 @@ impl KeyStore for PgStore {
             self.evict_locally(&[&row.hash]).await;
             Ok(())
         }
+        .instrument(tracing::info_span!(target: "keyward::otel", "store.update_key", db.system.name = "postgresql"))
     }
 
     fn rotate_key(&self, old: &Key, new: &Key) -> impl Future<Output = Result<(), UpdateError>> + Send {
@@ -242,8 +257,10 @@ impl KeyStore for PgStore {
             self.evict_locally(&hashes).await;
             Ok(())
         }
+        .instrument(tracing::info_span!(target: "keyward::otel", "store.rotate_key", db.system.name = "postgresql"))
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.touch_key", skip_all, fields(db.system.name = "postgresql"))]
     async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> Result<(), StorageError> {
         let mut conn = self.conn().await?;
         let touched: Vec<Vec<u8>> = diesel::update(keys::table)
@@ -260,6 +277,7 @@ impl KeyStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.list_account_keys", skip_all, fields(db.system.name = "postgresql"))]
     async fn list_account_keys(&self, account: AccountId) -> Result<Vec<Key>, StorageError> {
         let mut conn = self.conn().await?;
         let rows: Vec<KeyRow> = keys::table
@@ -274,6 +292,7 @@ impl KeyStore for PgStore {
         rows.into_iter().map(Key::try_from).collect::<Result<_, _>>().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.live_temporary_keys", skip_all, fields(db.system.name = "postgresql"))]
     async fn live_temporary_keys(
         &self,
         account: AccountId,
@@ -294,6 +313,7 @@ impl KeyStore for PgStore {
         rows.into_iter().map(Key::try_from).collect::<Result<_, _>>().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.count_account_keys", skip_all, fields(db.system.name = "postgresql"))]
     async fn count_account_keys(&self, account: AccountId, now: OffsetDateTime) -> Result<u64, StorageError> {
         let mut conn = self.conn().await?;
         let count: i64 = keys::table
@@ -308,6 +328,7 @@ impl KeyStore for PgStore {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.count_keys", skip_all, fields(db.system.name = "postgresql"))]
     async fn count_keys(&self, account: AccountId, now: OffsetDateTime) -> Result<KeyCounts, StorageError> {
         let mut conn = self.conn().await?;
         let active = count_active(&mut conn, account.as_uuid(), now).await.map_err(db_error)?;

@@ -3,6 +3,7 @@
 use crate::*;
 
 impl SessionStore for PgStore {
+    #[tracing::instrument(target = "keyward::otel", name = "store.insert_session", skip_all, fields(db.system.name = "postgresql"))]
     async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
         let row = SessionRow::from(session);
         let mut conn = self.conn().await?;
@@ -10,6 +11,7 @@ impl SessionStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.find_session", skip_all, fields(db.system.name = "postgresql"))]
     async fn find_session(&self, token_hash: &[u8; 32]) -> Result<Option<Session>, StorageError> {
         let mut conn = self.conn().await?;
         let row: Option<SessionRow> = sessions::table
@@ -22,6 +24,7 @@ impl SessionStore for PgStore {
         row.map(Session::try_from).transpose().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.touch_session", skip_all, fields(db.system.name = "postgresql"))]
     async fn touch_session(&self, id: SessionId, at: OffsetDateTime) -> Result<(), StorageError> {
         let mut conn = self.conn().await?;
         diesel::update(sessions::table.find(id.as_uuid()))
@@ -33,6 +36,7 @@ impl SessionStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.set_step_up", skip_all, fields(db.system.name = "postgresql"))]
     async fn set_step_up(&self, id: SessionId, at: OffsetDateTime) -> Result<(), StorageError> {
         let mut conn = self.conn().await?;
         diesel::update(sessions::table.find(id.as_uuid()))
@@ -43,6 +47,7 @@ impl SessionStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.delete_session", skip_all, fields(db.system.name = "postgresql"))]
     async fn delete_session(&self, id: SessionId) -> Result<Option<Session>, StorageError> {
         let mut conn = self.conn().await?;
         let row: Option<SessionRow> = diesel::delete(sessions::table.find(id.as_uuid()))

@@ -77,6 +77,7 @@ struct Dropped {
 }
 
 impl UsageStore for PgStore {
+    #[tracing::instrument(target = "keyward::otel", name = "store.record_usage", skip_all, fields(db.system.name = "postgresql"))]
     async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StorageError> {
         use diesel::sql_types::{Array, Date, Int2, Int4, Int8, Nullable, Text, Timestamptz as Ts, Uuid as SqlUuid};
         use std::collections::{BTreeMap, BTreeSet};
@@ -252,6 +253,7 @@ impl UsageStore for PgStore {
         Ok(())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.key_usage", skip_all, fields(db.system.name = "postgresql"))]
     async fn key_usage(
         &self,
         account: AccountId,
@@ -300,6 +302,7 @@ impl UsageStore for PgStore {
         Ok(rows.into_iter().map(usage_from_columns).collect())
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.usage_summary", skip_all, fields(db.system.name = "postgresql"))]
     async fn usage_summary(
         &self,
         account: AccountId,
@@ -327,6 +330,7 @@ impl UsageStore for PgStore {
         Ok(UsageSummary::of_days(now, days.into_iter().map(|(day, n)| (day, u64::try_from(n).unwrap_or(0)))))
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.account_stats", skip_all, fields(db.system.name = "postgresql"))]
     async fn account_stats(&self, account: AccountId, now: OffsetDateTime) -> Result<AccountStats, StorageError> {
         let (day, _) = day_and_month_start(now);
         let mut conn = self.conn().await?;
@@ -380,6 +384,7 @@ impl UsageStore for PgStore {
         Ok(stats)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.purge_usage", skip_all, fields(db.system.name = "postgresql"))]
     async fn purge_usage(&self, before: OffsetDateTime) -> Result<u64, StorageError> {
         let mut conn = self.conn().await?;
         let dropped: Dropped = diesel::sql_query("SELECT keyward_usage_drop_before($1) AS dropped")

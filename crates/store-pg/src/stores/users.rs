@@ -27,6 +27,7 @@ async fn current_role(conn: &mut AsyncPgConnection, account: Uuid, user: Uuid) -
 }
 
 impl UserStore for PgStore {
+    #[tracing::instrument(target = "keyward::otel", name = "store.create_user", skip_all, fields(db.system.name = "postgresql"))]
     async fn create_user(&self, user: &User, membership: Option<&Membership>) -> Result<(), CreateUserError> {
         let user_row = UserRow::from(user);
         let membership_row = membership.map(MembershipRow::from);
@@ -47,6 +48,7 @@ impl UserStore for PgStore {
         }
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.find_user_by_email", skip_all, fields(db.system.name = "postgresql"))]
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StorageError> {
         let mut conn = self.conn().await?;
         let row: Option<UserRow> = users::table
@@ -59,6 +61,7 @@ impl UserStore for PgStore {
         row.map(User::try_from).transpose().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.get_user", skip_all, fields(db.system.name = "postgresql"))]
     async fn get_user(&self, id: UserId) -> Result<Option<User>, StorageError> {
         let mut conn = self.conn().await?;
         let row: Option<UserRow> = users::table
@@ -71,6 +74,7 @@ impl UserStore for PgStore {
         row.map(User::try_from).transpose().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.set_password_hash", skip_all, fields(db.system.name = "postgresql"))]
     async fn set_password_hash(
         &self,
         id: UserId,
@@ -91,6 +95,7 @@ impl UserStore for PgStore {
         if updated == 0 { Err(UpdateError::NotFound) } else { Ok(()) }
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.memberships_of", skip_all, fields(db.system.name = "postgresql"))]
     async fn memberships_of(&self, user: UserId) -> Result<Vec<(Membership, String)>, StorageError> {
         let mut conn = self.conn().await?;
         let rows: Vec<(MembershipRow, String)> = memberships::table
@@ -107,6 +112,7 @@ impl UserStore for PgStore {
             .map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.get_membership", skip_all, fields(db.system.name = "postgresql"))]
     async fn get_membership(&self, account: AccountId, user: UserId) -> Result<Option<Membership>, StorageError> {
         let mut conn = self.conn().await?;
         let row: Option<MembershipRow> = memberships::table
@@ -119,6 +125,7 @@ impl UserStore for PgStore {
         row.map(Membership::try_from).transpose().map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.members", skip_all, fields(db.system.name = "postgresql"))]
     async fn members(&self, account: AccountId) -> Result<Vec<(User, Membership)>, StorageError> {
         let mut conn = self.conn().await?;
         let rows: Vec<(UserRow, MembershipRow)> = memberships::table
@@ -135,6 +142,7 @@ impl UserStore for PgStore {
             .map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.add_membership", skip_all, fields(db.system.name = "postgresql"))]
     async fn add_membership(&self, membership: &Membership) -> Result<(), MembershipError> {
         let row = MembershipRow::from(membership);
         let mut conn = self.conn().await?;
@@ -145,6 +153,7 @@ impl UserStore for PgStore {
         }
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.invite", skip_all, fields(db.system.name = "postgresql"))]
     async fn invite(&self, invitation: &Invitation) -> Result<(), MembershipError> {
         let row = InvitationRow::from(invitation);
         let mut conn = self.conn().await?;
@@ -175,6 +184,7 @@ impl UserStore for PgStore {
         .map_err(TxError::into_domain)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.invitations_of", skip_all, fields(db.system.name = "postgresql"))]
     async fn invitations_of(&self, user: UserId) -> Result<Vec<(Invitation, String)>, StorageError> {
         let mut conn = self.conn().await?;
         let rows: Vec<(InvitationRow, String)> = invitations::table
@@ -191,6 +201,7 @@ impl UserStore for PgStore {
             .map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.invitations_from", skip_all, fields(db.system.name = "postgresql"))]
     async fn invitations_from(&self, account: AccountId) -> Result<Vec<(Invitation, Email)>, StorageError> {
         let mut conn = self.conn().await?;
         let rows: Vec<(InvitationRow, String)> = invitations::table
@@ -211,6 +222,7 @@ impl UserStore for PgStore {
             .map_err(corrupt)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.answer_invitation", skip_all, fields(db.system.name = "postgresql"))]
     async fn answer_invitation(
         &self,
         account: AccountId,
@@ -244,6 +256,7 @@ impl UserStore for PgStore {
         .map_err(TxError::into_domain)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.set_role", skip_all, fields(db.system.name = "postgresql"))]
     async fn set_role(&self, account: AccountId, user: UserId, role: Role) -> Result<(), MembershipError> {
         let (account, user) = (account.as_uuid(), user.as_uuid());
         let mut conn = self.conn().await?;
@@ -263,6 +276,7 @@ impl UserStore for PgStore {
         .map_err(TxError::into_domain)
     }
 
+    #[tracing::instrument(target = "keyward::otel", name = "store.remove_membership", skip_all, fields(db.system.name = "postgresql"))]
     async fn remove_membership(&self, account: AccountId, user: UserId) -> Result<(), MembershipError> {
         let (account, user) = (account.as_uuid(), user.as_uuid());
         let mut conn = self.conn().await?;
