@@ -188,7 +188,7 @@ fn http_bench(database_url: &str, redis_url: &str) -> Result {
     let root_key = path("root.key");
     migrated_account(&keyward, &db, "Bench", &root_key, None)?;
     // With `redis`, the shared-limits shape: the keys' rate limits (and quotas) in Redis.
-    let serve_with = |port: u16, redis: Option<&str>| {
+    let serve_with = |port: u16, redis: Option<&str>, otlp: Option<&str>| {
         let listen = format!("127.0.0.1:{port}");
         let config = path("keyward.toml");
         let mut command = pinned(0, &keyward, &["serve", "--config", &config, "--listen", &listen]);
@@ -196,11 +196,16 @@ fn http_bench(database_url: &str, redis_url: &str) -> Result {
         if let Some(url) = redis {
             command.env("REDIS_URL", url);
         }
+        if let Some(url) = otlp {
+            // Every request traced (the default sampler), metrics every 10 s.
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", url).env("OTEL_METRIC_EXPORT_INTERVAL", "10000");
+        }
         command
     };
-    let serve = |port: u16| serve_with(port, None);
+    let serve = |port: u16| serve_with(port, None, None);
     let database_aside = StoresAside::new();
-    let (port_a, port_b, port_r, port_bare) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let (port_a, port_b, port_r, port_t, port_bare) =
+        (free_port()?, free_port()?, free_port()?, free_port()?, free_port()?);
     let url_a = format!("http://127.0.0.1:{port_a}");
     let instance_a = start("keyward A", serve(port_a), port_a)?;
     let keys = path("keys.txt");
@@ -227,27 +232,35 @@ fn http_bench(database_url: &str, redis_url: &str) -> Result {
 
     // The same database, the keys' limits shared through Redis: every verification spends
     // from its key's rate limit there (the tier's requests per minute, far above this load).
-    let instance_r = start("keyward R (with Redis)", serve_with(port_r, Some(redis_url)), port_r)?;
+    let instance_r = start("keyward R (with Redis)", serve_with(port_r, Some(redis_url), None), port_r)?;
     let url_r = format!("http://127.0.0.1:{port_r}");
+    // The single-instance shape again, exporting every span and the metrics over OTLP to
+    // the bare server, which stands in for a collector (it discards what it gets).
+    let instance_t = start("keyward T (with OpenTelemetry)", serve_with(port_t, None, Some(&url_bare)), port_t)?;
+    let url_t = format!("http://127.0.0.1:{port_t}");
 
     step("HTTP benchmark: throughput, 32 connections, 10 s each, alternating (the best of two counts)");
     let closed = |url: &str, seconds: &str| tool_run("load", url, &["--connections", "32", "--seconds", seconds]);
     // Warms the caches: every key verified once.
-    for url in [&url_a, &url_r] {
+    for url in [&url_a, &url_r, &url_t] {
         tool_run("load", url, &["--connections", "32", "--seconds", "300", "--passes", "1"])?;
     }
     closed(&url_bare, "3")?;
-    let (mut ceiling, mut keyward_runs, mut redis_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ceiling, mut keyward_runs, mut redis_runs, mut traced_runs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let pause = Duration::from_secs(3);
     for _ in 0..2 {
         ceiling.push(closed_run_with_cpu(|| closed(&url_bare, "10"), bare_server.0.id(), pause)?);
         keyward_runs.push(closed_run_with_cpu(|| closed(&url_a, "10"), instance_a.0.id(), pause)?);
         redis_runs.push(closed_run_with_cpu(|| closed(&url_r, "10"), instance_r.0.id(), pause)?);
+        traced_runs.push(closed_run_with_cpu(|| closed(&url_t, "10"), instance_t.0.id(), pause)?);
     }
+    drop(instance_t);
     let best = |runs: &[std::collections::BTreeMap<String, String>]| {
         runs.iter().max_by(|a, b| figure(a, "rps").total_cmp(&figure(b, "rps"))).cloned().unwrap_or_default()
     };
-    let (ceiling, verify, verify_redis) = (best(&ceiling), best(&keyward_runs), best(&redis_runs));
+    let (ceiling, verify, verify_redis, verify_traced) =
+        (best(&ceiling), best(&keyward_runs), best(&redis_runs), best(&traced_runs));
     let half = (figure(&ceiling, "rps") / 2.0).round().max(1.0).to_string();
 
     step(&format!("HTTP benchmark: latency at half the ceiling's throughput ({half} req/s), 10 s"));
@@ -299,6 +312,7 @@ fn http_bench(database_url: &str, redis_url: &str) -> Result {
     row("bare actix-web ceiling, closed loop", &ceiling);
     row("keyward POST /v1/keys/verify, closed loop", &verify);
     row("keyward with Redis, closed loop", &verify_redis);
+    row("keyward with OpenTelemetry on, closed loop", &verify_traced);
     row(&format!("bare, open loop at {half} req/s"), &half_bare);
     row(&format!("keyward, open loop at {half} req/s"), &half_keyward);
     row(&format!("keyward, open loop at {own_half} req/s"), &own_half_keyward);
@@ -325,6 +339,10 @@ fn http_bench(database_url: &str, redis_url: &str) -> Result {
             figure(&verify_redis, "cpu_us"),
             figure(&verify_redis, "pg_us"),
             figure(&verify_redis, "redis_us"),
+        );
+        eprintln!(
+            "  CPU per request with OpenTelemetry on (every span exported): keyward {} us (off: {cpu_keyward:.1} us)",
+            figure(&verify_traced, "cpu_us"),
         );
     }
     Ok(())

@@ -6,7 +6,7 @@
 
 use std::{env, path::Path};
 
-use crate::{Result, is_root, run, step, succeeds};
+use crate::{Result, ensure_packages, run, step, succeeds};
 
 /// The geckodriver the tests were written against.
 const GECKODRIVER_VERSION: &str = "0.37.1";
@@ -29,27 +29,6 @@ pub fn ensure_browsers() -> Result {
         "name it with FIREFOX",
     )?;
     ensure_geckodriver()
-}
-
-/// `what` found by `have`, or installed as root with apt-get; otherwise an error that says
-/// what to install.
-fn ensure_packages(what: &str, packages: &[&str], have: impl Fn() -> bool, or_else: &str) -> Result {
-    if !have() && is_root() && succeeds("sh", &["-c", "command -v apt-get"]) {
-        step(&format!("installing {what} from the distribution's packages (apt-get install {})", packages.join(" ")));
-        run("apt-get", &["update", "-q"], &[])?;
-        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
-        args.extend_from_slice(packages);
-        run("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])?;
-    }
-    if have() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the browser tests need {what}. Install them (Debian/Ubuntu: `sudo apt-get install {}`), or {or_else}, \
-             and run `cargo xtask ci` again.",
-            packages.join(" ")
-        ))
-    }
 }
 
 fn ensure_geckodriver() -> Result {

@@ -100,6 +100,7 @@ fn ci() -> Result {
     let database_url = ensure_postgres()?;
     let redis_url = ensure_redis()?;
     browsers::ensure_browsers()?;
+    ensure_openssl()?;
     let db = [("DATABASE_URL", database_url.as_str()), ("REDIS_URL", redis_url.as_str())];
 
     step("format");
@@ -128,6 +129,32 @@ fn ci() -> Result {
     }
     eprintln!("\nci passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `what` found by `have`, or installed as root with apt-get; otherwise an error that says
+/// what to install.
+pub(crate) fn ensure_packages(what: &str, packages: &[&str], have: impl Fn() -> bool, or_else: &str) -> Result {
+    if !have() && is_root() && succeeds("sh", &["-c", "command -v apt-get"]) {
+        step(&format!("installing {what} from the distribution's packages (apt-get install {})", packages.join(" ")));
+        run("apt-get", &["update", "-q"], &[])?;
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend_from_slice(packages);
+        run("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])?;
+    }
+    if have() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the tests need {what}. Install them (Debian/Ubuntu: `sudo apt-get install {}`), or {or_else}, \
+             and run `cargo xtask ci` again.",
+            packages.join(" ")
+        ))
+    }
+}
+
+/// The openssl command line: the TLS tests make their certificates with it.
+fn ensure_openssl() -> Result {
+    ensure_packages("the openssl command", &["openssl"], || succeeds("openssl", &["version"]), "put it on PATH")
 }
 
 fn install_cargo_deny() -> bool {

@@ -166,7 +166,14 @@ fn bare(options: &Options) -> Result {
     });
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
-            App::new().app_data(ceiling.clone()).route("/v1/keys/verify", web::post().to(bare_verify))
+            App::new()
+                .app_data(ceiling.clone())
+                .app_data(web::PayloadConfig::new(64 << 20))
+                .route("/v1/keys/verify", web::post().to(bare_verify))
+                // A collector that takes every OTLP export and keeps nothing: the stand-in
+                // the telemetry-on instance exports to.
+                .route("/v1/traces", web::post().to(|_: web::Bytes| async { HttpResponse::Ok().finish() }))
+                .route("/v1/metrics", web::post().to(|_: web::Bytes| async { HttpResponse::Ok().finish() }))
         })
         .workers(workers)
         .bind(&listen)
