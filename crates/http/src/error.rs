@@ -364,21 +364,18 @@ pub async fn envelope(
     let instruments = req.app_data::<web::Data<crate::telemetry::Instruments>>().cloned();
     let route = crate::telemetry::Route::of(req.request());
     // An OpenTelemetry span when traces are exported; otherwise disabled, for a branch.
+    // Its name is the route's template, never the path: paths hold ids. (Formatted only
+    // when the span is enabled.)
     let span = tracing::info_span!(
         target: keyward_telemetry::SPAN_TARGET,
         "request",
-        otel.name = tracing::field::Empty,
+        otel.name = %crate::telemetry::SpanName(&method, route.as_ref()),
         otel.kind = "server",
         http.request.method = method.as_str(),
         http.route = route.as_ref().map(crate::telemetry::Route::as_str),
         http.response.status_code = tracing::field::Empty,
         request_id = %request_id,
     );
-    if !span.is_disabled() {
-        // The route's template, never the path: paths hold ids.
-        let route = route.as_ref().map_or("", crate::telemetry::Route::as_str);
-        span.record("otel.name", format!("{method} {route}").trim_end());
-    }
     // An Arc clone: the URL is only read when rendering an error.
     let public_url = req.app_data::<web::Data<PublicUrl>>().cloned();
     // The API answers in what the client accepts; other paths (error pages, metrics) as

@@ -332,18 +332,14 @@ pub async fn verify_key<S: Store, L: Admission>(
     };
     // Never the key, nor its hash: the outcome, and whether the store's cache answered
     // (recorded by the store, when it has one).
+    let request_id = req.extensions().get::<keyward_domain::RequestId>().copied();
     let span = tracing::info_span!(
         target: keyward_telemetry::SPAN_TARGET,
         "verify",
         keyward.verify.code = tracing::field::Empty,
         keyward.cache = tracing::field::Empty,
-        request_id = tracing::field::Empty,
+        request_id = request_id.map(tracing::field::display),
     );
-    if !span.is_disabled()
-        && let Some(request_id) = req.extensions().get::<keyward_domain::RequestId>()
-    {
-        span.record("request_id", tracing::field::display(request_id));
-    }
     let outcome = state.service.verify(&principal, &input, &*state.limits).instrument(span.clone()).await?;
     span.record("keyward.verify.code", outcome.code.as_str());
     state.instruments.verification(outcome.code);

@@ -344,3 +344,34 @@ async fn telemetry_is_off_by_default_and_a_bad_setting_never_stops_the_service()
     let (status, _, _) = server.request("GET", "/healthz", ("x-none", "none"), None);
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sampled_trace_is_whole_and_an_unsampled_one_is_never_made() {
+    let receiver = Receiver::start();
+    let server = Server::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]);
+    let output = server.output_with("Account key, shown once");
+    let root = output.split_whitespace().find(|w| w.starts_with("kw_acct_live_")).unwrap().to_owned();
+    for _ in 0..60 {
+        let (status, _) = server.call("POST", "/v1/keys/verify", &root, Some(json!({"key": "kw_live_nothing"})));
+        assert_eq!(status, 200);
+    }
+    let output = server.stop();
+    assert!(!output.contains("could not export"), "{output}");
+
+    let received = receiver.received.lock().unwrap();
+    let all = spans(&received);
+    let requests: Vec<&Span> = all.iter().filter(|s| s.name == "POST /v1/keys/verify").collect();
+    // About half of 60 (the chance of falling outside 10..=50 is below one in ten million).
+    assert!((10..=50).contains(&requests.len()), "{} of 60 kept", requests.len());
+    // Each kept request has its verification inside it; no verification without its request.
+    let verifications: Vec<&Span> = all.iter().filter(|s| s.name == "verify").collect();
+    assert_eq!(verifications.len(), requests.len(), "{}", brief(&all));
+    for v in verifications {
+        assert!(requests.iter().any(|r| r.span_id == v.parent && r.trace_id == v.trace_id), "{}", brief(&all));
+    }
+}

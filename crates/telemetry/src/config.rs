@@ -3,13 +3,21 @@
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 
-use crate::client::UreqClient;
+use crate::{client::UreqClient, sampling::Ratio};
 
 /// Which signals leave the process over OTLP.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportConfig {
     pub traces: bool,
     pub metrics: bool,
+    /// The share of traces kept (`OTEL_TRACES_SAMPLER`), decided before spans are made.
+    pub sampling: Ratio,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self { traces: false, metrics: false, sampling: Ratio::ALL }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +28,8 @@ pub enum TelemetryError {
     Protocol(String),
     #[error("cannot set up OpenTelemetry: {0}")]
     Setup(String),
+    #[error("{0}")]
+    Sampler(String),
 }
 
 fn var(name: &str) -> Option<String> {
@@ -49,7 +59,9 @@ impl ExportConfig {
             let endpoint = common || var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")).is_some();
             endpoint && exporter.is_none_or(|e| e != "none")
         };
-        Ok(Self { traces: wanted("TRACES"), metrics: wanted("METRICS") })
+        let sampling =
+            Ratio::from_env(var("OTEL_TRACES_SAMPLER").as_deref(), var("OTEL_TRACES_SAMPLER_ARG").as_deref())?;
+        Ok(Self { traces: wanted("TRACES"), metrics: wanted("METRICS"), sampling })
     }
 }
 
