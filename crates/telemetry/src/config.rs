@@ -3,7 +3,10 @@
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 
-use crate::{client::UreqClient, sampling::Ratio};
+use crate::{
+    client::UreqClient,
+    sampling::{Ratio, SamplerError},
+};
 
 /// Which signals leave the process over OTLP.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +31,8 @@ pub enum TelemetryError {
     Protocol(String),
     #[error("cannot set up OpenTelemetry: {0}")]
     Setup(String),
-    #[error("{0}")]
-    Sampler(String),
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
 }
 
 fn var(name: &str) -> Option<String> {

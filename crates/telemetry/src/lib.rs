@@ -25,7 +25,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::Layer;
 
 pub use config::{ExportConfig, TelemetryError};
-pub use sampling::Ratio;
+pub use sampling::{Ratio, SamplerError};
 
 /// The `tracing` target of the spans that become OpenTelemetry spans.
 pub const SPAN_TARGET: &str = "keyward::otel";

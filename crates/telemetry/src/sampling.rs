@@ -16,7 +16,12 @@ use std::cell::Cell;
 use tracing::{Metadata, subscriber::Interest};
 use tracing_subscriber::layer::{Context, Filter};
 
-use crate::{SPAN_TARGET, config::TelemetryError};
+use crate::SPAN_TARGET;
+
+/// `OTEL_TRACES_SAMPLER` or its argument is not one this sampling understands.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SamplerError(String);
 
 /// The spans a trace may start at: a request (`crates/http/src/error.rs`) and a usage
 /// flush (`crates/runtime/src/usage.rs`).
@@ -30,12 +35,13 @@ impl Ratio {
     /// The specification's default is `parentbased_always_on`.
     pub const ALL: Self = Self(1.0);
 
-    pub(crate) fn from_env(sampler: Option<&str>, arg: Option<&str>) -> Result<Self, TelemetryError> {
+    pub(crate) fn from_env(sampler: Option<&str>, arg: Option<&str>) -> Result<Self, SamplerError> {
         let ratio = || {
             arg.map_or(Ok(1.0), |a| {
-                a.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(|| {
-                    TelemetryError::Sampler(format!("OTEL_TRACES_SAMPLER_ARG={a} is not a ratio between 0 and 1"))
-                })
+                a.parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| SamplerError(format!("OTEL_TRACES_SAMPLER_ARG={a} is not a ratio between 0 and 1")))
             })
         };
         Ok(Self(match sampler {
@@ -43,7 +49,7 @@ impl Ratio {
             Some("always_off" | "parentbased_always_off") => 0.0,
             Some("traceidratio" | "parentbased_traceidratio") => ratio()?,
             Some(other) => {
-                return Err(TelemetryError::Sampler(format!(
+                return Err(SamplerError(format!(
                     "OTEL_TRACES_SAMPLER={other} is not supported (always_on, always_off, traceidratio and their parentbased_ forms are)"
                 )));
             }
