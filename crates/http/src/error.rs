@@ -363,7 +363,8 @@ pub async fn envelope(
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let instruments = req.app_data::<web::Data<crate::telemetry::Instruments>>().cloned();
     let route = crate::telemetry::Route::of(req.request());
-    // An OpenTelemetry span when traces are exported; otherwise disabled, for a branch.
+    // An OpenTelemetry span when traces are exported and this request is sampled
+    // (`keyward_telemetry`'s filter); otherwise disabled, for a branch.
     // Its name is the route's template, never the path: paths hold ids. (Formatted only
     // when the span is enabled.)
     let span = tracing::info_span!(
