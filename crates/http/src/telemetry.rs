@@ -87,58 +87,41 @@ impl Instruments {
     /// `anonymous_refusals` whenever the metrics are collected.
     pub fn register(telemetry: Telemetry, usage: &Arc<UsageMeter>, anonymous_refusals: &Arc<AtomicU64>) -> Self {
         let meter = telemetry.meter();
-        // Observable instruments live as long as the meter provider: the handles may go.
-        let gauge = |name: &'static str, help: &'static str, read: Box<dyn Fn() -> u64 + Send + Sync>| {
-            meter
-                .u64_observable_gauge(name)
-                .with_description(help)
-                .with_callback(move |o| o.observe(read(), &[]))
-                .build();
+        let usage_gauge = |name, help, read: fn(&UsageMeter) -> u64| {
+            let usage = usage.clone();
+            telemetry.observe_gauge(name, help, move || read(&usage));
         };
-        let counter = |name: &'static str, help: &'static str, read: Box<dyn Fn() -> u64 + Send + Sync>| {
-            meter
-                .u64_observable_counter(name)
-                .with_description(help)
-                .with_callback(move |o| o.observe(read(), &[]))
-                .build();
+        usage_gauge("keyward.usage.records.buffered", "Usage records in memory, waiting for the next flush.", |m| {
+            m.buffered() as u64
+        });
+        usage_gauge("keyward.usage.buffer.capacity", "Usage records the buffer holds before it drops them.", |m| {
+            m.capacity() as u64
+        });
+        let usage_counter = |name, help, read: fn(&UsageMeter) -> u64| {
+            let usage = usage.clone();
+            telemetry.observe_counter(name, help, move || read(&usage));
         };
-        let m = usage.clone();
-        gauge(
-            "keyward.usage.records.buffered",
-            "Usage records in memory, waiting for the next flush.",
-            Box::new(move || m.buffered() as u64),
-        );
-        let m = usage.clone();
-        gauge(
-            "keyward.usage.buffer.capacity",
-            "Usage records the buffer holds before it drops them.",
-            Box::new(move || m.capacity() as u64),
-        );
-        let m = usage.clone();
-        counter(
+        usage_counter(
             "keyward.usage.records.dropped",
             "Usage records dropped because the buffer was full (or had no room when a failed flush gave them back).",
-            Box::new(move || m.dropped()),
+            UsageMeter::dropped,
         );
-        let m = usage.clone();
-        counter("keyward.usage.records.written", "Usage records written to storage.", Box::new(move || m.written()));
-        let m = usage.clone();
-        counter(
+        usage_counter("keyward.usage.records.written", "Usage records written to storage.", UsageMeter::written);
+        usage_counter(
             "keyward.usage.flush.failures",
             "Usage flushes that failed (their records are kept for the next one).",
-            Box::new(move || m.failed_flushes()),
+            UsageMeter::failed_flushes,
         );
-        let m = usage.clone();
-        counter(
+        usage_counter(
             "keyward.usage.records.rejected",
             "Usage records storage refused on their own; dropped while the rest of their batch was written.",
-            Box::new(move || m.rejected()),
+            UsageMeter::rejected,
         );
         let refusals = anonymous_refusals.clone();
-        counter(
+        telemetry.observe_counter(
             "keyward.http.anonymous_refusals",
             "Management requests refused before anybody was known (401, 404, 405, bad bodies, the per-IP limit); not audited.",
-            Box::new(move || refusals.load(Ordering::Relaxed)),
+            move || refusals.load(Ordering::Relaxed),
         );
         let outcomes = Arc::new(Outcomes::default());
         let counts = outcomes.clone();

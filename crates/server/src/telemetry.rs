@@ -41,14 +41,9 @@ pub(crate) fn init(format: LogFormat) -> Telemetry {
 
 /// The pool's and the key cache's state, read when metrics are collected.
 pub(crate) fn observe_store(telemetry: &Telemetry, store: &PgStore) {
-    let meter = telemetry.meter();
-    let pool = |name: &'static str, help: &'static str, read: fn(&keyward_store_pg::StoreStats) -> u64| {
+    let pool = |name, help, read: fn(&keyward_store_pg::StoreStats) -> u64| {
         let store = store.clone();
-        meter
-            .u64_observable_gauge(name)
-            .with_description(help)
-            .with_callback(move |o| o.observe(read(&store.stats()), &[]))
-            .build();
+        telemetry.observe_gauge(name, help, move || read(&store.stats()));
     };
     pool("keyward.db.pool.max", "Connections the PostgreSQL pool may open.", |s| s.pool_max);
     pool("keyward.db.pool.open", "Connections the PostgreSQL pool has open.", |s| s.pool_open);
@@ -57,17 +52,10 @@ pub(crate) fn observe_store(telemetry: &Telemetry, store: &PgStore) {
     if store.stats().cache.is_none() {
         return;
     }
-    let cache = |name: &'static str, help: &'static str, read: fn(&keyward_store_pg::CacheStats) -> u64| {
+    // Registered only with a cache, so its stats are always there.
+    let cache = |name, help, read: fn(&keyward_store_pg::CacheStats) -> u64| {
         let store = store.clone();
-        meter
-            .u64_observable_counter(name)
-            .with_description(help)
-            .with_callback(move |o| {
-                if let Some(stats) = store.stats().cache {
-                    o.observe(read(&stats), &[]);
-                }
-            })
-            .build();
+        telemetry.observe_counter(name, help, move || store.stats().cache.map_or(0, |c| read(&c)));
     };
     cache("keyward.cache.hits", "Key lookups the verification cache answered.", |c| c.hits);
     cache("keyward.cache.misses", "Key lookups the verification cache could not answer.", |c| c.misses);
@@ -88,12 +76,11 @@ pub(crate) fn observe_limits(telemetry: &Telemetry, limits: &Arc<Limits>) {
         return;
     }
     let limits = limits.clone();
-    telemetry
-        .meter()
-        .u64_observable_counter("keyward.limiter.redis.fallbacks")
-        .with_description("Limit and quota decisions made in this process because Redis could not be reached.")
-        .with_callback(move |o| o.observe(limits.redis_fallbacks().unwrap_or(0), &[]))
-        .build();
+    telemetry.observe_counter(
+        "keyward.limiter.redis.fallbacks",
+        "Limit and quota decisions made in this process because Redis could not be reached.",
+        move || limits.redis_fallbacks().unwrap_or(0),
+    );
 }
 
 /// Records each scheduled usage flush's duration.

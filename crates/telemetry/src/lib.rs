@@ -110,6 +110,36 @@ impl Telemetry {
         self.inner.meters.meter(SCOPE)
     }
 
+    /// A gauge whose value `read` gives whenever the metrics are collected (an existing
+    /// count, read where it is kept: nothing is recorded on the path that changes it).
+    /// It lives as long as the meter provider.
+    pub fn observe_gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        self.meter()
+            .u64_observable_gauge(name)
+            .with_description(help)
+            .with_callback(move |o| o.observe(read(), &[]))
+            .build();
+    }
+
+    /// [`Telemetry::observe_gauge`] for a count that only grows.
+    pub fn observe_counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        self.meter()
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |o| o.observe(read(), &[]))
+            .build();
+    }
+
     /// Whether spans are exported (the request spans are worth making).
     pub fn exports_traces(&self) -> bool {
         self.inner.tracers.is_some()
