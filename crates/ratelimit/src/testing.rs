@@ -1,5 +1,6 @@
 //! A real Redis Cluster for tests: three primaries started from the `redis-server` binary
-//! in a temporary directory, joined by `redis-cli --cluster create`, killed on drop.
+//! in a temporary directory, joined by `redis-cli --cluster create`, killed on drop; over
+//! TLS with certificates made by `openssl` ([`Certificates`]) when asked.
 //!
 //! The nodes keep an append-only file (fsync on every write), so a node that restarts comes
 //! back with its counters, as a managed cluster's node does; and they serve their slots while
@@ -18,19 +19,95 @@ use keyward_domain::KeyId;
 
 use crate::redis::{hash_tag, slot};
 
+/// A certificate authority and a server certificate it signed (for `localhost` and
+/// `127.0.0.1`), plus an unrelated authority, made with the `openssl` command in `dir`.
+#[derive(Debug, Clone)]
+pub struct Certificates {
+    /// The authority's certificate (PEM): trust it to reach the server.
+    pub ca: PathBuf,
+    /// The server's certificate and key (PEM).
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// Another authority's certificate, which did not sign the server's.
+    pub other_ca: PathBuf,
+}
+
+impl Certificates {
+    pub fn make(dir: &std::path::Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .expect("openssl is installed (cargo xtask ci installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"];
+        let self_signed = |name: &str, subject: &str| {
+            let (key_file, cert_file) = (format!("{name}.key"), format!("{name}.pem"));
+            openssl(
+                &[&["req", "-x509"], &key[..], &["-keyout", &key_file, "-out", &cert_file, "-subj", subject]].concat(),
+            );
+        };
+        self_signed("ca", "/CN=test CA");
+        self_signed("other", "/CN=other");
+        openssl(
+            &[&["req"], &key[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
+        );
+        // A cluster's nodes name each other by address: the certificate lists it too.
+        std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "ext",
+        ]);
+        Self {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            other_ca: dir.join("other.pem"),
+        }
+    }
+}
+
 /// A three-primary Redis Cluster on free local ports.
 #[derive(Debug)]
 pub struct RedisCluster {
     dir: PathBuf,
     ports: Vec<u16>,
     nodes: Vec<Option<Child>>,
+    /// Set: every node speaks TLS only, to clients and on the cluster bus.
+    tls: Option<Certificates>,
 }
 
 impl RedisCluster {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A cluster that speaks TLS only (`tls-cluster yes`), with `certificates`' server
+    /// certificate; [`url`](Self::url) is then `rediss+cluster://`.
+    pub fn start_tls(certificates: Certificates) -> Self {
+        Self::start_with(Some(certificates))
+    }
+
+    fn start_with(tls: Option<Certificates>) -> Self {
         let dir = std::env::temp_dir().join(format!("keyward-cluster-{}-{}", std::process::id(), free_port()));
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let mut cluster = Self { dir, ports, nodes: Vec::new() };
+        let mut cluster = Self { dir, ports, nodes: Vec::new(), tls };
         for i in 0..cluster.ports.len() {
             std::fs::create_dir_all(cluster.node_dir(i)).unwrap();
             let child = cluster.spawn(i);
@@ -38,6 +115,7 @@ impl RedisCluster {
         }
         let addresses: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
+            .args(cluster.cli_tls_args())
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -52,7 +130,8 @@ impl RedisCluster {
     /// `REDIS_URL` for this cluster: every node as a seed.
     pub fn url(&self) -> String {
         let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        format!("redis+cluster://{}", nodes.join(","))
+        let scheme = if self.tls.is_some() { "rediss+cluster" } else { "redis+cluster" };
+        format!("{scheme}://{}", nodes.join(","))
     }
 
     /// The node (0, 1 or 2) whose slots hold the limits and quota of key `id`.
@@ -109,8 +188,20 @@ impl RedisCluster {
 
     fn spawn(&self, i: usize) -> Child {
         let port = self.ports[i].to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+        let mut server = Command::new("redis-server");
+        match &self.tls {
+            None => server.args(["--port", &port]),
+            Some(tls) => server
+                .args(["--port", "0", "--tls-port", &port, "--tls-cluster", "yes", "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&tls.server_cert)
+                .arg("--tls-key-file")
+                .arg(&tls.server_key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        let child = server
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
             .args(["--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
@@ -148,8 +239,20 @@ impl RedisCluster {
     }
 
     fn cli(&self, i: usize, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.ports[i].to_string()]).args(args).output().unwrap();
+        let out = Command::new("redis-cli")
+            .args(self.cli_tls_args())
+            .args(["-p", &self.ports[i].to_string()])
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn cli_tls_args(&self) -> Vec<std::ffi::OsString> {
+        match &self.tls {
+            None => Vec::new(),
+            Some(tls) => vec!["--tls".into(), "--cacert".into(), tls.ca.clone().into_os_string()],
+        }
     }
 }
 

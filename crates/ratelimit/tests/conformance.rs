@@ -14,6 +14,7 @@ use keyward_domain::{
 use keyward_ratelimit::{
     MemoryLedger, MemoryLimiter, RedisLedger, RedisLimiter,
     redis::{Options, Shared},
+    testing::Certificates,
 };
 use time::{OffsetDateTime, macros::datetime};
 
@@ -402,47 +403,49 @@ async fn the_suites_hold_through_a_redis_cluster() {
     assert!(nodes.len() > 1, "{nodes:?}");
 }
 
+/// Every suite through a three-primary cluster that speaks TLS only, clients and cluster bus
+/// (`rediss+cluster://`), trusted through `Options::ca_pem`: the client learns the other
+/// nodes from the seeds and reaches each over TLS, checking its certificate.
+#[tokio::test]
+async fn the_suites_hold_through_a_redis_cluster_over_tls() {
+    let dir = std::env::temp_dir().join(format!("keyward-cluster-tls-{}", std::process::id()));
+    let certificates = Certificates::make(&dir);
+    let cluster = keyward_ratelimit::testing::RedisCluster::start_tls(certificates.clone());
+    let url = cluster.url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+    let ca = std::fs::read(&certificates.ca).unwrap();
+    let fallbacks = limiter_suite_at(&url, Some(&ca)).await
+        + ledger_suite_at(&url, Some(&ca)).await
+        + admission_suite_at(&url, Some(&ca)).await;
+    assert_eq!(fallbacks, 0, "decisions the cluster did not make");
+    let nodes: std::collections::BTreeSet<usize> = (0..12).map(|seed| cluster.node_of_key(key(seed))).collect();
+    assert!(nodes.len() > 1, "{nodes:?}");
+    let other = std::fs::read(&certificates.other_ca).unwrap();
+    let untrusted = shared_at(&url, Some(&other));
+    let rules = [rule("w", Limit::Window { limit: 3, period_seconds: 60 })];
+    let _ = RedisLimiter::new(untrusted.clone()).check(b"k", &rules, 1, T0).await;
+    assert_eq!(untrusted.fallbacks(), 1, "a certificate of another authority is refused");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Every suite over TLS (`rediss://`), to a redis-server whose certificate the test makes
 /// with openssl, trusted through `Options::ca_pem`; with another authority, nothing reaches
 /// that server (every decision falls back).
 #[tokio::test]
 async fn the_suites_hold_over_tls() {
     let dir = std::env::temp_dir().join(format!("keyward-redis-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let openssl = |args: &[&str]| {
-        let out =
-            std::process::Command::new("openssl").current_dir(&dir).args(args).output().expect("openssl is installed");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"];
-    openssl(&[&["req", "-x509"], &key[..], &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test CA"]].concat());
-    openssl(
-        &[&["req", "-x509"], &key[..], &["-keyout", "other.key", "-out", "other.pem", "-subj", "/CN=other"]].concat(),
-    );
-    openssl(&[&["req"], &key[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
-    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-out",
-        "server.pem",
-        "-extfile",
-        "ext",
-    ]);
+    let certificates = Certificates::make(&dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut server = std::process::Command::new("redis-server")
         .current_dir(&dir)
         .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-        .args(["--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem"])
+        .arg("--tls-cert-file")
+        .arg(&certificates.server_cert)
+        .arg("--tls-key-file")
+        .arg(&certificates.server_key)
+        .arg("--tls-ca-cert-file")
+        .arg(&certificates.ca)
         .args(["--tls-auth-clients", "no"])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -451,12 +454,12 @@ async fn the_suites_hold_over_tls() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let url = format!("rediss://localhost:{port}");
-    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let ca = std::fs::read(&certificates.ca).unwrap();
     let fallbacks = limiter_suite_at(&url, Some(&ca)).await
         + ledger_suite_at(&url, Some(&ca)).await
         + admission_suite_at(&url, Some(&ca)).await;
     assert_eq!(fallbacks, 0, "decisions the TLS server did not make");
-    let other = std::fs::read(dir.join("other.pem")).unwrap();
+    let other = std::fs::read(&certificates.other_ca).unwrap();
     let untrusted = shared_at(&url, Some(&other));
     let rules = [rule("w", Limit::Window { limit: 3, period_seconds: 60 })];
     let _ = RedisLimiter::new(untrusted.clone()).check(b"k", &rules, 1, T0).await;
