@@ -70,6 +70,8 @@ fn sample_key(scopes: ScopeSet) -> keyward_domain::Key {
         revoked_at: None,
         rotated_from: None,
         rotated_to: None,
+        leaked_at: None,
+        leak_source: None,
         last_used_at: None,
         usage_count: 0,
         created_at: now,

@@ -12,12 +12,14 @@
 pub use crate::key::tests_support::sample_key;
 mod audit;
 mod keys;
+mod leaks;
 mod order;
 mod people;
 mod units;
 
 pub use audit::*;
 pub use keys::*;
+pub use leaks::*;
 pub use order::*;
 pub use people::*;
 pub use units::*;
@@ -56,6 +58,8 @@ macro_rules! conformance_tests {
             keyspace_names_are_unique_per_account,
             keyspace_delete_refuses_active_keys,
             key_counts_ignore_revoked_and_expired,
+            leak_reports_follow_the_keyspace_policy,
+            a_key_revokes_itself,
             users_are_unique_by_email,
             the_last_owner_stays,
             invitations_wait_for_their_user,

@@ -157,6 +157,11 @@ pub struct Key {
     pub revoked_at: Option<OffsetDateTime>,
     pub rotated_from: Option<KeyId>,
     pub rotated_to: Option<KeyId>,
+    /// When the key was first reported found in public (a secret scanner's report, or a
+    /// public report of it); the first report's time and source are kept.
+    pub leaked_at: Option<OffsetDateTime>,
+    /// Where the first report said it was found (a URL), or who reported it.
+    pub leak_source: Option<String>,
     pub last_used_at: Option<OffsetDateTime>,
     pub usage_count: u64,
     pub created_at: OffsetDateTime,
@@ -419,6 +424,8 @@ pub(crate) mod tests_support {
             revoked_at: None,
             rotated_from: None,
             rotated_to: None,
+            leaked_at: None,
+            leak_source: None,
             last_used_at: None,
             usage_count: 0,
             created_at: now,

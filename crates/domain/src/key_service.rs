@@ -4,6 +4,7 @@
 
 mod accounts;
 mod keys;
+mod leaks;
 mod reports;
 mod verification;
 
@@ -22,7 +23,7 @@ use crate::{
         MAX_NAME_LEN, MAX_OWNER_ID_LEN, MAX_RATE_LIMIT_WINDOWS, RateLimitWindow, ResourceBinding,
     },
     key_format::{self, Environment, KeyHash, KeyPrefix, ParseKeyError},
-    keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy, Keyspace},
+    keyspace::{DEFAULT_KEYSPACE_NAME, IpPolicy, Keyspace, LeakPolicy},
     people::Role,
     plan::{Plan, PlanLimits, PlanTable, Tier, TierTable},
     ports::{
@@ -38,6 +39,8 @@ use crate::{
     validation::FieldErrors,
     verdict::{self, VerifyCode, VerifyRequest},
 };
+
+pub use leaks::{LeakFinding, LeakReporter, MAX_LEAK_REPORT, MAX_LEAK_SOURCE_LEN};
 
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
@@ -197,6 +200,7 @@ pub struct NewKeyspace {
     pub default_scopes: Option<Vec<String>>,
     pub allowed_scopes: Option<Vec<String>>,
     pub ip_policy: Option<IpPolicy>,
+    pub leak_policy: Option<LeakPolicy>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -207,6 +211,8 @@ pub struct KeyspacePatch {
     pub default_scopes: Option<Vec<String>>,
     pub allowed_scopes: Option<Option<Vec<String>>>,
     pub ip_policy: Option<IpPolicy>,
+    /// `Some(None)`: back to the default by environment.
+    pub leak_policy: Option<Option<LeakPolicy>>,
 }
 
 /// A verification request (`POST /v1/keys/verify`).

@@ -7,6 +7,7 @@ const PAGES: &[(&str, &str)] = &[
     ("ambiguous_credentials", include_str!("../../../docs/errors/ambiguous_credentials.md")),
     ("unauthorized", include_str!("../../../docs/errors/unauthorized.md")),
     ("invalid_credentials", include_str!("../../../docs/errors/invalid_credentials.md")),
+    ("invalid_signature", include_str!("../../../docs/errors/invalid_signature.md")),
     ("key_inactive", include_str!("../../../docs/errors/key_inactive.md")),
     ("insufficient_scope", include_str!("../../../docs/errors/insufficient_scope.md")),
     ("ip_not_allowed", include_str!("../../../docs/errors/ip_not_allowed.md")),

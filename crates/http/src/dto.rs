@@ -14,6 +14,7 @@ pub use reports::*;
 use keyward_domain::{
     Environment, IpPolicy, Key, KeyId, KeyStatus, Keyspace, KeyspaceId, Tier,
     key_service::{AccountOverview, KeyPatch, KeyspacePatch, Metadata, NewKey, NewKeyspace},
+    keyspace::LeakPolicy,
     quota::{Refill, RefillInterval},
 };
 use serde::{Deserialize, Deserializer, Serialize};

@@ -74,6 +74,7 @@ error_codes! {
     AmbiguousCredentials => ("ambiguous_credentials", 400, BAD_REQUEST, "The request carries two different credentials."),
     Unauthorized => ("unauthorized", 401, UNAUTHORIZED, "The credential is missing, malformed, unknown, revoked or expired."),
     InvalidCredentials => ("invalid_credentials", 401, UNAUTHORIZED, "Wrong email or password."),
+    InvalidSignature => ("invalid_signature", 401, UNAUTHORIZED, "A signed report's signature is missing, names an unknown public key, or does not match the body."),
     KeyInactive => ("key_inactive", 403, FORBIDDEN, "The key is disabled."),
     InsufficientScope => ("insufficient_scope", 403, FORBIDDEN, "The key lacks the scope this operation needs."),
     IpNotAllowed => ("ip_not_allowed", 403, FORBIDDEN, "The key's IP allowlist does not include the client's address."),

@@ -21,6 +21,7 @@ pub mod headers;
 pub mod idempotency;
 pub mod invitations;
 pub mod journal;
+pub mod leaks;
 pub mod limits;
 mod media;
 pub mod metrics;
@@ -78,6 +79,8 @@ pub struct AppState<S, L> {
     pub anonymous_refusals: Arc<std::sync::atomic::AtomicU64>,
     /// Requests, verifications and limiter decisions, for OpenTelemetry and `/metrics`.
     pub instruments: telemetry::Instruments,
+    /// The keys GitHub signs secret-scanning reports with; empty: such reports are refused.
+    pub github_keys: leaks::GitHubKeys,
 }
 
 /// The policies of the HTTP layer: who may try how often, and the secret that seals
@@ -92,6 +95,9 @@ pub struct Policies {
     /// Where the instruments report (the binary's exporters); `None`: a private meter
     /// provider that only `/metrics` reads.
     pub telemetry: Option<keyward_telemetry::Telemetry>,
+    /// GitHub's secret-scanning public keys (docs/leaks.md); empty: `POST /v1/leaks/github`
+    /// answers 404.
+    pub github_keys: leaks::GitHubKeys,
 }
 
 impl Default for Policies {
@@ -102,6 +108,7 @@ impl Default for Policies {
             secret: None,
             usage_buffer: 100_000,
             telemetry: None,
+            github_keys: leaks::GitHubKeys::default(),
         }
     }
 }
@@ -138,6 +145,7 @@ impl<S: Store, L: Admission> AppState<S, L> {
             hasher,
             anonymous_refusals,
             instruments,
+            github_keys: policies.github_keys,
         }
     }
 }
@@ -226,6 +234,14 @@ pub fn app_with<S: Store, L: Admission>(
         // idempotency; the CSRF check is the handler's `CsrfChecked` extractor).
         .service(resource("/v1/keys/verify", vec![on(Method::POST, h::verify_key::<S, L>)]))
         .service(resource("/v1/keys/self", vec![on(Method::GET, h::key_self::<S, L>)]))
+        // Leak response: anonymous or key-authenticated, never a management call; what a
+        // report changes is audited by its use case (leaks.rs).
+        .service(resource("/v1/keys/self/revoke", vec![on(Method::POST, leaks::self_revoke::<S, L>)]))
+        .service(resource("/v1/leaks/github", vec![on(Method::POST, leaks::github_report::<S, L>)]))
+        .service(
+            resource("/v1/leaks/revoke", vec![on(Method::POST, leaks::public_report::<S, L>)])
+                .app_data(BodyLimit(IMPORT_BODY_LIMIT)),
+        )
         // Only with a scrape token, and not a management call: a scrape leaves no audit event.
         .configure(|config| {
             if let Some(token) = settings.metrics_token {

@@ -61,6 +61,9 @@ pub struct ApiLimits {
     /// a way to create usable keys, so it has a creation budget too; it is larger than
     /// `POST /v1/keys`'s because one import carries up to 1,000 keys of a migration).
     pub imported_keys: ItemSetting,
+    /// Public leak reports (`POST /v1/leaks/revoke`) per client address (its /64 for
+    /// IPv6), each carrying up to 1,000 strings.
+    pub leak_reports: ItemSetting,
 }
 
 /// A budget counted per item (per imported key), per account: `limit` per `period_seconds`.
@@ -92,6 +95,7 @@ impl Default for ApiLimits {
                 hourly("POST", "/v1/account/keys/{id}/rotate", 10),
             ],
             imported_keys: ItemSetting { limit: 10_000, period_seconds: 3_600 },
+            leak_reports: ItemSetting { limit: 10, period_seconds: 60 },
         }
     }
 }
@@ -182,6 +186,11 @@ impl ApiLimits {
     pub(crate) fn imported_keys_rules(&self) -> [Rule; 1] {
         let ItemSetting { limit, period_seconds } = self.imported_keys;
         [Rule::new("imported_keys", Limit::Window { limit, period_seconds })]
+    }
+
+    pub(crate) fn leak_report_rules(&self) -> [Rule; 1] {
+        let ItemSetting { limit, period_seconds } = self.leak_reports;
+        [Rule::new("leak_reports", Limit::Window { limit, period_seconds })]
     }
 
     /// The sub-limit of the route this request matched, if it has one.

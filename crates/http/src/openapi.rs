@@ -17,6 +17,7 @@ use crate::{
     error::{ApiError, ERROR_CODES, ErrorCode},
     handlers::*,
     invitations::*,
+    leaks::*,
     metrics::*,
     people::*,
 };
@@ -104,6 +105,7 @@ impl Modify for ApiKeyAuth {
         healthz, readyz, openapi_json, describe, error_page, get_account,
         create_keyspace, list_keyspaces, get_keyspace, update_keyspace, delete_keyspace,
         create_key, import_keys, list_keys, get_key, update_key, revoke_key, rotate_key, key_self, verify_key,
+        self_revoke, github_report, public_report,
         login, logout, session, verify_password, change_password, list_invitations, accept_invitation, decline_invitation,
         list_users, add_user, update_user, remove_user, list_sent_invitations, withdraw_invitation,
         create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
@@ -115,6 +117,7 @@ impl Modify for ApiKeyAuth {
     tags(
         (name = "keys", description = "Service keys: issue, list, update, rotate, revoke, import."),
         (name = "verification", description = "The hot path: is this key valid for this request?"),
+        (name = "leaks", description = "Leak response: secret-scanning reports and public reports of keys found in the wild."),
         (name = "keyspaces", description = "Groups of service keys with their own prefix and defaults."),
         (name = "account", description = "The calling account."),
         (name = "auth", description = "Login sessions (cookie) and the step-up window."),

@@ -75,6 +75,9 @@ use Action as A;
 pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/v1/keys/verify", None),
     key_only(route("GET", "/v1/keys/self", None)),
+    key_only(route("POST", "/v1/keys/self/revoke", None)),
+    public(route("POST", "/v1/leaks/github", None)),
+    public(route("POST", "/v1/leaks/revoke", None)),
     public(route("GET", "/metrics", None)),
     public(route("GET", "/healthz", None)),
     public(route("GET", "/readyz", None)),

@@ -200,6 +200,10 @@ pub(crate) struct Config {
     /// PEM file of the certificate authorities a `rediss://` server's certificate must chain
     /// to (`REDIS_CA_FILE`); without it, the system's.
     pub(crate) redis_ca_file: Option<std::path::PathBuf>,
+    /// GitHub's secret-scanning public keys, in the JSON of
+    /// `https://api.github.com/meta/public_keys/secret_scanning` (`KEYWARD_GITHUB_KEYS_FILE`);
+    /// without it, GitHub's reports are refused.
+    pub(crate) github_keys_file: Option<std::path::PathBuf>,
     /// 64 hex digits (32 bytes) sealing the responses kept for idempotent replay
     /// (`KEYWARD_SECRET`). Instances behind one load balancer must share it; without it,
     /// each process makes its own and replays do not survive a restart.
@@ -236,6 +240,7 @@ impl Default for Config {
             redis_url: None,
             redis_timeout_ms: 250,
             redis_ca_file: None,
+            github_keys_file: None,
             secret: None,
             metrics_token: None,
             usage_buffer: 100_000,
@@ -272,6 +277,16 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path: display, source })
+    }
+
+    /// The GitHub keys file, read and checked now: a bad file stops the start, not a report.
+    pub(crate) fn github_keys(&self) -> Result<keyward_http::leaks::GitHubKeys, ConfigError> {
+        let Some(path) = &self.github_keys_file else { return Ok(keyward_http::leaks::GitHubKeys::default()) };
+        let display = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        keyward_http::leaks::GitHubKeys::from_json(&text)
+            .map_err(|e| ConfigError::Invalid(format!("github_keys_file {display}: {e}")))
     }
 
     pub(crate) fn database_url(&self) -> Option<&str> {

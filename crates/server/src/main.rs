@@ -43,6 +43,10 @@ struct Cli {
     /// PEM file of the certificate authorities a `rediss://` server must chain to (default: the system's).
     #[arg(long, global = true, env = "REDIS_CA_FILE")]
     redis_ca_file: Option<PathBuf>,
+    /// GitHub's secret-scanning public keys, as https://api.github.com/meta/public_keys/secret_scanning
+    /// serves them (docs/leaks.md); without it, POST /v1/leaks/github answers 404.
+    #[arg(long, global = true, env = "KEYWARD_GITHUB_KEYS_FILE")]
+    github_keys_file: Option<PathBuf>,
     /// 64 hex digits sealing stored idempotent responses; shared by every instance.
     #[arg(long, global = true, env = "KEYWARD_SECRET", hide_env_values = true)]
     secret: Option<Sensitive>,
@@ -242,6 +246,7 @@ fn state<S: Store>(store: S, config: &Config, telemetry: &Telemetry) -> Result<A
         secret,
         usage_buffer: config.usage_buffer,
         telemetry: Some(telemetry.clone()),
+        github_keys: config.github_keys()?,
     };
     let mut state = AppState::new(service, hasher, Arc::new(RequestAuditSink), limits, policies, &config.public_url());
     if config.public_url.is_none() {
@@ -396,6 +401,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if cli.redis_ca_file.is_some() {
         config.redis_ca_file = cli.redis_ca_file;
+    }
+    if cli.github_keys_file.is_some() {
+        config.github_keys_file = cli.github_keys_file;
     }
     if cli.secret.is_some() {
         config.secret = cli.secret;

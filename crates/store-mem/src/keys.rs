@@ -103,7 +103,9 @@ impl KeyStore for MemStore {
                 idle_timeout_seconds,
                 owner_id,
                 metadata,
-                is_active
+                is_active,
+                leaked_at,
+                leak_source
             );
             stored.revoked_at = stored.revoked_at.or(after.revoked_at);
             stored.updated_at = after.updated_at;

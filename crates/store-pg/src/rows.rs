@@ -74,6 +74,7 @@ pub(crate) struct KeyspaceRow {
     pub ip_policy: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    pub leak_policy: Option<String>,
 }
 
 fn scope_strings(scopes: &ScopeSet) -> Vec<String> {
@@ -93,6 +94,7 @@ impl From<&Keyspace> for KeyspaceRow {
             ip_policy: k.ip_policy.as_str().to_owned(),
             created_at: k.created_at,
             updated_at: k.updated_at,
+            leak_policy: k.leak_policy.map(|p| p.as_str().to_owned()),
         }
     }
 }
@@ -115,6 +117,11 @@ impl TryFrom<KeyspaceRow> for Keyspace {
                 .transpose()
                 .map_err(|e| bad(format!("allowed_scopes: {e}")))?,
             ip_policy: row.ip_policy.parse().map_err(|e| bad(format!("ip_policy: {e}")))?,
+            leak_policy: row
+                .leak_policy
+                .map(|p| p.parse())
+                .transpose()
+                .map_err(|e| bad(format!("leak_policy: {e}")))?,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -157,6 +164,8 @@ pub(crate) struct KeyRow {
     pub quota_fingerprint: Option<i64>,
     pub quota_period: Option<i64>,
     pub quota_balance: Option<i64>,
+    pub leaked_at: Option<OffsetDateTime>,
+    pub leak_source: Option<String>,
 }
 
 impl From<&Key> for KeyRow {
@@ -194,6 +203,8 @@ impl From<&Key> for KeyRow {
             quota_fingerprint: k.quota_balance.map(|b| b.fingerprint.cast_signed()),
             quota_period: k.quota_balance.map(|b| b.period),
             quota_balance: k.quota_balance.map(|b| b.remaining),
+            leaked_at: k.leaked_at,
+            leak_source: k.leak_source.clone(),
         }
     }
 }
@@ -243,6 +254,8 @@ impl TryFrom<KeyRow> for Key {
             revoked_at: row.revoked_at,
             rotated_from: row.rotated_from.map(KeyId::from_uuid),
             rotated_to: row.rotated_to.map(KeyId::from_uuid),
+            leaked_at: row.leaked_at,
+            leak_source: row.leak_source,
             last_used_at: row.last_used_at,
             usage_count: u64::try_from(row.usage_count).unwrap_or(0),
             created_at: row.created_at,
@@ -278,6 +291,8 @@ pub(crate) struct KeyChanges<'a> {
     pub owner_id: Option<Option<&'a str>>,
     pub metadata: Option<&'a serde_json::Value>,
     pub is_active: Option<bool>,
+    pub leaked_at: Option<Option<OffsetDateTime>>,
+    pub leak_source: Option<Option<&'a str>>,
     pub updated_at: OffsetDateTime,
 }
 
@@ -304,6 +319,8 @@ impl<'a> KeyChanges<'a> {
             owner_id: changed!(owner_id, after.owner_id.as_deref()),
             metadata: changed!(metadata, &after.metadata),
             is_active: changed!(is_active, after.is_active),
+            leaked_at: changed!(leaked_at, after.leaked_at),
+            leak_source: changed!(leak_source, after.leak_source.as_deref()),
             updated_at: after.updated_at,
         }
     }

@@ -104,6 +104,8 @@ diesel::table! {
         quota_fingerprint -> Nullable<Int8>,
         quota_period -> Nullable<Int8>,
         quota_balance -> Nullable<Int8>,
+        leaked_at -> Nullable<Timestamptz>,
+        leak_source -> Nullable<Text>,
     }
 }
 
@@ -119,6 +121,7 @@ diesel::table! {
         ip_policy -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        leak_policy -> Nullable<Text>,
     }
 }
 

@@ -48,6 +48,10 @@ actions! {
     KeyUpdate => ("key.update", "key"),
     KeyRevoke => ("key.revoke", "key"),
     KeyRotate => ("key.rotate", "key"),
+    /// A key reported found in public, handled by its keyspace's leak policy.
+    KeyLeak => ("key.leak", "key"),
+    /// A key revoked by whoever held it (`POST /v1/keys/self/revoke`).
+    KeySelfRevoke => ("key.self_revoke", "key"),
     Login => ("auth.login", "session"),
     LoginFailed => ("auth.login_failed", "user"),
     Logout => ("auth.logout", "session"),

@@ -34,6 +34,7 @@ impl<S: Store> KeyService<S> {
             default_scopes: ScopeSet::default(),
             allowed_scopes: None,
             ip_policy: IpPolicy::Open,
+            leak_policy: None,
             created_at: now,
             updated_at: now,
         };
@@ -92,6 +93,8 @@ impl<S: Store> KeyService<S> {
             revoked_at: None,
             rotated_from: None,
             rotated_to: None,
+            leaked_at: None,
+            leak_source: None,
             last_used_at: None,
             usage_count: 0,
             created_at: now,
@@ -135,6 +138,7 @@ impl<S: Store> KeyService<S> {
             default_scopes,
             allowed_scopes,
             ip_policy: input.ip_policy.unwrap_or_default(),
+            leak_policy: input.leak_policy,
             created_at: now,
             updated_at: now,
         };
@@ -187,6 +191,9 @@ impl<S: Store> KeyService<S> {
         }
         if let Some(policy) = patch.ip_policy {
             keyspace.ip_policy = policy;
+        }
+        if let Some(policy) = patch.leak_policy {
+            keyspace.leak_policy = policy;
         }
         check_catalogue(&mut errors, "default_scopes", &keyspace.default_scopes, keyspace.allowed_scopes.as_ref());
         errors.into_result()?;

@@ -293,6 +293,12 @@ pub struct KeyResponse {
     pub rotated_from: Option<KeyId>,
     #[schema(value_type = Option<String>)]
     pub rotated_to: Option<KeyId>,
+    /// When the key was first reported found in public (docs/leaks.md).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub leaked_at: Option<OffsetDateTime>,
+    /// Where that report said it was found (a URL), or `public` for a public report.
+    pub leak_source: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<OffsetDateTime>,
@@ -332,6 +338,8 @@ impl KeyResponse {
             revoked_at: key.revoked_at,
             rotated_from: key.rotated_from,
             rotated_to: key.rotated_to,
+            leaked_at: key.leaked_at,
+            leak_source: key.leak_source.clone(),
             last_used_at: key.last_used_at,
             usage_count: key.usage_count,
             created_at: key.created_at,

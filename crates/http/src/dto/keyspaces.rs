@@ -26,6 +26,10 @@ pub struct CreateKeyspaceRequest {
     /// `open` (default) or `allowlist_required`.
     #[schema(value_type = Option<schema::IpPolicyName>)]
     pub ip_policy: Option<IpPolicy>,
+    /// What happens to a key of this keyspace reported leaked: `notify`, `disable` or
+    /// `revoke`. Absent: `revoke` for live keys, `notify` for test keys.
+    #[schema(value_type = Option<schema::LeakPolicyName>)]
+    pub leak_policy: Option<LeakPolicy>,
 }
 
 impl From<CreateKeyspaceRequest> for NewKeyspace {
@@ -37,6 +41,7 @@ impl From<CreateKeyspaceRequest> for NewKeyspace {
             default_scopes: r.default_scopes,
             allowed_scopes: r.allowed_scopes,
             ip_policy: r.ip_policy,
+            leak_policy: r.leak_policy,
         }
     }
 }
@@ -62,6 +67,10 @@ pub struct UpdateKeyspaceRequest {
     pub allowed_scopes: Option<Option<Vec<String>>>,
     #[schema(value_type = Option<schema::IpPolicyName>)]
     pub ip_policy: Option<IpPolicy>,
+    /// `null`: back to the default by environment.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<schema::LeakPolicyName>, nullable)]
+    pub leak_policy: Option<Option<LeakPolicy>>,
 }
 
 impl From<UpdateKeyspaceRequest> for KeyspacePatch {
@@ -73,6 +82,7 @@ impl From<UpdateKeyspaceRequest> for KeyspacePatch {
             default_scopes: r.default_scopes,
             allowed_scopes: r.allowed_scopes,
             ip_policy: r.ip_policy,
+            leak_policy: r.leak_policy,
         }
     }
 }
@@ -89,6 +99,13 @@ pub struct KeyspaceResponse {
     pub allowed_scopes: Option<Vec<String>>,
     #[schema(value_type = String)]
     pub ip_policy: IpPolicy,
+    /// The policy set for leaked keys; `null`: `revoke` for live keys, `notify` for test keys.
+    #[schema(value_type = Option<schema::LeakPolicyName>)]
+    pub leak_policy: Option<LeakPolicy>,
+    /// The regular expression that matches this keyspace's keys, to register with a secret
+    /// scanner (GitHub's secret-scanning partner program; docs/leaks.md).
+    #[schema(example = r"\bkw_(?:live|test)_[0-9A-Za-z]{36}\b")]
+    pub leak_pattern: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -108,6 +125,8 @@ impl From<&Keyspace> for KeyspaceResponse {
             default_scopes: strings(&k.default_scopes),
             allowed_scopes: k.allowed_scopes.as_ref().map(strings),
             ip_policy: k.ip_policy,
+            leak_policy: k.leak_policy,
+            leak_pattern: keyward_domain::keyspace::leak_pattern(&k.prefix),
             created_at: k.created_at,
             updated_at: k.updated_at,
         }

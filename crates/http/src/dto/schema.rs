@@ -44,6 +44,15 @@ pub enum IpPolicyName {
     AllowlistRequired,
 }
 
+/// What happens to a key of a keyspace that is reported leaked.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum LeakPolicyName {
+    Notify,
+    Disable,
+    Revoke,
+}
+
 /// A person's role in an account.
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -124,7 +133,8 @@ impl ToSchema for IpAddressText {}
 #[cfg(test)]
 mod tests {
     use keyward_domain::{
-        Environment, IpPolicy, KeyStatus, Tier, audit::AuditResult, people::Role, quota::RefillInterval,
+        Environment, IpPolicy, KeyStatus, Tier, audit::AuditResult, keyspace::LeakPolicy, people::Role,
+        quota::RefillInterval,
     };
     use utoipa::PartialSchema;
 
@@ -142,6 +152,8 @@ mod tests {
         let statuses = [KeyStatus::Active, KeyStatus::Inactive, KeyStatus::Expired, KeyStatus::Revoked];
         assert_eq!(variants::<KeyStatusName>(), statuses.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>());
         assert_eq!(variants::<IpPolicyName>(), names(&[IpPolicy::Open.as_str(), IpPolicy::AllowlistRequired.as_str()]));
+        let policies = [LeakPolicy::Notify, LeakPolicy::Disable, LeakPolicy::Revoke];
+        assert_eq!(variants::<LeakPolicyName>(), policies.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>());
         let roles = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
         assert_eq!(variants::<RoleName>(), roles.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>());
         let results = [AuditResult::Success, AuditResult::Failure, AuditResult::Denied];

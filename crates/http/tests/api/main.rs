@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod invitations;
 mod keys;
+mod leaks;
 mod media;
 mod people;
 mod ratelimits;

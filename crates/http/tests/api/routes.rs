@@ -65,10 +65,16 @@ async fn the_credentials_of_the_table_are_what_the_routes_take() {
             .replace("{account_id}", &app.account_id)
             .replace("{code}", "not_found");
         let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        // A key revoking itself would leave the rest of the table without a credential.
+        let key = if route.path == "/v1/keys/self/revoke" {
+            app.create_key(json!({"name": "revokes itself"})).await.1
+        } else {
+            app.root_key.clone()
+        };
         let mut request = TestRequest::default()
             .method(method.clone())
             .uri(&path)
-            .insert_header(("authorization", format!("Bearer {}", app.root_key)));
+            .insert_header(("authorization", format!("Bearer {key}")));
         if method == Method::POST || method == Method::PATCH {
             request = request.set_json(body(route.method, route.path));
         }

@@ -130,6 +130,7 @@ impl KeyspaceStore for PgStore {
                     keyspaces::default_scopes.eq(&row.default_scopes),
                     keyspaces::allowed_scopes.eq(&row.allowed_scopes),
                     keyspaces::ip_policy.eq(&row.ip_policy),
+                    keyspaces::leak_policy.eq(&row.leak_policy),
                     keyspaces::updated_at.eq(row.updated_at),
                 ))
                 .execute(&mut conn)

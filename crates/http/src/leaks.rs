@@ -1,0 +1,213 @@
+//! Leak response over HTTP (docs/leaks.md): GitHub's secret-scanning partner reports, public
+//! reports of keys found in the wild, and a key revoking itself.
+//!
+//! None of these routes is a management call: they sit outside the journal, so an anonymous
+//! report writes no audit row of its own. What a report changes is audited by the use case,
+//! in the same unit of work as the change, and a report that changes nothing writes nothing.
+
+mod github;
+
+pub use github::{GitHubKeys, InvalidGitHubKeys};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use keyward_domain::{
+    Store,
+    error::ManageError,
+    key_service::{LeakFinding, LeakReporter, MAX_LEAK_REPORT},
+    ratelimit::Admission,
+    throttle::client_subnet,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    AppState,
+    dto::ErrorEnvelope,
+    dto::KeyResponse,
+    error::{ApiError, ErrorCode},
+    extract::{Json, client_ip, credential, read_bounded, request_context},
+    limits::enforce,
+};
+
+/// The largest GitHub report read: 1,000 tokens with their URLs.
+const GITHUB_BODY_LIMIT: usize = 1024 * 1024;
+/// The longest string a public report may hold: longer than any key.
+const MAX_REPORTED_LEN: usize = 512;
+
+/// One token of a GitHub secret-scanning report. Its `Debug` leaves the token out.
+#[derive(Deserialize, ToSchema)]
+pub struct GitHubTokenReport {
+    /// The string GitHub found.
+    pub token: String,
+    /// The token type registered with GitHub.
+    #[serde(rename = "type", default)]
+    pub token_type: Option<String>,
+    /// Where it was found.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The kind of place (`content`, `commit`, `pull_request_comment`, …).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+impl std::fmt::Debug for GitHubTokenReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubTokenReport")
+            .field("token", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("url", &self.url)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// GitHub's answer format: a label per reported token, named by its SHA-256.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GitHubTokenLabel {
+    /// Hex SHA-256 of the reported token.
+    pub token_hash: String,
+    pub token_type: String,
+    /// `true_positive`: a key Keyward issued; `false_positive`: anything else.
+    #[schema(example = "true_positive")]
+    pub label: &'static str,
+}
+
+/// `POST /v1/leaks/revoke`. Its `Debug` shows how many strings, not which.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicLeakReport {
+    /// Strings found in public, up to 1,000; those that are live keys are revoked.
+    #[schema(max_items = 1000, example = json!(["kw_live_3HnW8zcB1fQ2LkVd9sXyTq0aPm7Rb5EoJ4wZ1x"]))]
+    pub keys: Vec<String>,
+}
+
+impl std::fmt::Debug for PublicLeakReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicLeakReport").field("keys", &self.keys.len()).finish()
+    }
+}
+
+/// The same answer whatever the report held.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicLeakAnswer {
+    /// How many strings the report held.
+    pub received: usize,
+}
+
+#[utoipa::path(post, path = "/v1/leaks/github", tag = "leaks",
+    request_body(content = Vec<GitHubTokenReport>, example = json!([{"token": "kw_live_3HnW8zcB1fQ2LkVd9sXyTq0aPm7Rb5EoJ4wZ1x", "type": "keyward_live_key", "url": "https://github.com/octo/app/blob/abc/config.yml", "source": "content"}])),
+    responses((status = 200, body = Vec<GitHubTokenLabel>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+/// GitHub's secret-scanning partner endpoint: a signed report of tokens found in public.
+/// Each key of ours is handled by its keyspace's leak policy; the answer labels each token
+/// and says nothing else. The signature travels in two headers: `Github-Public-Key-Identifier`
+/// (the key GitHub signed with, one of `KEYWARD_GITHUB_KEYS_FILE`) and
+/// `Github-Public-Key-Signature` (base64 ECDSA P-256 SHA-256 signature of the raw body).
+pub async fn github_report<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    crate::session::limit_ip(&state, &req).await?;
+    if state.github_keys.is_empty() {
+        return Err(ApiError::new(ErrorCode::NotFound, "secret-scanning reports are not configured (docs/leaks.md)"));
+    }
+    let body = read_bounded(req.headers(), &mut payload, GITHUB_BODY_LIMIT).await?;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let (Some(identifier), Some(signature)) =
+        (header("Github-Public-Key-Identifier"), header("Github-Public-Key-Signature"))
+    else {
+        return Err(ApiError::new(ErrorCode::InvalidSignature, "the report is not signed"));
+    };
+    if !state.github_keys.verify(identifier, signature, &body) {
+        return Err(ApiError::new(ErrorCode::InvalidSignature, "the signature does not match the report"));
+    }
+    let reports: Vec<GitHubTokenReport> = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "the report is not a JSON array of tokens"))?;
+    if reports.len() > MAX_LEAK_REPORT {
+        return Err(ManageError::from(keyward_domain::FieldErrors::single(
+            "body",
+            format!("at most {MAX_LEAK_REPORT} tokens per report"),
+        ))
+        .into());
+    }
+    let context = request_context(&req);
+    tracing::info!(tokens = reports.len(), "a signed GitHub secret-scanning report");
+    let mut labels = Vec::with_capacity(reports.len());
+    for report in reports {
+        let reporter = LeakReporter::Scanner { name: "github", source: report.source, url: report.url };
+        let finding = state.service.report_leak(&report.token, &reporter, &context).await.map_err(ManageError::from)?;
+        labels.push(GitHubTokenLabel {
+            token_hash: hex::encode(ring::digest::digest(&ring::digest::SHA256, report.token.as_bytes())),
+            token_type: report.token_type.unwrap_or_default(),
+            label: match finding {
+                LeakFinding::Key => "true_positive",
+                LeakFinding::NotAKey => "false_positive",
+            },
+        });
+    }
+    Ok(HttpResponse::Ok().json(labels))
+}
+
+#[utoipa::path(post, path = "/v1/leaks/revoke", tag = "leaks",
+    request_body(content = PublicLeakReport),
+    responses((status = 202, body = PublicLeakAnswer), (status = 400, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
+/// Report strings found in public, without an account: those that are live keys are
+/// revoked. The answer is the same whatever they were, and a string that is not a key
+/// (checksum first) costs no lookup. Limited per client address.
+pub async fn public_report<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
+    req: HttpRequest,
+    body: Json<PublicLeakReport>,
+) -> Result<HttpResponse, ApiError> {
+    crate::session::limit_ip(&state, &req).await?;
+    if let Some(ip) = client_ip(&req) {
+        let subject = format!("leak:{}", client_subnet(ip));
+        let rules = state.api_limits.leak_report_rules();
+        enforce(&*state.limits, &req, "leak_reports", subject.as_bytes(), &rules, state.service.now()).await?;
+    }
+    let report = body.into_inner()?;
+    let mut errors = keyward_domain::FieldErrors::new();
+    if report.keys.len() > MAX_LEAK_REPORT {
+        errors.push("keys", format!("at most {MAX_LEAK_REPORT} strings"));
+    }
+    if let Some(i) = report.keys.iter().position(|k| k.len() > MAX_REPORTED_LEN) {
+        errors.push(format!("keys[{i}]"), format!("at most {MAX_REPORTED_LEN} bytes"));
+    }
+    errors.into_result().map_err(ManageError::from)?;
+    let context = request_context(&req);
+    for key in &report.keys {
+        state.service.report_leak(key, &LeakReporter::Public, &context).await.map_err(ManageError::from)?;
+    }
+    Ok(HttpResponse::Accepted().json(PublicLeakAnswer { received: report.keys.len() }))
+}
+
+#[utoipa::path(post, path = "/v1/keys/self/revoke", tag = "keys",
+    responses((status = 200, body = KeyResponse), (status = 401, body = ErrorEnvelope)))]
+/// Revokes the key that authenticates the request, for good: what a customer who finds
+/// their own key exposed does, without an account login. A disabled key may revoke itself.
+pub async fn self_revoke<S: Store, L: Admission>(
+    state: web::Data<AppState<S, L>>,
+    req: HttpRequest,
+    _: crate::session::CsrfChecked,
+) -> Result<web::Json<KeyResponse>, ApiError> {
+    crate::session::limit_ip(&state, &req).await?;
+    let credential = credential(&req)?.ok_or_else(ApiError::unauthorized)?;
+    let context = request_context(&req);
+    let key = state.service.self_revoke(&credential.key, credential.basic_account, &context, &*state.limits).await?;
+    Ok(web::Json(KeyResponse::new(&key, state.service.now())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reports_debug_shows_no_token() {
+        let token = "kw_live_3HnW8zcB1fQ2LkVd9sXyTq0aPm7Rb5EoJ4wZ1x";
+        let github = GitHubTokenReport { token: token.into(), token_type: None, url: Some("u".into()), source: None };
+        let public = PublicLeakReport { keys: vec![token.into()] };
+        for debug in [format!("{github:?}"), format!("{public:?}")] {
+            assert!(!debug.contains("3HnW8zcB"), "{debug}");
+        }
+    }
+}
