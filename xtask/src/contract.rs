@@ -129,7 +129,8 @@ pub fn run_contract(budget: &Budget) -> Result {
         path("keyward.toml"),
         format!(
             "[rate_limits]\nip = {unlimited}\nkey = {unlimited}\naccount = {unlimited}\nverify = {unlimited}\n\
-             endpoints = []\nimported_keys = {{ limit = 1000000000, period_seconds = 3600 }}\n"
+             endpoints = []\nimported_keys = {{ limit = 1000000000, period_seconds = 3600 }}\n\
+             leak_reports = {{ limit = 1000000000, period_seconds = 60 }}\n"
         ),
     )
     .map_err(|e| e.to_string())?;
