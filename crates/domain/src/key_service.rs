@@ -446,19 +446,31 @@ impl<S: Store> KeyService<S> {
         client_ip: Option<IpAddr>,
         limiter: &L,
     ) -> Result<Arc<VerifiableKey>, AuthError> {
+        let found = self.lookup_counted(presented, client_ip, limiter).await?.ok_or(AuthError::Unauthorized)?;
+        self.check_presented(found, client_ip).await
+    }
+
+    /// [`KeyService::lookup`], with legacy strings counted against the failed-lookup budgets
+    /// of `client_ip`: over budget, nothing is looked up (`Unauthorized`); a miss counts.
+    pub(crate) async fn lookup_counted<L: RateLimiter>(
+        &self,
+        presented: &PlaintextKey,
+        client_ip: Option<IpAddr>,
+        limiter: &L,
+    ) -> Result<Option<Arc<VerifiableKey>>, AuthError> {
         let legacy = self.lookup_hash(presented.expose_secret()).is_some_and(|(_, legacy)| legacy);
         if !legacy {
-            return self.authenticate(presented, client_ip).await;
+            return Ok(self.lookup(presented.expose_secret()).await?);
         }
         let (limits, now) = (&self.config.legacy_misses, self.clock.now());
         if crate::legacy::admit(limiter, limits, None, client_ip, now).await.is_err() {
             return Err(AuthError::Unauthorized);
         }
-        let found = self.authenticate(presented, client_ip).await;
-        if matches!(found, Err(AuthError::Unauthorized)) {
+        let found = self.lookup(presented.expose_secret()).await?;
+        if found.is_none() {
             crate::legacy::count_miss(limiter, limits, None, client_ip, now).await;
         }
-        found
+        Ok(found)
     }
 
     /// Authenticates a key presented to the API, of any kind (`authenticate_counted` adds
@@ -469,6 +481,15 @@ impl<S: Store> KeyService<S> {
         client_ip: Option<IpAddr>,
     ) -> Result<Arc<VerifiableKey>, AuthError> {
         let found = self.lookup(presented.expose_secret()).await?.ok_or(AuthError::Unauthorized)?;
+        self.check_presented(found, client_ip).await
+    }
+
+    /// The checks of a key presented as a credential: valid, or why not.
+    async fn check_presented(
+        &self,
+        found: Arc<VerifiableKey>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Arc<VerifiableKey>, AuthError> {
         let request = VerifyRequest { ip: client_ip, ..Default::default() };
         match self.check_key(&found, request, self.clock.now()).await {
             VerifyCode::Valid => Ok(found),

@@ -124,7 +124,7 @@ impl<S: Store> KeyService<S> {
         context: &RequestContext,
         limiter: &L,
     ) -> Result<Key, AuthError> {
-        let found = self.find_counted(presented, context.ip, limiter).await?.ok_or(AuthError::Unauthorized)?;
+        let found = self.lookup_counted(presented, context.ip, limiter).await?.ok_or(AuthError::Unauthorized)?;
         let now = self.now();
         let dead = matches!(found.status(now), KeyStatus::Revoked | KeyStatus::Expired);
         if dead || account.is_some_and(|account| account != found.account_id) {
@@ -135,29 +135,6 @@ impl<S: Store> KeyService<S> {
         let event = self.key_event(Action::KeySelfRevoke, &key, Actor::Key(key.id), context, Metadata::new(), now);
         self.change_with_event(&key, &after, &event).await?;
         Ok(after)
-    }
-
-    /// [`KeyService::lookup`], with legacy strings counted against the failed-lookup budgets
-    /// of `client_ip` (as [`KeyService::authenticate_counted`]).
-    async fn find_counted<L: RateLimiter>(
-        &self,
-        presented: &PlaintextKey,
-        client_ip: Option<IpAddr>,
-        limiter: &L,
-    ) -> Result<Option<Arc<VerifiableKey>>, AuthError> {
-        let legacy = self.lookup_hash(presented.expose_secret()).is_some_and(|(_, legacy)| legacy);
-        if !legacy {
-            return Ok(self.lookup(presented.expose_secret()).await?);
-        }
-        let (limits, now) = (&self.config.legacy_misses, self.now());
-        if crate::legacy::admit(limiter, limits, None, client_ip, now).await.is_err() {
-            return Err(AuthError::Unauthorized);
-        }
-        let found = self.lookup(presented.expose_secret()).await?;
-        if found.is_none() {
-            crate::legacy::count_miss(limiter, limits, None, client_ip, now).await;
-        }
-        Ok(found)
     }
 
     fn key_event(
