@@ -40,7 +40,7 @@ use crate::{
     verdict::{self, VerifyCode, VerifyRequest},
 };
 
-pub use leaks::{LeakFinding, LeakReporter, MAX_LEAK_REPORT, MAX_LEAK_SOURCE_LEN};
+pub use leaks::{LeakFinding, LeakReporter, MAX_LEAK_REPORT};
 
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
 

@@ -15,7 +15,7 @@ use crate::{
 /// The most strings one public report may carry.
 pub const MAX_LEAK_REPORT: usize = 1_000;
 /// The longest source (a URL) a report's key keeps; longer ones are cut.
-pub const MAX_LEAK_SOURCE_LEN: usize = 2_048;
+const MAX_LEAK_SOURCE_LEN: usize = 2_048;
 
 /// Who says a key leaked.
 #[derive(Debug, Clone)]
@@ -35,11 +35,11 @@ impl LeakReporter {
         }
     }
 
-    /// What the key's record keeps as its leak source: the URL, else the reporter's name.
-    fn source(&self) -> String {
+    /// Where the reporter found the key, cut to what a record keeps.
+    fn url(&self) -> Option<String> {
         match self {
-            Self::Scanner { url: Some(url), .. } => url.chars().take(MAX_LEAK_SOURCE_LEN).collect(),
-            other => other.name().to_owned(),
+            Self::Scanner { url: Some(url), .. } => Some(url.chars().take(MAX_LEAK_SOURCE_LEN).collect()),
+            _ => None,
         }
     }
 }
@@ -82,10 +82,12 @@ impl<S: Store> KeyService<S> {
             _ => LeakPolicy::Revoke,
         };
         let now = self.now();
+        let url = reporter.url();
         let mut after = key.clone();
         if after.leaked_at.is_none() {
             after.leaked_at = Some(now);
-            after.leak_source = Some(reporter.source());
+            // The URL, else who reported it.
+            after.leak_source = Some(url.clone().unwrap_or_else(|| reporter.name().to_owned()));
         }
         match policy {
             LeakPolicy::Notify => {}
@@ -99,13 +101,11 @@ impl<S: Store> KeyService<S> {
         let mut metadata = Metadata::new();
         metadata.insert("reporter".into(), reporter.name().into());
         metadata.insert("policy".into(), policy.as_str().into());
-        if let LeakReporter::Scanner { source, url, .. } = reporter {
-            if let Some(source) = source {
-                metadata.insert("source".into(), source.chars().take(64).collect::<String>().into());
-            }
-            if let Some(url) = url {
-                metadata.insert("url".into(), url.chars().take(MAX_LEAK_SOURCE_LEN).collect::<String>().into());
-            }
+        if let LeakReporter::Scanner { source: Some(source), .. } = reporter {
+            metadata.insert("source".into(), source.chars().take(64).collect::<String>().into());
+        }
+        if let Some(url) = url {
+            metadata.insert("url".into(), url.into());
         }
         let event = self.key_event(Action::KeyLeak, &key, Actor::System, context, metadata, now);
         self.change_with_event(&key, &after, &event).await?;
