@@ -24,8 +24,14 @@ const FORBIDDEN_IN_DOMAIN: &[&str] =
 
 /// Adapters: they implement or drive the domain's ports, and may depend on the domain and
 /// the runtime only.
-const ADAPTERS: &[&str] =
-    &["keyward-store-pg", "keyward-store-mem", "keyward-ratelimit", "keyward-resolver", "keyward-http"];
+const ADAPTERS: &[&str] = &[
+    "keyward-store-pg",
+    "keyward-store-mem",
+    "keyward-ratelimit",
+    "keyward-resolver",
+    "keyward-http",
+    "keyward-webhooks",
+];
 
 /// Pages served beside the HTTP adapter, with its state and sessions: they may depend on
 /// the domain, the runtime and `keyward-http` only.

@@ -16,6 +16,7 @@ mod leaks;
 mod order;
 mod people;
 mod units;
+mod webhooks;
 
 pub use audit::*;
 pub use keys::*;
@@ -23,6 +24,7 @@ pub use leaks::*;
 pub use order::*;
 pub use people::*;
 pub use units::*;
+pub use webhooks::*;
 
 use std::sync::Arc;
 
@@ -80,6 +82,11 @@ macro_rules! conformance_tests {
             keyspaces_of_one_instant_list_oldest_first_by_id,
             members_of_one_instant_list_oldest_first_by_user_id,
             audit_events_of_one_millisecond_page_by_time_then_id,
+            key_events_reach_the_endpoints_that_want_them,
+            an_event_commits_with_its_change_or_not_at_all,
+            a_claim_is_held_by_one_worker_until_its_lease_ends,
+            failures_are_retried_listed_and_end_in_a_disabled_endpoint,
+            a_rotated_secret_signs_beside_the_new_one_for_its_overlap,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {

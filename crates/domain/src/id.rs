@@ -1,4 +1,5 @@
-//! Typed identifiers: `acct_…`, `ks_…`, `key_…`, `evt_…`, `req_…`, `usr_…`.
+//! Typed identifiers: `acct_…`, `ks_…`, `key_…`, `evt_…`, `req_…`, `usr_…`, `ses_…`, and
+//! for webhooks `wh_…`, `msg_…`, `att_…`.
 //!
 //! Each is a UUIDv7 (time-ordered, so ids sort by creation and B-tree inserts stay local)
 //! written as its prefix and 22 base62 characters. A `KeyId` can never be passed where an
@@ -126,6 +127,18 @@ typed_id!(
 typed_id!(
     /// A login session (the cookie holds a separate secret token, not this id).
     SessionId, "ses"
+);
+typed_id!(
+    /// A webhook endpoint.
+    WebhookId, "wh"
+);
+typed_id!(
+    /// A webhook message: the `webhook-id` of every delivery of one event.
+    MessageId, "msg"
+);
+typed_id!(
+    /// One try at delivering a webhook message.
+    AttemptId, "att"
 );
 
 #[cfg(test)]

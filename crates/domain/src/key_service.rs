@@ -7,6 +7,7 @@ mod keys;
 mod leaks;
 mod reports;
 mod verification;
+mod webhooks;
 
 use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
@@ -38,9 +39,14 @@ use crate::{
     usage::{AccountStats, UsageEntry, UsagePosition, UsageSummary},
     validation::FieldErrors,
     verdict::{self, VerifyCode, VerifyRequest},
+    webhook::EventType,
 };
 
 pub use leaks::{LeakFinding, LeakReporter, MAX_LEAK_REPORT};
+pub use webhooks::{
+    DELIVERY_LEASE, MAX_RESPONSE_BYTES, NewWebhook, SEND_TIMEOUT, SendResult, WebhookPatch, WebhookRequest,
+    WebhookSender,
+};
 
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
@@ -68,6 +74,9 @@ pub struct DomainConfig {
     pub legacy_pepper: Option<crate::key_format::LegacyPepper>,
     /// Budgets of failed lookups of legacy (non-native) strings.
     pub legacy_misses: crate::legacy::LegacyMissLimits,
+    /// Whether webhook URLs may name private, loopback and link-local destinations
+    /// (`[webhooks] allow_private`; off: refused, as SSRF).
+    pub webhooks_allow_private: bool,
 }
 
 impl Default for DomainConfig {
@@ -81,6 +90,7 @@ impl Default for DomainConfig {
             temporary_key_prefix: KeyPrefix::new("kw_tmp").expect("valid literal"),
             legacy_pepper: None,
             legacy_misses: crate::legacy::LegacyMissLimits::default(),
+            webhooks_allow_private: false,
         }
     }
 }

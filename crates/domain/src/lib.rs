@@ -27,6 +27,8 @@ pub mod usage;
 pub mod validation;
 /// What a verification answers, and the pure checks that decide it.
 pub mod verdict;
+/// Webhook endpoints, the outbox's messages, their signatures and retry schedule.
+pub mod webhook;
 
 // The ports: what the domain needs from the world. `ports` lists every one of them; the
 // clock, randomness and limits ports live beside the types they speak of.
@@ -52,7 +54,7 @@ pub mod conformance;
 
 pub use account::Account;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use id::{AccountId, EventId, KeyId, KeyspaceId, RequestId, SessionId, UserId};
+pub use id::{AccountId, AttemptId, EventId, KeyId, KeyspaceId, MessageId, RequestId, SessionId, UserId, WebhookId};
 pub use key::{Actor, Hostname, IpAllowlist, Key, KeyKind, KeyStatus, RateLimitWindow, VerifiableKey};
 pub use key_format::{Environment, HashAlgorithm, KeyHash, KeyPrefix, ParsedKey};
 pub use keyspace::{IpPolicy, Keyspace};

@@ -16,7 +16,7 @@ use crate::{
     account::Account,
     audit::{AuditEvent, AuditFilter, AuditPosition, AuditRecord},
     id::{AccountId, KeyId, KeyspaceId},
-    id::{SessionId, UserId},
+    id::{AttemptId, MessageId, SessionId, UserId, WebhookId},
     idempotency::{Claim, StoredResponse},
     key::{Hostname, Key, KeyKind, KeyStatus},
     key_format::{Environment, KeyHash},
@@ -24,6 +24,7 @@ use crate::{
     password::{HashFailure, Password, PasswordCheck, PasswordHash},
     people::{Email, Invitation, Membership, Role, Session, User},
     usage::{AccountStats, UsageEntry, UsagePosition, UsageRecord, UsageSummary},
+    webhook::{Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Message, WebhookEndpoint},
 };
 
 pub use crate::{
@@ -503,6 +504,67 @@ pub trait UsageStore: Send + Sync {
     fn purge_usage(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send;
 }
 
+/// Webhook endpoints and the outbox: messages, their deliveries and every attempt.
+pub trait WebhookStore: Send + Sync {
+    fn insert_webhook(&self, endpoint: &WebhookEndpoint) -> impl Future<Output = Result<(), StorageError>> + Send;
+    fn get_webhook(
+        &self,
+        account: AccountId,
+        id: WebhookId,
+    ) -> impl Future<Output = Result<Option<WebhookEndpoint>, StorageError>> + Send;
+    /// The account's endpoints, oldest first.
+    fn list_webhooks(
+        &self,
+        account: AccountId,
+    ) -> impl Future<Output = Result<Vec<WebhookEndpoint>, StorageError>> + Send;
+    /// Errors: `NotFound`.
+    fn update_webhook(&self, endpoint: &WebhookEndpoint) -> impl Future<Output = Result<(), UpdateError>> + Send;
+    /// Removes the endpoint with its deliveries and attempts. Errors: `NotFound`.
+    fn delete_webhook(&self, account: AccountId, id: WebhookId)
+    -> impl Future<Output = Result<(), UpdateError>> + Send;
+    /// Writes `message` with a pending delivery, due at its `created_at`, to each enabled
+    /// endpoint of its account that wants its type; writes nothing when none does. Answers
+    /// how many deliveries it made.
+    fn enqueue_message(&self, message: &Message) -> impl Future<Output = Result<u32, StorageError>> + Send;
+    /// Claims up to `limit` pending deliveries due at `now` to enabled endpoints, the
+    /// earliest due first, skipping those another worker is claiming at the same moment:
+    /// each claimed one's `next_attempt_at` moves to `lease_until`, so a worker that dies
+    /// mid-delivery leaves it to be claimed again then (at least once).
+    fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ClaimedDelivery>, StorageError>> + Send;
+    /// Keeps `attempt`, moves its delivery to `outcome` (counting the try), and sets the
+    /// endpoint's `failing_since` at a failure when unset, or clears it at a success.
+    fn record_attempt(
+        &self,
+        attempt: &Attempt,
+        outcome: AttemptOutcome,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// The endpoint's attempts, newest first, before `before` when given.
+    fn list_attempts(
+        &self,
+        account: AccountId,
+        endpoint: WebhookId,
+        before: Option<AttemptId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<AttemptPage, StorageError>> + Send;
+    /// Removes the messages written before `before` that no delivery still waits for,
+    /// with their deliveries and attempts; answers how many messages went.
+    fn purge_webhook_messages(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send;
+    /// Makes the delivery of `message` to `endpoint` pending and due at `now`, whatever
+    /// its state. Errors: `NotFound` (no such delivery in that account).
+    fn retry_delivery(
+        &self,
+        account: AccountId,
+        endpoint: WebhookId,
+        message: MessageId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), UpdateError>> + Send;
+}
+
 /// How a unit of work ends.
 #[derive(Debug)]
 pub enum Outcome<T> {
@@ -527,6 +589,7 @@ pub trait Store:
     + AuditStore
     + IdempotencyStore
     + UsageStore
+    + WebhookStore
     + Atomic
     + Clone
     + 'static

@@ -16,9 +16,21 @@ pub mod management {
     pub const AUDIT_READ: &str = "audit:read";
     pub const USAGE_READ: &str = "usage:read";
     pub const USERS_READ: &str = "users:read";
+    pub const WEBHOOKS_READ: &str = "webhooks:read";
+    pub const WEBHOOKS_WRITE: &str = "webhooks:write";
 
-    pub const ALL: [&str; 8] =
-        [KEYS_READ, KEYS_WRITE, KEYS_VERIFY, KEYSPACES_READ, KEYSPACES_WRITE, AUDIT_READ, USAGE_READ, USERS_READ];
+    pub const ALL: [&str; 10] = [
+        KEYS_READ,
+        KEYS_WRITE,
+        KEYS_VERIFY,
+        KEYSPACES_READ,
+        KEYSPACES_WRITE,
+        AUDIT_READ,
+        USAGE_READ,
+        USERS_READ,
+        WEBHOOKS_READ,
+        WEBHOOKS_WRITE,
+    ];
 }
 
 // `Box<str>`, not `String`: every cached key holds its scopes, and the capacity word and

@@ -6,10 +6,12 @@ mod keys;
 mod keyspaces;
 mod reports;
 pub mod schema;
+mod webhooks;
 
 pub use keys::*;
 pub use keyspaces::*;
 pub use reports::*;
+pub use webhooks::*;
 
 use keyward_domain::{
     Environment, IpPolicy, Key, KeyId, KeyStatus, Keyspace, KeyspaceId, Tier,

@@ -170,7 +170,7 @@ const MAX_PAGE: u32 = 100;
 
 /// An opaque cursor: the base64url of a value's text form.
 /// A page size: 1 to 100, 50 when absent.
-fn page_limit(limit: Option<u32>) -> Result<u32> {
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);
     if (1..=MAX_PAGE).contains(&limit) {
         Ok(limit)

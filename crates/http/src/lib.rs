@@ -31,6 +31,7 @@ pub mod routes;
 pub mod session;
 pub mod telemetry;
 pub mod timestamp;
+pub mod webhooks;
 
 use actix_web::{
     App, FromRequest, Handler, Responder, Route,
@@ -314,6 +315,27 @@ fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
             ],
         ))
         .service(resource("/v1/account/keys/{id}/rotate", vec![on(Method::POST, p::rotate_account_key::<S, L>)]))
+        .service(resource(
+            "/v1/webhooks",
+            vec![on(Method::GET, webhooks::list_webhooks::<S, L>), on(Method::POST, webhooks::create_webhook::<S, L>)],
+        ))
+        .service(resource(
+            "/v1/webhooks/{id}",
+            vec![
+                on(Method::GET, webhooks::get_webhook::<S, L>),
+                on(Method::PATCH, webhooks::update_webhook::<S, L>),
+                on(Method::DELETE, webhooks::delete_webhook::<S, L>),
+            ],
+        ))
+        .service(resource(
+            "/v1/webhooks/{id}/rotate-secret",
+            vec![on(Method::POST, webhooks::rotate_webhook_secret::<S, L>)],
+        ))
+        .service(resource("/v1/webhooks/{id}/attempts", vec![on(Method::GET, webhooks::list_webhook_attempts::<S, L>)]))
+        .service(resource(
+            "/v1/webhooks/{id}/messages/{message_id}/retry",
+            vec![on(Method::POST, webhooks::retry_webhook_message::<S, L>)],
+        ))
         .service(resource(
             "/v1/keyspaces",
             vec![on(Method::GET, h::list_keyspaces::<S, L>), on(Method::POST, h::create_keyspace::<S, L>)],

@@ -20,6 +20,7 @@ use crate::{
     leaks::*,
     metrics::*,
     people::*,
+    webhooks::*,
 };
 
 // Serves the document: the handler lives with what it serves, so the document can list
@@ -110,6 +111,8 @@ impl Modify for ApiKeyAuth {
         list_users, add_user, update_user, remove_user, list_sent_invitations, withdraw_invitation,
         create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
         list_audit, key_usage, stats, metrics,
+        create_webhook, list_webhooks, get_webhook, update_webhook, delete_webhook, rotate_webhook_secret,
+        list_webhook_attempts, retry_webhook_message,
     ),
     // Besides what the operations name themselves: the enums query parameters refer to.
     components(schemas(ErrorEnvelope, FieldErrorDto, schema::KeyStatusName, schema::AuditResultName)),
@@ -125,6 +128,7 @@ impl Modify for ApiKeyAuth {
         (name = "account keys", description = "Management keys for automation; created from a session after step-up."),
         (name = "audit", description = "The append-only, hash-chained audit trail."),
         (name = "usage", description = "Metered verifications: per-key records and account statistics."),
+        (name = "webhooks", description = "Endpoints that hear of key events, signed per Standard Webhooks; their delivery attempts."),
         (name = "operations", description = "Health, readiness and documentation."),
     )
 )]

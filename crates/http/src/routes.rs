@@ -124,6 +124,14 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/v1/keys/{id}/usage", Some(A::UsageRead)),
     route("GET", "/v1/stats", Some(A::StatsRead)),
     route("GET", "/v1/audit", Some(A::AuditList)),
+    route("GET", "/v1/webhooks", Some(A::WebhookList)),
+    route("POST", "/v1/webhooks", Some(A::WebhookCreate)),
+    route("GET", "/v1/webhooks/{id}", Some(A::WebhookRead)),
+    route("PATCH", "/v1/webhooks/{id}", Some(A::WebhookUpdate)),
+    route("DELETE", "/v1/webhooks/{id}", Some(A::WebhookDelete)),
+    route("POST", "/v1/webhooks/{id}/rotate-secret", Some(A::WebhookRotateSecret)),
+    route("GET", "/v1/webhooks/{id}/attempts", Some(A::WebhookAttemptList)),
+    route("POST", "/v1/webhooks/{id}/messages/{message_id}/retry", Some(A::WebhookRetry)),
 ];
 
 /// The route of a method and a registered path (a pattern with its `{param}`s, or a path

@@ -1,5 +1,6 @@
 //! The retention purges on a schedule: audit events past their plan's retention,
-//! idempotency keys past 24 hours, usage records past the configured number of days —
+//! idempotency keys past 24 hours, usage records and settled webhook messages past the
+//! configured number of days —
 //! hourly, the first a minute after start. A failed purge is logged and tried again at the
 //! next hour; nothing stops the scheduler but the runtime's end.
 
@@ -38,5 +39,9 @@ pub async fn purge_once<S: Store>(service: &KeyService<S>, retention: Retention)
     }
     if let Err(error) = store.purge_usage(now - retention.usage).await {
         tracing::warn!(%error, "usage retention purge failed");
+    }
+    // Delivered or given up on: kept as long as usage records, for the attempts list.
+    if let Err(error) = store.purge_webhook_messages(now - retention.usage).await {
+        tracing::warn!(%error, "webhook message purge failed");
     }
 }

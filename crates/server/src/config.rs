@@ -229,6 +229,17 @@ pub(crate) struct Config {
     pub(crate) login: LoginLimits,
     pub(crate) plans: PlanTable,
     pub(crate) tiers: TierTable,
+    pub(crate) webhooks: WebhookSettings,
+}
+
+/// `[webhooks]`
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WebhookSettings {
+    /// Whether webhook URLs may reach private, loopback and link-local addresses
+    /// (`KEYWARD_WEBHOOKS_ALLOW_PRIVATE`). Off: such URLs are refused, and so is any
+    /// name that resolves only to such addresses when a delivery is made (SSRF).
+    pub(crate) allow_private: bool,
 }
 
 impl Default for Config {
@@ -256,6 +267,7 @@ impl Default for Config {
             login: LoginLimits::default(),
             plans: PlanTable::default(),
             tiers: TierTable::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -319,6 +331,7 @@ impl Config {
             temporary_key_prefix: prefix("temporary_key_prefix", &self.keys.temporary_key_prefix)?,
             legacy_pepper: self.secret()?.map(|secret| keyward_domain::key_format::LegacyPepper::from_secret(&secret)),
             legacy_misses: keyward_domain::legacy::LegacyMissLimits::default(),
+            webhooks_allow_private: self.webhooks.allow_private,
         })
     }
 
@@ -405,6 +418,8 @@ mod tests {
             default_tier = "free"
             [tiers]
             free = 20
+            [webhooks]
+            allow_private = true
             "#,
         )
         .unwrap();
@@ -413,6 +428,8 @@ mod tests {
         assert_eq!(config.plans.pro.max_keys, Some(10_000), "unset plans keep their defaults");
         assert_eq!(config.tiers.free, 20);
         assert_eq!(config.domain().unwrap().default_keyspace_prefix.as_str(), "acme");
+        assert!(config.domain().unwrap().webhooks_allow_private);
+        assert!(!Config::default().domain().unwrap().webhooks_allow_private, "refused unless allowed");
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
     }
 

@@ -47,6 +47,9 @@ struct Cli {
     /// serves them (docs/leaks.md); without it, POST /v1/leaks/github answers 404.
     #[arg(long, global = true, env = "KEYWARD_GITHUB_KEYS_FILE")]
     github_keys_file: Option<PathBuf>,
+    /// Let webhook URLs reach private, loopback and link-local addresses (default: refused).
+    #[arg(long, global = true, env = "KEYWARD_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: Option<bool>,
     /// 64 hex digits sealing stored idempotent responses; shared by every instance.
     #[arg(long, global = true, env = "KEYWARD_SECRET", hide_env_values = true)]
     secret: Option<Sensitive>,
@@ -282,6 +285,10 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
         state.service.clone(),
         Retention { usage: time::Duration::days(i64::from(config.usage_retention_days)) },
     );
+    // Every instance delivers webhooks; the outbox hands each delivery to one of them.
+    let sender = Arc::new(keyward_webhooks::HttpSender::new(config.webhooks.allow_private));
+    keyward_webhooks::spawn_worker(state.service.clone(), sender, keyward_webhooks::WorkerSettings::default())
+        .map_err(|e| CliError::Other(format!("cannot start the webhook worker: {e}")))?;
     let factory_settings = settings.clone();
     let factory_state = state.clone();
     let mut server = HttpServer::new(move || {
@@ -407,6 +414,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if cli.secret.is_some() {
         config.secret = cli.secret;
+    }
+    if let Some(allow) = cli.webhooks_allow_private {
+        config.webhooks.allow_private = allow;
     }
     if let Some(format) = cli.log_format {
         config.log_format = format;

@@ -262,7 +262,8 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str, engine: Engi
     // The first key's page charts its two verifications in its last columns: today's, or
     // yesterday's and today's for a run that crossed midnight UTC.
     browser.go(&format!("{base}{key_path}"));
-    let days = browser.script("return [...document.querySelectorAll('figure.days g.row')].map(g => Number(g.dataset.count));");
+    let days =
+        browser.script("return [...document.querySelectorAll('figure.days g.row')].map(g => Number(g.dataset.count));");
     let days: Vec<u64> = serde_json::from_value(days).unwrap();
     assert_eq!(days.len(), 30);
     assert_eq!(days[28] + days[29], 2, "{days:?}");

@@ -11,6 +11,7 @@ mod keys;
 mod people;
 mod undo;
 mod usage;
+mod webhooks;
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -55,6 +56,11 @@ struct State {
     /// The last (seq, hash) of each chain.
     audit_heads: Journaled<HashMap<Option<AccountId>, ChainHead>>,
     idempotency: Journaled<HashMap<(AccountId, String), IdempotencyEntry>>,
+    webhooks: Journaled<BTreeMap<keyward_domain::WebhookId, keyward_domain::webhook::WebhookEndpoint>>,
+    messages: Journaled<BTreeMap<keyward_domain::MessageId, keyward_domain::webhook::Message>>,
+    deliveries:
+        Journaled<BTreeMap<(keyward_domain::MessageId, keyward_domain::WebhookId), keyward_domain::webhook::Delivery>>,
+    attempts: Journaled<BTreeMap<keyward_domain::AttemptId, keyward_domain::webhook::Attempt>>,
     /// Per-request records as stored, oldest first, each with its position (`seq`: the
     /// order of writing, never reused, so a purge moves no cursor).
     usage: VecDeque<UsageEntry>,
@@ -78,6 +84,10 @@ macro_rules! each_journaled {
         state.audit.$method($($arg),*);
         state.audit_heads.$method($($arg),*);
         state.idempotency.$method($($arg),*);
+        state.webhooks.$method($($arg),*);
+        state.messages.$method($($arg),*);
+        state.deliveries.$method($($arg),*);
+        state.attempts.$method($($arg),*);
     }};
 }
 

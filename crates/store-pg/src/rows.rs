@@ -18,6 +18,8 @@ use uuid::Uuid;
 
 use crate::schema::{accounts, keys, keyspaces};
 
+pub(crate) mod webhooks;
+
 /// A row that does not convert back into a domain value: the database holds something the
 /// domain would never have written.
 #[derive(Debug, thiserror::Error)]

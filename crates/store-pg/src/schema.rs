@@ -174,6 +174,58 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Uuid,
+        endpoint_id -> Uuid,
+        message_id -> Uuid,
+        event_type -> Text,
+        at -> Timestamptz,
+        status -> Nullable<Int4>,
+        latency_ms -> Int4,
+        response -> Text,
+        succeeded -> Bool,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (message_id, endpoint_id) {
+        message_id -> Uuid,
+        endpoint_id -> Uuid,
+        account_id -> Uuid,
+        state -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        url -> Text,
+        description -> Nullable<Text>,
+        event_types -> Array<Text>,
+        disabled -> Nullable<Text>,
+        secret -> Bytea,
+        previous_secret -> Nullable<Bytea>,
+        previous_secret_until -> Nullable<Timestamptz>,
+        failing_since -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_messages (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        event_type -> Text,
+        payload -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(idempotency_keys -> accounts (account_id));
 diesel::joinable!(invitations -> accounts (account_id));
 diesel::joinable!(invitations -> users (user_id));
@@ -185,6 +237,12 @@ diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(sessions -> accounts (account_id));
 diesel::joinable!(sessions -> keys (temporary_key_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(webhook_attempts -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_attempts -> webhook_messages (message_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_deliveries -> webhook_messages (message_id));
+diesel::joinable!(webhook_endpoints -> accounts (account_id));
+diesel::joinable!(webhook_messages -> accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     account_usage_daily,
@@ -199,4 +257,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     usage_records,
     users,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
+    webhook_messages,
 );

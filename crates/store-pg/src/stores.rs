@@ -7,6 +7,7 @@ mod keys;
 mod sessions;
 mod usage;
 mod users;
+mod webhooks;
 
 #[cfg(feature = "testing")]
 pub(crate) use audit::chain_head;

@@ -67,6 +67,11 @@ impl Atomic for PgStore {
     #[tracing::instrument(target = "keyward::otel", name = "store.transaction", skip_all, fields(db.system.name = "postgresql"))]
     async fn atomically<T, F: Future<Output = Outcome<T>>>(&self, work: F) -> Result<T, StorageError> {
         use diesel_async::{AnsiTransactionManager, TransactionManager};
+        // Inside a unit of work of this store already: a savepoint of its transaction.
+        if let Some(shared) = PINNED.try_with(|p| (p.pool_id == self.pool_id()).then(|| p.conn.clone())).ok().flatten()
+        {
+            return savepoint(&shared, work).await;
+        }
         let _permit = tokio::time::timeout(self.unit_wait, self.units.acquire())
             .await
             .map_err(|_| StorageError::Unavailable("every unit-of-work slot stayed busy".into()))?
@@ -93,6 +98,31 @@ impl Atomic for PgStore {
                 AnsiTransactionManager::rollback_transaction(&mut *conn).await.map_err(db_error)?;
                 Ok(value)
             }
+        }
+    }
+}
+
+/// A unit of work nested in another: a savepoint on the outer unit's connection, released
+/// on `Commit` (the outer unit still decides) and rolled back to on `Rollback`.
+async fn savepoint<T, F: Future<Output = Outcome<T>>>(shared: &SharedConn, work: F) -> Result<T, StorageError> {
+    use diesel_async::{AnsiTransactionManager, TransactionManager};
+    async fn on_conn<R>(
+        shared: &SharedConn,
+        step: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<R, DieselError>,
+    ) -> Result<R, StorageError> {
+        let mut guard = shared.lock().await;
+        let conn = guard.as_mut().ok_or_else(|| StorageError::Internal("the unit of work has ended".into()))?;
+        step(conn).await.map_err(db_error)
+    }
+    on_conn(shared, async |conn| AnsiTransactionManager::begin_transaction(conn).await).await?;
+    match work.await {
+        Outcome::Commit(value) => {
+            on_conn(shared, async |conn| AnsiTransactionManager::commit_transaction(conn).await).await?;
+            Ok(value)
+        }
+        Outcome::Rollback(value) => {
+            on_conn(shared, async |conn| AnsiTransactionManager::rollback_transaction(conn).await).await?;
+            Ok(value)
         }
     }
 }

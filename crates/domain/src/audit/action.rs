@@ -77,6 +77,16 @@ actions! {
     AuditList => ("audit.list", "audit"),
     UsageRead => ("usage.read", "key"),
     StatsRead => ("stats.read", "account"),
+    WebhookList => ("webhook.list", "webhook"),
+    WebhookCreate => ("webhook.create", "webhook"),
+    WebhookRead => ("webhook.read", "webhook"),
+    WebhookUpdate => ("webhook.update", "webhook"),
+    WebhookDelete => ("webhook.delete", "webhook"),
+    WebhookRotateSecret => ("webhook.rotate_secret", "webhook"),
+    WebhookAttemptList => ("webhook.attempt_list", "webhook"),
+    WebhookRetry => ("webhook.retry", "webhook"),
+    /// An endpoint turned off by Keyward after failing every delivery for days.
+    WebhookDisable => ("webhook.disable", "webhook"),
     /// A management call that matched no route (`/v1/…` typos, probes).
     Request => ("request", "route"),
 }

@@ -117,7 +117,11 @@ impl<S: Store> KeyService<S> {
         };
         let key = self.build_key(&account, &keyspace, input, material, principal.actor(), now)?;
         let max_keys = self.config.plans.limits(account.plan).max_keys;
-        self.store.insert_keys(std::slice::from_ref(&key), max_keys).await.map_err(Self::map_insert)?;
+        self.changing(async {
+            self.store.insert_keys(std::slice::from_ref(&key), max_keys).await.map_err(Self::map_insert)?;
+            Ok(self.publish(EventType::KeyCreated, &key).await?)
+        })
+        .await?;
         Ok(IssuedKey { key, plaintext })
     }
 
@@ -253,9 +257,14 @@ impl<S: Store> KeyService<S> {
         }
         errors.into_result()?;
         key.updated_at = now;
-        self.store.update_key(&before, &key).await?;
-        // Read back: a concurrent revocation wins over this update, and the answer says so.
-        self.service_key(principal, id).await
+        self.changing(async {
+            self.store.update_key(&before, &key).await?;
+            // Read back: a concurrent revocation wins over this update, and the answer says so.
+            let after = self.service_key(principal, id).await?;
+            self.publish_change(&before, &after).await?;
+            Ok(after)
+        })
+        .await
     }
 
     /// Revokes a key for good. Revoking a revoked key is not an error and keeps the first
@@ -271,7 +280,11 @@ impl<S: Store> KeyService<S> {
         if key.revoked_at.is_none() {
             let now = self.now();
             let revoked = Key { revoked_at: Some(now), updated_at: now, ..key.clone() };
-            self.store.update_key(&key, &revoked).await?;
+            self.changing(async {
+                self.store.update_key(&key, &revoked).await?;
+                Ok(self.publish(EventType::KeyRevoked, &revoked).await?)
+            })
+            .await?;
         }
         Ok(())
     }
@@ -333,7 +346,11 @@ impl<S: Store> KeyService<S> {
         old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
         old.rotated_to = Some(new.id);
         old.updated_at = now;
-        self.store.rotate_key(&old, &new).await?;
+        self.changing(async {
+            self.store.rotate_key(&old, &new).await?;
+            Ok(self.publish(EventType::KeyRotated, &old).await?)
+        })
+        .await?;
         Ok(IssuedKey { key: new, plaintext })
     }
 }

@@ -160,13 +160,17 @@ impl<S: Store> KeyService<S> {
         }
     }
 
-    /// Writes `before` → `after` and `event` as one unit of work.
+    /// Writes `before` → `after`, `event` and the webhook events of the change as one unit
+    /// of work.
     async fn change_with_event(&self, before: &Key, after: &Key, event: &AuditEvent) -> Result<(), StorageError> {
         let store = &self.store;
         store
             .atomically(async {
                 let written = match store.update_key(before, after).await {
-                    Ok(()) => store.append_audit(event).await.map(drop),
+                    Ok(()) => match store.append_audit(event).await {
+                        Ok(_) => self.publish_change(before, after).await,
+                        Err(e) => Err(e),
+                    },
                     // Gone in between (its keyspace deleted): nothing left to act on.
                     Err(UpdateError::NotFound) => return Outcome::Commit(Ok(())),
                     Err(UpdateError::Storage(e)) => Err(e),

@@ -53,6 +53,27 @@ pub enum LeakPolicyName {
     Revoke,
 }
 
+/// What a webhook message is about.
+#[derive(Debug, ToSchema)]
+pub enum EventTypeName {
+    #[schema(rename = "key.created")]
+    KeyCreated,
+    #[schema(rename = "key.updated")]
+    KeyUpdated,
+    #[schema(rename = "key.revoked")]
+    KeyRevoked,
+    #[schema(rename = "key.rotated")]
+    KeyRotated,
+    #[schema(rename = "key.leaked")]
+    KeyLeaked,
+    #[schema(rename = "key.expiring")]
+    KeyExpiring,
+    #[schema(rename = "quota.low")]
+    QuotaLow,
+    #[schema(rename = "quota.exhausted")]
+    QuotaExhausted,
+}
+
 /// A person's role in an account.
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -154,6 +175,8 @@ mod tests {
         assert_eq!(variants::<IpPolicyName>(), names(&[IpPolicy::Open.as_str(), IpPolicy::AllowlistRequired.as_str()]));
         let policies = [LeakPolicy::Notify, LeakPolicy::Disable, LeakPolicy::Revoke];
         assert_eq!(variants::<LeakPolicyName>(), policies.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>());
+        let events = keyward_domain::webhook::EventType::ALL.iter().map(|e| e.as_str().to_owned());
+        assert_eq!(variants::<EventTypeName>(), events.collect::<Vec<_>>());
         let roles = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
         assert_eq!(variants::<RoleName>(), roles.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>());
         let results = [AuditResult::Success, AuditResult::Failure, AuditResult::Denied];

@@ -17,3 +17,4 @@ mod routes;
 mod trust;
 mod usage;
 mod verify;
+mod webhooks;

@@ -1,0 +1,325 @@
+//! `WebhookStore` on PostgreSQL: endpoints, and the outbox — messages written in the
+//! caller's unit of work, fanned out to deliveries in the same statement, claimed by the
+//! workers of every instance with `FOR UPDATE SKIP LOCKED`.
+
+use diesel::sql_types::{Integer, Text, Uuid as SqlUuid};
+use keyward_domain::{
+    AttemptId, MessageId, WebhookId,
+    ports::WebhookStore,
+    webhook::{Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, Message, WebhookEndpoint},
+};
+use tracing::Instrument as _;
+
+use crate::{
+    rows::webhooks::{AttemptRow, EndpointRow, MessageRow},
+    schema::{webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_messages},
+    *,
+};
+
+fn span(name: &'static str) -> tracing::Span {
+    tracing::info_span!(target: "keyward::otel", "store.webhooks", db.operation.name = name, db.system.name = "postgresql")
+}
+
+/// A claimed delivery as the claim's statement returns it.
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = SqlUuid)]
+    message_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    endpoint_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Timestamptz)]
+    due: OffsetDateTime,
+}
+
+impl WebhookStore for PgStore {
+    async fn insert_webhook(&self, endpoint: &WebhookEndpoint) -> Result<(), StorageError> {
+        let row = EndpointRow::from(endpoint);
+        let mut conn = self.conn().await?;
+        diesel::insert_into(webhook_endpoints::table)
+            .values(&row)
+            .execute(&mut conn)
+            .instrument(span("insert_webhook"))
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn get_webhook(&self, account: AccountId, id: WebhookId) -> Result<Option<WebhookEndpoint>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<EndpointRow> = webhook_endpoints::table
+            .filter(webhook_endpoints::id.eq(id.as_uuid()))
+            .filter(webhook_endpoints::account_id.eq(account.as_uuid()))
+            .select(EndpointRow::as_select())
+            .first(&mut conn)
+            .instrument(span("get_webhook"))
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(WebhookEndpoint::try_from).transpose().map_err(corrupt)
+    }
+
+    async fn list_webhooks(&self, account: AccountId) -> Result<Vec<WebhookEndpoint>, StorageError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<EndpointRow> = webhook_endpoints::table
+            .filter(webhook_endpoints::account_id.eq(account.as_uuid()))
+            .order(webhook_endpoints::id.asc())
+            .select(EndpointRow::as_select())
+            .load(&mut conn)
+            .instrument(span("list_webhooks"))
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(WebhookEndpoint::try_from).collect::<Result<_, _>>().map_err(corrupt)
+    }
+
+    async fn update_webhook(&self, endpoint: &WebhookEndpoint) -> Result<(), UpdateError> {
+        let row = EndpointRow::from(endpoint);
+        let mut conn = self.conn().await?;
+        let updated = diesel::update(webhook_endpoints::table)
+            .filter(webhook_endpoints::id.eq(row.id))
+            .filter(webhook_endpoints::account_id.eq(row.account_id))
+            .set((
+                webhook_endpoints::url.eq(&row.url),
+                webhook_endpoints::description.eq(&row.description),
+                webhook_endpoints::event_types.eq(&row.event_types),
+                webhook_endpoints::disabled.eq(&row.disabled),
+                webhook_endpoints::secret.eq(&row.secret),
+                webhook_endpoints::previous_secret.eq(&row.previous_secret),
+                webhook_endpoints::previous_secret_until.eq(row.previous_secret_until),
+                webhook_endpoints::failing_since.eq(row.failing_since),
+                webhook_endpoints::updated_at.eq(row.updated_at),
+            ))
+            .execute(&mut conn)
+            .instrument(span("update_webhook"))
+            .await
+            .map_err(db_error)?;
+        if updated == 0 { Err(UpdateError::NotFound) } else { Ok(()) }
+    }
+
+    async fn delete_webhook(&self, account: AccountId, id: WebhookId) -> Result<(), UpdateError> {
+        let mut conn = self.conn().await?;
+        // Deliveries and attempts go with it (ON DELETE CASCADE).
+        let deleted = diesel::delete(webhook_endpoints::table)
+            .filter(webhook_endpoints::id.eq(id.as_uuid()))
+            .filter(webhook_endpoints::account_id.eq(account.as_uuid()))
+            .execute(&mut conn)
+            .instrument(span("delete_webhook"))
+            .await
+            .map_err(db_error)?;
+        if deleted == 0 { Err(UpdateError::NotFound) } else { Ok(()) }
+    }
+
+    async fn enqueue_message(&self, message: &Message) -> Result<u32, StorageError> {
+        let row = MessageRow::from(message);
+        let mut conn = self.conn().await?;
+        // One statement: the message is written only if an endpoint wants it, with one
+        // delivery per such endpoint. An account without endpoints pays one index probe.
+        let made = diesel::sql_query(
+            "WITH targets AS (
+                 SELECT id FROM webhook_endpoints
+                 WHERE account_id = $2 AND disabled IS NULL
+                   AND (cardinality(event_types) = 0 OR $3 = ANY (event_types))
+             ), message AS (
+                 INSERT INTO webhook_messages (id, account_id, event_type, payload, created_at)
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM targets)
+                 RETURNING id
+             )
+             INSERT INTO webhook_deliveries (message_id, endpoint_id, account_id, state, attempts, next_attempt_at)
+             SELECT message.id, targets.id, $2, 'pending', 0, $5 FROM message, targets",
+        )
+        .bind::<SqlUuid, _>(row.id)
+        .bind::<SqlUuid, _>(row.account_id)
+        .bind::<Text, _>(&row.event_type)
+        .bind::<Text, _>(&row.payload)
+        .bind::<Timestamptz, _>(row.created_at)
+        .execute(&mut conn)
+        .instrument(span("enqueue_message"))
+        .await
+        .map_err(db_error)?;
+        Ok(u32::try_from(made).unwrap_or(u32::MAX))
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StorageError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, DieselError, _>(async |conn| {
+            // SKIP LOCKED: two instances claiming at once take different deliveries; the
+            // lease makes a claim whose worker died due again once it ends.
+            let claimed: Vec<ClaimedRow> = diesel::sql_query(
+                "UPDATE webhook_deliveries d SET next_attempt_at = $2
+                 FROM (
+                     SELECT d.message_id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
+                     JOIN webhook_endpoints e ON e.id = d.endpoint_id
+                     WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND e.disabled IS NULL
+                     ORDER BY d.next_attempt_at
+                     LIMIT $3
+                     FOR UPDATE OF d SKIP LOCKED
+                 ) due
+                 WHERE d.message_id = due.message_id AND d.endpoint_id = due.endpoint_id
+                 RETURNING d.message_id, d.endpoint_id, d.attempts, due.next_attempt_at AS due",
+            )
+            .bind::<Timestamptz, _>(now)
+            .bind::<Timestamptz, _>(lease_until)
+            .bind::<diesel::sql_types::BigInt, _>(i64::from(limit))
+            .load(conn)
+            .await?;
+            if claimed.is_empty() {
+                return Ok((claimed, Vec::new(), Vec::new()));
+            }
+            let endpoint_ids: Vec<Uuid> = claimed.iter().map(|c| c.endpoint_id).collect();
+            let message_ids: Vec<Uuid> = claimed.iter().map(|c| c.message_id).collect();
+            let endpoints: Vec<EndpointRow> = webhook_endpoints::table
+                .filter(webhook_endpoints::id.eq_any(&endpoint_ids))
+                .select(EndpointRow::as_select())
+                .load(conn)
+                .await?;
+            let messages: Vec<MessageRow> = webhook_messages::table
+                .filter(webhook_messages::id.eq_any(&message_ids))
+                .select(MessageRow::as_select())
+                .load(conn)
+                .await?;
+            Ok((claimed, endpoints, messages))
+        })
+        .instrument(span("claim_deliveries"))
+        .await
+        .map_err(db_error)
+        .and_then(|(claimed, endpoints, messages)| {
+            let endpoints = endpoints
+                .into_iter()
+                .map(|row| WebhookEndpoint::try_from(row).map(|e| (*e.id.as_uuid().as_bytes(), e)))
+                .collect::<Result<std::collections::HashMap<_, _>, _>>()
+                .map_err(corrupt)?;
+            let messages = messages
+                .into_iter()
+                .map(|row| Message::try_from(row).map(|m| (*m.id.as_uuid().as_bytes(), m)))
+                .collect::<Result<std::collections::HashMap<_, _>, _>>()
+                .map_err(corrupt)?;
+            let mut out = Vec::with_capacity(claimed.len());
+            for row in claimed {
+                let (Some(endpoint), Some(message)) =
+                    (endpoints.get(row.endpoint_id.as_bytes()), messages.get(row.message_id.as_bytes()))
+                else {
+                    continue;
+                };
+                out.push(ClaimedDelivery {
+                    delivery: Delivery {
+                        message_id: message.id,
+                        endpoint_id: endpoint.id,
+                        account_id: endpoint.account_id,
+                        state: keyward_domain::webhook::DeliveryState::Pending,
+                        attempts: u32::try_from(row.attempts).unwrap_or(0),
+                        next_attempt_at: row.due,
+                    },
+                    endpoint: endpoint.clone(),
+                    message: message.clone(),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    async fn record_attempt(&self, attempt: &Attempt, outcome: AttemptOutcome) -> Result<(), StorageError> {
+        let row = AttemptRow::from(attempt);
+        let (state, next) = match outcome {
+            AttemptOutcome::Delivered => ("delivered", attempt.at),
+            AttemptOutcome::RetryAt(at) => ("pending", at),
+            AttemptOutcome::GaveUp => ("failed", attempt.at),
+        };
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, DieselError, _>(async |conn| {
+            diesel::insert_into(webhook_attempts::table).values(&row).execute(conn).await?;
+            diesel::update(webhook_deliveries::table)
+                .filter(webhook_deliveries::message_id.eq(row.message_id))
+                .filter(webhook_deliveries::endpoint_id.eq(row.endpoint_id))
+                .set((
+                    webhook_deliveries::state.eq(state),
+                    webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
+                    webhook_deliveries::next_attempt_at.eq(next),
+                ))
+                .execute(conn)
+                .await?;
+            let failing = webhook_endpoints::table.filter(webhook_endpoints::id.eq(row.endpoint_id));
+            if attempt.succeeded {
+                diesel::update(failing)
+                    .set(webhook_endpoints::failing_since.eq(None::<OffsetDateTime>))
+                    .execute(conn)
+                    .await?;
+            } else {
+                diesel::update(failing.filter(webhook_endpoints::failing_since.is_null()))
+                    .set(webhook_endpoints::failing_since.eq(attempt.at))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
+        })
+        .instrument(span("record_attempt"))
+        .await
+        .map_err(db_error)
+    }
+
+    async fn list_attempts(
+        &self,
+        account: AccountId,
+        endpoint: WebhookId,
+        before: Option<AttemptId>,
+        limit: u32,
+    ) -> Result<AttemptPage, StorageError> {
+        let mut conn = self.conn().await?;
+        let mut query = webhook_attempts::table
+            .inner_join(webhook_endpoints::table)
+            .filter(webhook_endpoints::account_id.eq(account.as_uuid()))
+            .filter(webhook_attempts::endpoint_id.eq(endpoint.as_uuid()))
+            .select(AttemptRow::as_select())
+            .order(webhook_attempts::id.desc())
+            .limit(i64::from(limit) + 1)
+            .into_boxed();
+        if let Some(before) = before {
+            query = query.filter(webhook_attempts::id.lt(before.as_uuid()));
+        }
+        let mut rows: Vec<AttemptRow> =
+            query.load(&mut conn).instrument(span("list_attempts")).await.map_err(db_error)?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let attempts = rows.into_iter().map(Attempt::try_from).collect::<Result<_, _>>().map_err(corrupt)?;
+        Ok(AttemptPage { attempts, has_more })
+    }
+
+    async fn purge_webhook_messages(&self, before: OffsetDateTime) -> Result<u64, StorageError> {
+        let mut conn = self.conn().await?;
+        let purged = diesel::sql_query(
+            "DELETE FROM webhook_messages m WHERE m.created_at < $1
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.message_id = m.id AND d.state = 'pending')",
+        )
+        .bind::<Timestamptz, _>(before)
+        .execute(&mut conn)
+        .instrument(span("purge_webhook_messages"))
+        .await
+        .map_err(db_error)?;
+        Ok(purged as u64)
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: AccountId,
+        endpoint: WebhookId,
+        message: MessageId,
+        now: OffsetDateTime,
+    ) -> Result<(), UpdateError> {
+        let mut conn = self.conn().await?;
+        let updated = diesel::update(webhook_deliveries::table)
+            .filter(webhook_deliveries::account_id.eq(account.as_uuid()))
+            .filter(webhook_deliveries::endpoint_id.eq(endpoint.as_uuid()))
+            .filter(webhook_deliveries::message_id.eq(message.as_uuid()))
+            .set((webhook_deliveries::state.eq("pending"), webhook_deliveries::next_attempt_at.eq(now)))
+            .execute(&mut conn)
+            .instrument(span("retry_delivery"))
+            .await
+            .map_err(db_error)?;
+        if updated == 0 { Err(UpdateError::NotFound) } else { Ok(()) }
+    }
+}
