@@ -19,9 +19,9 @@ use crate::{
 const MAX_WEBHOOK_DESCRIPTION_LEN: usize = 512;
 /// How long a worker holds a claimed delivery before another may take it: longer than a
 /// delivery can take ([`SEND_TIMEOUT`] and the bookkeeping around it).
-pub const DELIVERY_LEASE: Duration = Duration::seconds(60);
+pub const DELIVERY_LEASE: Duration = Duration::seconds(20);
 /// How long one delivery may take, connecting included.
-pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The most of a receiver's answer a sender reads.
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
