@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             a_claim_is_held_by_one_worker_until_its_lease_ends,
             failures_are_retried_listed_and_end_in_a_disabled_endpoint,
             a_rotated_secret_signs_beside_the_new_one_for_its_overlap,
+            expiry_and_quota_notices_are_sent_once_per_threshold,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {

@@ -5,6 +5,7 @@
 mod accounts;
 mod keys;
 mod leaks;
+mod notices;
 mod reports;
 mod verification;
 mod webhooks;
@@ -77,6 +78,8 @@ pub struct DomainConfig {
     /// Whether webhook URLs may name private, loopback and link-local destinations
     /// (`[webhooks] allow_private`; off: refused, as SSRF).
     pub webhooks_allow_private: bool,
+    /// When `key.expiring` and `quota.low` are sent (`[webhooks]`).
+    pub webhook_notices: crate::webhook::notices::NoticeSettings,
 }
 
 impl Default for DomainConfig {
@@ -91,6 +94,7 @@ impl Default for DomainConfig {
             legacy_pepper: None,
             legacy_misses: crate::legacy::LegacyMissLimits::default(),
             webhooks_allow_private: false,
+            webhook_notices: crate::webhook::notices::NoticeSettings::default(),
         }
     }
 }

@@ -554,6 +554,35 @@ pub trait WebhookStore: Send + Sync {
     /// Removes the messages written before `before` that no delivery still waits for,
     /// with their deliveries and attempts; answers how many messages went.
     fn purge_webhook_messages(&self, before: OffsetDateTime) -> impl Future<Output = Result<u64, StorageError>> + Send;
+    /// Service keys, neither revoked nor replaced by a rotation, whose `expires_at` is in
+    /// (`now`, `now + lead`] and that have no `key.expiring` notice marked
+    /// [`crate::webhook::notices::expiry_mark`]`(expires_at, lead)`; at most `limit`.
+    fn keys_expiring_unannounced(
+        &self,
+        now: OffsetDateTime,
+        lead: time::Duration,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send;
+    /// Service keys, not revoked, whose stored quota balance is of their current quota
+    /// configuration and refill period at `now`, and at most `percent` % of the configured
+    /// amount (the refill amount, else the quota's `remaining`) — 0 % meaning exhausted —
+    /// with no `event` notice marked [`crate::webhook::notices::quota_mark`] for that
+    /// configuration and period; at most `limit`.
+    fn keys_with_low_quota_unannounced(
+        &self,
+        now: OffsetDateTime,
+        percent: u8,
+        event: crate::webhook::EventType,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send;
+    /// Records that `event` was sent about `key` for `mark`; answers `false` when it had
+    /// been already (by this or another instance), so each is sent once.
+    fn record_notice(
+        &self,
+        key: KeyId,
+        event: crate::webhook::EventType,
+        mark: &str,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
     /// Makes the delivery of `message` to `endpoint` pending and due at `now`, whatever
     /// its state. Errors: `NotFound` (no such delivery in that account).
     fn retry_delivery(

@@ -8,6 +8,7 @@
 //! three days ([`schedule`]). Every try is an [`Attempt`], listed per endpoint.
 
 pub mod events;
+pub mod notices;
 pub mod schedule;
 pub mod signing;
 pub mod url;

@@ -233,13 +233,37 @@ pub(crate) struct Config {
 }
 
 /// `[webhooks]`
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct WebhookSettings {
     /// Whether webhook URLs may reach private, loopback and link-local addresses
     /// (`KEYWARD_WEBHOOKS_ALLOW_PRIVATE`). Off: such URLs are refused, and so is any
     /// name that resolves only to such addresses when a delivery is made (SSRF).
     pub(crate) allow_private: bool,
+    /// How many days before its expiry `key.expiring` is sent, once per lead time.
+    pub(crate) key_expiring_days: Vec<u16>,
+    /// A quota at or below this percentage of its configured amount sends `quota.low`.
+    pub(crate) quota_low_percent: u8,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self { allow_private: false, key_expiring_days: vec![7, 1], quota_low_percent: 10 }
+    }
+}
+
+impl WebhookSettings {
+    fn notices(&self) -> Result<keyward_domain::webhook::notices::NoticeSettings, ConfigError> {
+        if self.quota_low_percent > 100 || self.key_expiring_days.iter().any(|d| *d == 0 || *d > 366) {
+            return Err(ConfigError::Invalid(
+                "webhooks.quota_low_percent must be 0 to 100, webhooks.key_expiring_days 1 to 366 each".into(),
+            ));
+        }
+        Ok(keyward_domain::webhook::notices::NoticeSettings {
+            expiring_leads: self.key_expiring_days.iter().map(|d| time::Duration::days(i64::from(*d))).collect(),
+            quota_low_percent: self.quota_low_percent,
+        })
+    }
 }
 
 impl Default for Config {
@@ -332,6 +356,7 @@ impl Config {
             legacy_pepper: self.secret()?.map(|secret| keyward_domain::key_format::LegacyPepper::from_secret(&secret)),
             legacy_misses: keyward_domain::legacy::LegacyMissLimits::default(),
             webhooks_allow_private: self.webhooks.allow_private,
+            webhook_notices: self.webhooks.notices()?,
         })
     }
 
@@ -420,6 +445,8 @@ mod tests {
             free = 20
             [webhooks]
             allow_private = true
+            key_expiring_days = [30, 3]
+            quota_low_percent = 25
             "#,
         )
         .unwrap();
@@ -429,6 +456,13 @@ mod tests {
         assert_eq!(config.tiers.free, 20);
         assert_eq!(config.domain().unwrap().default_keyspace_prefix.as_str(), "acme");
         assert!(config.domain().unwrap().webhooks_allow_private);
+        let notices = config.domain().unwrap().webhook_notices;
+        assert_eq!(
+            (notices.expiring_leads, notices.quota_low_percent),
+            (vec![time::Duration::days(30), time::Duration::days(3)], 25)
+        );
+        let bad: Config = toml::from_str("[webhooks]\nquota_low_percent = 101").unwrap();
+        assert!(bad.domain().is_err(), "a percentage past 100 is refused at start");
         assert!(!Config::default().domain().unwrap().webhooks_allow_private, "refused unless allowed");
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
     }

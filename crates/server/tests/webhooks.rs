@@ -250,6 +250,43 @@ async fn signed_key_events_reach_a_real_receiver_and_a_failure_is_retried() {
     assert_eq!((of_failed[0]["status"].as_u64(), of_failed[0]["succeeded"].as_bool()), (Some(204), Some(true)));
     assert_eq!((of_failed[1]["status"].as_u64(), of_failed[1]["response"].as_str()), (Some(503), Some("answer!")));
 
+    // A key due to expire within a day, and one whose 10 credits are spent: key.expiring,
+    // quota.low and quota.exhausted, each once (the scan runs every 5 seconds).
+    let expires_at = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (status, expiring) =
+        server.call("POST", "/v1/keys", &root, Some(json!({"name": "expiring", "expires_at": expires_at})));
+    assert_eq!(status, 201, "{expiring:#}");
+    let (status, metered) =
+        server.call("POST", "/v1/keys", &root, Some(json!({"name": "metered", "quota": {"remaining": 10}})));
+    assert_eq!(status, 201, "{metered:#}");
+    for _ in 0..10 {
+        let (status, verdict) = server.call("POST", "/v1/keys/verify", &root, Some(json!({"key": metered["key"]})));
+        assert_eq!((status, verdict["code"].as_str()), (200, Some("VALID")), "{verdict:#}");
+    }
+    let notices = |r: &[Delivery]| -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = r
+            .iter()
+            .filter(|d| delivered(d))
+            .map(|d| serde_json::from_str::<Value>(&d.body).unwrap())
+            .filter(|b| b["type"] == "key.expiring" || b["type"].as_str().unwrap().starts_with("quota."))
+            .map(|b| (b["type"].as_str().unwrap().to_owned(), b["data"]["id"].as_str().unwrap().to_owned()))
+            .collect();
+        found.sort();
+        found
+    };
+    let expected_notices = vec![
+        ("key.expiring".to_owned(), expiring["id"].as_str().unwrap().to_owned()),
+        ("quota.exhausted".to_owned(), metered["id"].as_str().unwrap().to_owned()),
+        ("quota.low".to_owned(), metered["id"].as_str().unwrap().to_owned()),
+    ];
+    receiver.wait_for("the notices", Duration::from_secs(30), |r| notices(r).len() >= 3);
+    // Another scan or two later, none of them again.
+    std::thread::sleep(Duration::from_secs(11));
+    let received = receiver.received();
+    assert_eq!(notices(&received), expected_notices);
+
     // Nothing secret in what the server printed, nor in the payloads.
     let output = server.output();
     for secret_text in [&secret[6..], plaintext.as_str(), root.as_str()] {

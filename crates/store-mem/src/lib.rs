@@ -61,6 +61,8 @@ struct State {
     deliveries:
         Journaled<BTreeMap<(keyward_domain::MessageId, keyward_domain::WebhookId), keyward_domain::webhook::Delivery>>,
     attempts: Journaled<BTreeMap<keyward_domain::AttemptId, keyward_domain::webhook::Attempt>>,
+    /// Notices sent: (key, event type, mark).
+    notices: Journaled<HashMap<(KeyId, &'static str, String), ()>>,
     /// Per-request records as stored, oldest first, each with its position (`seq`: the
     /// order of writing, never reused, so a purge moves no cursor).
     usage: VecDeque<UsageEntry>,
@@ -88,6 +90,7 @@ macro_rules! each_journaled {
         state.messages.$method($($arg),*);
         state.deliveries.$method($($arg),*);
         state.attempts.$method($($arg),*);
+        state.notices.$method($($arg),*);
     }};
 }
 

@@ -4,7 +4,9 @@ use keyward_domain::{
     AttemptId, MessageId, WebhookId,
     ports::WebhookStore,
     webhook::{
-        Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, DeliveryState, Message, WebhookEndpoint,
+        Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, DeliveryState, EventType, Message,
+        WebhookEndpoint,
+        notices::{expiry_mark, is_current, is_low, quota_mark},
     },
 };
 
@@ -185,6 +187,65 @@ impl WebhookStore for MemStore {
             state.attempts.retain(|_, a| !old.contains(&a.message_id));
             old.len() as u64
         })))
+    }
+
+    fn keys_expiring_unannounced(
+        &self,
+        now: OffsetDateTime,
+        lead: time::Duration,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            let mut due: Vec<Key> = state
+                .keys
+                .values()
+                .filter(|k| k.kind == KeyKind::Service && k.revoked_at.is_none() && k.rotated_to.is_none())
+                .filter(|k| k.expires_at.is_some_and(|at| at > now && at <= now + lead))
+                .filter(|k| {
+                    let mark = expiry_mark(k.expires_at.unwrap_or(now), lead);
+                    !state.notices.contains_key(&(k.id, EventType::KeyExpiring.as_str(), mark))
+                })
+                .cloned()
+                .collect();
+            due.sort_by_key(|k| k.expires_at);
+            due.truncate(limit as usize);
+            due
+        })))
+    }
+
+    fn keys_with_low_quota_unannounced(
+        &self,
+        now: OffsetDateTime,
+        percent: u8,
+        event: EventType,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Key>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            state
+                .keys
+                .values()
+                .filter(|k| k.kind == KeyKind::Service && k.revoked_at.is_none())
+                .filter(|k| match (&k.quota, k.quota_balance) {
+                    (Some(quota), Some(balance)) => {
+                        is_current(quota, balance, now)
+                            && is_low(quota, balance, percent)
+                            && !state.notices.contains_key(&(k.id, event.as_str(), quota_mark(balance)))
+                    }
+                    _ => false,
+                })
+                .take(limit as usize)
+                .cloned()
+                .collect()
+        })))
+    }
+
+    fn record_notice(
+        &self,
+        key: KeyId,
+        event: EventType,
+        mark: &str,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        ready(Ok(self.write(|state| state.notices.insert((key, event.as_str(), mark.to_owned()), ()).is_none())))
     }
 
     fn retry_delivery(

@@ -63,6 +63,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    key_notices (key_id, event_type, mark) {
+        key_id -> Uuid,
+        event_type -> Text,
+        mark -> Text,
+    }
+}
+
+diesel::table! {
     key_usage_daily (key_id, day) {
         key_id -> Uuid,
         day -> Date,
@@ -229,6 +237,7 @@ diesel::table! {
 diesel::joinable!(idempotency_keys -> accounts (account_id));
 diesel::joinable!(invitations -> accounts (account_id));
 diesel::joinable!(invitations -> users (user_id));
+diesel::joinable!(key_notices -> keys (key_id));
 diesel::joinable!(keys -> accounts (account_id));
 diesel::joinable!(keys -> keyspaces (keyspace_id));
 diesel::joinable!(keyspaces -> accounts (account_id));
@@ -250,6 +259,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     idempotency_keys,
     invitations,
+    key_notices,
     key_usage_daily,
     keys,
     keyspaces,

@@ -1,6 +1,7 @@
 //! The delivery worker: every instance runs one; each round claims due deliveries (one
 //! instance per delivery, `FOR UPDATE SKIP LOCKED` on PostgreSQL) and tries them
-//! concurrently. A failed round is logged and the loop goes on.
+//! concurrently, and every few seconds it looks for the notices due (`key.expiring`,
+//! `quota.low`, `quota.exhausted`). A failed round is logged and the loop goes on.
 //!
 //! It runs on a thread of its own with a single-threaded runtime: a delivery's bookkeeping
 //! is a unit of work, whose future the domain does not promise to be `Send`, and a slow
@@ -19,11 +20,13 @@ pub struct WorkerSettings {
     pub idle: Duration,
     /// The most deliveries one round tries, concurrently.
     pub batch: u32,
+    /// How often the notices (`key.expiring`, `quota.low`, `quota.exhausted`) are looked for.
+    pub notice_scan: Duration,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { idle: Duration::from_millis(500), batch: 16 }
+        Self { idle: Duration::from_millis(500), batch: 16, notice_scan: Duration::from_secs(5) }
     }
 }
 
@@ -36,7 +39,14 @@ pub fn spawn_worker<S: Store, W: WebhookSender + 'static>(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new().name("keyward-webhooks".into()).spawn(move || {
         runtime.block_on(async move {
+            let mut scanned: Option<std::time::Instant> = None;
             loop {
+                if scanned.is_none_or(|at| at.elapsed() >= settings.notice_scan) {
+                    scanned = Some(std::time::Instant::now());
+                    if let Err(error) = service.announce_notices().await {
+                        tracing::warn!(%error, "webhook notice scan failed; retrying");
+                    }
+                }
                 match service.deliver_due(&*sender, settings.batch).await {
                     // A full batch: more may be due at once.
                     Ok(tried) if tried == settings.batch as usize => continue,

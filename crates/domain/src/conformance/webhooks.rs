@@ -228,3 +228,95 @@ pub async fn a_rotated_secret_signs_beside_the_new_one_for_its_overlap<S: Store>
         f.service.store().list_attempts(f.principal.account_id, hook.id, None, 10).await.unwrap().attempts.is_empty()
     );
 }
+
+pub async fn expiry_and_quota_notices_are_sent_once_per_threshold<S: Store>(store: S) {
+    use crate::{
+        quota::{Quota, QuotaSpend, Refill, RefillInterval},
+        usage::UsageRecord,
+        verdict::VerifyCode,
+    };
+    let f = fixture(store, Plan::Pro).await;
+    f.service.create_webhook(&f.principal, endpoint("https://a.example.com/hook", &[])).await.unwrap();
+    let expiring = |name: &str, after: Duration| NewKey { expires_at: Some(START + after), ..named(name) };
+    let far = f.service.create_key(&f.principal, expiring("in 10 days", Duration::days(10))).await.unwrap().key;
+    let soon = f.service.create_key(&f.principal, expiring("in 2 days", Duration::days(2))).await.unwrap().key;
+    let sooner = f.service.create_key(&f.principal, expiring("in 12 hours", Duration::hours(12))).await.unwrap().key;
+    let revoked = f.service.create_key(&f.principal, expiring("revoked", Duration::hours(12))).await.unwrap().key;
+    f.service.revoke_key(&f.principal, revoked.id).await.unwrap();
+    let rotated = f.service.create_key(&f.principal, named("rotated")).await.unwrap().key;
+    f.service.rotate_key(&f.principal, rotated.id, 3600).await.unwrap();
+    let receiver = Receiver::answering(vec![ok()]);
+    f.service.deliver_due(&receiver, 100).await.unwrap();
+    let announced = |from: usize| {
+        receiver.received()[from..]
+            .iter()
+            .map(|r| serde_json::from_str::<serde_json::Value>(&r.body).unwrap())
+            .filter(|b| b["type"] != "key.created" && b["type"] != "key.revoked" && b["type"] != "key.rotated")
+            .map(|b| (b["type"].as_str().unwrap().to_owned(), b["data"]["id"].as_str().unwrap().to_owned()))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let expiring_of = |keys: &[&crate::key::Key]| {
+        keys.iter().map(|k| ("key.expiring".to_owned(), k.id.to_string())).collect::<std::collections::BTreeSet<_>>()
+    };
+
+    // The 7-day lead for the key due in two days, the 1-day lead for the one due in 12
+    // hours; not the revoked key, nor the one a rotation ends, nor one due in 10 days.
+    let seen = receiver.received().len();
+    assert_eq!(f.service.announce_notices().await.unwrap(), 2);
+    f.service.deliver_due(&receiver, 100).await.unwrap();
+    assert_eq!(announced(seen), expiring_of(&[&soon, &sooner]));
+    assert_eq!(f.service.announce_notices().await.unwrap(), 0, "once");
+
+    // A day and a half later the two-day key reaches its 1-day lead; three days later the
+    // far one its 7-day lead. A key whose expiry moves is announced again for the new one.
+    f.clock.advance(Duration::hours(36));
+    let seen = receiver.received().len();
+    assert_eq!(f.service.announce_notices().await.unwrap(), 1);
+    f.service.deliver_due(&receiver, 100).await.unwrap();
+    assert_eq!(announced(seen), expiring_of(&[&soon]));
+    f.clock.advance(Duration::hours(36));
+    let seen = receiver.received().len();
+    assert_eq!(f.service.announce_notices().await.unwrap(), 1);
+    f.service.deliver_due(&receiver, 100).await.unwrap();
+    assert_eq!(announced(seen), expiring_of(&[&far]));
+    let later = KeyPatch { expires_at: Some(Some(START + Duration::days(8))), ..KeyPatch::default() };
+    f.service.update_key(&f.principal, far.id, later).await.unwrap();
+    assert_eq!(f.service.announce_notices().await.unwrap(), 1, "the new expiry, announced");
+
+    // Quotas: low at 10 % of the refill (50 of 500), exhausted at 0, once per period.
+    let quota = Quota { remaining: 500, refill: Some(Refill { amount: 500, interval: RefillInterval::Day }) };
+    let metered = f.service.create_key(&f.principal, NewKey { quota: Some(quota), ..named("metered") }).await.unwrap();
+    let now = crate::clock::Clock::now(&*f.clock);
+    let spend = |credits: u64| UsageRecord {
+        key_id: Some(metered.key.id),
+        account_id: f.principal.account_id,
+        ts: now,
+        endpoint: None,
+        method: None,
+        status_code: None,
+        response_time_us: None,
+        ip: None,
+        outcome: Some(VerifyCode::Valid),
+        quota_spent: Some(QuotaSpend::of(&quota, credits, now)),
+    };
+    let store = f.service.store();
+    store.record_usage(&[spend(440)]).await.unwrap();
+    assert_eq!(f.service.announce_notices().await.unwrap(), 0, "60 left: not low yet");
+    store.record_usage(&[spend(20)]).await.unwrap();
+    let seen = receiver.received().len();
+    assert_eq!(f.service.announce_notices().await.unwrap(), 1, "40 left: low");
+    assert_eq!(f.service.announce_notices().await.unwrap(), 0);
+    store.record_usage(&[spend(40)]).await.unwrap();
+    assert_eq!(f.service.announce_notices().await.unwrap(), 1, "exhausted");
+    assert_eq!(f.service.announce_notices().await.unwrap(), 0);
+    f.service.deliver_due(&receiver, 100).await.unwrap();
+    let mut quota_events: Vec<(String, u64)> = receiver.received()[seen..]
+        .iter()
+        .map(|r| serde_json::from_str::<serde_json::Value>(&r.body).unwrap())
+        .filter(|b| b["type"].as_str().unwrap().starts_with("quota."))
+        .map(|b| (b["type"].as_str().unwrap().to_owned(), b["data"]["quota_remaining"].as_u64().unwrap()))
+        .collect();
+    // Announced at one instant, delivered in no particular order (webhooks never promise one).
+    quota_events.sort();
+    assert_eq!(quota_events, [("quota.exhausted".to_owned(), 0), ("quota.low".to_owned(), 40)]);
+}

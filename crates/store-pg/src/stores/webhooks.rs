@@ -6,18 +6,39 @@ use diesel::sql_types::{Integer, Text, Uuid as SqlUuid};
 use keyward_domain::{
     AttemptId, MessageId, WebhookId,
     ports::WebhookStore,
-    webhook::{Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, Message, WebhookEndpoint},
+    webhook::{Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, EventType, Message, WebhookEndpoint},
 };
 use tracing::Instrument as _;
 
 use crate::{
     rows::webhooks::{AttemptRow, EndpointRow, MessageRow},
-    schema::{webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_messages},
+    schema::{key_notices, webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_messages},
     *,
 };
 
 fn span(name: &'static str) -> tracing::Span {
     tracing::info_span!(target: "keyward::otel", "store.webhooks", db.operation.name = name, db.system.name = "postgresql")
+}
+
+#[derive(QueryableByName)]
+struct KeyIdRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+impl PgStore {
+    /// The keys `ids` names, in that order.
+    async fn keys_by_id(&self, conn: &mut AsyncPgConnection, ids: Vec<KeyIdRow>) -> Result<Vec<Key>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = ids.into_iter().map(|r| r.id).collect();
+        let rows: Vec<KeyRow> =
+            keys::table.filter(keys::id.eq_any(&ids)).select(KeyRow::as_select()).load(conn).await.map_err(db_error)?;
+        let mut keys = rows.into_iter().map(Key::try_from).collect::<Result<Vec<_>, _>>().map_err(corrupt)?;
+        keys.sort_by_key(|k| ids.iter().position(|id| *id == k.id.as_uuid()));
+        Ok(keys)
+    }
 }
 
 /// A claimed delivery as the claim's statement returns it.
@@ -301,6 +322,85 @@ impl WebhookStore for PgStore {
         .await
         .map_err(db_error)?;
         Ok(purged as u64)
+    }
+
+    async fn keys_expiring_unannounced(
+        &self,
+        now: OffsetDateTime,
+        lead: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Key>, StorageError> {
+        let mut conn = self.conn().await?;
+        // The mark as `notices::expiry_mark` writes it: whole seconds of the expiry, the lead.
+        let ids: Vec<KeyIdRow> = diesel::sql_query(
+            "SELECT k.id FROM keys k
+             WHERE k.kind = 'service' AND k.expires_at IS NOT NULL AND k.revoked_at IS NULL
+               AND k.rotated_to IS NULL AND k.expires_at > $1 AND k.expires_at <= $2
+               AND NOT EXISTS (SELECT 1 FROM key_notices n WHERE n.key_id = k.id AND n.event_type = 'key.expiring'
+                   AND n.mark = floor(extract(epoch FROM k.expires_at))::bigint::text || ':' || $3::text)
+             ORDER BY k.expires_at LIMIT $4",
+        )
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(now + lead)
+        .bind::<diesel::sql_types::BigInt, _>(lead.whole_seconds())
+        .bind::<diesel::sql_types::BigInt, _>(i64::from(limit))
+        .load(&mut conn)
+        .instrument(span("keys_expiring_unannounced"))
+        .await
+        .map_err(db_error)?;
+        self.keys_by_id(&mut conn, ids).await
+    }
+
+    async fn keys_with_low_quota_unannounced(
+        &self,
+        now: OffsetDateTime,
+        percent: u8,
+        event: EventType,
+        limit: u32,
+    ) -> Result<Vec<Key>, StorageError> {
+        use keyward_domain::quota::{RefillInterval, refill_period};
+        let mut conn = self.conn().await?;
+        // The configured amount is the refill's, else the starting balance; the stored
+        // balance must be of the current period (refill periods as `quota::refill_period`
+        // counts them). The fingerprint is checked by the caller, who can compute it.
+        let ids: Vec<KeyIdRow> = diesel::sql_query(
+            "SELECT k.id FROM keys k
+             WHERE k.kind = 'service' AND k.quota_balance IS NOT NULL AND k.revoked_at IS NULL
+               AND k.quota IS NOT NULL
+               AND k.quota_period = CASE k.quota->'refill'->>'interval'
+                     WHEN 'day' THEN $1 WHEN 'month' THEN $2 ELSE 0 END
+               AND k.quota_balance * 100 <= $3 * coalesce((k.quota->'refill'->>'amount')::bigint,
+                                                          (k.quota->>'remaining')::bigint)
+               AND NOT EXISTS (SELECT 1 FROM key_notices n WHERE n.key_id = k.id AND n.event_type = $4
+                   AND n.mark = k.quota_fingerprint::text || ':' || k.quota_period::text)
+             LIMIT $5",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(refill_period(RefillInterval::Day, now))
+        .bind::<diesel::sql_types::BigInt, _>(refill_period(RefillInterval::Month, now))
+        .bind::<diesel::sql_types::BigInt, _>(i64::from(percent))
+        .bind::<Text, _>(event.as_str())
+        .bind::<diesel::sql_types::BigInt, _>(i64::from(limit))
+        .load(&mut conn)
+        .instrument(span("keys_with_low_quota_unannounced"))
+        .await
+        .map_err(db_error)?;
+        self.keys_by_id(&mut conn, ids).await
+    }
+
+    async fn record_notice(&self, key: KeyId, event: EventType, mark: &str) -> Result<bool, StorageError> {
+        let mut conn = self.conn().await?;
+        let inserted = diesel::insert_into(key_notices::table)
+            .values((
+                key_notices::key_id.eq(key.as_uuid()),
+                key_notices::event_type.eq(event.as_str()),
+                key_notices::mark.eq(mark),
+            ))
+            .on_conflict_do_nothing()
+            .execute(&mut conn)
+            .instrument(span("record_notice"))
+            .await
+            .map_err(db_error)?;
+        Ok(inserted == 1)
     }
 
     async fn retry_delivery(
