@@ -1,6 +1,7 @@
 //! `keyward`: the binary. Parses the command line and configuration, wires a store into the
 //! HTTP application, and runs it. No business logic lives here.
 
+mod background;
 mod config;
 mod telemetry;
 
@@ -22,7 +23,7 @@ use keyward_domain::{
 };
 use keyward_http::{AppState, HttpSettings, Policies, TrustedProxies, audit::RequestAuditSink};
 use keyward_ratelimit::Limits;
-use keyward_runtime::{password::BlockingPasswordHasher, retention::Retention};
+use keyward_runtime::password::BlockingPasswordHasher;
 use keyward_store_mem::MemStore;
 use keyward_store_pg::PgStore;
 use keyward_telemetry::Telemetry;
@@ -274,21 +275,7 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
     // Where a person goes first, on standard output beside the one-time login it is for.
     print_once(&format!("Dashboard: {}{}", settings.public_url.trim_end_matches('/'), keyward_dashboard::BASE));
     let state = web::Data::new(state);
-    // Usage leaves memory in one batch a second.
-    let flusher = keyward_runtime::usage::spawn_observed_flusher(
-        state.meter.clone(),
-        state.service.store().clone(),
-        std::time::Duration::from_secs(1),
-        telemetry::flush_observer(state.instruments.telemetry()),
-    );
-    keyward_runtime::retention::spawn_retention_purges(
-        state.service.clone(),
-        Retention { usage: time::Duration::days(i64::from(config.usage_retention_days)) },
-    );
-    // Every instance delivers webhooks; the outbox hands each delivery to one of them.
-    let sender = Arc::new(keyward_webhooks::HttpSender::new(config.webhooks.allow_private));
-    keyward_webhooks::spawn_worker(state.service.clone(), sender, keyward_webhooks::WorkerSettings::default())
-        .map_err(|e| CliError::Other(format!("cannot start the webhook worker: {e}")))?;
+    let flusher = background::spawn(&state, config)?;
     let factory_settings = settings.clone();
     let factory_state = state.clone();
     let mut server = HttpServer::new(move || {

@@ -8,7 +8,7 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufReader, Read, Write},
     net::{TcpListener, TcpStream},
     path::PathBuf,
     process::{Command, Stdio},
@@ -98,25 +98,7 @@ fn summary(received: &[Delivery]) -> Vec<(String, String, Option<u16>)> {
 fn serve(stream: TcpStream, received: &Mutex<Vec<Delivery>>, answers: &Mutex<VecDeque<Answer>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap();
-            headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
-        }
-        let length: usize = headers.get("content-length").map_or(0, |l| l.parse().unwrap());
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
+    while let Some(common::http::Request { headers, body, .. }) = common::http::read_request(&mut reader) {
         let answer = answers.lock().unwrap().pop_front().unwrap_or(Answer::Status(204));
         let answered = match answer {
             Answer::Status(status) => Some(status),

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a part of this.
 
+pub mod http;
 pub mod webdriver;
 
 use std::{
