@@ -2,10 +2,7 @@
 //! (its path, headers with lower-case names, and a `Content-Length` body) off a keep-alive
 //! connection.
 
-use std::{
-    collections::BTreeMap,
-    io::BufRead,
-};
+use std::{collections::BTreeMap, io::BufRead};
 
 /// One request as received.
 pub struct Request {
