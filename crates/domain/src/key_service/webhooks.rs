@@ -132,6 +132,10 @@ impl<S: Store> KeyService<S> {
     }
 
     fn event_types(errors: &mut FieldErrors, names: &[String]) -> Vec<EventType> {
+        if names.len() > EventType::ALL.len() {
+            errors.push("event_types", format!("must hold at most {} event types", EventType::ALL.len()));
+            return Vec::new();
+        }
         let mut types = Vec::new();
         for (i, name) in names.iter().enumerate() {
             match name.parse::<EventType>() {

@@ -15,7 +15,7 @@ pub struct CreateWebhookRequest {
     /// are refused unless the operator allows them.
     #[schema(max_length = 2048, example = "https://api.example.com/keyward-events")]
     pub url: String,
-    #[schema(max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(max_length = 512, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     /// The events sent to this endpoint; empty or absent: all of them.
     #[schema(value_type = Option<Vec<schema::EventTypeName>>, max_items = 8, example = json!(["key.revoked", "key.leaked"]))]
@@ -42,7 +42,7 @@ pub struct UpdateWebhookRequest {
     #[schema(max_length = 2048)]
     pub url: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(max_length = 512, nullable, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    #[schema(max_length = 512, nullable, pattern = r"^[^\u0000]*$")]
     pub description: Option<Option<String>>,
     #[schema(value_type = Option<Vec<schema::EventTypeName>>, max_items = 8)]
     pub event_types: Option<Vec<String>>,

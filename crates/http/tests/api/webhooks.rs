@@ -55,6 +55,10 @@ both_stores! {
             refused.assert_error(400, "validation_failed");
             assert_eq!(refused.body["details"][0]["field"], "url", "{url}: {:#}", refused.body);
         }
+        // As many as there are event types, no more (the document's maxItems), repeats included.
+        let refused = app.post("/v1/webhooks", json!({"url": HOOK, "event_types": vec!["quota.low"; 9]})).await;
+        refused.assert_error(400, "validation_failed");
+        assert_eq!(refused.body["details"][0]["field"], "event_types");
         let refused = app.post("/v1/webhooks", json!({"url": HOOK, "event_types": ["key.exploded"]})).await;
         refused.assert_error(400, "validation_failed");
         assert_eq!(refused.body["details"][0]["field"], "event_types[0]");
