@@ -81,10 +81,22 @@ fn key_change_events(before: &Key, after: &Key) -> Vec<EventType> {
     if before.revoked_at.is_none() && after.revoked_at.is_some() {
         events.push(EventType::KeyRevoked);
     }
-    if events.is_empty() && before != after {
+    if events.is_empty() && what_the_account_sets(before) != what_the_account_sets(after) {
         events.push(EventType::KeyUpdated);
     }
     events
+}
+
+/// A key without what changes on its own (the time of the write, usage counters, the
+/// stored quota balance): an update that changes nothing else is no news.
+fn what_the_account_sets(key: &Key) -> Key {
+    Key {
+        updated_at: OffsetDateTime::UNIX_EPOCH,
+        last_used_at: None,
+        usage_count: 0,
+        quota_balance: None,
+        ..key.clone()
+    }
 }
 
 impl<S: Store> KeyService<S> {
@@ -161,8 +173,12 @@ impl<S: Store> KeyService<S> {
         if existing.len() >= webhook::MAX_ENDPOINTS {
             errors.push("url", format!("an account may have at most {} endpoints", webhook::MAX_ENDPOINTS));
         }
-        errors.into_result()?;
-        let Some(url) = url else { unreachable!("a missing URL is a field error") };
+        let url = match (url, errors.into_result()) {
+            (Some(url), Ok(())) => url,
+            (_, Err(errors)) => return Err(errors.into()),
+            // A URL refused is a field error already; kept total rather than assumed.
+            (None, Ok(())) => return Err(FieldErrors::single("url", "must be an http or https URL").into()),
+        };
         let now = self.now();
         let endpoint = WebhookEndpoint {
             id: WebhookId::generate(now, self.rng()),
@@ -446,5 +462,15 @@ mod tests {
         let renamed = Key { name: "other".into(), ..before.clone() };
         assert_eq!(key_change_events(&before, &renamed), [EventType::KeyUpdated]);
         assert!(key_change_events(&before, &before).is_empty());
+        // An empty PATCH (a new updated_at), or usage flushed in between, is no update.
+        let touched = Key {
+            updated_at: now + time::Duration::seconds(1),
+            usage_count: 7,
+            last_used_at: Some(now),
+            ..before.clone()
+        };
+        assert!(key_change_events(&before, &touched).is_empty());
+        let disabled = Key { is_active: false, ..touched };
+        assert_eq!(key_change_events(&before, &disabled), [EventType::KeyUpdated]);
     }
 }
