@@ -241,6 +241,20 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str, engine: Engi
     browser.go(&format!("{base}/dashboard/keys"));
     shot("keys");
 
+    // A key reported found in public: its page says when and by whom, as text, and the
+    // keyspaces page what a keyspace does with such keys.
+    let body = json!({"name": "Pasted in a ticket"});
+    let (status, leaked) = server.call("POST", "/v1/keys", &login.account_key, Some(body));
+    assert_eq!(status, 201, "{leaked}");
+    let report = json!({"keys": [leaked["key"]]});
+    assert_eq!(server.try_request("POST", "/v1/leaks/revoke", &[], Some(report)).unwrap().0, 202);
+    browser.go(&format!("{base}/dashboard/keys/{}", leaked["id"].as_str().unwrap()));
+    assert_eq!(browser.text("h1 .badge"), "revoked");
+    let found = browser.text("#leaked");
+    assert!(found.ends_with(", public"), "{found}");
+    browser.go(&format!("{base}/dashboard/keyspaces"));
+    assert_eq!(browser.text("td.leak-policy"), "revoke live, notify test");
+
     // The overview's numbers are the API's, once the four verifications above are metered
     // (usage is written a second at a time). The total, not today's count: a run that
     // crosses midnight UTC meters some of them on the day before.

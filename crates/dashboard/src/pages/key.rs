@@ -132,6 +132,12 @@ fn attributes(key: &KeyResponse) -> Markup {
             dt { "Last used" } dd { (maybe_moment(key.last_used_at, "never")) }
             dt { "Created" } dd { (moment(key.created_at)) " by " code { (key.created_by) } }
             @if let Some(revoked_at) = key.revoked_at { dt { "Revoked" } dd { (moment(revoked_at)) } }
+            // Where a report said it was found: shown as text, never as a link (a report is
+            // anyone's word, and its URL anyone's choice).
+            @if let Some(leaked_at) = key.leaked_at {
+                dt { "Found in public" }
+                dd #leaked { (moment(leaked_at)) @if let Some(source) = &key.leak_source { ", " code { (source) } } }
+            }
             @if let Some(from) = key.rotated_from { dt { "Replaces" } dd { a href={ (BASE) "/keys/" (from) } { code { (from) } } } }
             @if let Some(to) = key.rotated_to { dt { "Replaced by" } dd { a href={ (BASE) "/keys/" (to) } { code { (to) } } } }
             @if !key.metadata.is_empty() {

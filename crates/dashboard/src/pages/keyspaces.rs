@@ -36,7 +36,7 @@ async fn render_list<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, 
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Prefix" } th scope="col" { "Default tier" }
                     th scope="col" { "Default scopes" } th scope="col" { "Allowed scopes" } th scope="col" { "IP policy" }
-                    th scope="col" { "Created" }
+                    th scope="col" { "If leaked" } th scope="col" { "Created" }
                 } }
                 tbody {
                     @for keyspace in &keyspaces {
@@ -49,6 +49,12 @@ async fn render_list<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, 
                                 @match &keyspace.allowed_scopes { Some(allowed) => (scopes(allowed)), None => span.muted { "any" } }
                             }
                             td { (keyspace.ip_policy) }
+                            td.leak-policy {
+                                @match keyspace.leak_policy {
+                                    Some(policy) => (policy),
+                                    None => span.muted { "revoke live, notify test" },
+                                }
+                            }
                             td { (moment(keyspace.created_at)) }
                         }
                     }
