@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
             the_last_owner_stays,
             invitations_wait_for_their_user,
             removing_a_member_ends_their_sessions,
+            a_users_sessions_end_together_but_the_one_kept,
             sessions_round_trip,
             touching_a_key_only_moves_forward,
             audit_chains_are_per_account_and_verify,

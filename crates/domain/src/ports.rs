@@ -337,6 +337,13 @@ pub trait SessionStore: Send + Sync {
 
     /// Ends a session; returns it (for its temporary key) if it existed.
     fn delete_session(&self, id: SessionId) -> impl Future<Output = Result<Option<Session>, StorageError>> + Send;
+
+    /// Ends every session of `user`, in every account, but `keep`; returns how many ended.
+    fn delete_sessions_of_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+    ) -> impl Future<Output = Result<usize, StorageError>> + Send;
 }
 
 /// Password hashing, which costs tens of milliseconds of CPU: implementations run it off the

@@ -237,4 +237,19 @@ impl SessionStore for MemStore {
     fn delete_session(&self, id: SessionId) -> impl Future<Output = Result<Option<Session>, StorageError>> + Send {
         ready(Ok(self.write(|state| state.sessions.remove(&id))))
     }
+
+    fn delete_sessions_of_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+    ) -> impl Future<Output = Result<usize, StorageError>> + Send {
+        ready(Ok(self.write(|state| {
+            let ended: Vec<SessionId> =
+                state.sessions.values().filter(|s| s.user_id == user && Some(s.id) != keep).map(|s| s.id).collect();
+            for id in &ended {
+                state.sessions.remove(id);
+            }
+            ended.len()
+        })))
+    }
 }

@@ -138,6 +138,32 @@ pub async fn removing_a_member_ends_their_sessions<S: Store>(store: S) {
     assert!(store.get_membership(account, leaver.id).await.unwrap().is_none());
 }
 
+pub async fn a_users_sessions_end_together_but_the_one_kept<S: Store>(store: S) {
+    use crate::people::Role;
+    let f = fixture(store, Plan::Pro).await;
+    let store = f.service.store();
+    let account = f.principal.account_id;
+    let (ada, bob) = (user("ada@acme.io", 1), user("bob@acme.io", 2));
+    store.create_user(&ada, Some(&member(&ada, account, Role::Owner))).await.unwrap();
+    store.create_user(&bob, Some(&member(&bob, account, Role::Member))).await.unwrap();
+    let (kept, first, second, other) = (
+        session(&ada, account, 10),
+        session(&ada, account, 11),
+        session(&ada, account, 12),
+        session(&bob, account, 13),
+    );
+    for s in [&kept, &first, &second, &other] {
+        store.insert_session(s).await.unwrap();
+    }
+    assert_eq!(store.delete_sessions_of_user(ada.id, Some(kept.id)).await.unwrap(), 2);
+    assert!(store.find_session(&first.token_hash).await.unwrap().is_none());
+    assert!(store.find_session(&second.token_hash).await.unwrap().is_none());
+    assert!(store.find_session(&kept.token_hash).await.unwrap().is_some(), "the one kept");
+    assert!(store.find_session(&other.token_hash).await.unwrap().is_some(), "another user's");
+    assert_eq!(store.delete_sessions_of_user(ada.id, None).await.unwrap(), 1);
+    assert!(store.find_session(&kept.token_hash).await.unwrap().is_none());
+}
+
 pub async fn sessions_round_trip<S: Store>(store: S) {
     use crate::people::Role;
     let f = fixture(store, Plan::Pro).await;

@@ -6,7 +6,7 @@ use super::{Audited, PeopleService, metadata};
 use crate::{
     audit::{Action, AuditResult, RequestContext},
     error::{ManageError, PeopleError},
-    id::{AccountId, SessionId},
+    id::{AccountId, SessionId, UserId},
     key_service::{Principal, Via},
     password::Password,
     people::{Invitation, Membership, Session},
@@ -14,6 +14,23 @@ use crate::{
     ratelimit::RateLimiter,
     validation::FieldErrors,
 };
+
+/// What [`PeopleService::end_login_credentials`] ended.
+#[derive(Debug, Clone, Copy)]
+pub struct EndedCredentials {
+    pub sessions: usize,
+    pub temporary_keys: usize,
+}
+
+impl EndedCredentials {
+    /// Audit metadata; `replaced` sessions (ended and reopened) count as ended.
+    fn metadata(self, replaced: usize) -> serde_json::Map<String, serde_json::Value> {
+        metadata(&[
+            ("sessions_ended", &(self.sessions + replaced).to_string()),
+            ("temporary_keys_revoked", &self.temporary_keys.to_string()),
+        ])
+    }
+}
 
 impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
     /// `POST /v1/account/password`: the session's user proves the current password and
@@ -60,9 +77,43 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         }
         let hash = self.hasher.hash(new).await.map_err(PeopleError::Hashing)?;
         self.store().set_password_hash(user_id, &hash, false, now).await?;
+        // Whatever the old password opened ends with it: every other session, every
+        // temporary key (this session's too), in every account of the login.
+        let ended = self.end_login_credentials(user_id, Some(id)).await?;
         let session = self.replace_session(id, principal.account_id).await?;
-        audit(AuditResult::Success, "");
+        self.audit(
+            ctx,
+            Audited {
+                action: Action::PasswordChange,
+                account: Some(principal.account_id),
+                actor: principal.actor(),
+                resource_id: Some(user_id.to_string()),
+                result: AuditResult::Success,
+                metadata: ended.metadata(1),
+            },
+        );
         Ok(session)
+    }
+
+    /// Ends every session of `user` but `keep` and revokes every temporary key their logins
+    /// minted, in every account the user belongs to (a removal already revoked the keys of
+    /// the accounts they left). Stores evict revoked keys from every instance's cache, and
+    /// sessions are read on every request, so nothing outlives this call anywhere.
+    pub(super) async fn end_login_credentials(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+    ) -> Result<EndedCredentials, PeopleError> {
+        let sessions = self.store().delete_sessions_of_user(user, keep).await?;
+        let now = self.keys.now();
+        let mut temporary_keys = 0;
+        for (membership, _) in self.store().memberships_of(user).await? {
+            for key in self.store().live_temporary_keys(membership.account_id, user, now).await? {
+                self.keys.revoke(key).await?;
+                temporary_keys += 1;
+            }
+        }
+        Ok(EndedCredentials { sessions, temporary_keys })
     }
 
     /// Ends session `old` and opens a fresh, unrestricted one for the same user and account.

@@ -170,6 +170,8 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let user = self.store().find_user_by_email(email).await?.ok_or(ManageError::NotFound)?;
         let hash = self.hasher.hash(password).await.map_err(PeopleError::Hashing)?;
         self.store().set_password_hash(user.id, &hash, change_required, self.keys.now()).await?;
+        // A reset ends everything the old password opened, everywhere.
+        self.end_login_credentials(user.id, None).await?;
         Ok(user)
     }
 

@@ -11,6 +11,7 @@ mod invitations;
 mod keys;
 mod leaks;
 mod media;
+mod passwords;
 mod people;
 mod ratelimits;
 mod routes;

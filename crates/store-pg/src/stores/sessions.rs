@@ -58,4 +58,15 @@ impl SessionStore for PgStore {
             .map_err(db_error)?;
         row.map(Session::try_from).transpose().map_err(corrupt)
     }
+
+    #[tracing::instrument(target = "keyward::otel", name = "store.delete_sessions_of_user", skip_all, fields(db.system.name = "postgresql"))]
+    async fn delete_sessions_of_user(&self, user: UserId, keep: Option<SessionId>) -> Result<usize, StorageError> {
+        let mut conn = self.conn().await?;
+        let mine = sessions::table.filter(sessions::user_id.eq(user.as_uuid()));
+        let ended = match keep {
+            Some(keep) => diesel::delete(mine.filter(sessions::id.ne(keep.as_uuid()))).execute(&mut conn).await,
+            None => diesel::delete(mine).execute(&mut conn).await,
+        };
+        ended.map_err(db_error)
+    }
 }
