@@ -206,10 +206,10 @@
     if (what === "signed-in") return signedIn(data, origin);
     if (what === "show-once") return showOnce(data, origin);
     if (what === "added") {
-      // A new login's one-time password, once; or an invitation to someone who has a login.
-      if (data && data.initial_password) return showOnce({ key: data.initial_password }, origin);
+      // Without a mailer, the invitation's link, once, to pass on; with one, a word.
+      if (data && data.accept_url) return showOnce({ key: data.accept_url }, origin);
       const notice = origin.closest("form").querySelector("[data-notice]");
-      notice.textContent = `${data.email} has a login already and was invited: they join when they accept.`;
+      notice.textContent = `${data.invitation.email} was invited: they join when they accept the link mailed to them.`;
     }
   }
 
@@ -222,6 +222,8 @@
    */
   async function signedIn(data, form) {
     if (data.password_change_required) return location.assign(`${BASE}/password`);
+    // A login of no account (yet): what waits for it.
+    if (!data.account) return location.assign(`${BASE}/welcome`);
     const memberships = data.memberships || [];
     const chooser = form.querySelector("[data-accounts]");
     if (memberships.length < 2 || !chooser || form.querySelector("input[name=account_id]:checked")) {

@@ -33,24 +33,34 @@ pub const BASE: &str = "/dashboard";
 /// Registers the dashboard's pages and assets (for `keyward_http::app_with`), and `GET /`,
 /// which sends a browser to them.
 pub fn configure<S: Store, L: Admission>(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/").route(web::get().to(|| async { pages::see_other(BASE) }))).service(
-        web::scope(BASE)
-            .wrap(from_fn(headers::secure))
-            .service(page("", pages::overview::page::<S, L>))
-            .service(page("/sign-in", pages::sign_in::page))
-            .service(page("/password", pages::sign_in::password_page))
-            .service(page("/keys", pages::keys::list::<S, L>))
-            .service(page("/keys/new", pages::keys::new::<S, L>))
-            .service(page("/keys/{id}", pages::key::page::<S, L>))
-            .service(page("/keys/{id}/edit", pages::key_edit::page::<S, L>))
-            .service(page("/keyspaces", pages::keyspaces::list::<S, L>))
-            .service(page("/keyspaces/{id}", pages::keyspaces::page::<S, L>))
-            .service(page("/account-keys", pages::account_keys::page::<S, L>))
-            .service(page("/people", pages::people::page::<S, L>))
-            .service(page("/audit", pages::audit::page::<S, L>))
-            .service(page("/assets/{name}", asset))
-            .default_service(web::to(pages::not_found)),
-    );
+    config
+        .service(web::resource("/").route(web::get().to(|| async { pages::see_other(BASE) })))
+        // The page an invitation's link opens (`{public_url}/invitations/{token}`).
+        .service(
+            web::scope("/invitations")
+                .wrap(from_fn(headers::secure))
+                .service(page("/{token}", pages::invitation::page::<S, L>))
+                .default_service(web::to(pages::not_found)),
+        )
+        .service(
+            web::scope(BASE)
+                .wrap(from_fn(headers::secure))
+                .service(page("", pages::overview::page::<S, L>))
+                .service(page("/sign-in", pages::sign_in::page))
+                .service(page("/password", pages::sign_in::password_page))
+                .service(page("/welcome", pages::invitation::welcome::<S, L>))
+                .service(page("/keys", pages::keys::list::<S, L>))
+                .service(page("/keys/new", pages::keys::new::<S, L>))
+                .service(page("/keys/{id}", pages::key::page::<S, L>))
+                .service(page("/keys/{id}/edit", pages::key_edit::page::<S, L>))
+                .service(page("/keyspaces", pages::keyspaces::list::<S, L>))
+                .service(page("/keyspaces/{id}", pages::keyspaces::page::<S, L>))
+                .service(page("/account-keys", pages::account_keys::page::<S, L>))
+                .service(page("/people", pages::people::page::<S, L>))
+                .service(page("/audit", pages::audit::page::<S, L>))
+                .service(page("/assets/{name}", asset))
+                .default_service(web::to(pages::not_found)),
+        );
 }
 
 /// A page at `path` (under the scope): GET, and HEAD for whoever checks it exists.

@@ -64,7 +64,7 @@ macro_rules! conformance_tests {
             a_key_revokes_itself,
             users_are_unique_by_email,
             the_last_owner_stays,
-            invitations_wait_for_their_user,
+            invitations_are_found_by_token_and_used_once,
             removing_a_member_ends_their_sessions,
             a_users_sessions_end_together_but_the_one_kept,
             sessions_round_trip,

@@ -19,6 +19,10 @@ pub enum AuthError {
     /// A service key presented to the management API.
     #[error("service keys cannot call the management API")]
     ServiceKey,
+    /// A session of a login that belongs to no account: it may see its session and its
+    /// invitations, accept one, and log out — nothing of any account.
+    #[error("this login belongs to no account yet")]
+    NoAccount,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -82,6 +86,10 @@ impl From<FieldErrors> for ManageError {
 pub enum Refusal {
     #[error("you are not a member of that account")]
     NotAMember,
+    #[error("this invitation is for another login: sign in as the invited address")]
+    NotTheInvitedLogin,
+    #[error("this login belongs to no account yet: accept an invitation first")]
+    NoAccount,
     #[error("only owners and admins manage users and account keys")]
     NotAnAdmin,
     #[error("only an owner can add an owner")]
@@ -110,6 +118,10 @@ pub enum PeopleError {
     /// The route takes a login session, not an API key.
     #[error("this operation needs a login session, not an API key")]
     SessionRequired,
+    /// The address has a login, and only that login, signed in, can do this (accept an
+    /// invitation to it).
+    #[error("sign in as the invited login first")]
+    SignInRequired,
     /// The session has not re-entered its password in the last five minutes.
     #[error("re-enter your password first (POST /v1/account/verify-password)")]
     StepUpRequired,

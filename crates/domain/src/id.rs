@@ -1,4 +1,4 @@
-//! Typed identifiers: `acct_…`, `ks_…`, `key_…`, `evt_…`, `req_…`, `usr_…`, `ses_…`, and
+//! Typed identifiers: `acct_…`, `ks_…`, `key_…`, `evt_…`, `req_…`, `usr_…`, `ses_…`, `inv_…`, and
 //! for webhooks `wh_…`, `msg_…`, `att_…`.
 //!
 //! Each is a UUIDv7 (time-ordered, so ids sort by creation and B-tree inserts stay local)
@@ -127,6 +127,10 @@ typed_id!(
 typed_id!(
     /// A login session (the cookie holds a separate secret token, not this id).
     SessionId, "ses"
+);
+typed_id!(
+    /// An invitation to join an account (its link holds a separate secret token).
+    InvitationId, "inv"
 );
 typed_id!(
     /// A webhook endpoint.

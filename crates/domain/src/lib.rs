@@ -54,7 +54,9 @@ pub mod conformance;
 
 pub use account::Account;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use id::{AccountId, AttemptId, EventId, KeyId, KeyspaceId, MessageId, RequestId, SessionId, UserId, WebhookId};
+pub use id::{
+    AccountId, AttemptId, EventId, InvitationId, KeyId, KeyspaceId, MessageId, RequestId, SessionId, UserId, WebhookId,
+};
 pub use key::{Actor, Hostname, IpAllowlist, Key, KeyKind, KeyStatus, RateLimitWindow, VerifiableKey};
 pub use key_format::{Environment, HashAlgorithm, KeyHash, KeyPrefix, ParsedKey};
 pub use keyspace::{IpPolicy, Keyspace};

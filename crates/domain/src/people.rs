@@ -119,7 +119,9 @@ pub struct Session {
     pub id: SessionId,
     pub token_hash: [u8; 32],
     pub user_id: UserId,
-    pub account_id: AccountId,
+    /// The account this session works in; `None` for a login that belongs to no account
+    /// (yet): it may see its session and its invitations, accept one, and log out.
+    pub account_id: Option<AccountId>,
     pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
     /// When the password was last re-entered in this session.
@@ -131,15 +133,30 @@ pub struct Session {
     pub password_change_required: bool,
 }
 
-/// An offer of membership to a user who already exists: only that user can accept it,
-/// while logged in (SPEC §7: adding a person of another account needs their consent).
+/// An offer of membership, addressed to an e-mail address (issue #29). Whoever can read
+/// that mailbox holds the link's token, stored here only as its BLAKE3 hash: the token is
+/// what proves the address, and a login alone never joins an account. An address with a
+/// login must also be signed in as that login to accept. Pending only: accepting,
+/// declining and withdrawing delete it (the audit trail keeps the story).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invitation {
+    pub id: crate::id::InvitationId,
     pub account_id: AccountId,
-    pub user_id: UserId,
+    pub email: Email,
     pub role: Role,
     pub invited_by: crate::key::Actor,
+    pub token_hash: [u8; 32],
     pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// How long an invitation's link works.
+pub const INVITATION_LIFETIME: time::Duration = time::Duration::days(7);
+
+impl Invitation {
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        now < self.expires_at
+    }
 }
 
 impl Session {
@@ -195,7 +212,7 @@ mod tests {
             id: SessionId::generate(t0, &rng),
             token_hash: [0; 32],
             user_id: UserId::generate(t0, &rng),
-            account_id: AccountId::generate(t0, &rng),
+            account_id: Some(AccountId::generate(t0, &rng)),
             created_at: t0,
             last_seen_at: t0,
             step_up_at: None,

@@ -4,7 +4,10 @@
 
 mod account_keys;
 mod consent;
+mod invitations;
 mod members;
+
+pub use invitations::{Accepted, InvitationView, LinkToken, SentInvitation};
 
 use std::{fmt, sync::Arc};
 
@@ -22,7 +25,7 @@ use crate::{
         validate_optional_text,
     },
     password::Password,
-    people::{Email, Invitation, Membership, Role, Session, TEMPORARY_KEY_IDLE_SECONDS, TEMPORARY_KEY_LIFETIME, User},
+    people::{Email, Membership, Role, Session, TEMPORARY_KEY_IDLE_SECONDS, TEMPORARY_KEY_LIFETIME, User},
     plan::Plan,
     ports::{CreateUserError, MembershipError, PasswordHasher, Store, UpdateError},
     ratelimit::RateLimiter,
@@ -42,16 +45,7 @@ impl SessionToken {
     }
 
     fn generate(rng: &dyn crate::random::RandomSource) -> Self {
-        const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let mut out = String::with_capacity(43);
-        let mut bytes = [0u8; 64];
-        while out.len() < 43 {
-            rng.fill(&mut bytes);
-            for b in bytes.iter().copied().filter(|b| *b < 248).take(43 - out.len()) {
-                out.push(char::from(ALPHABET[usize::from(b % 62)]));
-            }
-        }
-        Self(out)
+        Self(random_token(rng))
     }
 
     pub fn hash(&self) -> [u8; 32] {
@@ -61,6 +55,21 @@ impl SessionToken {
     pub fn expose_secret(&self) -> &str {
         &self.0
     }
+}
+
+/// 43 base62 characters (~256 bits) from `rng`, unbiased: what a session cookie and an
+/// e-mailed link carry.
+fn random_token(rng: &dyn crate::random::RandomSource) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(43);
+    let mut bytes = [0u8; 64];
+    while out.len() < 43 {
+        rng.fill(&mut bytes);
+        for b in bytes.iter().copied().filter(|b| *b < 248).take(43 - out.len()) {
+            out.push(char::from(ALPHABET[usize::from(b % 62)]));
+        }
+    }
+    out
 }
 
 impl fmt::Debug for SessionToken {
@@ -84,8 +93,9 @@ pub struct LoginOutcome {
     pub token: SessionToken,
     pub session: Session,
     pub user: User,
-    pub account: Account,
-    pub role: Role,
+    /// The account entered, with the role there; `None` for a login that belongs to no
+    /// account (yet), whose session may only see its invitations, accept one, or log out.
+    pub account: Option<(Account, Role)>,
     pub memberships: Vec<(Membership, String)>,
     pub temporary_key: Option<IssuedKey>,
 }
@@ -111,15 +121,13 @@ pub struct AccountKeyPatch {
     pub is_active: Option<bool>,
 }
 
-/// A member added by `POST /v1/account/users`; `password` is set when a new user was
-/// created, to be shown once. `invited`: the person existed already, so they were only
-/// invited, and `membership` is what they will have once they accept.
+/// A member added by the operator (CLI); `initial_password` is set when a new user was
+/// created with a generated password, to be shown once.
 #[derive(Debug)]
 pub struct AddedMember {
     pub user: User,
     pub membership: Membership,
     pub initial_password: Option<Password>,
-    pub invited: bool,
 }
 
 /// The people use cases over one store, one password hasher and one rate limiter (login
@@ -260,66 +268,47 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
 
         let memberships = self.store().memberships_of(user.id).await?;
         let chosen = match input.account_id {
-            Some(id) => memberships.iter().find(|(m, _)| m.account_id == id),
+            Some(id) => match memberships.iter().find(|(m, _)| m.account_id == id) {
+                Some(found) => Some(found),
+                None => {
+                    deny(self, AuditResult::Denied, "no_membership");
+                    return Err(ManageError::Forbidden(crate::error::Refusal::NotAMember).into());
+                }
+            },
+            // A login of no account signs in all the same, to see and accept its invitations.
             None => memberships.first(),
         };
-        let Some((membership, _)) = chosen.cloned() else {
-            deny(self, AuditResult::Denied, "no_membership");
-            return Err(ManageError::Forbidden(crate::error::Refusal::NotAMember).into());
+        let entered = match chosen {
+            Some((membership, _)) => {
+                let account = self.store().get_account(membership.account_id).await?.ok_or(ManageError::NotFound)?;
+                Some((account, *membership))
+            }
+            None => None,
         };
-        let account = self.store().get_account(membership.account_id).await?.ok_or(ManageError::NotFound)?;
 
         // A password someone else chose opens a session that may only change it; no key is
         // minted from it.
         let restricted = user.password_change_required;
-        // A temporary key is a management key: only plans with account keys have them.
-        if input.temporary_key && !restricted && !self.keys.config().plans.limits(account.plan).account_keys_allowed {
-            deny(self, AuditResult::Denied, "plan_required");
-            return Err(PeopleError::PlanRequired);
-        }
-        let temporary_key = if input.temporary_key && !restricted {
-            let plaintext =
-                key_format::generate(&self.keys.config().temporary_key_prefix, Environment::Live, self.keys.rng());
-            let key = self.keys.blank_key(
-                &account,
-                None,
-                KeyKind::Temporary,
-                "login",
-                Environment::Live,
-                &plaintext,
-                Actor::User(user.id),
-                now,
-            );
-            let key = Key {
-                scopes: membership.role.scopes(),
-                expires_at: Some(now + TEMPORARY_KEY_LIFETIME),
-                idle_timeout_seconds: Some(TEMPORARY_KEY_IDLE_SECONDS),
-                ..key
-            };
-            self.store().insert_keys(std::slice::from_ref(&key), None).await.map_err(|e| match e {
-                crate::ports::InsertKeyError::Storage(e) => PeopleError::from(e),
-                other => {
-                    PeopleError::Manage(ManageError::Storage(crate::ports::StorageError::Internal(Box::new(other))))
+        let temporary_key = match &entered {
+            Some((account, membership)) if input.temporary_key && !restricted => {
+                // A temporary key is a management key: only plans with account keys have them.
+                if !self.keys.config().plans.limits(account.plan).account_keys_allowed {
+                    deny(self, AuditResult::Denied, "plan_required");
+                    return Err(PeopleError::PlanRequired);
                 }
-            })?;
-            Some(IssuedKey { key, plaintext })
-        } else {
-            None
+                Some(self.mint_temporary_key(account, membership, user.id, now).await?)
+            }
+            _ => None,
         };
 
-        let token = SessionToken::generate(self.keys.rng());
-        let session = Session {
-            id: SessionId::generate(now, self.keys.rng()),
-            token_hash: token.hash(),
-            user_id: user.id,
-            account_id: account.id,
-            created_at: now,
-            last_seen_at: now,
-            step_up_at: None,
-            temporary_key_id: temporary_key.as_ref().map(|t| t.key.id),
-            password_change_required: restricted,
-        };
-        self.store().insert_session(&session).await?;
+        let (token, session) = self
+            .start_session(
+                user.id,
+                entered.as_ref().map(|(a, _)| a.id),
+                temporary_key.as_ref().map(|t| t.key.id),
+                restricted,
+            )
+            .await?;
         let mut meta = metadata(&[("session_id", &session.id.to_string())]);
         if let Some(t) = &temporary_key {
             meta.insert("temporary_key_id".into(), t.key.id.to_string().into());
@@ -328,32 +317,120 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             ctx,
             Audited {
                 action: Action::Login,
-                account: Some(account.id),
+                account: entered.as_ref().map(|(a, _)| a.id),
                 actor: Actor::User(user.id),
                 resource_id: Some(session.id.to_string()),
                 result: AuditResult::Success,
                 metadata: meta,
             },
         );
-        Ok(LoginOutcome { token, session, user, account, role: membership.role, memberships, temporary_key })
+        let account = entered.map(|(account, membership)| (account, membership.role));
+        Ok(LoginOutcome { token, session, user, account, memberships, temporary_key })
     }
 
-    /// Resolves a session cookie. Expired, unknown, or no longer a member: `Unauthorized`.
-    pub async fn authenticate_session(&self, token: &SessionToken) -> Result<(Principal, Session), AuthError> {
+    /// A temporary key carrying `membership`'s role, minted at login.
+    async fn mint_temporary_key(
+        &self,
+        account: &Account,
+        membership: &Membership,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<IssuedKey, PeopleError> {
+        let plaintext =
+            key_format::generate(&self.keys.config().temporary_key_prefix, Environment::Live, self.keys.rng());
+        let key = self.keys.blank_key(
+            account,
+            None,
+            KeyKind::Temporary,
+            "login",
+            Environment::Live,
+            &plaintext,
+            Actor::User(user),
+            now,
+        );
+        let key = Key {
+            scopes: membership.role.scopes(),
+            expires_at: Some(now + TEMPORARY_KEY_LIFETIME),
+            idle_timeout_seconds: Some(TEMPORARY_KEY_IDLE_SECONDS),
+            ..key
+        };
+        self.store().insert_keys(std::slice::from_ref(&key), None).await.map_err(|e| match e {
+            crate::ports::InsertKeyError::Storage(e) => PeopleError::from(e),
+            other => PeopleError::Manage(ManageError::Storage(crate::ports::StorageError::Internal(Box::new(other)))),
+        })?;
+        Ok(IssuedKey { key, plaintext })
+    }
+
+    /// Opens an ordinary session of `user` in `account` (`None`: a login of no account).
+    async fn open_session(
+        &self,
+        user: UserId,
+        account: Option<AccountId>,
+    ) -> Result<(SessionToken, Session), PeopleError> {
+        self.start_session(user, account, None, false).await
+    }
+
+    /// Opens a session with the temporary key its login minted, and whether it may only
+    /// change a password someone else chose.
+    async fn start_session(
+        &self,
+        user: UserId,
+        account: Option<AccountId>,
+        temporary_key_id: Option<KeyId>,
+        password_change_required: bool,
+    ) -> Result<(SessionToken, Session), PeopleError> {
+        let now = self.keys.now();
+        let token = SessionToken::generate(self.keys.rng());
+        let session = Session {
+            id: SessionId::generate(now, self.keys.rng()),
+            token_hash: token.hash(),
+            user_id: user,
+            account_id: account,
+            created_at: now,
+            last_seen_at: now,
+            step_up_at: None,
+            temporary_key_id,
+            password_change_required,
+        };
+        self.store().insert_session(&session).await?;
+        Ok((token, session))
+    }
+
+    /// [`Self::authenticate_login`] for a use case: no live session is `SignInRequired`.
+    async fn signed_in(&self, token: &SessionToken) -> Result<Session, PeopleError> {
+        self.authenticate_login(token).await.map_err(|e| match e {
+            AuthError::Storage(e) => PeopleError::from(e),
+            _ => PeopleError::SignInRequired,
+        })
+    }
+
+    /// Resolves a session cookie to its live session, whatever the account (or none): what
+    /// a login may do before it belongs to an account. Expired or unknown: `Unauthorized`.
+    pub async fn authenticate_login(&self, token: &SessionToken) -> Result<Session, AuthError> {
         let now = self.keys.now();
         let session = self.store().find_session(&token.hash()).await?.ok_or(AuthError::Unauthorized)?;
         if !session.is_live(now) {
             self.store().delete_session(session.id).await?;
             return Err(AuthError::Unauthorized);
         }
-        let membership =
-            self.store().get_membership(session.account_id, session.user_id).await?.ok_or(AuthError::Unauthorized)?;
         // The idle timeout slides; recording it once a minute is precise enough.
         if session.last_seen_at + Duration::minutes(1) <= now {
             self.store().touch_session(session.id, now).await?;
         }
+        Ok(session)
+    }
+
+    /// Resolves a session cookie. Expired, unknown, or no longer a member: `Unauthorized`;
+    /// a login of no account: `NoAccount`.
+    pub async fn authenticate_session(&self, token: &SessionToken) -> Result<(Principal, Session), AuthError> {
+        let session = self.authenticate_login(token).await?;
+        // A login of no account has no principal: it may only use the routes that take a
+        // login (its session, its invitations, logout).
+        let Some(account_id) = session.account_id else { return Err(AuthError::NoAccount) };
+        let membership =
+            self.store().get_membership(account_id, session.user_id).await?.ok_or(AuthError::Unauthorized)?;
         let principal = Principal {
-            account_id: session.account_id,
+            account_id,
             via: Via::Session {
                 id: session.id,
                 user_id: session.user_id,
@@ -366,12 +443,13 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         Ok((principal, session))
     }
 
-    /// Ends the session and revokes the temporary key its login minted.
-    pub async fn logout(&self, principal: &Principal, ctx: &RequestContext) -> Result<(), PeopleError> {
-        let Via::Session { id, .. } = principal.via else { return Err(PeopleError::SessionRequired) };
-        if let Some(session) = self.store().delete_session(id).await?
-            && let Some(key_id) = session.temporary_key_id
-            && let Some(key) = self.store().get_key(principal.account_id, key_id).await?
+    /// Ends the session of the cookie `token` and revokes the temporary key its login
+    /// minted. Any live session may log out, a login of no account's included.
+    pub async fn logout(&self, token: &SessionToken, ctx: &RequestContext) -> Result<(), PeopleError> {
+        let session = self.signed_in(token).await?;
+        if let Some(ended) = self.store().delete_session(session.id).await?
+            && let (Some(account), Some(key_id)) = (ended.account_id, ended.temporary_key_id)
+            && let Some(key) = self.store().get_key(account, key_id).await?
         {
             self.keys.revoke(key).await?;
         }
@@ -379,9 +457,9 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             ctx,
             Audited {
                 action: Action::Logout,
-                account: Some(principal.account_id),
-                actor: principal.actor(),
-                resource_id: Some(id.to_string()),
+                account: session.account_id,
+                actor: Actor::User(session.user_id),
+                resource_id: Some(session.id.to_string()),
                 result: AuditResult::Success,
                 metadata: Default::default(),
             },
@@ -443,6 +521,21 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             },
         );
         Ok(now + crate::people::STEP_UP_WINDOW)
+    }
+
+    /// `GET /v1/auth/session`: the login of the cookie `token`, and the account it works in
+    /// with its role there (`None` for a login of no account).
+    pub async fn login_view(
+        &self,
+        token: &SessionToken,
+    ) -> Result<(Session, User, Option<(Account, Role)>), PeopleError> {
+        let session = self.signed_in(token).await?;
+        let user = self.store().get_user(session.user_id).await?.ok_or(PeopleError::InvalidCredentials)?;
+        let Some(account_id) = session.account_id else { return Ok((session, user, None)) };
+        let membership =
+            self.store().get_membership(account_id, user.id).await?.ok_or(PeopleError::InvalidCredentials)?;
+        let account = self.store().get_account(account_id).await?.ok_or(ManageError::NotFound)?;
+        Ok((session, user, Some((account, membership.role))))
     }
 
     pub async fn current_user(&self, principal: &Principal) -> Result<(User, Account, Role), PeopleError> {

@@ -17,9 +17,9 @@ use crate::{
     account::Account,
     audit::{AuditEvent, AuditFilter, AuditPosition, AuditRecord},
     id::{AccountId, KeyId, KeyspaceId},
-    id::{SessionId, UserId},
+    id::{InvitationId, SessionId, UserId},
     idempotency::{Claim, StoredResponse},
-    key::{Hostname, Key, KeyKind, KeyStatus},
+    key::{Actor, Hostname, Key, KeyKind, KeyStatus},
     key_format::{Environment, KeyHash},
     keyspace::Keyspace,
     password::{HashFailure, Password, PasswordCheck, PasswordHash},
@@ -276,32 +276,43 @@ pub trait UserStore: Send + Sync {
     /// Errors: `Duplicate`, `Storage`.
     fn add_membership(&self, membership: &Membership) -> impl Future<Output = Result<(), MembershipError>> + Send;
 
-    /// Records an invitation, replacing one the user already had from that account.
-    /// Errors: `Duplicate` when the user is a member already, `Storage`.
+    /// Records an invitation, replacing (token, role, expiry and all) one the address
+    /// already had from that account. Errors: `Duplicate` when the address's user is a
+    /// member already, `Storage`.
     fn invite(&self, invitation: &Invitation) -> impl Future<Output = Result<(), MembershipError>> + Send;
 
-    /// The user's pending invitations with each account's name, oldest first.
-    fn invitations_of(
+    /// The invitation whose token hashes to `token_hash`, live or not, with its account's
+    /// name.
+    fn find_invitation(
         &self,
-        user: UserId,
+        token_hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<(Invitation, String)>, StorageError>> + Send;
+
+    /// Deletes the invitation and returns it, if it was still there: the one way to use
+    /// one, so that of two concurrent uses only one gets it.
+    fn take_invitation(
+        &self,
+        id: InvitationId,
+    ) -> impl Future<Output = Result<Option<Invitation>, StorageError>> + Send;
+
+    /// The invitations addressed to `email`, with each account's name, oldest first.
+    fn invitations_to(
+        &self,
+        email: &Email,
     ) -> impl Future<Output = Result<Vec<(Invitation, String)>, StorageError>> + Send;
 
-    /// The account's pending invitations with each invitee's email, oldest first.
+    /// The account's pending invitations, oldest first.
     fn invitations_from(
         &self,
         account: AccountId,
-    ) -> impl Future<Output = Result<Vec<(Invitation, Email)>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Invitation>, StorageError>> + Send;
 
-    /// Turns the user's invitation to `account` into a membership at `at`, atomically, or
-    /// (`accept` false) discards it. Errors: `NotFound` (no such invitation), `Duplicate`,
-    /// `Storage`.
-    fn answer_invitation(
+    /// Deletes and returns the account's invitations sent by `actor`.
+    fn withdraw_invitations_by(
         &self,
         account: AccountId,
-        user: UserId,
-        accept: bool,
-        at: OffsetDateTime,
-    ) -> impl Future<Output = Result<Option<Membership>, MembershipError>> + Send;
+        actor: &Actor,
+    ) -> impl Future<Output = Result<Vec<Invitation>, StorageError>> + Send;
 
     /// Changes a role, atomically refusing to demote the account's last owner.
     /// Errors: `NotFound`, `LastOwner`, `Storage`.

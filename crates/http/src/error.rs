@@ -216,6 +216,10 @@ impl From<AuthError> for ApiError {
             AuthError::KeyInactive => Self::new(ErrorCode::KeyInactive, "the key is disabled"),
             AuthError::IpNotAllowed => Self::new(ErrorCode::IpNotAllowed, "the key may not be used from this address"),
             AuthError::ServiceKey => Self::new(ErrorCode::Forbidden, "service keys cannot call the management API"),
+            AuthError::NoAccount => Self::new(
+                ErrorCode::Forbidden,
+                "this login belongs to no account yet: open the link of an invitation to join one",
+            ),
             AuthError::Storage(e) => storage(&e),
         }
     }
@@ -239,6 +243,10 @@ impl From<PeopleError> for ApiError {
             PeopleError::SessionRequired => {
                 Self::new(ErrorCode::SessionRequired, "this route needs a login session (cookie), not an API key")
             }
+            PeopleError::SignInRequired => Self::new(
+                ErrorCode::Unauthorized,
+                "sign in first (POST /v1/auth/login); an invitation to an address with a login takes that login's session",
+            ),
             PeopleError::StepUpRequired => {
                 Self::new(ErrorCode::StepUpRequired, "re-enter your password first: POST /v1/account/verify-password")
             }
@@ -478,7 +486,7 @@ pub async fn envelope(
         target: "keyward::access",
         %request_id,
         %method,
-        path = uri.path(),
+        path = %crate::telemetry::LoggedPath(uri.path()),
         status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"

@@ -96,7 +96,7 @@ pub async fn journal<S: Store, L: Admission>(
 
     // Routes that hash a password take their turn at the hasher before their unit of work:
     // a login flood waits for turns holding nothing, and revocation always finds a slot.
-    let turn = if crate::routes::hashes_password(req.method(), req.path()) {
+    let turn = if crate::routes::hashes_password(req.method(), req.path(), req.match_pattern().as_deref()) {
         match state.hasher.reserve(HASH_TURN_DEADLINE).await {
             Some(turn) => Some(turn),
             None => {

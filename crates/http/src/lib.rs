@@ -280,18 +280,21 @@ fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
         .service(resource("/v1/auth/session", vec![on(Method::GET, p::session::<S, L>)]))
         .service(resource("/v1/account/verify-password", vec![on(Method::POST, p::verify_password::<S, L>)]))
         .service(resource("/v1/account/password", vec![on(Method::POST, consent::change_password::<S, L>)]))
-        .service(resource("/v1/auth/invitations", vec![on(Method::GET, consent::list_invitations::<S, L>)]))
+        .service(resource("/v1/auth/invitations", vec![on(Method::GET, invitations::list_invitations::<S, L>)]))
         .service(resource(
-            "/v1/auth/invitations/{account_id}",
-            vec![on(Method::DELETE, consent::decline_invitation::<S, L>)],
+            "/v1/invitations/{token}",
+            vec![
+                on(Method::GET, invitations::get_invitation::<S, L>),
+                on(Method::DELETE, invitations::decline_invitation::<S, L>),
+            ],
         ))
         .service(resource(
-            "/v1/auth/invitations/{account_id}/accept",
-            vec![on(Method::POST, consent::accept_invitation::<S, L>)],
+            "/v1/invitations/{token}/accept",
+            vec![on(Method::POST, invitations::accept_invitation::<S, L>)],
         ))
         .service(resource(
             "/v1/account/users",
-            vec![on(Method::GET, p::list_users::<S, L>), on(Method::POST, p::add_user::<S, L>)],
+            vec![on(Method::GET, p::list_users::<S, L>), on(Method::POST, invitations::invite_user::<S, L>)],
         ))
         .service(resource(
             "/v1/account/users/{id}",
@@ -299,7 +302,7 @@ fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
         ))
         .service(resource("/v1/account/invitations", vec![on(Method::GET, invitations::list_sent_invitations::<S, L>)]))
         .service(resource(
-            "/v1/account/invitations/{user_id}",
+            "/v1/account/invitations/{id}",
             vec![on(Method::DELETE, invitations::withdraw_invitation::<S, L>)],
         ))
         .service(resource(

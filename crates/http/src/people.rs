@@ -73,9 +73,13 @@ pub struct MembershipDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginResponse {
     pub user: UserDto,
-    pub account: AccountSummary,
-    #[schema(value_type = String, example = "owner")]
-    pub role: Role,
+    /// The account entered; `null` for a login that belongs to no account yet, whose
+    /// session may only see its invitations (`GET /v1/auth/invitations`), accept one by its
+    /// link, and log out.
+    pub account: Option<AccountSummary>,
+    /// Your role in that account; `null` with it.
+    #[schema(value_type = Option<String>, example = "owner")]
+    pub role: Option<Role>,
     pub memberships: Vec<MembershipDto>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -102,12 +106,12 @@ pub async fn login<S: Store, L: Admission>(
     let cookie = state.cookies.session_cookie(&outcome.token);
     let body = LoginResponse {
         user: UserDto { id: outcome.user.id, email: outcome.user.email.to_string() },
-        account: AccountSummary {
-            id: outcome.account.id,
-            name: outcome.account.name.clone(),
-            plan: outcome.account.plan,
-        },
-        role: outcome.role,
+        account: outcome.account.as_ref().map(|(account, _)| AccountSummary {
+            id: account.id,
+            name: account.name.clone(),
+            plan: account.plan,
+        }),
+        role: outcome.account.as_ref().map(|(_, role)| *role),
         memberships: outcome
             .memberships
             .iter()
@@ -120,23 +124,36 @@ pub async fn login<S: Store, L: Admission>(
     Ok(HttpResponse::Ok().cookie(cookie).json(body))
 }
 
+/// The session cookie of a route that takes a login rather than an account's principal:
+/// a key gets 403 `session_required`, nothing 401.
+pub(crate) fn session_token<S: Store, L: Admission>(
+    state: &AppState<S, L>,
+    req: &HttpRequest,
+) -> Result<keyward_domain::people_service::SessionToken> {
+    state.cookies.token_of(req).ok_or_else(|| match crate::extract::credential(req) {
+        Ok(Some(_)) => keyward_domain::error::PeopleError::SessionRequired.into(),
+        _ => ApiError::unauthorized(),
+    })
+}
+
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "The session is over; its temporary key is revoked"), (status = 401, body = ErrorEnvelope)))]
 pub async fn logout<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<HttpResponse> {
-    let principal = principal(&state, &req).await?;
-    state.people.logout(&principal, &request_context(&req)).await?;
+    let token = session_token(&state, &req)?;
+    state.people.logout(&token, &request_context(&req)).await?;
     Ok(HttpResponse::NoContent().cookie(state.cookies.removal_cookie()).finish())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionResponse {
     pub user: UserDto,
-    pub account: AccountSummary,
-    #[schema(value_type = String)]
-    pub role: Role,
+    /// `null` for a login that belongs to no account yet.
+    pub account: Option<AccountSummary>,
+    #[schema(value_type = Option<String>)]
+    pub role: Option<Role>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub session_expires_at: OffsetDateTime,
@@ -152,23 +169,21 @@ pub async fn session<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
     req: HttpRequest,
 ) -> Result<web::Json<SessionResponse>> {
-    let Some(token) = state.cookies.token_of(&req) else {
-        // A key asking which session it is: say what this route takes.
-        return Err(match crate::extract::credential(&req) {
-            Ok(Some(_)) => keyward_domain::error::PeopleError::SessionRequired.into(),
-            _ => ApiError::unauthorized(),
-        });
-    };
-    let (principal, session) = state.people.authenticate_session(&token).await?;
-    if principal.password_change_required() {
+    let token = session_token(&state, &req)?;
+    let (session, user, account) = state.people.login_view(&token).await.map_err(|e| match e {
+        keyward_domain::error::PeopleError::SignInRequired | keyward_domain::error::PeopleError::InvalidCredentials => {
+            ApiError::unauthorized()
+        }
+        other => other.into(),
+    })?;
+    if session.password_change_required {
         return Err(keyward_domain::error::PeopleError::PasswordChangeRequired.into());
     }
-    let (user, account, role) = state.people.current_user(&principal).await?;
     let now = state.service.now();
     Ok(web::Json(SessionResponse {
         user: UserDto { id: user.id, email: user.email.to_string() },
-        account: AccountSummary { id: account.id, name: account.name, plan: account.plan },
-        role,
+        account: account.as_ref().map(|(a, _)| AccountSummary { id: a.id, name: a.name.clone(), plan: a.plan }),
+        role: account.map(|(_, role)| role),
         session_expires_at: session.expires_at(),
         step_up_expires_at: session.step_up_expires_at().filter(|at| *at > now),
     }))
@@ -237,48 +252,6 @@ pub async fn list_users<S: Store, L: Admission>(
     let principal = principal(&state, &req).await?;
     let members = state.people.list_users(&principal).await?;
     Ok(web::Json(MemberListResponse { data: members.iter().map(|(u, m)| MemberResponse::new(u, m)).collect() }))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddUserRequest {
-    /// One `@`, a dot in the domain, no whitespace; compared case-insensitively.
-    #[schema(format = Email, max_length = 254, example = "grace@example.com")]
-    pub email: String,
-    #[schema(value_type = crate::dto::schema::RoleName, example = "member")]
-    pub role: Role,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AddedUserResponse {
-    #[serde(flatten)]
-    pub member: MemberResponse,
-    /// `active`: a new user, a member now. `invited`: the person has a login already, so
-    /// they were invited and become a member when they accept (202).
-    #[schema(example = "active")]
-    pub status: &'static str,
-    /// For a new user only: a one-time password to hand over; shown this once.
-    #[schema(value_type = Option<String>)]
-    pub initial_password: Option<SecretString>,
-}
-
-#[utoipa::path(post, path = "/v1/account/users", tag = "users", request_body(content = AddUserRequest, example = json!({"email": "grace@example.com", "role": "admin"})),
-    responses((status = 201, body = AddedUserResponse), (status = 202, body = AddedUserResponse, description = "An existing user, invited"),
-        (status = 403, body = ErrorEnvelope)))]
-pub async fn add_user<S: Store, L: Admission>(
-    state: web::Data<AppState<S, L>>,
-    req: HttpRequest,
-    body: Json<AddUserRequest>,
-) -> Result<HttpResponse> {
-    let principal = principal(&state, &req).await?;
-    let body = body.into_inner()?;
-    let added = state.people.add_user(&principal, &body.email, body.role, &request_context(&req)).await?;
-    let mut response = if added.invited { HttpResponse::Accepted() } else { HttpResponse::Created() };
-    Ok(response.json(AddedUserResponse {
-        member: MemberResponse::new(&added.user, &added.membership),
-        status: if added.invited { "invited" } else { "active" },
-        initial_password: added.initial_password.map(|p| SecretString(p.expose_secret().to_owned())),
-    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

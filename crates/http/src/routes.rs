@@ -94,15 +94,16 @@ pub const ROUTES: &[RouteSpec] = &[
         "/v1/account/password",
         Some(A::PasswordChange),
     )))),
-    session_only(route("GET", "/v1/auth/invitations", Some(A::InvitationList))),
-    session_only(route("DELETE", "/v1/auth/invitations/{account_id}", Some(A::InvitationDecline))),
-    session_only(route("POST", "/v1/auth/invitations/{account_id}/accept", Some(A::InvitationAccept))),
+    allowed_before_password_change(session_only(route("GET", "/v1/auth/invitations", Some(A::InvitationList)))),
+    public(route("GET", "/v1/invitations/{token}", Some(A::InvitationRead))),
+    public(route("DELETE", "/v1/invitations/{token}", Some(A::InvitationDecline))),
+    public(hashing(route("POST", "/v1/invitations/{token}/accept", Some(A::InvitationAccept)))),
     route("GET", "/v1/account/users", Some(A::UserList)),
-    hashing(session_only(route("POST", "/v1/account/users", Some(A::UserCreate)))),
+    session_only(route("POST", "/v1/account/users", Some(A::UserInvite))),
     session_only(route("PATCH", "/v1/account/users/{id}", Some(A::UserUpdate))),
     session_only(route("DELETE", "/v1/account/users/{id}", Some(A::UserRemove))),
     route("GET", "/v1/account/invitations", Some(A::SentInvitationList)),
-    session_only(route("DELETE", "/v1/account/invitations/{user_id}", Some(A::InvitationWithdraw))),
+    session_only(route("DELETE", "/v1/account/invitations/{id}", Some(A::InvitationWithdraw))),
     session_only(route("GET", "/v1/account/keys", Some(A::AccountKeyList))),
     session_only(route("POST", "/v1/account/keys", Some(A::AccountKeyCreate))),
     session_only(route("GET", "/v1/account/keys/{id}", Some(A::AccountKeyRead))),
@@ -151,9 +152,10 @@ pub fn action_of(method: &Method, pattern: Option<&str>) -> Action {
     pattern.and_then(|p| find(method, p)).and_then(|route| route.action).unwrap_or(Action::Request)
 }
 
-/// Whether the call hashes a password (see [`RouteSpec::hashes_password`]).
-pub fn hashes_password(method: &Method, path: &str) -> bool {
-    find(method, path).is_some_and(|route| route.hashes_password)
+/// Whether the call hashes a password (see [`RouteSpec::hashes_password`]); `pattern`
+/// is the route the request matched, for routes with parameters.
+pub fn hashes_password(method: &Method, path: &str, pattern: Option<&str>) -> bool {
+    find(method, path).or_else(|| pattern.and_then(|p| find(method, p))).is_some_and(|route| route.hashes_password)
 }
 
 /// Whether a session that must change its password may make the call.

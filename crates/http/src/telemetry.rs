@@ -186,6 +186,31 @@ impl Instruments {
     }
 }
 
+/// A request's path as the access log writes it: the token of a link (an invitation's, a
+/// password reset's) is a secret that travels in the path, so it is written as `[token]`.
+pub(crate) struct LoggedPath<'a>(pub(crate) &'a str);
+
+/// Path segments after which the next one is a link's token.
+const TOKEN_PARENTS: [&str; 2] = ["invitations", "password-reset"];
+
+impl std::fmt::Display for LoggedPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut secret_next = false;
+        for (i, segment) in self.0.split('/').enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            if secret_next && !segment.is_empty() {
+                f.write_str("[token]")?;
+            } else {
+                f.write_str(segment)?;
+            }
+            secret_next = TOKEN_PARENTS.contains(&segment);
+        }
+        Ok(())
+    }
+}
+
 /// A route template, static for the routes of the route table (no allocation on the hot
 /// path), owned for the others (the dashboard's).
 pub(crate) struct Route(opentelemetry::StringValue);
@@ -234,5 +259,25 @@ fn method_name(method: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "_OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoggedPath;
+
+    #[test]
+    fn a_links_token_is_not_logged() {
+        let token = "4fZ8kQ2vN1xR7mT3pL9sW6yB0cH5jD2gE8aK1uV4nXq";
+        for (path, logged) in [
+            (format!("/invitations/{token}"), "/invitations/[token]".to_owned()),
+            (format!("/v1/invitations/{token}/accept"), "/v1/invitations/[token]/accept".to_owned()),
+            (format!("/v1/auth/password-reset/{token}"), "/v1/auth/password-reset/[token]".to_owned()),
+            ("/v1/account/invitations".to_owned(), "/v1/account/invitations".to_owned()),
+            ("/v1/auth/invitations".to_owned(), "/v1/auth/invitations".to_owned()),
+            ("/v1/keys/key_1".to_owned(), "/v1/keys/key_1".to_owned()),
+        ] {
+            assert_eq!(LoggedPath(&path).to_string(), logged);
+        }
     }
 }

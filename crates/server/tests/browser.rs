@@ -355,15 +355,41 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str, engine: Engi
     );
     assert_eq!(status, 404, "the keyspace is gone from the API too");
 
-    // People: a new login's one-time password is shown once; roles change; removal.
+    // People: an invitation's link is shown once (no mailer here); it waits in its own
+    // table until accepted or withdrawn; roles change; removal.
     browser.go(&format!("{base}/dashboard/people"));
-    browser.fill("#email", "grace@acme.test");
-    browser.select("#role", "viewer");
-    browser.click("#add-person button[type=submit]");
-    let initial = browser.wait_for_text("#plaintext");
-    assert!(initial.len() >= 20, "{initial}");
-    browser.click("[data-done]");
-    browser.wait_for_path("/dashboard/people");
+    let invite_grace = |role: &str| {
+        browser.fill("#email", "grace@acme.test");
+        browser.select("#role", role);
+        browser.click("#add-person button[type=submit]");
+        let link = browser.wait_for_text("#plaintext");
+        assert!(link.starts_with(&format!("{base}/invitations/")), "{link}");
+        browser.click("[data-done]");
+        browser.wait_for_path("/dashboard/people");
+        link
+    };
+    let first_link = invite_grace("viewer");
+    let waiting = "table.sent-invitations tr[data-email='grace@acme.test']";
+    assert!(browser.text(waiting).contains("viewer"), "{}", browser.text(waiting));
+    let (_, sent) = server.call("GET", "/v1/account/invitations", &login.account_key, None);
+    assert_eq!(sent["data"][0]["email"], "grace@acme.test", "{sent}");
+    shot("people-invited");
+    browser.click(&format!("{waiting} button.danger"));
+    assert!(browser.accept_prompt().contains("Withdraw the invitation of grace@acme.test"));
+    browser.wait("the withdrawal", || (!browser.exists("table.sent-invitations")).then_some(()));
+    let (_, sent) = server.call("GET", "/v1/account/invitations", &login.account_key, None);
+    assert_eq!(sent["data"], json!([]), "withdrawn in the API too");
+    let withdrawn = first_link.rsplit('/').next().unwrap();
+    let (status, _, _) = server.try_request("GET", &format!("/v1/invitations/{withdrawn}"), &[], None).unwrap();
+    assert_eq!(status, 404, "a withdrawn link is dead");
+    // Invited again, Grace accepts in her own browser (the API here); she is a member then.
+    let link = invite_grace("viewer");
+    let token = link.rsplit('/').next().unwrap();
+    let (status, _, accepted) = server
+        .try_request("POST", &format!("/v1/invitations/{token}/accept"), &[], Some(json!({"password": PASSWORD})))
+        .unwrap();
+    assert_eq!(status, 200, "{accepted}");
+    browser.go(&format!("{base}/dashboard/people"));
     let row = "tr[data-email='grace@acme.test']";
     assert!(browser.text(row).contains("grace@acme.test"));
     browser.select(&format!("{row} select"), "member");
@@ -377,22 +403,6 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str, engine: Engi
     browser.click(&format!("{row} button.danger"));
     assert!(browser.accept_prompt().contains("grace@acme.test"));
     browser.wait("the removal", || (!browser.exists(row)).then_some(()));
-    // Grace has a login now: adding her again invites her, and the invitation waits in
-    // its own table until she answers or it is withdrawn.
-    browser.fill("#email", "grace@acme.test");
-    browser.click("#add-person button[type=submit]");
-    assert!(browser.wait_for_text("#add-person [data-notice]").contains("was invited"));
-    browser.go(&format!("{base}/dashboard/people"));
-    let waiting = "table.sent-invitations tr[data-email='grace@acme.test']";
-    assert!(browser.text(waiting).contains("member"), "{}", browser.text(waiting));
-    let (_, sent) = server.call("GET", "/v1/account/invitations", &login.account_key, None);
-    assert_eq!(sent["data"][0]["email"], "grace@acme.test", "{sent}");
-    shot("people-invited");
-    browser.click(&format!("{waiting} button.danger"));
-    assert!(browser.accept_prompt().contains("Withdraw the invitation of grace@acme.test"));
-    browser.wait("the withdrawal", || (!browser.exists("table.sent-invitations")).then_some(()));
-    let (_, sent) = server.call("GET", "/v1/account/invitations", &login.account_key, None);
-    assert_eq!(sent["data"], json!([]), "withdrawn in the API too");
 
     // The audit log has what happened, newest first, and filters by action.
     browser.go(&format!("{base}/dashboard/audit"));
@@ -426,44 +436,60 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str, engine: Engi
     browser.wait_for_path("/dashboard/sign-in");
 }
 
-/// A person invited to a second account accepts on the People page, and from then on
-/// chooses which account to enter when signing in.
+/// The page an invitation's link opens: a person with a login signs in on it and accepts,
+/// and from then on chooses which account to enter when signing in; a new address chooses
+/// its password there and is in.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_person_in_two_accounts_chooses_one_when_signing_in() {
+async fn an_invitations_link_is_accepted_on_its_page() {
     let db = TestDatabase::new().await;
     account_with_owner(db.url(), "Acme", "ada@acme.io", PASSWORD);
     account_with_owner(db.url(), "Umbrella", "boss@umbrella.io", PASSWORD);
     let server = Server::start(&[("DATABASE_URL", db.url())]);
-    // Umbrella's owner invites Ada, who has a login already.
+    // Umbrella's owner invites Ada, who has a login already, and Bob, who has none.
     let login = json!({"email": "boss@umbrella.io", "password": PASSWORD});
     let (_, cookie, _) = server.try_request("POST", "/v1/auth/login", &[], Some(login)).unwrap();
     let cookie = cookie.unwrap().split(';').next().unwrap().to_owned();
     let as_boss = [("cookie", cookie.as_str())];
     let step_up = json!({"password": PASSWORD});
     assert_eq!(server.try_request("POST", "/v1/account/verify-password", &as_boss, Some(step_up)).unwrap().0, 200);
-    let invite = json!({"email": "ada@acme.io", "role": "member"});
-    assert_eq!(server.try_request("POST", "/v1/account/users", &as_boss, Some(invite)).unwrap().0, 202);
+    let invite = |email: &str| {
+        let body = json!({"email": email, "role": "member"});
+        let (status, _, invited) = server.try_request("POST", "/v1/account/users", &as_boss, Some(body)).unwrap();
+        assert_eq!(status, 202, "{invited}");
+        invited["accept_url"].as_str().unwrap().to_owned()
+    };
+    let ada_link = invite("ada@acme.io");
+    let bob_link = invite("bob@umbrella.io");
 
-    // Ada, in one account so far, goes straight in, and accepts on the People page.
+    // Ada opens her link: it says who invited her to what, and asks her to sign in.
     let browser = Browser::start();
     let base = &server.base;
-    let sign_in = || {
-        browser.go(&format!("{base}/dashboard/sign-in"));
-        browser.fill("#email", "ada@acme.io");
-        browser.fill("#password", PASSWORD);
-        browser.click("form[data-api] button[type=submit]");
-    };
-    sign_in();
+    browser.go(&ada_link);
+    browser.wait("the invitation page", || browser.text("h1").starts_with("Join Umbrella").then_some(()));
+    let page = browser.text("#invitation");
+    assert!(page.contains("boss@umbrella.io invited ada@acme.io to Umbrella as member"), "{page}");
+    browser.screenshots("postgres-invitation-sign-in");
+    browser.fill("#sign-in #password", "not her password");
+    browser.click("#sign-in button[type=submit]");
+    assert!(browser.wait_for_text("#sign-in [data-error]").contains("Wrong email or password"));
+    browser.fill("#sign-in #password", PASSWORD);
+    browser.click("#sign-in button[type=submit]");
+    browser.wait("the accept button", || browser.exists("#invitation button[data-api$='/accept']").then_some(()));
+    browser.screenshots("postgres-invitation-accept");
+    browser.click("#invitation button[data-api$='/accept']");
     browser.wait_for_path("/dashboard");
-    browser.go(&format!("{base}/dashboard/people"));
-    assert!(browser.text("#invitations").contains("Invitations to you"));
-    browser.click("ul.invitations button:not(.secondary)");
-    browser.wait("the invitation to be answered", || (!browser.exists("ul.invitations")).then_some(()));
+    assert!(browser.text(".who").contains("Umbrella · member"), "{}", browser.text(".who"));
+    // Used: the link now opens the page that says so.
+    browser.go(&ada_link);
+    browser.wait("the dead link", || browser.text("h1").contains("does not work").then_some(()));
 
     // In two accounts now: signing in asks which, and enters the one chosen.
+    browser.go(&format!("{base}/dashboard"));
     browser.click("[data-sign-out]");
     browser.wait_for_path("/dashboard/sign-in");
-    sign_in();
+    browser.fill("#email", "ada@acme.io");
+    browser.fill("#password", PASSWORD);
+    browser.click("form[data-api] button[type=submit]");
     browser.find("#accounts");
     let choices = browser.text("#accounts");
     assert!(choices.contains("Acme (owner)") && choices.contains("Umbrella (member)"), "{choices}");
@@ -474,4 +500,25 @@ async fn a_person_in_two_accounts_chooses_one_when_signing_in() {
     browser.click("form[data-api] button[type=submit]");
     browser.wait_for_path("/dashboard");
     assert!(browser.text(".who").contains("Umbrella · member"), "{}", browser.text(".who"));
+
+    // Bob has no login: his link asks for a password, which creates it and lets him in.
+    browser.click("[data-sign-out]");
+    browser.wait_for_path("/dashboard/sign-in");
+    browser.go(&bob_link);
+    browser.wait("the invitation page", || browser.exists("#accept").then_some(()));
+    browser.screenshots("postgres-invitation-new-login");
+    browser.fill("#password", PASSWORD);
+    browser.fill("#repeat_password", "not the same password");
+    browser.click("#accept button[type=submit]");
+    assert!(browser.wait_for_text("#password-error").contains("differ"));
+    browser.fill("#password", PASSWORD);
+    browser.fill("#repeat_password", PASSWORD);
+    browser.click("#accept button[type=submit]");
+    browser.wait_for_path("/dashboard");
+    assert!(browser.text(".who").contains("Umbrella · member"), "{}", browser.text(".who"));
+    let logs = server.output();
+    for link in [&ada_link, &bob_link] {
+        let token = link.rsplit('/').next().unwrap();
+        assert!(!logs.contains(token), "a link's token was logged");
+    }
 }

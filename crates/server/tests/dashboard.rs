@@ -131,9 +131,9 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
     let listed = page(&server, "/dashboard/keys", &theirs).body;
     assert!(listed.contains("0 keys") && !listed.contains(&key_id));
 
-    // Umbrella invites Acme's owner, who has a login: the invitation waits on their People
-    // page, with its answers; Umbrella's owner sees it among the invitations Umbrella sent,
-    // and none of Acme's people.
+    // Umbrella invites Acme's owner, who has a login: the invitation is listed on their People
+    // page, with no way to accept it there (that takes the link's token); Umbrella's owner
+    // sees it among the invitations Umbrella sent, and none of Acme's people.
     let as_umbrella = [("cookie", umbrella.as_str())];
     let (status, _, _) = server
         .try_request("POST", "/v1/account/verify-password", &as_umbrella, Some(json!({"password": PASSWORD})))
@@ -150,13 +150,14 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
     assert_eq!((status, invited["status"].as_str()), (202, Some("invited")), "{invited}");
     let people = page(&server, "/dashboard/people", &cookie).body;
     assert!(people.contains("Invitations to you") && people.contains("<strong>Umbrella</strong>"), "{people}");
-    assert!(people.contains("/accept\"") && people.contains("data-api=\"DELETE /v1/auth/invitations/"));
+    let token = invited["accept_url"].as_str().unwrap().rsplit('/').next().unwrap();
+    assert!(!people.contains("/accept") && !people.contains(token), "no answer without the link: {people}");
     assert!(!people.contains("Invitations waiting for an answer"), "Acme sent none: {people}");
     let theirs_people = page(&server, "/dashboard/people", &theirs).body;
     let (members, sent) = theirs_people.split_once("Invitations waiting for an answer").expect("Umbrella's invitation");
     assert!(!members.contains("owner@acme.io") && !members.contains("Invitations to you"), "{members}");
     assert!(
-        sent.contains("owner@acme.io") && sent.contains("data-api=\"DELETE /v1/account/invitations/usr_"),
+        sent.contains("owner@acme.io") && sent.contains("data-api=\"DELETE /v1/account/invitations/inv_"),
         "{sent}"
     );
 
@@ -192,26 +193,14 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
             Some(json!({"email": "viewer@acme.io", "role": "viewer"})),
         )
         .unwrap();
-    assert_eq!(status, 201, "{added}");
-    let one_time = added["initial_password"].as_str().unwrap();
-    let (status, viewer_cookie, _) = server
-        .try_request("POST", "/v1/auth/login", &[], Some(json!({"email": "viewer@acme.io", "password": one_time})))
+    assert_eq!(status, 202, "{added}");
+    // The viewer accepts the link with a password of their own, which signs them in.
+    let token = added["accept_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let (status, viewer_cookie, accepted) = server
+        .try_request("POST", &format!("/v1/invitations/{token}/accept"), &[], Some(json!({"password": PASSWORD})))
         .unwrap();
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{accepted}");
     let viewer_cookie = viewer_cookie.unwrap().split(';').next().unwrap().to_owned();
-    // First the one-time password must go.
-    let first = page(&server, "/dashboard", &[("cookie", viewer_cookie.as_str())]);
-    assert_eq!((first.status, first.location.as_deref()), (303, Some("/dashboard/password")));
-    let (status, changed, _) = server
-        .try_request(
-            "POST",
-            "/v1/account/password",
-            &[("cookie", viewer_cookie.as_str())],
-            Some(json!({"current_password": one_time, "new_password": PASSWORD})),
-        )
-        .unwrap();
-    assert_eq!(status, 200);
-    let viewer_cookie = changed.unwrap().split(';').next().unwrap().to_owned();
     let viewing = [("cookie", viewer_cookie.as_str())];
     let new_key = page(&server, "/dashboard/keys/new", &viewing).body;
     assert!(new_key.contains("can read keys but not create them") && !new_key.contains("data-api=\"POST /v1/keys\""));

@@ -20,11 +20,12 @@ use std::{
 };
 
 use keyward_domain::{
-    Account, AccountId, EventId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId, SessionId, UserId,
+    Account, AccountId, Actor, EventId, InvitationId, Key, KeyHash, KeyId, KeyKind, KeyStatus, Keyspace, KeyspaceId,
+    SessionId, UserId,
     audit::{AuditEvent, AuditFilter, AuditPosition, AuditRecord, chain_hash},
     idempotency::{Claim, LEASE, StoredResponse, lapsed},
     password::PasswordHash,
-    people::{Email, Membership, Role, Session, User},
+    people::{Email, Invitation, Membership, Role, Session, User},
     ports::{
         AccountStore, Atomic, AuditStore, CreateUserError, DeleteKeyspaceError, IdempotencyStore, InsertKeyError,
         InsertKeyspaceError, KeyCounts, KeyFilter, KeyPage, KeyStore, KeyspaceStore, MembershipError, Outcome,
@@ -50,7 +51,7 @@ struct State {
     by_hash: Journaled<HashMap<KeyHash, KeyId>>,
     users: Journaled<BTreeMap<UserId, User>>,
     memberships: Journaled<BTreeMap<(AccountId, UserId), Membership>>,
-    invitations: Journaled<BTreeMap<(AccountId, UserId), keyward_domain::people::Invitation>>,
+    invitations: Journaled<BTreeMap<InvitationId, keyward_domain::people::Invitation>>,
     sessions: Journaled<HashMap<SessionId, Session>>,
     audit: Journaled<BTreeMap<EventId, AuditRecord>>,
     /// The last (seq, hash) of each chain.

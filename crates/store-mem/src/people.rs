@@ -95,32 +95,62 @@ impl UserStore for MemStore {
         }))
     }
 
-    fn invite(
-        &self,
-        invitation: &keyward_domain::people::Invitation,
-    ) -> impl Future<Output = Result<(), MembershipError>> + Send {
+    fn invite(&self, invitation: &Invitation) -> impl Future<Output = Result<(), MembershipError>> + Send {
         ready(self.write(|state| {
-            let key = (invitation.account_id, invitation.user_id);
-            if state.memberships.contains_key(&key) {
+            let member = state
+                .users
+                .values()
+                .find(|u| u.email == invitation.email)
+                .is_some_and(|u| state.memberships.contains_key(&(invitation.account_id, u.id)));
+            if member {
                 return Err(MembershipError::Duplicate);
             }
-            state.invitations.insert(key, invitation.clone());
+            let replaced: Vec<InvitationId> = state
+                .invitations
+                .values()
+                .filter(|i| i.account_id == invitation.account_id && i.email == invitation.email)
+                .map(|i| i.id)
+                .collect();
+            for id in replaced {
+                state.invitations.remove(&id);
+            }
+            state.invitations.insert(invitation.id, invitation.clone());
             Ok(())
         }))
     }
 
-    fn invitations_of(
+    fn find_invitation(
         &self,
-        user: UserId,
-    ) -> impl Future<Output = Result<Vec<(keyward_domain::people::Invitation, String)>, StorageError>> + Send {
+        token_hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<(Invitation, String)>, StorageError>> + Send {
+        ready(Ok(self.read(|state| {
+            state
+                .invitations
+                .values()
+                .find(|i| &i.token_hash == token_hash)
+                .and_then(|i| state.accounts.get(&i.account_id).map(|a| (i.clone(), a.name.clone())))
+        })))
+    }
+
+    fn take_invitation(
+        &self,
+        id: InvitationId,
+    ) -> impl Future<Output = Result<Option<Invitation>, StorageError>> + Send {
+        ready(Ok(self.write(|state| state.invitations.remove(&id))))
+    }
+
+    fn invitations_to(
+        &self,
+        email: &Email,
+    ) -> impl Future<Output = Result<Vec<(Invitation, String)>, StorageError>> + Send {
         ready(Ok(self.read(|state| {
             let mut found: Vec<_> = state
                 .invitations
                 .values()
-                .filter(|i| i.user_id == user)
+                .filter(|i| &i.email == email)
                 .filter_map(|i| state.accounts.get(&i.account_id).map(|a| (i.clone(), a.name.clone())))
                 .collect();
-            found.sort_by_key(|(i, _)| (i.created_at, i.account_id));
+            found.sort_by_key(|(i, _)| (i.created_at, i.id));
             found
         })))
     }
@@ -128,38 +158,32 @@ impl UserStore for MemStore {
     fn invitations_from(
         &self,
         account: AccountId,
-    ) -> impl Future<Output = Result<Vec<(keyward_domain::people::Invitation, Email)>, StorageError>> + Send {
+    ) -> impl Future<Output = Result<Vec<Invitation>, StorageError>> + Send {
         ready(Ok(self.read(|state| {
-            let mut found: Vec<_> = state
-                .invitations
-                .values()
-                .filter(|i| i.account_id == account)
-                .filter_map(|i| state.users.get(&i.user_id).map(|u| (i.clone(), u.email.clone())))
-                .collect();
-            found.sort_by_key(|(i, _)| (i.created_at, i.user_id));
+            let mut found: Vec<_> = state.invitations.values().filter(|i| i.account_id == account).cloned().collect();
+            found.sort_by_key(|i| (i.created_at, i.id));
             found
         })))
     }
 
-    fn answer_invitation(
+    fn withdraw_invitations_by(
         &self,
         account: AccountId,
-        user: UserId,
-        accept: bool,
-        at: OffsetDateTime,
-    ) -> impl Future<Output = Result<Option<Membership>, MembershipError>> + Send {
-        ready(self.write(|state| {
-            let invitation = state.invitations.remove(&(account, user)).ok_or(MembershipError::NotFound)?;
-            if !accept {
-                return Ok(None);
+        actor: &Actor,
+    ) -> impl Future<Output = Result<Vec<Invitation>, StorageError>> + Send {
+        ready(Ok(self.write(|state| {
+            let mut taken: Vec<Invitation> = state
+                .invitations
+                .values()
+                .filter(|i| i.account_id == account && &i.invited_by == actor)
+                .cloned()
+                .collect();
+            taken.sort_by_key(|i| (i.created_at, i.id));
+            for invitation in &taken {
+                state.invitations.remove(&invitation.id);
             }
-            if state.memberships.contains_key(&(account, user)) {
-                return Err(MembershipError::Duplicate);
-            }
-            let membership = Membership { user_id: user, account_id: account, role: invitation.role, created_at: at };
-            state.memberships.insert((account, user), membership);
-            Ok(Some(membership))
-        }))
+            taken
+        })))
     }
 
     fn set_role(
@@ -193,7 +217,7 @@ impl UserStore for MemStore {
                 return Err(MembershipError::LastOwner);
             }
             state.memberships.remove(&(account, user));
-            state.sessions.retain(|_, s| !(s.account_id == account && s.user_id == user));
+            state.sessions.retain(|_, s| !(s.account_id == Some(account) && s.user_id == user));
             Ok(())
         }))
     }

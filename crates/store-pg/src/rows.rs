@@ -405,21 +405,27 @@ impl TryFrom<MembershipRow> for Membership {
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::schema::invitations, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct InvitationRow {
+    pub id: Uuid,
     pub account_id: Uuid,
-    pub user_id: Uuid,
+    pub email: String,
     pub role: String,
     pub invited_by: String,
+    pub token_hash: Vec<u8>,
     pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
 }
 
 impl From<&Invitation> for InvitationRow {
     fn from(i: &Invitation) -> Self {
         Self {
+            id: i.id.as_uuid(),
             account_id: i.account_id.as_uuid(),
-            user_id: i.user_id.as_uuid(),
+            email: i.email.as_str().to_owned(),
             role: i.role.as_str().to_owned(),
             invited_by: i.invited_by.to_string(),
+            token_hash: i.token_hash.to_vec(),
             created_at: i.created_at,
+            expires_at: i.expires_at,
         }
     }
 }
@@ -428,13 +434,16 @@ impl TryFrom<InvitationRow> for Invitation {
     type Error = CorruptRow;
 
     fn try_from(row: InvitationRow) -> Result<Self, Self::Error> {
-        let bad = corrupt("invitations", row.user_id);
+        let bad = corrupt("invitations", row.id);
         Ok(Invitation {
+            id: keyward_domain::InvitationId::from_uuid(row.id),
             account_id: AccountId::from_uuid(row.account_id),
-            user_id: UserId::from_uuid(row.user_id),
+            email: Email::new(&row.email).map_err(|e| bad(format!("email: {e}")))?,
             role: row.role.parse().map_err(|_| bad(format!("role: {}", row.role)))?,
             invited_by: row.invited_by.parse().map_err(|e| bad(format!("invited_by: {e}")))?,
+            token_hash: row.token_hash.as_slice().try_into().map_err(|_| bad("token_hash: not 32 bytes".into()))?,
             created_at: row.created_at,
+            expires_at: row.expires_at,
         })
     }
 }
@@ -445,7 +454,7 @@ pub(crate) struct SessionRow {
     pub id: Uuid,
     pub token_hash: Vec<u8>,
     pub user_id: Uuid,
-    pub account_id: Uuid,
+    pub account_id: Option<Uuid>,
     pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
     pub step_up_at: Option<OffsetDateTime>,
@@ -459,7 +468,7 @@ impl From<&Session> for SessionRow {
             id: s.id.as_uuid(),
             token_hash: s.token_hash.to_vec(),
             user_id: s.user_id.as_uuid(),
-            account_id: s.account_id.as_uuid(),
+            account_id: s.account_id.map(|a| a.as_uuid()),
             created_at: s.created_at,
             last_seen_at: s.last_seen_at,
             step_up_at: s.step_up_at,
@@ -478,7 +487,7 @@ impl TryFrom<SessionRow> for Session {
             id: SessionId::from_uuid(row.id),
             token_hash: row.token_hash.as_slice().try_into().map_err(|_| bad("token_hash: not 32 bytes".into()))?,
             user_id: UserId::from_uuid(row.user_id),
-            account_id: AccountId::from_uuid(row.account_id),
+            account_id: row.account_id.map(AccountId::from_uuid),
             created_at: row.created_at,
             last_seen_at: row.last_seen_at,
             step_up_at: row.step_up_at,

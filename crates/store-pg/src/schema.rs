@@ -53,12 +53,15 @@ diesel::table! {
 }
 
 diesel::table! {
-    invitations (account_id, user_id) {
+    invitations (id) {
+        id -> Uuid,
         account_id -> Uuid,
-        user_id -> Uuid,
+        email -> Text,
         role -> Text,
         invited_by -> Text,
+        token_hash -> Bytea,
         created_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -147,7 +150,7 @@ diesel::table! {
         id -> Uuid,
         token_hash -> Bytea,
         user_id -> Uuid,
-        account_id -> Uuid,
+        account_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
         last_seen_at -> Timestamptz,
         step_up_at -> Nullable<Timestamptz>,
@@ -236,7 +239,6 @@ diesel::table! {
 
 diesel::joinable!(idempotency_keys -> accounts (account_id));
 diesel::joinable!(invitations -> accounts (account_id));
-diesel::joinable!(invitations -> users (user_id));
 diesel::joinable!(key_notices -> keys (key_id));
 diesel::joinable!(keys -> accounts (account_id));
 diesel::joinable!(keys -> keyspaces (keyspace_id));

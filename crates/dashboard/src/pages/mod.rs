@@ -2,6 +2,7 @@
 
 pub mod account_keys;
 pub mod audit;
+pub mod invitation;
 pub mod key;
 pub mod key_edit;
 pub mod keys;

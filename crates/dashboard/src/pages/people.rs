@@ -1,12 +1,12 @@
-//! `GET /dashboard/people`: the account's members. Owners and admins add people
-//! (`POST /v1/account/users`: a new login's one-time password is shown once; a person who
-//! has a login is invited), change roles, remove members and withdraw invitations that wait
-//! for an answer — each behind the step-up prompt where the API asks for it.
+//! `GET /dashboard/people`: the account's members. Owners and admins invite people
+//! (`POST /v1/account/users`: the link goes by mail, or, without a mailer, is shown once to
+//! pass on), change roles, remove members and withdraw invitations that wait for an answer —
+//! each behind the step-up prompt where the API asks for it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use keyward_domain::{
     Store,
-    people::{Email, Invitation, Role},
+    people::{Invitation, Role},
     ratelimit::Admission,
 };
 use keyward_http::AppState;
@@ -29,7 +29,10 @@ pub async fn page<S: Store, L: Admission>(state: web::Data<AppState<S, L>>, req:
 async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: &HttpRequest) -> Rendered {
     let viewer = viewer(state, req).await.map_err(refusal)?;
     let members = state.people.list_users(&viewer.principal).await.map_err(refusal)?;
-    let invitations = state.people.invitations(&viewer.principal).await.map_err(refusal)?;
+    let invitations = match state.cookies.token_of(req) {
+        Some(token) => state.people.invitations_for_login(&token).await.map_err(refusal)?,
+        None => Vec::new(),
+    };
     let sent = state.people.list_sent_invitations(&viewer.principal).await.map_err(refusal)?;
     let manages = viewer.role.manages_account();
     let body = html! {
@@ -40,17 +43,11 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
                 ul.invitations {
                     @for (invitation, name) in &invitations {
                         li {
-                            "Join " strong { (name) } " as " (invitation.role) ", from " code { (invitation.invited_by) } ". "
-                            button.small type="button" data-api={ "POST /v1/auth/invitations/" (invitation.account_id) "/accept" }
-                                data-then="reload" { "Accept" }
-                            " "
-                            button.secondary.small type="button" data-api={ "DELETE /v1/auth/invitations/" (invitation.account_id) }
-                                data-then="reload" { "Decline" }
+                            "Join " strong { (name) } " as " (invitation.role) ", until " (moment(invitation.expires_at)) "."
                         }
                     }
                 }
-                p.muted.small { "A membership you accept is used by signing in to that account." }
-                p.error role="alert" data-error {}
+                p.muted.small { "To accept one, open the link that came with it by mail." }
             }
         }
         div.table-scroll {
@@ -99,7 +96,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
         }
         @if manages {
             (add_form(&viewer))
-            (show_once_panel("The one-time password", Some(&format!("{BASE}/people"))))
+            (show_once_panel("The invitation's link", Some(&format!("{BASE}/people"))))
         } @else {
             p.forbidden { "People are managed by owners and admins; your role is " (viewer.role) "." }
         }
@@ -108,7 +105,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
 }
 
 /// The account's invitations that wait for an answer; owners and admins withdraw them.
-fn sent_invitations(viewer: &Viewer, sent: &[(Invitation, Email)]) -> Markup {
+fn sent_invitations(viewer: &Viewer, sent: &[Invitation]) -> Markup {
     let manages = viewer.role.manages_account();
     html! {
         section aria-labelledby="sent-invitations" {
@@ -117,20 +114,22 @@ fn sent_invitations(viewer: &Viewer, sent: &[(Invitation, Email)]) -> Markup {
                 table.sent-invitations {
                     thead { tr {
                         th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Invited" }
-                        th scope="col" { "By" }
+                        th scope="col" { "Expires" } th scope="col" { "By" }
                         @if manages { th scope="col" { span.visually-hidden { "Actions" } } }
                     } }
                     tbody {
-                        @for (invitation, email) in sent {
+                        @for invitation in sent {
+                            @let email = &invitation.email;
                             tr data-email=(email) {
                                 td { (email) }
                                 td { (invitation.role) }
                                 td { (moment(invitation.created_at)) }
+                                td { (moment(invitation.expires_at)) }
                                 td { code { (invitation.invited_by) } }
                                 @if manages {
                                     td {
                                         button.danger.small type="button"
-                                            data-api={ "DELETE /v1/account/invitations/" (invitation.user_id) }
+                                            data-api={ "DELETE /v1/account/invitations/" (invitation.id) }
                                             data-confirm={ "Withdraw the invitation of " (email) " to " (viewer.account.name) "?" }
                                             data-then="reload" aria-label={ "Withdraw the invitation of " (email) } { "Withdraw" }
                                     }
@@ -148,9 +147,10 @@ fn sent_invitations(viewer: &Viewer, sent: &[(Invitation, Email)]) -> Markup {
 fn add_form(viewer: &Viewer) -> Markup {
     html! {
         form.card.wide #add-person data-api="POST /v1/account/users" data-then="added" {
-            h2 { "Add a person" }
-            p.muted { "Someone new gets a login with a one-time password, shown here once for you to pass on. \
-                       Someone who has a login already is invited, and joins when they accept." }
+            h2 { "Invite a person" }
+            p.muted { "They get a link by mail and join when they accept it: with a password of their own if \
+                       they have no login yet, signed in if they have. Where no mailer is configured, the link \
+                       is shown here once for you to pass on." }
             div.row {
                 div.field {
                     label for="email" { "Email" }
@@ -171,7 +171,7 @@ fn add_form(viewer: &Viewer) -> Markup {
             }
             p.error role="alert" data-error {}
             p.notice role="status" data-notice {}
-            div.actions { button type="submit" { "Add" } }
+            div.actions { button type="submit" { "Invite" } }
         }
     }
 }

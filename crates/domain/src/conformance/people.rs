@@ -22,7 +22,7 @@ fn session(user: &crate::people::User, account: AccountId, seed: u64) -> crate::
         id: crate::id::SessionId::generate(START, &SeededRandom::new(seed)),
         token_hash: [u8::try_from(seed % 256).unwrap(); 32],
         user_id: user.id,
-        account_id: account,
+        account_id: Some(account),
         created_at: START,
         last_seen_at: START,
         step_up_at: None,
@@ -54,9 +54,11 @@ pub async fn users_are_unique_by_email<S: Store>(store: S) {
 }
 
 /// An invitation becomes a membership only when the invited user answers it.
-pub async fn invitations_wait_for_their_user<S: Store>(store: S) {
+pub async fn invitations_are_found_by_token_and_used_once<S: Store>(store: S) {
     use crate::{
-        people::{Invitation, Role},
+        id::InvitationId,
+        key::Actor,
+        people::{Email, Invitation, Role},
         ports::MembershipError,
     };
     let a = fixture(store.clone(), Plan::Pro).await;
@@ -64,42 +66,67 @@ pub async fn invitations_wait_for_their_user<S: Store>(store: S) {
     let store = a.service.store();
     let ada = user("ada@acme.io", 31);
     store.create_user(&ada, Some(&member(&ada, b.principal.account_id, Role::Owner))).await.unwrap();
+    let inviter = user("boss@acme.io", 33);
+    store.create_user(&inviter, Some(&member(&inviter, a.principal.account_id, Role::Owner))).await.unwrap();
     let invitation = Invitation {
+        id: InvitationId::generate(START, &SeededRandom::new(40)),
         account_id: a.principal.account_id,
-        user_id: ada.id,
+        email: ada.email.clone(),
         role: Role::Admin,
-        invited_by: a.principal.actor(),
+        invited_by: Actor::User(inviter.id),
+        token_hash: [1; 32],
         created_at: START,
+        expires_at: START + Duration::days(7),
     };
     store.invite(&invitation).await.unwrap();
-    // Inviting again replaces the offer; the invitation gives no membership yet.
-    store.invite(&Invitation { role: Role::Viewer, ..invitation.clone() }).await.unwrap();
-    assert!(store.get_membership(a.principal.account_id, ada.id).await.unwrap().is_none());
-    let waiting = store.invitations_of(ada.id).await.unwrap();
-    assert_eq!(waiting, vec![(Invitation { role: Role::Viewer, ..invitation.clone() }, "Acme".to_owned())]);
-    // The inviting account sees it with the invitee's email; the invitee's own does not.
-    let sent = store.invitations_from(a.principal.account_id).await.unwrap();
-    assert_eq!(sent, vec![(Invitation { role: Role::Viewer, ..invitation.clone() }, ada.email.clone())]);
+    // Inviting the address again replaces the offer, its token included.
+    let again = Invitation {
+        id: InvitationId::generate(START, &SeededRandom::new(41)),
+        role: Role::Viewer,
+        token_hash: [2; 32],
+        ..invitation.clone()
+    };
+    store.invite(&again).await.unwrap();
+    assert!(store.find_invitation(&[1; 32]).await.unwrap().is_none(), "the replaced link is dead");
+    assert_eq!(store.find_invitation(&[2; 32]).await.unwrap(), Some((again.clone(), "Acme".to_owned())));
+    assert!(store.get_membership(a.principal.account_id, ada.id).await.unwrap().is_none(), "no membership yet");
+    assert_eq!(store.invitations_to(&ada.email).await.unwrap(), vec![(again.clone(), "Acme".to_owned())]);
+    assert_eq!(store.invitations_from(a.principal.account_id).await.unwrap(), vec![again.clone()]);
     assert!(store.invitations_from(b.principal.account_id).await.unwrap().is_empty());
 
-    let later = START + Duration::seconds(9);
-    let joined = store.answer_invitation(a.principal.account_id, ada.id, true, later).await.unwrap().unwrap();
-    assert_eq!((joined.role, joined.created_at), (Role::Viewer, later));
-    assert_eq!(store.get_membership(a.principal.account_id, ada.id).await.unwrap(), Some(joined));
-    assert!(store.invitations_of(ada.id).await.unwrap().is_empty());
-    assert!(store.invitations_from(a.principal.account_id).await.unwrap().is_empty(), "answered: no longer sent");
-    assert!(matches!(
-        store.answer_invitation(a.principal.account_id, ada.id, true, later).await,
-        Err(MembershipError::NotFound)
-    ));
-    // A member cannot be invited; a declined invitation leaves nothing behind.
-    assert!(matches!(store.invite(&invitation).await, Err(MembershipError::Duplicate)));
-    let bob = user("bob@acme.io", 32);
-    store.create_user(&bob, None).await.unwrap();
-    store.invite(&Invitation { user_id: bob.id, ..invitation }).await.unwrap();
-    assert_eq!(store.answer_invitation(a.principal.account_id, bob.id, false, later).await.unwrap(), None);
-    assert!(store.get_membership(a.principal.account_id, bob.id).await.unwrap().is_none());
-    assert!(store.invitations_of(bob.id).await.unwrap().is_empty());
+    // Taken once; the second take finds nothing.
+    assert_eq!(store.take_invitation(again.id).await.unwrap(), Some(again.clone()));
+    assert_eq!(store.take_invitation(again.id).await.unwrap(), None);
+    assert!(store.find_invitation(&[2; 32]).await.unwrap().is_none());
+    assert!(store.invitations_from(a.principal.account_id).await.unwrap().is_empty());
+
+    // An address that has no login yet is invited all the same; a member's is refused.
+    let stranger = Invitation {
+        id: InvitationId::generate(START, &SeededRandom::new(42)),
+        email: Email::new("new@acme.io").unwrap(),
+        token_hash: [3; 32],
+        ..invitation.clone()
+    };
+    store.invite(&stranger).await.unwrap();
+    let bosss = Invitation {
+        id: InvitationId::generate(START, &SeededRandom::new(43)),
+        email: inviter.email.clone(),
+        token_hash: [4; 32],
+        ..invitation.clone()
+    };
+    assert!(matches!(store.invite(&bosss).await, Err(MembershipError::Duplicate)));
+    // Withdrawing by inviter takes theirs only.
+    let by_key = Invitation {
+        id: InvitationId::generate(START, &SeededRandom::new(44)),
+        email: Email::new("other@acme.io").unwrap(),
+        token_hash: [5; 32],
+        invited_by: a.principal.actor(),
+        ..invitation.clone()
+    };
+    store.invite(&by_key).await.unwrap();
+    let withdrawn = store.withdraw_invitations_by(a.principal.account_id, &Actor::User(inviter.id)).await.unwrap();
+    assert_eq!(withdrawn, vec![stranger]);
+    assert_eq!(store.invitations_from(a.principal.account_id).await.unwrap(), vec![by_key]);
 }
 
 pub async fn the_last_owner_stays<S: Store>(store: S) {

@@ -1,16 +1,15 @@
 //! The people use cases that need the person's own word (SPEC §7, issue #13): changing a
-//! password that someone else chose, and accepting or declining an invitation to another
-//! account.
+//! password (and ending what the old one opened). Invitations are in `invitations`.
 
 use super::{Audited, PeopleService, metadata};
 use crate::{
     audit::{Action, AuditResult, RequestContext},
-    error::{ManageError, PeopleError},
+    error::PeopleError,
     id::{AccountId, SessionId, UserId},
     key_service::{Principal, Via},
     password::Password,
-    people::{Invitation, Membership, Session},
-    ports::{MembershipError, PasswordHasher, Store},
+    people::Session,
+    ports::{PasswordHasher, Store},
     ratelimit::RateLimiter,
     validation::FieldErrors,
 };
@@ -124,59 +123,6 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
     ) -> Result<(super::SessionToken, Session), PeopleError> {
         // Gone meanwhile (logged out in another tab): nothing to replace.
         let ended = self.store().delete_session(old).await?.ok_or(PeopleError::InvalidCredentials)?;
-        let now = self.keys.now();
-        let token = super::SessionToken::generate(self.keys.rng());
-        let session = Session {
-            id: SessionId::generate(now, self.keys.rng()),
-            token_hash: token.hash(),
-            user_id: ended.user_id,
-            account_id: account,
-            created_at: now,
-            last_seen_at: now,
-            step_up_at: None,
-            temporary_key_id: None,
-            password_change_required: false,
-        };
-        self.store().insert_session(&session).await?;
-        Ok((token, session))
-    }
-
-    /// `GET /v1/auth/invitations`: what waits for the session's user, with each account's
-    /// name.
-    pub async fn invitations(&self, principal: &Principal) -> Result<Vec<(Invitation, String)>, PeopleError> {
-        let Via::Session { user_id, .. } = principal.via else { return Err(PeopleError::SessionRequired) };
-        Ok(self.store().invitations_of(user_id).await?)
-    }
-
-    /// Accepts (or declines) the session's user's invitation to `account`. Only the
-    /// invited person can: the invitation is looked up by their own user id.
-    pub async fn answer_invitation(
-        &self,
-        principal: &Principal,
-        account: AccountId,
-        accept: bool,
-        ctx: &RequestContext,
-    ) -> Result<Option<Membership>, PeopleError> {
-        let Via::Session { user_id, .. } = principal.via else { return Err(PeopleError::SessionRequired) };
-        let answered =
-            self.store().answer_invitation(account, user_id, accept, self.keys.now()).await.map_err(|e| match e {
-                MembershipError::NotFound => PeopleError::from(ManageError::NotFound),
-                MembershipError::Duplicate => PeopleError::AlreadyMember { field: "account_id" },
-                MembershipError::LastOwner => ManageError::NotFound.into(),
-                MembershipError::Storage(e) => e.into(),
-            })?;
-        // The event belongs to the account the person joined (or turned down).
-        self.audit(
-            ctx,
-            Audited {
-                action: if accept { Action::InvitationAccept } else { Action::InvitationDecline },
-                account: Some(account),
-                actor: principal.actor(),
-                resource_id: Some(user_id.to_string()),
-                result: AuditResult::Success,
-                metadata: answered.map(|m| metadata(&[("role", m.role.as_str())])).unwrap_or_default(),
-            },
-        );
-        Ok(answered)
+        self.open_session(ended.user_id, Some(account)).await
     }
 }

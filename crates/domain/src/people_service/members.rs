@@ -1,5 +1,6 @@
-//! Members of an account: adding (or inviting) people, roles, removal, and what a change of
-//! membership does to the credentials it gave.
+//! Members of an account: the operator's way of adding people, roles, removal, and what a
+//! change of membership does to the credentials and invitations it gave. (Everyone else
+//! joins by invitation: `invitations`.)
 
 use super::*;
 
@@ -7,95 +8,6 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
     pub async fn list_users(&self, principal: &Principal) -> Result<Vec<(User, Membership)>, PeopleError> {
         principal.require(management::USERS_READ)?;
         Ok(self.store().members(principal.account_id).await?)
-    }
-
-    /// The account's invitations that wait for an answer, with each invitee's email.
-    pub async fn list_sent_invitations(&self, principal: &Principal) -> Result<Vec<(Invitation, Email)>, PeopleError> {
-        principal.require(management::USERS_READ)?;
-        Ok(self.store().invitations_from(principal.account_id).await?)
-    }
-
-    /// Withdraws the account's invitation to `user` before they answer it: the same session
-    /// and step-up as inviting, and only an owner withdraws an invitation to be an owner.
-    pub async fn withdraw_invitation(
-        &self,
-        principal: &Principal,
-        user: UserId,
-        ctx: &RequestContext,
-    ) -> Result<(), PeopleError> {
-        let (_, my_role) = self.manager_session(principal, true)?;
-        let pending = self.store().invitations_from(principal.account_id).await?;
-        let invitation =
-            pending.into_iter().map(|(i, _)| i).find(|i| i.user_id == user).ok_or(ManageError::NotFound)?;
-        if invitation.role == Role::Owner && my_role != Role::Owner {
-            return Err(ManageError::Forbidden(crate::error::Refusal::OnlyOwnersChangeOwners).into());
-        }
-        self.store()
-            .answer_invitation(principal.account_id, user, false, self.keys.now())
-            .await
-            .map_err(Self::membership_error)?;
-        self.audit(
-            ctx,
-            Audited {
-                action: Action::InvitationWithdraw,
-                account: Some(principal.account_id),
-                actor: principal.actor(),
-                resource_id: Some(user.to_string()),
-                result: AuditResult::Success,
-                metadata: metadata(&[("role", invitation.role.as_str())]),
-            },
-        );
-        Ok(())
-    }
-
-    /// Adds a member. A new email creates a user with a one-time password; an existing
-    /// user is simply added. Only an owner may add an owner.
-    pub async fn add_user(
-        &self,
-        principal: &Principal,
-        email: &str,
-        role: Role,
-        ctx: &RequestContext,
-    ) -> Result<AddedMember, PeopleError> {
-        let (_, my_role) = self.manager_session(principal, true)?;
-        if role == Role::Owner && my_role != Role::Owner {
-            return Err(ManageError::Forbidden(crate::error::Refusal::OnlyOwnersAddOwners).into());
-        }
-        let email = Email::new(email).map_err(|e| FieldErrors::single("email", e.to_string()))?;
-        let now = self.keys.now();
-        // Someone who already has a login is only invited: joining an account is theirs to
-        // accept (an admin must not be able to enrol a stranger's login into their account,
-        // nor pre-register one and wait for the stranger to be added elsewhere).
-        let added = match self.store().find_user_by_email(&email).await? {
-            Some(user) => {
-                let invitation = Invitation {
-                    account_id: principal.account_id,
-                    user_id: user.id,
-                    role,
-                    invited_by: principal.actor(),
-                    created_at: now,
-                };
-                self.store().invite(&invitation).await.map_err(Self::membership_error)?;
-                let membership =
-                    Membership { user_id: user.id, account_id: principal.account_id, role, created_at: now };
-                AddedMember { user, membership, initial_password: None, invited: true }
-            }
-            // A password chosen here is the admin's, not the user's: it must be changed at
-            // the first login.
-            None => self.create_member(principal.account_id, email, role, None, true).await?,
-        };
-        self.audit(
-            ctx,
-            Audited {
-                action: if added.invited { Action::UserInvite } else { Action::UserCreate },
-                account: Some(principal.account_id),
-                actor: principal.actor(),
-                resource_id: Some(added.user.id.to_string()),
-                result: AuditResult::Success,
-                metadata: metadata(&[("role", role.as_str())]),
-            },
-        );
-        Ok(added)
     }
 
     /// The operator's path (CLI): no session, no step-up, and the operator's authority
@@ -118,7 +30,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
                     PeopleError::Manage(ManageError::Storage(crate::ports::StorageError::Internal(Box::new(other))))
                 }
             })?;
-            return Ok(AddedMember { user, membership, initial_password: None, invited: false });
+            return Ok(AddedMember { user, membership, initial_password: None });
         }
         // A generated password is read by the operator and passed on: someone else chose
         // it, so it works once, to choose one's own.
@@ -156,7 +68,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             }
             CreateUserError::Storage(e) => e.into(),
         })?;
-        Ok(AddedMember { user, membership, initial_password: generated.then_some(password), invited: false })
+        Ok(AddedMember { user, membership, initial_password: generated.then_some(password) })
     }
 
     /// Sets a user's password (operator's path: CLI); `change_required` when the operator
@@ -191,7 +103,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         Ok(current)
     }
 
-    fn membership_error(e: MembershipError) -> PeopleError {
+    pub(super) fn membership_error(e: MembershipError) -> PeopleError {
         match e {
             MembershipError::NotFound => ManageError::NotFound.into(),
             MembershipError::LastOwner => ManageError::Forbidden(crate::error::Refusal::LastOwner).into(),
@@ -210,6 +122,11 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let before = self.guard_owner_change(principal, user, Some(role)).await?;
         self.store().set_role(principal.account_id, user, role).await.map_err(Self::membership_error)?;
         let reshaped = self.end_derived_credentials(principal.account_id, user, Some(role)).await?;
+        let withdrawn = if role.manages_account() {
+            Vec::new()
+        } else {
+            self.withdraw_invitations_of(principal.account_id, user).await?
+        };
         self.audit(
             ctx,
             Audited {
@@ -222,6 +139,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
                     ("from", before.role.as_str()),
                     ("to", role.as_str()),
                     ("temporary_keys_reshaped", &reshaped.to_string()),
+                    ("invitations_withdrawn", &ids(&withdrawn)),
                 ]),
             },
         );
@@ -239,6 +157,7 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         // Removing the membership also ends its sessions (the store does both at once).
         self.store().remove_membership(principal.account_id, user).await.map_err(Self::membership_error)?;
         let revoked = self.end_derived_credentials(principal.account_id, user, None).await?;
+        let withdrawn = self.withdraw_invitations_of(principal.account_id, user).await?;
         self.audit(
             ctx,
             Audited {
@@ -247,7 +166,10 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
                 actor: principal.actor(),
                 resource_id: Some(user.to_string()),
                 result: AuditResult::Success,
-                metadata: metadata(&[("temporary_keys_revoked", &revoked.to_string())]),
+                metadata: metadata(&[
+                    ("temporary_keys_revoked", &revoked.to_string()),
+                    ("invitations_withdrawn", &ids(&withdrawn)),
+                ]),
             },
         );
         Ok(())
@@ -293,4 +215,9 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         let owner = self.add_member(account.id, owner_email, Role::Owner, password).await?;
         Ok((account, owner, issued))
     }
+}
+
+/// The ids of `invitations`, comma-separated, for audit metadata.
+fn ids(invitations: &[crate::people::Invitation]) -> String {
+    invitations.iter().map(|i| i.id.to_string()).collect::<Vec<_>>().join(",")
 }

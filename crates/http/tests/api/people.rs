@@ -160,13 +160,15 @@ both_stores! {
         // Account-key scopes are bounded by the creator's role... (admin holds all, so probe with a scope no role has)
         app.with_session(Method::POST, "/v1/account/keys", &admin, Some(json!({"name": "k", "scopes": ["billing:write"]}))).await.assert_error(400, "validation_failed");
 
-        // Admin adds people, but not owners.
+        // Admin invites people, but not owners.
         let added = app.with_session(Method::POST, "/v1/account/users", &admin, Some(json!({"email": "New@Acme.io", "role": "member"}))).await;
-        assert_eq!(added.status.as_u16(), 201, "{:#}", added.body);
-        assert_eq!(added.body["email"], "new@acme.io");
-        let initial = added.str("initial_password");
-        assert!(initial.len() >= 20);
-        let (_, first_login) = app.login(json!({"email": "new@acme.io", "password": initial})).await;
+        assert_eq!(added.status.as_u16(), 202, "{:#}", added.body);
+        assert_eq!(added.body["invitation"]["email"], "new@acme.io");
+        let link = added.str("accept_url");
+        let token = link.rsplit('/').next().unwrap();
+        let accepted = app.send(actix_web::test::TestRequest::post().uri(&format!("/v1/invitations/{token}/accept")).set_json(json!({"password": PASSWORD}))).await;
+        assert_eq!(accepted.status.as_u16(), 200, "{:#}", accepted.body);
+        let (_, first_login) = app.login(json!({"email": "new@acme.io", "password": PASSWORD})).await;
         assert_eq!(first_login.status.as_u16(), 200);
         // Adding them again conflicts with what exists: 409, the field named, nothing changed.
         let again = app.with_session(Method::POST, "/v1/account/users", &admin, Some(json!({"email": "new@acme.io", "role": "admin"}))).await;

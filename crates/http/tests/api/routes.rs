@@ -14,7 +14,12 @@ use crate::helpers::TestApp;
 async fn every_route_of_the_table_is_served() {
     let app = TestApp::new(MemStore::new()).await;
     for route in ROUTES {
-        let path = route.path.replace("{id}", "key_x").replace("{account_id}", "acct_x").replace("{code}", "not_found");
+        let path = route
+            .path
+            .replace("{id}", "key_x")
+            .replace("{account_id}", "acct_x")
+            .replace("{token}", "0000000000000000000000000000000000000000000")
+            .replace("{code}", "not_found");
         let method = Method::from_bytes(route.method.as_bytes()).unwrap();
         let mut request = TestRequest::default().method(method.clone()).uri(&path);
         if method == Method::POST || method == Method::PATCH {
@@ -55,6 +60,8 @@ async fn the_credentials_of_the_table_are_what_the_routes_take() {
     for route in ROUTES {
         let id = if route.path.starts_with("/v1/account/users") {
             "usr_0000000000000000000000"
+        } else if route.path.starts_with("/v1/account/invitations") {
+            "inv_0000000000000000000000"
         } else {
             "key_0000000000000000000000"
         };
@@ -63,6 +70,7 @@ async fn the_credentials_of_the_table_are_what_the_routes_take() {
             .replace("{id}", id)
             .replace("{user_id}", "usr_0000000000000000000000")
             .replace("{account_id}", &app.account_id)
+            .replace("{token}", "0000000000000000000000000000000000000000000")
             .replace("{code}", "not_found");
         let method = Method::from_bytes(route.method.as_bytes()).unwrap();
         // A key revoking itself would leave the rest of the table without a credential.

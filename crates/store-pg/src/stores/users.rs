@@ -2,6 +2,7 @@
 //! and invitations.
 
 use crate::*;
+use keyward_domain::{Actor, InvitationId};
 
 /// Locks the account's owner memberships and counts them: a concurrent demotion or removal
 /// waits, so two of them cannot both leave the account without an owner.
@@ -159,8 +160,9 @@ impl UserStore for PgStore {
         let mut conn = self.conn().await?;
         conn.transaction::<_, TxError<MembershipError>, _>(async |conn| {
             let member: i64 = memberships::table
+                .inner_join(users::table)
                 .filter(memberships::account_id.eq(row.account_id))
-                .filter(memberships::user_id.eq(row.user_id))
+                .filter(users::email.eq(&row.email))
                 .count()
                 .get_result(conn)
                 .await?;
@@ -169,12 +171,15 @@ impl UserStore for PgStore {
             }
             diesel::insert_into(invitations::table)
                 .values(&row)
-                .on_conflict((invitations::account_id, invitations::user_id))
+                .on_conflict((invitations::account_id, invitations::email))
                 .do_update()
                 .set((
+                    invitations::id.eq(row.id),
                     invitations::role.eq(&row.role),
                     invitations::invited_by.eq(&row.invited_by),
+                    invitations::token_hash.eq(&row.token_hash),
                     invitations::created_at.eq(row.created_at),
+                    invitations::expires_at.eq(row.expires_at),
                 ))
                 .execute(conn)
                 .await?;
@@ -184,13 +189,39 @@ impl UserStore for PgStore {
         .map_err(TxError::into_domain)
     }
 
-    #[tracing::instrument(target = "keyward::otel", name = "store.invitations_of", skip_all, fields(db.system.name = "postgresql"))]
-    async fn invitations_of(&self, user: UserId) -> Result<Vec<(Invitation, String)>, StorageError> {
+    #[tracing::instrument(target = "keyward::otel", name = "store.find_invitation", skip_all, fields(db.system.name = "postgresql"))]
+    async fn find_invitation(&self, token_hash: &[u8; 32]) -> Result<Option<(Invitation, String)>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<(InvitationRow, String)> = invitations::table
+            .inner_join(accounts::table)
+            .filter(invitations::token_hash.eq(&token_hash[..]))
+            .select((InvitationRow::as_select(), accounts::name))
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(|(i, name)| Invitation::try_from(i).map(|i| (i, name))).transpose().map_err(corrupt)
+    }
+
+    #[tracing::instrument(target = "keyward::otel", name = "store.take_invitation", skip_all, fields(db.system.name = "postgresql"))]
+    async fn take_invitation(&self, id: InvitationId) -> Result<Option<Invitation>, StorageError> {
+        let mut conn = self.conn().await?;
+        let row: Option<InvitationRow> = diesel::delete(invitations::table.find(id.as_uuid()))
+            .returning(InvitationRow::as_returning())
+            .get_result(&mut conn)
+            .await
+            .optional()
+            .map_err(db_error)?;
+        row.map(Invitation::try_from).transpose().map_err(corrupt)
+    }
+
+    #[tracing::instrument(target = "keyward::otel", name = "store.invitations_to", skip_all, fields(db.system.name = "postgresql"))]
+    async fn invitations_to(&self, email: &Email) -> Result<Vec<(Invitation, String)>, StorageError> {
         let mut conn = self.conn().await?;
         let rows: Vec<(InvitationRow, String)> = invitations::table
             .inner_join(accounts::table)
-            .filter(invitations::user_id.eq(user.as_uuid()))
-            .order((invitations::created_at.asc(), invitations::account_id.asc()))
+            .filter(invitations::email.eq(email.as_str()))
+            .order((invitations::created_at.asc(), invitations::id.asc()))
             .select((InvitationRow::as_select(), accounts::name))
             .load(&mut conn)
             .await
@@ -202,58 +233,38 @@ impl UserStore for PgStore {
     }
 
     #[tracing::instrument(target = "keyward::otel", name = "store.invitations_from", skip_all, fields(db.system.name = "postgresql"))]
-    async fn invitations_from(&self, account: AccountId) -> Result<Vec<(Invitation, Email)>, StorageError> {
+    async fn invitations_from(&self, account: AccountId) -> Result<Vec<Invitation>, StorageError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(InvitationRow, String)> = invitations::table
-            .inner_join(users::table)
+        let rows: Vec<InvitationRow> = invitations::table
             .filter(invitations::account_id.eq(account.as_uuid()))
-            .order((invitations::created_at.asc(), invitations::user_id.asc()))
-            .select((InvitationRow::as_select(), users::email))
+            .order((invitations::created_at.asc(), invitations::id.asc()))
+            .select(InvitationRow::as_select())
             .load(&mut conn)
             .await
             .map_err(db_error)?;
-        rows.into_iter()
-            .map(|(i, email)| {
-                let email =
-                    Email::new(&email).map_err(|e| crate::rows::corrupt("users", i.user_id)(format!("email: {e}")))?;
-                Invitation::try_from(i).map(|i| (i, email))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(corrupt)
+        rows.into_iter().map(Invitation::try_from).collect::<Result<_, _>>().map_err(corrupt)
     }
 
-    #[tracing::instrument(target = "keyward::otel", name = "store.answer_invitation", skip_all, fields(db.system.name = "postgresql"))]
-    async fn answer_invitation(
+    #[tracing::instrument(target = "keyward::otel", name = "store.withdraw_invitations_by", skip_all, fields(db.system.name = "postgresql"))]
+    async fn withdraw_invitations_by(
         &self,
         account: AccountId,
-        user: UserId,
-        accept: bool,
-        at: OffsetDateTime,
-    ) -> Result<Option<Membership>, MembershipError> {
-        let (account_id, user_id) = (account.as_uuid(), user.as_uuid());
+        actor: &Actor,
+    ) -> Result<Vec<Invitation>, StorageError> {
         let mut conn = self.conn().await?;
-        conn.transaction::<_, TxError<MembershipError>, _>(async |conn| {
-            let taken: Option<InvitationRow> = diesel::delete(invitations::table.find((account_id, user_id)))
-                .returning(InvitationRow::as_returning())
-                .get_result(conn)
-                .await
-                .optional()?;
-            let invitation = Invitation::try_from(taken.ok_or(TxError::Domain(MembershipError::NotFound))?)
-                .map_err(|e| TxError::Domain(MembershipError::Storage(corrupt(e))))?;
-            if !accept {
-                return Ok(None);
-            }
-            let membership = Membership { user_id: user, account_id: account, role: invitation.role, created_at: at };
-            match diesel::insert_into(memberships::table).values(MembershipRow::from(&membership)).execute(conn).await {
-                Ok(_) => Ok(Some(membership)),
-                Err(e) if is_unique_violation(&e, "memberships_pkey") => {
-                    Err(TxError::Domain(MembershipError::Duplicate))
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
+        let rows: Vec<InvitationRow> = diesel::delete(
+            invitations::table
+                .filter(invitations::account_id.eq(account.as_uuid()))
+                .filter(invitations::invited_by.eq(actor.to_string())),
+        )
+        .returning(InvitationRow::as_returning())
+        .get_results(&mut conn)
         .await
-        .map_err(TxError::into_domain)
+        .map_err(db_error)?;
+        let mut taken: Vec<Invitation> =
+            rows.into_iter().map(Invitation::try_from).collect::<Result<_, _>>().map_err(corrupt)?;
+        taken.sort_by_key(|i| (i.created_at, i.id));
+        Ok(taken)
     }
 
     #[tracing::instrument(target = "keyward::otel", name = "store.set_role", skip_all, fields(db.system.name = "postgresql"))]
@@ -287,9 +298,11 @@ impl UserStore for PgStore {
                 return Err(TxError::Domain(MembershipError::LastOwner));
             }
             diesel::delete(memberships::table.find((account, user))).execute(conn).await?;
-            diesel::delete(sessions::table.filter(sessions::account_id.eq(account)).filter(sessions::user_id.eq(user)))
-                .execute(conn)
-                .await?;
+            diesel::delete(
+                sessions::table.filter(sessions::account_id.eq(Some(account))).filter(sessions::user_id.eq(user)),
+            )
+            .execute(conn)
+            .await?;
             Ok(())
         })
         .await
