@@ -414,7 +414,11 @@ pub async fn envelope(
     let replay = response.response().error().and_then(|e| e.as_error::<ApiError>()).and_then(|e| e.replay.clone());
     let mut response = if let Some((status, body)) = replay.map(|r| *r) {
         let mut replayed = HttpResponse::build(status);
-        replayed.content_type("application/json").insert_header(("idempotent-replayed", "true"));
+        // A replay may carry a plaintext shown once, like the answer it repeats: no cache.
+        replayed
+            .content_type("application/json")
+            .insert_header(("idempotent-replayed", "true"))
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
         response.into_response(replayed.body(body)).map_into_right_body()
     } else if (response.status().is_client_error() || response.status().is_server_error()) && !is_html(&response) {
         let api_error =

@@ -10,7 +10,10 @@ use actix_web::{
     HttpMessage, HttpResponse,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
-    http::Method,
+    http::{
+        Method,
+        header::{CACHE_CONTROL, HeaderValue},
+    },
     middleware::Next,
     web,
 };
@@ -60,7 +63,24 @@ async fn refuse<S: Store, L: Admission>(
 /// Every management call, as one unit of work: the handler's changes, the call's audit
 /// event and, with an `Idempotency-Key`, the response to replay, commit together — or, when
 /// the call fails, nothing of it stays but its audit event (a failure is audited too).
+///
+/// No cache, shared or private, may keep a management answer (RFC 9111 `no-store`): many
+/// carry a secret shown once — a key's plaintext, a webhook secret, an invitation's link —
+/// replays of them included, and the rest are account data. The verification routes,
+/// outside this scope, carry none and are left alone.
 pub async fn journal<S: Store, L: Admission>(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let mut response = journal_call::<S, L>(req, next).await?;
+    let headers = response.headers_mut();
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(response)
+}
+
+async fn journal_call<S: Store, L: Admission>(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {

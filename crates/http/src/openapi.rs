@@ -339,7 +339,13 @@ fn arguments(doc: &Value, operation: &Value) -> (Vec<String>, Vec<String>) {
         let name = text(&parameter["name"]);
         if parameter["required"].as_bool() == Some(true) { required.push(name) } else { optional.push(name) }
     }
-    let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+    let mut body = &operation["requestBody"]["content"]["application/json"]["schema"];
+    // A body that may be left out is `oneOf: [null, the object]`: its arguments are the
+    // object's, all optional (nothing required of a body one may not send).
+    let nullable = body["oneOf"].as_array().filter(|choices| choices.iter().any(|c| c["type"] == "null"));
+    if let Some(object) = nullable.and_then(|choices| choices.iter().find(|c| c["type"] != "null")) {
+        body = object;
+    }
     let schema = match body["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
         Some(name) => &doc["components"]["schemas"][name],
         None => body,
@@ -350,7 +356,11 @@ fn arguments(doc: &Value, operation: &Value) -> (Vec<String>, Vec<String>) {
         None => return (required, optional),
     };
     for name in properties.keys() {
-        if must.contains(&name.as_str()) { required.push(name.clone()) } else { optional.push(name.clone()) }
+        if must.contains(&name.as_str()) && nullable.is_none() {
+            required.push(name.clone())
+        } else {
+            optional.push(name.clone())
+        }
     }
     (required, optional)
 }

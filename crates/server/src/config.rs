@@ -296,12 +296,28 @@ impl Default for Config {
     }
 }
 
+/// A parse error of the file `path` holding `text`, as a line, a column and a message with
+/// every quoted value taken out (serde quotes the string it did not expect).
+fn parse_error(path: String, text: &str, error: &toml::de::Error) -> ConfigError {
+    let at = error.span().map_or(0, |span| span.start.min(text.len()));
+    let before = text.get(..at).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let mut message = String::new();
+    for (i, part) in error.message().trim().split(['"', '`']).enumerate() {
+        message.push_str(if i % 2 == 1 { "[value]" } else { part });
+    }
+    ConfigError::Parse { path, line, column, message }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("invalid configuration in {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    /// Where the file went wrong and why, without the file's text: toml's own rendering
+    /// quotes the offending line, which may hold a password or the secret.
+    #[error("invalid configuration in {path}, line {line}, column {column}: {message}")]
+    Parse { path: String, line: usize, column: usize, message: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -312,7 +328,7 @@ impl Config {
         let display = path.display().to_string();
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: display, source })
+        toml::from_str(&text).map_err(|error| parse_error(display, &text, &error))
     }
 
     /// The GitHub keys file, read and checked now: a bad file stops the start, not a report.
@@ -405,6 +421,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #29: a file that does not parse is reported by line and column, never by
+    /// quoting the line, which may hold a password or the secret.
+    #[test]
+    fn a_file_that_does_not_parse_echoes_no_secret() {
+        let dir = std::env::temp_dir().join(format!("keyward-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (text, line) in [
+            ("listen = \"127.0.0.1:8080\"\ndatabase_url = \"postgres://u:s3cretpw@h/db\n", 2),
+            ("secret = 12\nredis_url = \"redis://:s3cretpw@h\"\n", 1),
+            ("metrics_token = [\"s3cretpw\"]\n", 1),
+            ("[keys]\nservice_prefix = \"s3cretpw\"\nnope = 1\n", 3),
+        ] {
+            let path = dir.join("keyward.toml");
+            std::fs::write(&path, text).unwrap();
+            let shown = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(!shown.contains("s3cretpw") && !shown.contains("postgres://"), "{shown}");
+            assert!(shown.contains(&format!("line {line},")), "{shown}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Found by the `config` fuzz target: 64 bytes with a multi-byte character panicked
     /// (slicing inside a character), and the panic message printed the secret.

@@ -186,14 +186,33 @@ fn other(context: &str) -> impl FnOnce(&dyn std::fmt::Display) -> CliError + '_ 
     move |e| CliError::Other(format!("{context}: {e}"))
 }
 
-/// Writes a secret to a file only its owner can read.
+/// Writes a secret to a new file only its owner can read (mode 0600 from its creation).
+/// A symbolic link at `path` is refused, never followed (it could point at a file another
+/// user reads, or one the secret must not overwrite); an existing regular file is replaced
+/// by a new one rather than rewritten, so its old mode and other hard links keep nothing.
+/// The new file is created with `O_CREAT | O_EXCL`, which follows no link planted meanwhile.
 fn write_secret_file(path: &PathBuf, secret: &str) -> Result<(), CliError> {
+    let shown = path.display();
+    let failed = |e: std::io::Error| CliError::Other(format!("cannot write {shown}: {e}"));
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(CliError::Other(format!(
+                "refusing to write a secret to {shown}: it is a symbolic link (remove it, or name the file itself)"
+            )));
+        }
+        Ok(meta) if !meta.is_file() => {
+            return Err(CliError::Other(format!("refusing to write a secret to {shown}: not a regular file")));
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(failed)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
-    writeln!(file, "{secret}").map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))
+    let mut file = options.open(path).map_err(failed)?;
+    writeln!(file, "{secret}").map_err(failed)
 }
 
 /// Prints what the operator must see once (a new key, a one-time password) on standard

@@ -170,3 +170,45 @@ async fn imported_legacy_hashes_are_keyed_with_the_secret() {
     let logs = keyed.stop();
     assert!(logs.contains("imported legacy key hashes now keyed"), "{logs}");
 }
+
+/// Issue #29: the files `serve` and `account create` write a secret to are created 0600,
+/// and a symbolic link there is refused, never followed.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_files_are_private_and_never_follow_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDatabase::new().await;
+    let dir = std::env::temp_dir().join(format!("keyward-key-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let create = |file: &std::path::Path| {
+        std::process::Command::new(common::BIN)
+            .args(["account", "create", "--name", "Files", "--plan", "pro", "--key-file"])
+            .arg(file)
+            .env("DATABASE_URL", db.url())
+            .output()
+            .unwrap()
+    };
+    // A link to a file someone else reads: refused with a clear error, the target untouched.
+    let target = dir.join("world-readable");
+    std::fs::write(&target, "not a key\n").unwrap();
+    let link = dir.join("via-link.key");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let refused = create(&link);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "not a key\n");
+    // An existing file readable by all is replaced by one only its owner reads.
+    let existing = dir.join("existing.key");
+    std::fs::write(&existing, "old\n").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let made = create(&existing);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let mode = std::fs::metadata(&existing).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(std::fs::read_to_string(&existing).unwrap().starts_with("kw_acct_live_"));
+    let fresh = dir.join("fresh.key");
+    assert!(create(&fresh).status.success());
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,12 +4,12 @@
 //! login's look at what waits for its address (`GET /v1/auth/invitations`).
 //!
 //! The token travels in the path because the link is what a mail can carry; the access log
-//! writes it as `[token]` (`redacted_path`), and every answer that carries one, or a
-//! session opened from one, is `Cache-Control: no-store`.
+//! writes it as `[token]` (`telemetry::LoggedPath`), and, like every management answer,
+//! these are `Cache-Control: no-store` (the journal's).
 
 pub mod dto;
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use keyward_domain::{
     InvitationId, Store,
     password::Password,
@@ -43,11 +43,6 @@ fn link_token(raw: &str) -> Result<LinkToken> {
     }
 }
 
-/// RFC 9111: no cache, shared or private, may keep this answer.
-pub(crate) fn no_store(response: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
-    response.insert_header((header::CACHE_CONTROL, "no-store"))
-}
-
 #[utoipa::path(post, path = "/v1/account/users", tag = "users", request_body(content = InviteRequest, example = json!({"email": "grace@example.com", "role": "admin"})),
     responses((status = 202, body = InvitedResponse, description = "Invited, whether or not the address has a login: the same answer either way"),
         (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope, description = "`already_member`")))]
@@ -64,7 +59,7 @@ pub async fn invite_user<S: Store, L: Admission>(
     // it goes only to the address.
     let public_url = req.app_data::<web::Data<PublicUrl>>().map(|u| u.0.clone()).unwrap_or_default();
     let accept_url = Some(SecretString(format!("{public_url}{LINK_PATH}{}", token.expose_secret())));
-    Ok(no_store(&mut HttpResponse::Accepted()).json(InvitedResponse {
+    Ok(HttpResponse::Accepted().json(InvitedResponse {
         status: "invited",
         invitation: (&invitation).into(),
         accept_url,
@@ -129,7 +124,7 @@ pub async fn get_invitation<S: Store, L: Admission>(
     token: web::Path<String>,
 ) -> Result<HttpResponse> {
     let view = state.people.describe_invitation(&link_token(&token)?, &request_context(&req)).await?;
-    Ok(no_store(&mut HttpResponse::Ok()).json(InvitationViewResponse::from(view)))
+    Ok(HttpResponse::Ok().json(InvitationViewResponse::from(view)))
 }
 
 #[utoipa::path(post, path = "/v1/invitations/{token}/accept", tag = "invitations", params(("token" = String, Path, description = "The token of the link")),
@@ -154,7 +149,7 @@ pub async fn accept_invitation<S: Store, L: Admission>(
     };
     let signed_in = state.cookies.token_of(&req);
     let accepted = state.people.accept_invitation(&token, password, signed_in.as_ref(), &request_context(&req)).await?;
-    Ok(no_store(&mut HttpResponse::Ok()).cookie(state.cookies.session_cookie(&accepted.token)).json(AcceptedResponse {
+    Ok(HttpResponse::Ok().cookie(state.cookies.session_cookie(&accepted.token)).json(AcceptedResponse {
         user: UserDto { id: accepted.user.id, email: accepted.user.email.to_string() },
         account_id: accepted.account.id,
         account_name: accepted.account.name,

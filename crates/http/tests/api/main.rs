@@ -5,6 +5,7 @@
 
 mod audit;
 mod errors;
+mod hardening;
 mod helpers;
 mod idempotency;
 mod invitations;

@@ -245,3 +245,56 @@ async fn without_a_scrape_token_neither_the_document_nor_the_catalog_offers_metr
     let with = TestApp::new(MemStore::new()).await;
     assert!(with.send(TestRequest::get().uri("/v1/openapi.json")).await.body["paths"].get("/metrics").is_some());
 }
+
+/// Issue #29 item 5: a function's listing names every argument its body accepts — a body
+/// that may be left out (`oneOf: [null, …]`: the rotations, webhook secret rotation,
+/// accepting an invitation) included.
+#[actix_web::test]
+async fn the_catalog_names_every_argument_a_body_accepts() {
+    let app = TestApp::new(MemStore::new()).await;
+    let doc = serde_json::to_value(keyward_http::openapi::document()).unwrap();
+    let catalog = app.send(TestRequest::get().uri("/v1")).await.body;
+    let functions: Vec<&serde_json::Value> =
+        catalog["modules"].as_array().unwrap().iter().flat_map(|m| m["functions"].as_array().unwrap()).collect();
+    let resolve = |schema: &serde_json::Value| -> serde_json::Value {
+        match schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+            Some(name) => doc["components"]["schemas"][name].clone(),
+            None => schema.clone(),
+        }
+    };
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+            let choices = body["oneOf"].as_array().cloned().unwrap_or_else(|| vec![body.clone()]);
+            let mut accepted: Vec<String> = choices
+                .iter()
+                .map(resolve)
+                .flat_map(|s| {
+                    s["properties"].as_object().map(|p| p.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+                })
+                .collect();
+            if accepted.is_empty() {
+                continue;
+            }
+            accepted.sort();
+            let function = functions
+                .iter()
+                .find(|f| f["path"] == path.as_str() && f["method"] == method.to_uppercase())
+                .unwrap_or_else(|| panic!("{method} {path} is not in the catalog"));
+            let mut listed: Vec<String> = ["required", "optional"]
+                .iter()
+                .flat_map(|k| function[*k].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()))
+                .filter(|a| accepted.contains(a))
+                .collect();
+            listed.sort();
+            assert_eq!(listed, accepted, "{method} {path}: the catalog's arguments");
+            checked.push(format!("{method} {path}"));
+        }
+    }
+    for must in
+        ["post /v1/keys/{id}/rotate", "post /v1/account/keys/{id}/rotate", "post /v1/webhooks/{id}/rotate-secret"]
+    {
+        assert!(checked.iter().any(|c| c == must), "{must} was not checked: {checked:?}");
+    }
+}
