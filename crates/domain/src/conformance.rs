@@ -13,6 +13,7 @@ pub use crate::key::tests_support::sample_key;
 mod audit;
 mod keys;
 mod leaks;
+mod mail;
 mod order;
 mod people;
 mod units;
@@ -21,6 +22,7 @@ mod webhooks;
 pub use audit::*;
 pub use keys::*;
 pub use leaks::*;
+pub use mail::*;
 pub use order::*;
 pub use people::*;
 pub use units::*;
@@ -65,6 +67,8 @@ macro_rules! conformance_tests {
             users_are_unique_by_email,
             the_last_owner_stays,
             invitations_are_found_by_token_and_used_once,
+            the_outbox_hands_each_due_mail_to_one_claim_and_keeps_its_outcome,
+            a_reset_is_used_once_and_replaced_by_a_newer_one,
             removing_a_member_ends_their_sessions,
             a_users_sessions_end_together_but_the_one_kept,
             sessions_round_trip,

@@ -133,6 +133,14 @@ typed_id!(
     InvitationId, "inv"
 );
 typed_id!(
+    /// A mail in the outbox.
+    MailId, "mail"
+);
+typed_id!(
+    /// A password reset (its link holds a separate secret token).
+    ResetId, "rst"
+);
+typed_id!(
     /// A webhook endpoint.
     WebhookId, "wh"
 );

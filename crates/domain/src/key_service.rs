@@ -5,6 +5,7 @@
 mod accounts;
 mod keys;
 mod leaks;
+pub mod mail;
 mod notices;
 mod reports;
 mod verification;

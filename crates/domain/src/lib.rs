@@ -17,6 +17,8 @@ pub mod key;
 pub mod key_format;
 pub mod keyspace;
 pub mod legacy;
+/// E-mail: the messages, their words, and the outbox they wait in.
+pub mod mail;
 pub mod password;
 pub mod people;
 pub mod plan;
@@ -55,7 +57,8 @@ pub mod conformance;
 pub use account::Account;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use id::{
-    AccountId, AttemptId, EventId, InvitationId, KeyId, KeyspaceId, MessageId, RequestId, SessionId, UserId, WebhookId,
+    AccountId, AttemptId, EventId, InvitationId, KeyId, KeyspaceId, MailId, MessageId, RequestId, ResetId, SessionId,
+    UserId, WebhookId,
 };
 pub use key::{Actor, Hostname, IpAllowlist, Key, KeyKind, KeyStatus, RateLimitWindow, VerifiableKey};
 pub use key_format::{Environment, HashAlgorithm, KeyHash, KeyPrefix, ParsedKey};

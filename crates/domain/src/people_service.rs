@@ -6,8 +6,10 @@ mod account_keys;
 mod consent;
 mod invitations;
 mod members;
+mod reset;
 
 pub use invitations::{Accepted, InvitationView, LinkToken, SentInvitation};
+pub use reset::{MailLinks, RESET_LIFETIME};
 
 use std::{fmt, sync::Arc};
 
@@ -139,6 +141,9 @@ pub struct PeopleService<S, H, L> {
     audit: Arc<dyn AuditSink>,
     limiter: Arc<L>,
     login_limits: LoginLimits,
+    /// `Some` when a mailer sends the links; `None`: links are handed over by whoever
+    /// invites, and no reset mail can be sent.
+    mail: Option<MailLinks>,
 }
 
 impl<S: Clone, H: Clone, L> Clone for PeopleService<S, H, L> {
@@ -149,6 +154,7 @@ impl<S: Clone, H: Clone, L> Clone for PeopleService<S, H, L> {
             audit: self.audit.clone(),
             limiter: self.limiter.clone(),
             login_limits: self.login_limits,
+            mail: self.mail.clone(),
         }
     }
 }
@@ -177,7 +183,17 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
         limiter: Arc<L>,
         login_limits: LoginLimits,
     ) -> Self {
-        Self { keys, hasher, audit, limiter, login_limits }
+        Self { keys, hasher, audit, limiter, login_limits, mail: None }
+    }
+
+    /// Sends invitations' and resets' links by mail, pointing at `links`.
+    pub fn with_mail(self, links: MailLinks) -> Self {
+        Self { mail: Some(MailLinks { public_url: links.public_url.trim_end_matches('/').to_owned() }), ..self }
+    }
+
+    /// Whether a mailer sends the links.
+    pub fn mails_links(&self) -> bool {
+        self.mail.is_some()
     }
 
     /// Refuses an attempt when its IP or its email is over the login limits. The IP's

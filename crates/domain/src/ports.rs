@@ -34,8 +34,12 @@ pub use crate::{
     ratelimit::{QuotaLedger, RateLimiter},
 };
 
+mod mail;
+mod resets;
 mod webhooks;
 
+pub use mail::{MailSender, MailStore};
+pub use resets::{PasswordReset, PasswordResetStore};
 pub use webhooks::WebhookStore;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -551,6 +555,8 @@ pub trait Store:
     + IdempotencyStore
     + UsageStore
     + WebhookStore
+    + MailStore
+    + PasswordResetStore
     + Atomic
     + Clone
     + 'static

@@ -26,6 +26,7 @@ pub mod limits;
 mod media;
 pub mod metrics;
 pub mod openapi;
+pub mod password_reset;
 pub mod people;
 pub mod routes;
 pub mod session;
@@ -99,6 +100,9 @@ pub struct Policies {
     /// GitHub's secret-scanning public keys (docs/leaks.md); empty: `POST /v1/leaks/github`
     /// answers 404.
     pub github_keys: leaks::GitHubKeys,
+    /// A mailer sends invitations' and resets' links (to the public URL); without one the
+    /// inviting admin is shown the link, and no reset mail goes out.
+    pub mail: bool,
 }
 
 impl Default for Policies {
@@ -110,6 +114,7 @@ impl Default for Policies {
             usage_buffer: 100_000,
             telemetry: None,
             github_keys: leaks::GitHubKeys::default(),
+            mail: false,
         }
     }
 }
@@ -123,7 +128,10 @@ impl<S: Store, L: Admission> AppState<S, L> {
         policies: Policies,
         public_url: &str,
     ) -> Self {
-        let people = PeopleService::new(service.clone(), hasher.clone(), audit, limits.clone(), policies.login);
+        let mut people = PeopleService::new(service.clone(), hasher.clone(), audit, limits.clone(), policies.login);
+        if policies.mail {
+            people = people.with_mail(keyward_domain::people_service::MailLinks { public_url: public_url.to_owned() });
+        }
         let sealer = match policies.secret {
             Some(secret) => Sealer::new(&secret),
             None => Sealer::ephemeral(&keyward_domain::OsRandom),
@@ -281,6 +289,11 @@ fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
         .service(resource("/v1/account/verify-password", vec![on(Method::POST, p::verify_password::<S, L>)]))
         .service(resource("/v1/account/password", vec![on(Method::POST, consent::change_password::<S, L>)]))
         .service(resource("/v1/auth/invitations", vec![on(Method::GET, invitations::list_invitations::<S, L>)]))
+        .service(resource("/v1/auth/password-reset", vec![on(Method::POST, password_reset::request_reset::<S, L>)]))
+        .service(resource(
+            "/v1/auth/password-reset/{token}",
+            vec![on(Method::POST, password_reset::reset_password::<S, L>)],
+        ))
         .service(resource(
             "/v1/invitations/{token}",
             vec![

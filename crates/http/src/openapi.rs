@@ -19,6 +19,7 @@ use crate::{
     invitations::*,
     leaks::*,
     metrics::*,
+    password_reset::*,
     people::*,
     webhooks::*,
 };
@@ -108,7 +109,7 @@ impl Modify for ApiKeyAuth {
         create_key, import_keys, list_keys, get_key, update_key, revoke_key, rotate_key, key_self, verify_key,
         self_revoke, github_report, public_report,
         login, logout, session, verify_password, change_password, list_invitations,
-        get_invitation, accept_invitation, decline_invitation,
+        get_invitation, accept_invitation, decline_invitation, request_reset, reset_password,
         list_users, invite_user, update_user, remove_user, list_sent_invitations, withdraw_invitation,
         create_account_key, list_account_keys, get_account_key, update_account_key, revoke_account_key, rotate_account_key,
         list_audit, key_usage, stats, metrics,

@@ -95,6 +95,8 @@ pub const ROUTES: &[RouteSpec] = &[
         Some(A::PasswordChange),
     )))),
     allowed_before_password_change(session_only(route("GET", "/v1/auth/invitations", Some(A::InvitationList)))),
+    public(route("POST", "/v1/auth/password-reset", Some(A::PasswordResetRequest))),
+    public(hashing(route("POST", "/v1/auth/password-reset/{token}", Some(A::PasswordReset)))),
     public(route("GET", "/v1/invitations/{token}", Some(A::InvitationRead))),
     public(route("DELETE", "/v1/invitations/{token}", Some(A::InvitationDecline))),
     public(hashing(route("POST", "/v1/invitations/{token}/accept", Some(A::InvitationAccept)))),

@@ -1,5 +1,5 @@
-//! What runs beside the HTTP server: the usage flusher, the retention purges and the
-//! webhook worker. Each keeps going whatever a round of it meets; the flusher alone is
+//! What runs beside the HTTP server: the usage flusher, the retention purges, the
+//! webhook worker and, with a mailer, the mail worker. Each keeps going whatever a round of it meets; the flusher alone is
 //! stopped (and drained) on shutdown.
 
 use std::sync::Arc;
@@ -28,5 +28,46 @@ pub(crate) fn spawn<S: Store>(state: &AppState<S, Limits>, config: &Config) -> R
     let sender = Arc::new(keyward_webhooks::HttpSender::new(config.webhooks.allow_private));
     keyward_webhooks::spawn_worker(state.service.clone(), sender, keyward_webhooks::WorkerSettings::default())
         .map_err(|e| CliError::Other(format!("cannot start the webhook worker: {e}")))?;
+    // With a mailer, every instance sends mail; the outbox hands each mail to one of them.
+    if let Some(settings) = config.smtp()? {
+        let sender = keyward_mail::SmtpSender::new(&settings).map_err(|e| CliError::Other(e.to_string()))?;
+        let gauges = Arc::new(keyward_mail::MailGauges::default());
+        let meter = state.instruments.telemetry();
+        for (name, help, read) in [
+            (
+                "keyward.mail.pending",
+                "Mails waiting to be sent (the outbox, every instance's).",
+                mail_pending as fn(&keyward_mail::MailGauges) -> u64,
+            ),
+            (
+                "keyward.mail.delayed",
+                "Mails waiting that failed at least once: stuck until the mail server answers.",
+                mail_delayed,
+            ),
+            ("keyward.mail.failed", "Mails given up on after every retry.", mail_failed),
+        ] {
+            let gauges = gauges.clone();
+            meter.observe_gauge(name, help, move || read(&gauges));
+        }
+        let sent = gauges.clone();
+        meter.observe_counter("keyward.mail.sent", "Mails this instance handed to the mail server.", move || {
+            sent.sent.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        keyward_mail::spawn_worker(state.service.store().clone(), Arc::new(sender), gauges, Default::default())
+            .map_err(|e| CliError::Other(format!("cannot start the mail worker: {e}")))?;
+        tracing::info!(host = %settings.host, port = settings.port, tls = ?settings.tls, "mail goes out through SMTP");
+    }
     Ok(flusher)
+}
+
+fn mail_pending(g: &keyward_mail::MailGauges) -> u64 {
+    g.pending.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn mail_delayed(g: &keyward_mail::MailGauges) -> u64 {
+    g.delayed.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn mail_failed(g: &keyward_mail::MailGauges) -> u64 {
+    g.failed.load(std::sync::atomic::Ordering::Relaxed)
 }

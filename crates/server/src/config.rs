@@ -211,6 +211,12 @@ pub(crate) struct Config {
     /// The bearer token a scraper presents to `GET /metrics` (`KEYWARD_METRICS_TOKEN`);
     /// without one the route does not exist.
     pub(crate) metrics_token: Option<Sensitive>,
+    /// The mail server (`KEYWARD_SMTP_URL`: `smtp://` with STARTTLS, `smtps://`, or
+    /// `smtp://…?tls=none` for a loopback test sink); without one, invitations' links are
+    /// handed over by whoever invites and no reset mail is sent.
+    pub(crate) smtp_url: Option<Sensitive>,
+    /// The `From:` of every mail (`KEYWARD_MAIL_FROM`), e.g. `Keyward <keys@example.com>`.
+    pub(crate) mail_from: Option<String>,
     /// Usage records buffered in memory between flushes; past it they are dropped (counted).
     pub(crate) usage_buffer: usize,
     /// Days per-request usage records are kept (daily counts stay).
@@ -278,6 +284,8 @@ impl Default for Config {
             github_keys_file: None,
             secret: None,
             metrics_token: None,
+            smtp_url: None,
+            mail_from: None,
             usage_buffer: 100_000,
             usage_retention_days: 30,
             rate_limits: keyward_http::ApiLimits::default(),
@@ -347,6 +355,15 @@ impl Config {
 
     pub(crate) fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_ref().map(Sensitive::expose)
+    }
+
+    /// The mailer's settings, checked now: a bad URL stops the start with an error that
+    /// shows no password. `None`: no mailer.
+    pub(crate) fn smtp(&self) -> Result<Option<keyward_mail::SmtpSettings>, ConfigError> {
+        let Some(url) = &self.smtp_url else { return Ok(None) };
+        keyward_mail::SmtpSettings::parse(url.expose(), self.mail_from.as_deref())
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     pub(crate) fn public_url(&self) -> String {

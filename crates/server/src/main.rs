@@ -3,6 +3,7 @@
 
 mod background;
 mod config;
+mod files;
 mod telemetry;
 
 use std::{
@@ -54,6 +55,13 @@ struct Cli {
     /// 64 hex digits sealing stored idempotent responses; shared by every instance.
     #[arg(long, global = true, env = "KEYWARD_SECRET", hide_env_values = true)]
     secret: Option<Sensitive>,
+    /// The mail server: smtp://[user:password@]host[:port] (STARTTLS), smtps://… (TLS), or
+    /// smtp://127.0.0.1:port?tls=none for a test sink on this machine.
+    #[arg(long, global = true, env = "KEYWARD_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<Sensitive>,
+    /// The From: of every mail, e.g. "Keyward <keys@example.com>".
+    #[arg(long, global = true, env = "KEYWARD_MAIL_FROM")]
+    mail_from: Option<String>,
     #[arg(long, global = true, env = "KEYWARD_LOG_FORMAT")]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
@@ -186,35 +194,6 @@ fn other(context: &str) -> impl FnOnce(&dyn std::fmt::Display) -> CliError + '_ 
     move |e| CliError::Other(format!("{context}: {e}"))
 }
 
-/// Writes a secret to a new file only its owner can read (mode 0600 from its creation).
-/// A symbolic link at `path` is refused, never followed (it could point at a file another
-/// user reads, or one the secret must not overwrite); an existing regular file is replaced
-/// by a new one rather than rewritten, so its old mode and other hard links keep nothing.
-/// The new file is created with `O_CREAT | O_EXCL`, which follows no link planted meanwhile.
-fn write_secret_file(path: &PathBuf, secret: &str) -> Result<(), CliError> {
-    let shown = path.display();
-    let failed = |e: std::io::Error| CliError::Other(format!("cannot write {shown}: {e}"));
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(CliError::Other(format!(
-                "refusing to write a secret to {shown}: it is a symbolic link (remove it, or name the file itself)"
-            )));
-        }
-        Ok(meta) if !meta.is_file() => {
-            return Err(CliError::Other(format!("refusing to write a secret to {shown}: not a regular file")));
-        }
-        Ok(_) => std::fs::remove_file(path).map_err(failed)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(failed(e)),
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(failed)?;
-    writeln!(file, "{secret}").map_err(failed)
-}
-
 /// Prints what the operator must see once (a new key, a one-time password) on standard
 /// output, never in the log.
 fn print_once(text: &str) {
@@ -270,6 +249,7 @@ fn state<S: Store>(store: S, config: &Config, telemetry: &Telemetry) -> Result<A
         usage_buffer: config.usage_buffer,
         telemetry: Some(telemetry.clone()),
         github_keys: config.github_keys()?,
+        mail: config.smtp()?.is_some(),
     };
     let mut state = AppState::new(service, hasher, Arc::new(RequestAuditSink), limits, policies, &config.public_url());
     if config.public_url.is_none() {
@@ -293,6 +273,12 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
     };
     // Where a person goes first, on standard output beside the one-time login it is for.
     print_once(&format!("Dashboard: {}{}", settings.public_url.trim_end_matches('/'), keyward_dashboard::BASE));
+    let mut state = state;
+    if state.people.mails_links() {
+        // Mailed links start with the URL this instance is reached at (the port is known now).
+        let links = keyward_domain::people_service::MailLinks { public_url: settings.public_url.clone() };
+        state.people = state.people.with_mail(links);
+    }
     let state = web::Data::new(state);
     let flusher = background::spawn(&state, config)?;
     let factory_settings = settings.clone();
@@ -399,7 +385,7 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>, telemetry: &
         issued.plaintext.expose_secret()
     ));
     if let Some(path) = &bootstrap_key_file {
-        write_secret_file(path, issued.plaintext.expose_secret())?;
+        files::write_secret_file(path, issued.plaintext.expose_secret())?;
     }
     run_server(state, &config).await
 }
@@ -420,6 +406,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if cli.secret.is_some() {
         config.secret = cli.secret;
+    }
+    if cli.smtp_url.is_some() {
+        config.smtp_url = cli.smtp_url;
+    }
+    if cli.mail_from.is_some() {
+        config.mail_from = cli.mail_from;
     }
     if let Some(allow) = cli.webhooks_allow_private {
         config.webhooks.allow_private = allow;
@@ -480,7 +472,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             text.push_str(&format!("\nAccount key, shown once: {}", issued.plaintext.expose_secret()));
             print_once(&text);
             if let Some(path) = &key_file {
-                write_secret_file(path, issued.plaintext.expose_secret())?;
+                files::write_secret_file(path, issued.plaintext.expose_secret())?;
             }
             Ok(())
         }

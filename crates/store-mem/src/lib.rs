@@ -8,6 +8,7 @@
 mod accounts;
 mod audit;
 mod keys;
+mod mail;
 mod people;
 mod undo;
 mod usage;
@@ -64,6 +65,8 @@ struct State {
     attempts: Journaled<BTreeMap<keyward_domain::AttemptId, keyward_domain::webhook::Attempt>>,
     /// Notices sent: (key, event type, mark).
     notices: Journaled<HashMap<(KeyId, &'static str, String), ()>>,
+    mails: Journaled<BTreeMap<keyward_domain::MailId, mail::Outgoing>>,
+    resets: Journaled<HashMap<[u8; 32], keyward_domain::ports::PasswordReset>>,
     /// Per-request records as stored, oldest first, each with its position (`seq`: the
     /// order of writing, never reused, so a purge moves no cursor).
     usage: VecDeque<UsageEntry>,
@@ -92,6 +95,8 @@ macro_rules! each_journaled {
         state.deliveries.$method($($arg),*);
         state.attempts.$method($($arg),*);
         state.notices.$method($($arg),*);
+        state.mails.$method($($arg),*);
+        state.resets.$method($($arg),*);
     }};
 }
 

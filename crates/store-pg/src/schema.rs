@@ -137,11 +137,37 @@ diesel::table! {
 }
 
 diesel::table! {
+    mail_outbox (id) {
+        id -> Uuid,
+        account_id -> Nullable<Uuid>,
+        recipient -> Text,
+        subject -> Text,
+        text_body -> Text,
+        html_body -> Text,
+        created_at -> Timestamptz,
+        attempts -> Int4,
+        next_attempt_at -> Nullable<Timestamptz>,
+        sent_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     memberships (account_id, user_id) {
         account_id -> Uuid,
         user_id -> Uuid,
         role -> Text,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    password_resets (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -243,8 +269,10 @@ diesel::joinable!(key_notices -> keys (key_id));
 diesel::joinable!(keys -> accounts (account_id));
 diesel::joinable!(keys -> keyspaces (keyspace_id));
 diesel::joinable!(keyspaces -> accounts (account_id));
+diesel::joinable!(mail_outbox -> accounts (account_id));
 diesel::joinable!(memberships -> accounts (account_id));
 diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(sessions -> accounts (account_id));
 diesel::joinable!(sessions -> keys (temporary_key_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -265,7 +293,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_usage_daily,
     keys,
     keyspaces,
+    mail_outbox,
     memberships,
+    password_resets,
     sessions,
     usage_records,
     users,

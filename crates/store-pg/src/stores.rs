@@ -4,6 +4,7 @@ mod accounts;
 mod audit;
 mod idempotency;
 mod keys;
+mod mail;
 mod sessions;
 mod usage;
 mod users;

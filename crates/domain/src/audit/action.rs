@@ -58,6 +58,9 @@ actions! {
     SessionRead => ("auth.session", "session"),
     VerifyPassword => ("auth.verify_password", "user"),
     PasswordChange => ("auth.password_change", "user"),
+    /// A reset's link asked for (mailed when the address has a login and a mailer is set).
+    PasswordResetRequest => ("auth.password_reset_request", "user"),
+    PasswordReset => ("auth.password_reset", "user"),
     InvitationList => ("user.invitation_list", "user"),
     /// Someone holding an invitation's link looked at it.
     InvitationRead => ("user.invitation_read", "invitation"),

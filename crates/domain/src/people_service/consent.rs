@@ -23,7 +23,7 @@ pub struct EndedCredentials {
 
 impl EndedCredentials {
     /// Audit metadata; `replaced` sessions (ended and reopened) count as ended.
-    fn metadata(self, replaced: usize) -> serde_json::Map<String, serde_json::Value> {
+    pub(super) fn metadata(self, replaced: usize) -> serde_json::Map<String, serde_json::Value> {
         metadata(&[
             ("sessions_ended", &(self.sessions + replaced).to_string()),
             ("temporary_keys_revoked", &self.temporary_keys.to_string()),

@@ -19,7 +19,7 @@ impl LinkToken {
         Self(value)
     }
 
-    fn generate(rng: &dyn crate::random::RandomSource) -> Self {
+    pub(super) fn generate(rng: &dyn crate::random::RandomSource) -> Self {
         Self(random_token(rng))
     }
 
@@ -39,11 +39,13 @@ impl fmt::Debug for LinkToken {
 }
 
 /// An invitation as sent: the record and its token, which exists only in this answer and
-/// the link made of it.
+/// the link made of it. `mailed`: a mail with the link is in the outbox (a mailer is
+/// configured), so the token must not be shown to the inviter.
 #[derive(Debug)]
 pub struct SentInvitation {
     pub invitation: Invitation,
     pub token: LinkToken,
+    pub mailed: bool,
 }
 
 /// What the link's holder sees before answering.
@@ -99,6 +101,22 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
             expires_at: now + INVITATION_LIFETIME,
         };
         self.store().invite(&invitation).await.map_err(Self::membership_error)?;
+        // The mail commits with the invitation, in the call's unit of work.
+        let mailed = match &self.mail {
+            Some(links) => {
+                let account = self.store().get_account(principal.account_id).await?.ok_or(ManageError::NotFound)?;
+                let inviter = match principal.actor() {
+                    Actor::User(id) => self.store().get_user(id).await?.map(|u| u.email),
+                    Actor::Key(_) | Actor::System => None,
+                };
+                let link = format!("{}/invitations/{}", links.public_url, token.expose_secret());
+                let words =
+                    crate::mail::templates::invitation(&account.name, role, inviter.as_ref(), &invitation.email, &link);
+                self.enqueue(Some(account.id), &invitation.email, words, now).await?;
+                true
+            }
+            None => false,
+        };
         self.audit(
             ctx,
             Audited {
@@ -107,10 +125,10 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
                 actor: principal.actor(),
                 resource_id: Some(invitation.id.to_string()),
                 result: AuditResult::Success,
-                metadata: metadata(&[("role", role.as_str())]),
+                metadata: metadata(&[("role", role.as_str()), ("mailed", if mailed { "true" } else { "false" })]),
             },
         );
-        Ok(SentInvitation { invitation, token })
+        Ok(SentInvitation { invitation, token, mailed })
     }
 
     /// The account's invitations that wait for an answer (expired ones too, until purged).

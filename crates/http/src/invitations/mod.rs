@@ -35,7 +35,7 @@ pub const LINK_PATH: &str = "/invitations/";
 
 /// A link's token as the path gave it: 43 base62 characters, or no invitation at all (404,
 /// without a lookup).
-fn link_token(raw: &str) -> Result<LinkToken> {
+pub(crate) fn link_token(raw: &str) -> Result<LinkToken> {
     if raw.len() == 43 && raw.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(LinkToken::new(raw.to_owned()))
     } else {
@@ -53,12 +53,14 @@ pub async fn invite_user<S: Store, L: Admission>(
 ) -> Result<HttpResponse> {
     let principal = principal(&state, &req).await?;
     let body = body.into_inner()?;
-    let SentInvitation { invitation, token } =
+    let SentInvitation { invitation, token, mailed } =
         state.people.invite(&principal, &body.email, body.role, &request_context(&req)).await?;
-    // Without a mailer the inviting admin hands the link over; with one (`KEYWARD_SMTP_URL`)
-    // it goes only to the address.
-    let public_url = req.app_data::<web::Data<PublicUrl>>().map(|u| u.0.clone()).unwrap_or_default();
-    let accept_url = Some(SecretString(format!("{public_url}{LINK_PATH}{}", token.expose_secret())));
+    // With a mailer (`KEYWARD_SMTP_URL`) the link goes only to the address; without one the
+    // inviting admin hands it over.
+    let accept_url = (!mailed).then(|| {
+        let public_url = req.app_data::<web::Data<PublicUrl>>().map(|u| u.0.clone()).unwrap_or_default();
+        SecretString(format!("{public_url}{LINK_PATH}{}", token.expose_secret()))
+    });
     Ok(HttpResponse::Accepted().json(InvitedResponse {
         status: "invited",
         invitation: (&invitation).into(),
