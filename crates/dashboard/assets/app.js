@@ -139,7 +139,9 @@
       if (input) input.setAttribute("aria-invalid", "true");
       if (placed++ === 0 && input) input.focus();
     }
-    if (alert) alert.textContent = messageOf(status, data);
+    // A form may say what a 404 means for it (a used or expired link).
+    const gone = status === 404 && scope.dataset && scope.dataset.notFound;
+    if (alert) alert.textContent = gone || messageOf(status, data);
   }
 
   function checkSameAs(form) {
@@ -199,9 +201,19 @@
     control.setAttribute("aria-busy", on ? "true" : "false");
   }
 
-  /** What follows a success: `reload`, `go:<path>`, `signed-in`, `show-once`. */
+  /**
+   * What follows a success: `reload`, `go:<path>`, `signed-in`, `show-once`, `done` (the
+   * form gives way to the `[data-done-panel]` beside it).
+   */
   async function then(what, data, origin) {
     if (what === "reload") return location.reload();
+    if (what === "done") {
+      const form = origin.closest("form");
+      const done = form.parentElement.querySelector("[data-done-panel]");
+      form.hidden = true;
+      done.hidden = false;
+      return done.focus();
+    }
     if (what && what.startsWith("go:")) return location.assign(what.slice(3));
     if (what === "signed-in") return signedIn(data, origin);
     if (what === "show-once") return showOnce(data, origin);

@@ -42,12 +42,20 @@ pub fn configure<S: Store, L: Admission>(config: &mut web::ServiceConfig) {
                 .service(page("/{token}", pages::invitation::page::<S, L>))
                 .default_service(web::to(pages::not_found)),
         )
+        // The page a password reset's link opens (`{public_url}/password-reset/{token}`).
+        .service(
+            web::scope("/password-reset")
+                .wrap(from_fn(headers::secure))
+                .service(page("/{token}", pages::password_reset::choose))
+                .default_service(web::to(pages::not_found)),
+        )
         .service(
             web::scope(BASE)
                 .wrap(from_fn(headers::secure))
                 .service(page("", pages::overview::page::<S, L>))
                 .service(page("/sign-in", pages::sign_in::page))
                 .service(page("/password", pages::sign_in::password_page))
+                .service(page("/password-reset", pages::password_reset::ask))
                 .service(page("/welcome", pages::invitation::welcome::<S, L>))
                 .service(page("/keys", pages::keys::list::<S, L>))
                 .service(page("/keys/new", pages::keys::new::<S, L>))

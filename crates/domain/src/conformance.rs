@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             key_events_reach_the_endpoints_that_want_them,
             an_event_commits_with_its_change_or_not_at_all,
             a_claim_is_held_by_one_worker_until_its_lease_ends,
+            a_claim_shares_the_worker_between_accounts,
             failures_are_retried_listed_and_end_in_a_disabled_endpoint,
             a_rotated_secret_signs_beside_the_new_one_for_its_overlap,
             expiry_and_quota_notices_are_sent_once_per_threshold,

@@ -8,7 +8,7 @@ mod invitations;
 mod members;
 mod reset;
 
-pub use invitations::{Accepted, InvitationView, LinkToken, SentInvitation};
+pub use invitations::{Accepted, DelayedMail, InvitationView, LinkToken, SentInvitation};
 pub use reset::{MailLinks, RESET_LIFETIME};
 
 use std::{fmt, sync::Arc};

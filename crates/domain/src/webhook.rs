@@ -147,6 +147,31 @@ pub struct Delivery {
     pub next_attempt_at: OffsetDateTime,
 }
 
+/// How a claim shares a worker between accounts (issue #29): at most `per_account`
+/// deliveries of one account in flight at once, counting the `in_flight` ones the worker
+/// holds already, and the due deliveries taken round-robin between accounts — each
+/// account's earliest first, then each one's second — so one account's backlog or slow
+/// endpoints never hold every slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fairness {
+    pub per_account: u32,
+    /// What the worker is trying now, per account.
+    pub in_flight: Vec<(AccountId, u32)>,
+}
+
+impl Fairness {
+    /// No account has anything in flight.
+    pub fn idle(per_account: u32) -> Self {
+        Self { per_account, in_flight: Vec::new() }
+    }
+
+    /// How many more of `account`'s deliveries a claim may take.
+    pub fn room_for(&self, account: AccountId) -> u32 {
+        let busy = self.in_flight.iter().find(|(a, _)| *a == account).map_or(0, |(_, n)| *n);
+        self.per_account.saturating_sub(busy)
+    }
+}
+
 /// A delivery a worker has claimed: everything it needs to post it.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {

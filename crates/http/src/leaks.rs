@@ -26,13 +26,16 @@ use crate::{
     dto::KeyResponse,
     error::{ApiError, ErrorCode},
     extract::{Json, client_ip, credential, read_bounded, request_context},
-    limits::enforce,
+    limits::enforce_cost,
 };
 
 /// The largest GitHub report read: 1,000 tokens with their URLs.
 const GITHUB_BODY_LIMIT: usize = 1024 * 1024;
 /// The longest string a public report may hold: longer than any key.
 const MAX_REPORTED_LEN: usize = 512;
+/// The most strings one public report may hold (each may cost a lookup). More: 413, and
+/// nothing of the report is looked at.
+pub const MAX_PUBLIC_REPORT: usize = 100;
 
 /// One token of a GitHub secret-scanning report. Its `Debug` leaves the token out.
 #[derive(Deserialize, ToSchema)]
@@ -76,8 +79,9 @@ pub struct GitHubTokenLabel {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublicLeakReport {
-    /// Strings found in public, up to 1,000; those that are live keys are revoked.
-    #[schema(max_items = 1000, example = json!(["kw_live_3HnW8zcB1fQ2LkVd9sXyTq0aPm7Rb5EoJ4wZ1x"]))]
+    /// Strings found in public, up to 100 of at most 512 bytes; those that are live keys
+    /// are revoked.
+    #[schema(max_items = 100, example = json!(["kw_live_3HnW8zcB1fQ2LkVd9sXyTq0aPm7Rb5EoJ4wZ1x"]))]
     pub keys: Vec<String>,
 }
 
@@ -153,23 +157,31 @@ pub async fn github_report<S: Store, L: Admission>(
     responses((status = 202, body = PublicLeakAnswer), (status = 400, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 /// Report strings found in public, without an account: those that are live keys are
 /// revoked. The answer is the same whatever they were, and a string that is not a key
-/// (checksum first) costs no lookup. Limited per client address.
+/// (checksum first) costs no lookup. Up to 100 strings (more, or a body over 64 KiB: 413,
+/// and nothing is looked at); each spends one of the client's budget (per address, per
+/// /64 for IPv6).
 pub async fn public_report<S: Store, L: Admission>(
     state: web::Data<AppState<S, L>>,
     req: HttpRequest,
     body: Json<PublicLeakReport>,
 ) -> Result<HttpResponse, ApiError> {
     crate::session::limit_ip(&state, &req).await?;
+    let report = body.into_inner()?;
+    if report.keys.len() > MAX_PUBLIC_REPORT {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("at most {MAX_PUBLIC_REPORT} strings per report; nothing of this one was looked at"),
+        ));
+    }
+    // The budget is counted in strings, which are what costs: a report of 100 spends 100.
     if let Some(ip) = client_ip(&req) {
         let subject = format!("leak:{}", client_subnet(ip));
         let rules = state.api_limits.leak_report_rules();
-        enforce(&*state.limits, &req, "leak_reports", subject.as_bytes(), &rules, state.service.now()).await?;
+        let cost = report.keys.len().max(1) as u64;
+        enforce_cost(&*state.limits, &req, "leak_reports", subject.as_bytes(), &rules, cost, state.service.now())
+            .await?;
     }
-    let report = body.into_inner()?;
     let mut errors = keyward_domain::FieldErrors::new();
-    if report.keys.len() > MAX_LEAK_REPORT {
-        errors.push("keys", format!("at most {MAX_LEAK_REPORT} strings"));
-    }
     if let Some(i) = report.keys.iter().position(|k| k.len() > MAX_REPORTED_LEN) {
         errors.push(format!("keys[{i}]"), format!("at most {MAX_REPORTED_LEN} bytes"));
     }

@@ -61,8 +61,8 @@ pub struct ApiLimits {
     /// a way to create usable keys, so it has a creation budget too; it is larger than
     /// `POST /v1/keys`'s because one import carries up to 1,000 keys of a migration).
     pub imported_keys: ItemSetting,
-    /// Public leak reports (`POST /v1/leaks/revoke`) per client address (its /64 for
-    /// IPv6), each carrying up to 1,000 strings.
+    /// Strings in public leak reports (`POST /v1/leaks/revoke`, up to 100 a report) per
+    /// client address (its /64 for IPv6), counted per string: each may cost a lookup.
     pub leak_reports: ItemSetting,
 }
 
@@ -93,9 +93,15 @@ impl Default for ApiLimits {
                 hourly("POST", "/v1/keys/{id}/rotate", 10),
                 hourly("POST", "/v1/account/keys", 10),
                 hourly("POST", "/v1/account/keys/{id}/rotate", 10),
+                // An endpoint's URL is where this server sends requests: changing it is
+                // creating it anew, under the same budget (above the 20 endpoints an
+                // account may have, so that limit is the one a new account meets).
+                hourly("POST", "/v1/webhooks", 30),
+                hourly("PATCH", "/v1/webhooks/{id}", 30),
+                hourly("POST", "/v1/webhooks/{id}/rotate-secret", 10),
             ],
             imported_keys: ItemSetting { limit: 10_000, period_seconds: 3_600 },
-            leak_reports: ItemSetting { limit: 10, period_seconds: 60 },
+            leak_reports: ItemSetting { limit: 100, period_seconds: 60 },
         }
     }
 }

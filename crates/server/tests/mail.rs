@@ -1,8 +1,9 @@
 //! Mail end to end (issue #29): the built binary on PostgreSQL sends invitations' and
 //! resets' links through a real SMTP server the test starts (aiosmtpd from PyPI, in a
 //! virtualenv under the target directory). The server is down at first: the mail waits,
-//! shows as delayed in `/metrics`, and arrives once — exactly once — when it comes up. Each
-//! link works once.
+//! shows as delayed in `/metrics` and on the dashboard's people page, and arrives once —
+//! exactly once — when it comes up. Each link works once; the reset is asked for and used
+//! on the dashboard's pages, in headless Chromium.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -18,7 +19,7 @@ use serde_json::json;
 
 mod common;
 
-use common::{Server, account_with_owner};
+use common::{Server, account_with_owner, webdriver::Browser};
 
 const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 const PASSWORD: &str = "correct horse battery staple";
@@ -156,6 +157,17 @@ async fn invitations_and_resets_arrive_by_mail_once_through_an_outage() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(messages(&dir, 0).is_empty());
+    // The dashboard's people page says so too, naming the address.
+    let browser = Browser::start();
+    browser.go(&format!("{base}/dashboard/sign-in"));
+    browser.fill("#email", "owner@acme.test");
+    browser.fill("#password", PASSWORD);
+    browser.click("form[data-api] button[type=submit]");
+    browser.wait_for_path("/dashboard");
+    browser.go(&format!("{base}/dashboard/people"));
+    let delayed = browser.wait_for_text("#delayed-mail");
+    assert!(delayed.contains("Join Acme on Keyward to grace@acme.test"), "{delayed}");
+    browser.screenshots("postgres-mail-delayed");
 
     // The server comes up: the mail arrives at the next try, once.
     let _sink = Sink::start(smtp_port, &dir);
@@ -177,27 +189,49 @@ async fn invitations_and_resets_arrive_by_mail_once_through_an_outage() {
     assert_eq!(status, 200, "{joined}");
     assert_eq!(server.try_request("POST", &accept, &[], Some(json!({"password": PASSWORD}))).unwrap().0, 404);
 
-    // A reset: the same answer for a stranger, a mail only for Grace.
+    // A reset, asked for on the sign-in page: the same answer for a stranger, a mail only
+    // for Grace.
     let (status, grace, _) = server
         .try_request("POST", "/v1/auth/login", &[], Some(json!({"email": "grace@acme.test", "password": PASSWORD})))
         .unwrap();
     assert_eq!(status, 200);
     let grace = grace.unwrap().split(';').next().unwrap().to_owned();
-    let (known_status, _, known) =
-        server.try_request("POST", "/v1/auth/password-reset", &[], Some(json!({"email": "grace@acme.test"}))).unwrap();
+    browser.go(&format!("{base}/dashboard/sign-in"));
+    browser.click("a[href='/dashboard/password-reset']");
+    browser.wait_for_path("/dashboard/password-reset");
+    browser.fill("#email", "grace@acme.test");
+    browser.click("#password-reset button[type=submit]");
+    let asked = browser.wait_for_text("#password-reset [data-done-panel]");
+    assert!(asked.starts_with("If a login has this address, a link"), "{asked}");
+    browser.screenshots("postgres-password-reset-asked");
     let (unknown_status, _, unknown) =
         server.try_request("POST", "/v1/auth/password-reset", &[], Some(json!({"email": "nobody@acme.test"}))).unwrap();
-    assert_eq!((known_status, &known), (unknown_status, &unknown));
-    assert_eq!(known_status, 202);
+    assert_eq!((unknown_status, unknown), (202, json!({"status": "requested"})));
     let arrived = messages(&dir, 2);
     assert_eq!(arrived.len(), 2);
     let reset = &arrived[1];
     assert!(reset.contains("To: grace@acme.test") && reset.contains("Subject: Reset your Keyward password"), "{reset}");
     let token = link_token(reset, &base, "password-reset");
+
+    // The link opens the page that chooses the new password, once.
+    let link = format!("{base}/password-reset/{token}");
+    browser.go(&link);
+    browser.fill("#password", "a new passphrase here");
+    browser.fill("#repeat_password", "not the same passphrase");
+    browser.click("#choose-password button[type=submit]");
+    assert!(browser.wait_for_text("#password-error").contains("differ"));
+    browser.fill("#repeat_password", "a new passphrase here");
+    browser.click("#choose-password button[type=submit]");
+    let done = browser.wait_for_text("#choose-password [data-done-panel]");
+    assert!(done.starts_with("Your password is set"), "{done}");
+    browser.screenshots("postgres-password-reset-done");
+    browser.go(&link);
+    browser.fill("#password", "another passphrase");
+    browser.fill("#repeat_password", "another passphrase");
+    browser.click("#choose-password button[type=submit]");
+    let dead = browser.wait_for_text("#choose-password [data-error]");
+    assert!(dead.starts_with("This link does not work"), "{dead}");
     let path = format!("/v1/auth/password-reset/{token}");
-    let (status, _, _) =
-        server.try_request("POST", &path, &[], Some(json!({"password": "a new passphrase here"}))).unwrap();
-    assert_eq!(status, 204);
     assert_eq!(server.try_request("POST", &path, &[], Some(json!({"password": "another passphrase"}))).unwrap().0, 404);
     // Grace's session ended with the old password; the new one signs in.
     assert_eq!(server.try_request("GET", "/v1/auth/session", &[("cookie", grace.as_str())], None).unwrap().0, 401);

@@ -311,3 +311,38 @@ async fn two_instances_deliver_each_message_once_and_a_kill_9_loses_none() {
     assert!(per_id.values().all(|n| *n == 1), "a message delivered twice: {per_id:?}");
     assert_eq!(per_id.get(held_id.as_str()), Some(&1), "the held message was delivered after the kill");
 }
+
+/// One account's endpoints that never answer do not hold the worker (issue #29): they get
+/// at most their share of its slots (4), each for the try's timeout, and another
+/// account's delivery goes out meanwhile — before any of the slow ones has even ended.
+#[tokio::test]
+async fn one_accounts_slow_endpoints_do_not_delay_another_accounts_deliveries() {
+    let db = TestDatabase::new().await;
+    let (slow_root, quick_root) = (account_key(db.url(), "enterprise"), account_key(db.url(), "enterprise"));
+    let slow = Receiver::start(&[Answer::Hang; 200]);
+    let quick = Receiver::start(&[]);
+    let server = server(&db);
+    // Eight endpoints that never answer, three keys: 24 deliveries due before the other's.
+    for n in 0..8 {
+        endpoint(&server, &slow_root, &format!("{}?endpoint={n}", slow.url));
+    }
+    for n in 0..3 {
+        create_key(&server, &slow_root, &format!("slow {n}"));
+    }
+    let held = slow.wait_for("the slow account's first tries", Duration::from_secs(10), |r| r.len() >= 4);
+    assert_eq!(held.len(), 4, "one account holds at most 4 of the worker's slots");
+
+    endpoint(&server, &quick_root, &quick.url);
+    create_key(&server, &quick_root, "quick");
+    quick.wait_for("the other account's key.created", Duration::from_secs(30), |r| {
+        r.iter().any(|d| d.event_type() == "key.created")
+    });
+    assert_eq!(slow.received().len(), 4, "the other account's delivery waited for the slow ones' timeouts");
+
+    // The slow ones end at the timeout, as failures, and the rest of that account's follow.
+    slow.wait_for("the slow account's next tries", Duration::from_secs(30), |r| r.len() >= 8);
+    let (status, attempts) = server.call("GET", "/v1/webhooks", &slow_root, None);
+    assert_eq!(status, 200, "{attempts}");
+    let failing = attempts["data"].as_array().unwrap().iter().filter(|e| !e["failing_since"].is_null()).count();
+    assert!(failing >= 1, "a try past the timeout is a failure: {attempts:#}");
+}

@@ -4,7 +4,7 @@ use keyward_domain::{
     AttemptId, MessageId, WebhookId,
     ports::WebhookStore,
     webhook::{
-        Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, DeliveryState, EventType, Message,
+        Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, DeliveryState, EventType, Fairness, Message,
         WebhookEndpoint,
         notices::{expiry_mark, is_current, is_low, quota_mark},
     },
@@ -91,19 +91,34 @@ impl WebhookStore for MemStore {
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
         limit: u32,
+        fairness: &Fairness,
     ) -> impl Future<Output = Result<Vec<ClaimedDelivery>, StorageError>> + Send {
         ready(Ok(self.write(|state| {
-            let mut due: Vec<(OffsetDateTime, (MessageId, WebhookId))> = state
+            let mut due: Vec<(AccountId, OffsetDateTime, (MessageId, WebhookId))> = state
                 .deliveries
                 .iter()
                 .filter(|(_, d)| d.state == DeliveryState::Pending && d.next_attempt_at <= now)
                 .filter(|(_, d)| state.webhooks.get(&d.endpoint_id).is_some_and(|e| e.disabled.is_none()))
-                .map(|(k, d)| (d.next_attempt_at, *k))
+                .map(|(k, d)| (d.account_id, d.next_attempt_at, *k))
                 .collect();
+            // Each account's earliest first, within its room; then round-robin by rank.
             due.sort();
-            due.truncate(limit as usize);
-            let mut claimed = Vec::with_capacity(due.len());
-            for (_, key) in due {
+            let mut ranked: Vec<(u32, OffsetDateTime, (MessageId, WebhookId))> = Vec::with_capacity(due.len());
+            let mut previous: Option<(AccountId, u32)> = None;
+            for (account, at, key) in due {
+                let rank = match previous {
+                    Some((a, r)) if a == account => r + 1,
+                    _ => 1,
+                };
+                previous = Some((account, rank));
+                if rank <= fairness.room_for(account) {
+                    ranked.push((rank, at, key));
+                }
+            }
+            ranked.sort();
+            ranked.truncate(limit as usize);
+            let mut claimed = Vec::with_capacity(ranked.len());
+            for (_, _, key) in ranked {
                 let (Some(endpoint), Some(message)) =
                     (state.webhooks.get(&key.1).cloned(), state.messages.get(&key.0).cloned())
                 else {

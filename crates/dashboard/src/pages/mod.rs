@@ -8,6 +8,7 @@ pub mod key_edit;
 pub mod keys;
 pub mod keyspaces;
 pub mod overview;
+pub mod password_reset;
 pub mod people;
 pub mod sign_in;
 

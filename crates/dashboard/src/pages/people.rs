@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use keyward_domain::{
     Store,
     people::{Invitation, Role},
+    people_service::DelayedMail,
     ratelimit::Admission,
 };
 use keyward_http::AppState;
@@ -34,9 +35,13 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
         None => Vec::new(),
     };
     let sent = state.people.list_sent_invitations(&viewer.principal).await.map_err(refusal)?;
+    let delayed = state.people.delayed_mail(&viewer.principal).await.map_err(refusal)?;
     let manages = viewer.role.manages_account();
     let body = html! {
         h1 { "People" }
+        @if !delayed.is_empty() {
+            (delayed_mail(&delayed))
+        }
         @if !invitations.is_empty() {
             section.card aria-labelledby="invitations" {
                 h2 #invitations { "Invitations to you" }
@@ -102,6 +107,23 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
         }
     };
     Ok(layout::page("People", &viewer, Section::People, body))
+}
+
+/// Mail of the account's that the mail server has not taken yet: Keyward keeps trying.
+fn delayed_mail(delayed: &[DelayedMail]) -> Markup {
+    html! {
+        section.card.warning #delayed-mail role="status" aria-labelledby="delayed-mail-title" {
+            h2 #delayed-mail-title { "Mail delayed" }
+            p { "The mail server has not taken these yet. Keyward keeps trying, with growing pauses; \
+                 whoever runs it can check the mail server (" code { "keyward_mail_delayed" } " in the metrics)." }
+            ul {
+                @for mail in delayed {
+                    li { (mail.subject) " to " strong { (mail.to) } ", since " (moment(mail.created_at)) ", "
+                        (mail.tries) @if mail.tries == 1 { " try" } @else { " tries" } }
+                }
+            }
+        }
+    }
 }
 
 /// The account's invitations that wait for an answer; owners and admins withdraw them.

@@ -25,6 +25,7 @@ pub async fn page() -> HttpResponse {
                 }
                 p.error role="alert" data-error {}
                 div.actions { button type="submit" { "Sign in" } }
+                p.small { a href={ (BASE) "/password-reset" } { "Forgot your password?" } }
             }
         }
     };

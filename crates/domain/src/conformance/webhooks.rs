@@ -7,7 +7,7 @@ use crate::{
     audit::AuditFilter,
     key_service::{NewWebhook, SendResult, WebhookPatch, WebhookRequest, WebhookSender},
     ports::Outcome,
-    webhook::{Disabled, EventType, signing},
+    webhook::{Disabled, EventType, Fairness, signing},
 };
 
 /// A receiver that answers each request with the next of `answers` (the last one
@@ -132,14 +132,56 @@ pub async fn a_claim_is_held_by_one_worker_until_its_lease_ends<S: Store>(store:
     let store = f.service.store();
     let now = crate::clock::Clock::now(&*f.clock);
     let lease = now + Duration::seconds(60);
-    let first = store.claim_deliveries(now, lease, 10).await.unwrap();
+    let first = store.claim_deliveries(now, lease, 10, &Fairness::idle(10)).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].message.event_type, EventType::KeyCreated);
-    assert!(store.claim_deliveries(now, lease, 10).await.unwrap().is_empty(), "claimed once");
+    assert!(store.claim_deliveries(now, lease, 10, &Fairness::idle(10)).await.unwrap().is_empty(), "claimed once");
     // Its worker died: the delivery is due again when the lease ends, not lost.
-    let again = store.claim_deliveries(lease, lease + Duration::seconds(60), 10).await.unwrap();
+    let again = store.claim_deliveries(lease, lease + Duration::seconds(60), 10, &Fairness::idle(10)).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].message.id, first[0].message.id);
+}
+
+/// One account's backlog does not hold every slot: a claim takes each account's earliest
+/// first, round-robin, and no account past its room (what its deliveries in flight leave).
+pub async fn a_claim_shares_the_worker_between_accounts<S: Store>(store: S) {
+    let f = fixture(store, Plan::Pro).await;
+    // Acme: three endpoints, four keys made first — twelve deliveries due before Umbrella's.
+    for n in 0..3 {
+        let url = format!("https://slow{n}.acme.example.com/hook");
+        f.service.create_webhook(&f.principal, endpoint(&url, &[])).await.unwrap();
+    }
+    for n in 0..4 {
+        f.service.create_key(&f.principal, named(&format!("acme {n}"))).await.unwrap();
+    }
+    f.clock.advance(Duration::seconds(1));
+    let (umbrella, issued) = f.service.create_account("Umbrella", Plan::Pro, true).await.unwrap();
+    let other = Principal::for_key(&issued.unwrap().key);
+    f.service.create_webhook(&other, endpoint("https://umbrella.example.com/hook", &[])).await.unwrap();
+    f.service.create_key(&other, named("umbrella")).await.unwrap();
+    let acme = f.principal.account_id;
+    let store = f.service.store();
+    let now = crate::clock::Clock::now(&*f.clock);
+    let lease = now + Duration::seconds(60);
+    // Which accounts a claim took, in a stable order (a claim's own order is the store's).
+    let accounts = |claimed: &[crate::webhook::ClaimedDelivery]| -> Vec<AccountId> {
+        let mut accounts: Vec<AccountId> = claimed.iter().map(|c| c.endpoint.account_id).collect();
+        accounts.sort_by_key(|a| (*a != acme, a.to_string()));
+        accounts
+    };
+
+    // Three slots, two per account: Umbrella's, though due after all of Acme's, and two of
+    // Acme's.
+    let first = store.claim_deliveries(now, lease, 3, &Fairness::idle(2)).await.unwrap();
+    assert_eq!(accounts(&first), vec![acme, acme, umbrella.id]);
+    // Acme has its two in flight: nothing more of its is claimed, however much is due.
+    let busy = Fairness { per_account: 2, in_flight: vec![(acme, 2), (umbrella.id, 1)] };
+    assert!(store.claim_deliveries(now, lease, 10, &busy).await.unwrap().is_empty());
+    // One of them done: one more of Acme's.
+    let eased = Fairness { per_account: 2, in_flight: vec![(acme, 1)] };
+    assert_eq!(accounts(&store.claim_deliveries(now, lease, 10, &eased).await.unwrap()), vec![acme]);
+    // Without a cap, the rest of Acme's backlog.
+    assert_eq!(store.claim_deliveries(now, lease, 100, &Fairness::idle(100)).await.unwrap().len(), 9);
 }
 
 pub async fn failures_are_retried_listed_and_end_in_a_disabled_endpoint<S: Store>(store: S) {

@@ -10,8 +10,8 @@ use crate::{
     id::{AttemptId, MessageId, WebhookId},
     ports::{Outcome, UpdateError},
     webhook::{
-        self, Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Disabled, EventType, Message, RetiringSecret,
-        WebhookEndpoint, WebhookSecret, WebhookUrl, schedule, signing,
+        self, Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Disabled, EventType, Fairness, Message,
+        RetiringSecret, WebhookEndpoint, WebhookSecret, WebhookUrl, schedule, signing,
     },
 };
 
@@ -20,8 +20,9 @@ const MAX_WEBHOOK_DESCRIPTION_LEN: usize = 512;
 /// How long a worker holds a claimed delivery before another may take it: longer than a
 /// delivery can take ([`SEND_TIMEOUT`] and the bookkeeping around it).
 pub const DELIVERY_LEASE: Duration = Duration::seconds(20);
-/// How long one delivery may take, connecting included.
-pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one delivery may take, connecting included; an answer after it, a 2xx too, is
+/// a failure (retried on the schedule).
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The most of a receiver's answer a sender reads.
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
@@ -292,13 +293,37 @@ impl<S: Store> KeyService<S> {
         self.store.retry_delivery(principal.account_id, id, message, self.now()).await.map_err(not_found)
     }
 
-    /// Claims up to `limit` due deliveries and makes one try at each, concurrently; answers
-    /// how many it tried. Several instances may run this at once: each delivery is claimed
-    /// by one of them (for [`DELIVERY_LEASE`]), and one whose worker dies is claimed again
-    /// when the lease ends.
-    pub async fn deliver_due<W: WebhookSender>(&self, sender: &W, limit: u32) -> Result<usize, StorageError> {
+    /// Claims up to `limit` due deliveries, shared between accounts as `fairness` says, for
+    /// [`DELIVERY_LEASE`]: a worker then tries each with [`KeyService::attempt_delivery`].
+    /// Several instances may claim at once; each delivery is claimed by one of them, and one
+    /// whose worker dies is claimed again when the lease ends.
+    pub async fn claim_due_deliveries(
+        &self,
+        limit: u32,
+        fairness: &Fairness,
+    ) -> Result<Vec<ClaimedDelivery>, StorageError> {
         let now = self.now();
-        let claimed = self.store.claim_deliveries(now, now + DELIVERY_LEASE, limit).await?;
+        self.store.claim_deliveries(now, now + DELIVERY_LEASE, limit, fairness).await
+    }
+
+    /// One try at a claimed delivery, recorded; an endpoint that has now failed every
+    /// delivery for [`webhook::DISABLE_AFTER`] is disabled.
+    pub async fn attempt_delivery<W: WebhookSender>(
+        &self,
+        sender: &W,
+        claim: ClaimedDelivery,
+    ) -> Result<(), StorageError> {
+        match self.deliver(sender, claim).await? {
+            Some(endpoint) => self.disable_failing_webhook(endpoint.account_id, endpoint.id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Claims up to `limit` due deliveries and makes one try at each, concurrently; answers
+    /// how many it tried (a batch, for tests and tools; the worker keeps a pipeline of
+    /// [`KeyService::attempt_delivery`]s instead).
+    pub async fn deliver_due<W: WebhookSender>(&self, sender: &W, limit: u32) -> Result<usize, StorageError> {
+        let claimed = self.claim_due_deliveries(limit, &Fairness::idle(limit)).await?;
         let count = claimed.len();
         let tries = claimed.into_iter().map(|claim| self.deliver(sender, claim));
         let mut to_disable: Vec<WebhookEndpoint> = Vec::new();
@@ -337,8 +362,14 @@ impl<S: Store> KeyService<S> {
         };
         let started = std::time::Instant::now();
         let result = sender.send(request).await;
-        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let took = started.elapsed();
+        let latency_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
         let (status, response, succeeded) = match result {
+            // Past the timeout, an answer is a failure, a 2xx too: a receiver that takes
+            // that long holds a worker's slot, and is told so by a retry.
+            Answered { status, .. } if took > SEND_TIMEOUT => {
+                (Some(status), format!("answered after the {} s timeout", SEND_TIMEOUT.as_secs()), false)
+            }
             Answered { status, body } => (Some(status), body, (200..300).contains(&status)),
             SendResult::Failed(reason) => (None, reason, false),
         };

@@ -59,6 +59,15 @@ pub struct InvitationView {
     pub has_login: bool,
 }
 
+/// A mail of the account's that has not gone out yet after `tries` tries.
+#[derive(Debug)]
+pub struct DelayedMail {
+    pub to: Email,
+    pub subject: String,
+    pub created_at: OffsetDateTime,
+    pub tries: u32,
+}
+
 /// An accepted invitation: the membership, and a session opened in that account.
 #[derive(Debug)]
 pub struct Accepted {
@@ -135,6 +144,18 @@ impl<S: Store, H: PasswordHasher, L: RateLimiter> PeopleService<S, H, L> {
     pub async fn list_sent_invitations(&self, principal: &Principal) -> Result<Vec<Invitation>, PeopleError> {
         principal.require(management::USERS_READ)?;
         Ok(self.store().invitations_from(principal.account_id).await?)
+    }
+
+    /// The account's mail that has not gone out after a first try (the mail server is down
+    /// or refuses it), oldest first, with its tries: what the dashboard shows as delayed.
+    pub async fn delayed_mail(&self, principal: &Principal) -> Result<Vec<DelayedMail>, PeopleError> {
+        principal.require(management::USERS_READ)?;
+        let pending = self.store().pending_mail_of(principal.account_id).await?;
+        Ok(pending
+            .into_iter()
+            .filter(|(_, tries)| *tries > 0)
+            .map(|(mail, tries)| DelayedMail { to: mail.to, subject: mail.subject, created_at: mail.created_at, tries })
+            .collect())
     }
 
     /// Withdraws one of the account's invitations: the same session and step-up as

@@ -10,7 +10,7 @@ use crate::{
     id::{AccountId, AttemptId, KeyId, MessageId, WebhookId},
     key::Key,
     ports::{StorageError, UpdateError},
-    webhook::{Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, EventType, Message, WebhookEndpoint},
+    webhook::{Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, EventType, Fairness, Message, WebhookEndpoint},
 };
 
 /// Webhook endpoints and the outbox: messages, their deliveries and every attempt.
@@ -35,15 +35,17 @@ pub trait WebhookStore: Send + Sync {
     /// endpoint of its account that wants its type; writes nothing when none does. Answers
     /// how many deliveries it made.
     fn enqueue_message(&self, message: &Message) -> impl Future<Output = Result<u32, StorageError>> + Send;
-    /// Claims up to `limit` pending deliveries due at `now` to enabled endpoints, the
-    /// earliest due first, skipping those another worker is claiming at the same moment:
-    /// each claimed one's `next_attempt_at` moves to `lease_until`, so a worker that dies
-    /// mid-delivery leaves it to be claimed again then (at least once).
+    /// Claims up to `limit` pending deliveries due at `now` to enabled endpoints, shared
+    /// between accounts as `fairness` says (round-robin, each account's earliest due
+    /// first, no account past its room), skipping those another worker is claiming at the
+    /// same moment: each claimed one's `next_attempt_at` moves to `lease_until`, so a worker
+    /// that dies mid-delivery leaves it to be claimed again then (at least once).
     fn claim_deliveries(
         &self,
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
         limit: u32,
+        fairness: &Fairness,
     ) -> impl Future<Output = Result<Vec<ClaimedDelivery>, StorageError>> + Send;
     /// Keeps `attempt`, moves its delivery to `outcome` (counting the try), and sets the
     /// endpoint's `failing_since` at a failure when unset, or clears it at a success.

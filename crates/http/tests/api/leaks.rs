@@ -186,19 +186,31 @@ both_stores! {
         assert_eq!(leaks[0].event.context.ip, Some("198.51.100.7".parse().unwrap()), "the reporter's address");
         assert_eq!(leaks[0].event.metadata["reporter"], "public");
 
-        // Bounds: 1,000 strings, 512 bytes each; unknown fields refused.
-        let many: Vec<String> = (0..1001).map(|i| format!("s{i}")).collect();
-        public(json!(many), "198.51.100.8:1").await.assert_error(400, "validation_failed");
+        // Bounds: 100 strings (more: 413, nothing looked at), 512 bytes each, a 64 KiB
+        // body; unknown fields refused.
+        let many: Vec<String> = (0..101).map(|i| format!("s{i}")).collect();
+        public(json!(many), "198.51.100.8:1").await.assert_error(413, "payload_too_large");
+        let (_, third) = app.create_key(json!({"name": "in a report too large"})).await;
+        let mut too_many: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+        too_many.push(third.clone());
+        public(json!(too_many), "198.51.100.10:1").await.assert_error(413, "payload_too_large");
+        assert_eq!(app.verify(json!({"key": third})).await["code"], "VALID", "nothing of it was processed");
+        let huge = json!({"keys": ["y".repeat(70 * 1024)]});
+        let request = TestRequest::post().uri("/v1/leaks/revoke").set_json(huge);
+        app.send_from(request, "198.51.100.8:1").await.assert_error(413, "payload_too_large");
         public(json!(["x".repeat(513)]), "198.51.100.8:1").await.assert_error(400, "validation_failed");
         let request = TestRequest::post().uri("/v1/leaks/revoke").set_json(json!({"keys": [], "extra": 1}));
         app.send_from(request, "198.51.100.8:1").await.assert_error(400, "validation_failed");
 
-        // Ten reports a minute per address; the next is refused, another address is not.
-        for _ in 0..7 {
-            assert_eq!(public(json!([]), "198.51.100.8:1").await.status.as_u16(), 202);
-        }
-        public(json!([]), "198.51.100.8:1").await.assert_error(429, "rate_limited");
-        assert_eq!(public(json!([]), "198.51.100.9:1").await.status.as_u16(), 202);
+        // The budget is counted in strings: 100 a minute per address (one spent above).
+        let strings = |n: usize| json!((0..n).map(|i| format!("s{i}")).collect::<Vec<_>>());
+        assert_eq!(public(strings(99), "198.51.100.8:1").await.status.as_u16(), 202);
+        public(strings(1), "198.51.100.8:1").await.assert_error(429, "rate_limited");
+        assert_eq!(public(strings(1), "198.51.100.9:1").await.status.as_u16(), 202, "another address has its own");
+        // IPv6 addresses share their /64's budget.
+        assert_eq!(public(strings(100), "[2001:db8:1:2::1]:1").await.status.as_u16(), 202);
+        public(strings(1), "[2001:db8:1:2:ffff::7]:1").await.assert_error(429, "rate_limited");
+        assert_eq!(public(strings(1), "[2001:db8:1:3::1]:1").await.status.as_u16(), 202);
     }
 
     async fn a_key_revokes_itself_with_proof_of_possession(app) {

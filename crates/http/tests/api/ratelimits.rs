@@ -93,6 +93,25 @@ both_stores! {
         assert_eq!(app.get("/v1/keys").await.status.as_u16(), 200);
     }
 
+    // Changing a webhook's URL points this server's requests somewhere new, as creating
+    // one does: the same hourly budget (issue #29).
+    async fn a_webhook_is_changed_under_the_budget_it_is_created_under(app) {
+        let made = app.post("/v1/webhooks", json!({"url": "https://hooks.example.com/0"})).await;
+        assert_eq!(made.status.as_u16(), 201, "{:#}", made.body);
+        let path = format!("/v1/webhooks/{}", made.str("id"));
+        for n in 1..30 {
+            let changed = app.patch(&path, json!({"url": format!("https://hooks.example.com/{n}")})).await;
+            assert_eq!(changed.status.as_u16(), 200, "{:#}", changed.body);
+            app.clock.advance(Duration::seconds(1));
+        }
+        assert_eq!(app.patch(&path, json!({"url": "https://hooks.example.com/30"})).await.status.as_u16(), 200);
+        let refused = app.patch(&path, json!({"url": "https://hooks.example.com/31"})).await;
+        refused.assert_error(429, "rate_limited");
+        assert_eq!(refused.body["tier"], "endpoint");
+        // Nothing changed by the refused call.
+        assert_eq!(app.get(&path).await.body["url"], "https://hooks.example.com/30");
+    }
+
     async fn the_ip_bucket_refuses_a_burst(app) {
         let mut statuses = Vec::new();
         for _ in 0..101 {

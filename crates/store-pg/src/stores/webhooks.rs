@@ -6,7 +6,9 @@ use diesel::sql_types::{Integer, Text, Uuid as SqlUuid};
 use keyward_domain::{
     AttemptId, MessageId, WebhookId,
     ports::WebhookStore,
-    webhook::{Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, EventType, Message, WebhookEndpoint},
+    webhook::{
+        Attempt, AttemptOutcome, AttemptPage, ClaimedDelivery, Delivery, EventType, Fairness, Message, WebhookEndpoint,
+    },
 };
 use tracing::Instrument as _;
 
@@ -166,27 +168,52 @@ impl WebhookStore for PgStore {
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
         limit: u32,
+        fairness: &Fairness,
     ) -> Result<Vec<ClaimedDelivery>, StorageError> {
+        let (busy_accounts, busy_counts): (Vec<Uuid>, Vec<i32>) = fairness
+            .in_flight
+            .iter()
+            .map(|(account, n)| (account.as_uuid(), i32::try_from(*n).unwrap_or(i32::MAX)))
+            .unzip();
+        let per_account = i64::from(fairness.per_account);
         let mut conn = self.conn().await?;
         conn.transaction::<_, DieselError, _>(async |conn| {
-            // SKIP LOCKED: two instances claiming at once take different deliveries; the
-            // lease makes a claim whose worker died due again once it ends.
+            // Each account's due deliveries ranked, earliest first; taken by rank (round-
+            // robin between accounts) while the account has room. The rows are then locked
+            // SKIP LOCKED and checked due again: two instances claiming at once take
+            // different deliveries; the lease makes a claim whose worker died due again
+            // once it ends.
             let claimed: Vec<ClaimedRow> = diesel::sql_query(
-                "UPDATE webhook_deliveries d SET next_attempt_at = $2
-                 FROM (
-                     SELECT d.message_id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
+                "WITH ranked AS (
+                     SELECT d.message_id, d.endpoint_id, d.next_attempt_at,
+                            row_number() OVER (PARTITION BY d.account_id ORDER BY d.next_attempt_at) AS rank,
+                            COALESCE(busy.n, 0) AS busy
+                     FROM webhook_deliveries d
                      JOIN webhook_endpoints e ON e.id = d.endpoint_id
+                     LEFT JOIN unnest($4::uuid[], $5::int4[]) AS busy(account_id, n) ON busy.account_id = d.account_id
                      WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND e.disabled IS NULL
-                     ORDER BY d.next_attempt_at
+                 ), chosen AS (
+                     SELECT message_id, endpoint_id FROM ranked
+                     WHERE rank + busy <= $6
+                     ORDER BY rank, next_attempt_at
                      LIMIT $3
+                 ), due AS (
+                     SELECT d.message_id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
+                     JOIN chosen USING (message_id, endpoint_id)
+                     WHERE d.state = 'pending' AND d.next_attempt_at <= $1
                      FOR UPDATE OF d SKIP LOCKED
-                 ) due
+                 )
+                 UPDATE webhook_deliveries d SET next_attempt_at = $2
+                 FROM due
                  WHERE d.message_id = due.message_id AND d.endpoint_id = due.endpoint_id
                  RETURNING d.message_id, d.endpoint_id, d.attempts, due.next_attempt_at AS due",
             )
             .bind::<Timestamptz, _>(now)
             .bind::<Timestamptz, _>(lease_until)
             .bind::<diesel::sql_types::BigInt, _>(i64::from(limit))
+            .bind::<diesel::sql_types::Array<SqlUuid>, _>(&busy_accounts)
+            .bind::<diesel::sql_types::Array<Integer>, _>(&busy_counts)
+            .bind::<diesel::sql_types::BigInt, _>(per_account)
             .load(conn)
             .await?;
             if claimed.is_empty() {
