@@ -55,6 +55,14 @@ impl FieldErrors {
     }
 
     /// `Ok(())` when nothing was recorded.
+    /// Refuses `value` of `field` when it holds a control character (U+0000 among them,
+    /// which PostgreSQL's text cannot hold): a lookup by it could only fail.
+    pub fn plain_text(&mut self, field: &str, value: Option<&str>) {
+        if value.is_some_and(|v| v.chars().any(char::is_control)) {
+            self.push(field, "must not contain control characters");
+        }
+    }
+
     pub fn into_result(self) -> Result<(), FieldErrors> {
         if self.is_empty() { Ok(()) } else { Err(self) }
     }

@@ -120,12 +120,13 @@ pub(crate) fn trail_event<S: Store, L: Admission>(
     let resource_id = req
         .match_info()
         .get("id")
-        .map(|id| id.chars().take(MAX_AUDITED_PATH_CHARS).collect())
+        .map(|id| id.chars().take(MAX_AUDITED_PATH_CHARS).map(printable).collect())
         .or_else(|| req.extensions().get::<CreatedResource>().map(|c| c.0.clone()));
     let mut metadata = serde_json::Map::new();
     metadata.insert("method".into(), req.method().as_str().into());
     // The route's pattern; a raw path (no route matched) is the client's text, kept short.
-    let path = req.match_pattern().unwrap_or_else(|| req.path().chars().take(MAX_AUDITED_PATH_CHARS).collect());
+    let path =
+        req.match_pattern().unwrap_or_else(|| req.path().chars().take(MAX_AUDITED_PATH_CHARS).map(printable).collect());
     metadata.insert("path".into(), path.into());
     metadata.insert("status".into(), status.as_u16().into());
     if replayed {
@@ -144,4 +145,9 @@ pub(crate) fn trail_event<S: Store, L: Admission>(
         context,
         metadata,
     }
+}
+/// A client's character as the trail keeps it: a control character (which PostgreSQL's
+/// text may refuse, and a terminal may obey) becomes U+FFFD.
+fn printable(c: char) -> char {
+    if c.is_control() { char::REPLACEMENT_CHARACTER } else { c }
 }

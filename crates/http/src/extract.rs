@@ -256,6 +256,16 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 /// Parses a query string; an error names the parameter (`since`), or `query` when it
 /// belongs to none.
 fn serde_urlencoded_path<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    // No value with a control character (U+0000 among them) goes further: PostgreSQL's
+    // text cannot hold one, and no filter, cursor or id has one.
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name.chars().any(char::is_control) {
+            return Err(ApiError::field("query", "a parameter's name holds a control character"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(ApiError::field(&name, "must not contain control characters"));
+        }
+    }
     let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();

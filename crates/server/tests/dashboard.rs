@@ -110,6 +110,13 @@ async fn pages_show_each_person_their_own_account_and_nothing_else() {
         assert!(!answer.body.contains("<script>alert"), "{path} renders markup from a key's name");
         assert!(!answer.body.contains(&plaintext), "{path} shows a plaintext key");
     }
+    // A filter with a byte no stored value has (PostgreSQL's text cannot hold U+0000) is a
+    // 400 page, never a database error (issue #29).
+    for path in ["/dashboard/keys?owner_id=a%00b", "/dashboard/audit?actor_id=a%00b", "/dashboard/audit?action=x%01"] {
+        let answer = page(&server, path, &cookie);
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+        assert!(answer.body.contains("control characters"), "{path}: {}", answer.body);
+    }
     let listed = page(&server, "/dashboard/keys", &cookie).body;
     assert!(
         listed.contains("&lt;script&gt;alert('owned')&lt;/script&gt;")

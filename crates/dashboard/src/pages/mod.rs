@@ -54,6 +54,12 @@ pub fn filled(field: Option<&String>) -> Option<&str> {
     field.map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
+/// Whether a filter's text holds a control character (U+0000 among them): no stored
+/// value does, and PostgreSQL's text cannot be asked about one.
+pub fn unprintable(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
 /// The query string of a filter form's `fields` (empty ones left out) on the page `cursor`
 /// starts.
 pub fn query_at(fields: &[(&str, Option<&str>)], cursor: &str) -> String {

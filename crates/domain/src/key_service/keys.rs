@@ -174,6 +174,9 @@ impl<S: Store> KeyService<S> {
         page: PageRequest,
     ) -> Result<KeyPage, ManageError> {
         principal.require(management::KEYS_READ)?;
+        let mut errors = FieldErrors::new();
+        errors.plain_text("owner_id", filter.owner_id.as_deref());
+        errors.into_result()?;
         Ok(self.store.list_keys(principal.account_id, filter, page, self.now()).await?)
     }
 

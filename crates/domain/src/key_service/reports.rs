@@ -43,6 +43,13 @@ impl<S: Store> KeyService<S> {
         before: Option<crate::audit::AuditPosition>,
     ) -> Result<Vec<AuditRecord>, ManageError> {
         principal.require(management::AUDIT_READ)?;
+        let mut errors = crate::FieldErrors::new();
+        errors.plain_text("key_id", filter.key_id.as_deref());
+        errors.plain_text("actor_id", filter.actor_id.as_deref());
+        errors.plain_text("resource_type", filter.resource_type.as_deref());
+        errors.plain_text("resource_id", filter.resource_id.as_deref());
+        errors.plain_text("action", filter.action.as_deref());
+        errors.into_result()?;
         Ok(self.store.list_audit(principal.account_id, filter, limit, before).await?)
     }
 

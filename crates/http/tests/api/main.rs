@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
 mod audit;
+mod bytes;
 mod errors;
 mod hardening;
 mod helpers;
