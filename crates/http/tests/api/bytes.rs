@@ -4,7 +4,7 @@
 //! NUL in it. Each answer is a 4xx with the envelope, never a 500 and never a database
 //! error in the log; a query or body value is refused as `validation_failed`, naming it.
 
-use actix_web::{http::Method, test::TestRequest};
+use actix_web::http::Method;
 use keyward_domain::people::Role;
 use serde_json::{Value, json};
 
@@ -126,8 +126,6 @@ both_stores! {
         assert!(probes.len() > 40, "the walk found only {} strings", probes.len());
         let mut wrong = Vec::new();
         for probe in &probes {
-            // Routes that end the session or the key are left for last by not being probed:
-            // they take no string.
             let mut answers = Vec::new();
             for who in [As::Key, As::Session] {
                 // Past any rate limit the walk would meet.
