@@ -10,6 +10,7 @@
 // The model: what a key, an account, a person, a limit and an event are, and the pure
 // rules about them.
 pub mod account;
+pub mod at_rest;
 pub mod audit;
 pub mod id;
 pub mod idempotency;

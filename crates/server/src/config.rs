@@ -208,6 +208,9 @@ pub(crate) struct Config {
     /// (`KEYWARD_SECRET`). Instances behind one load balancer must share it; without it,
     /// each process makes its own and replays do not survive a restart.
     pub(crate) secret: Option<Sensitive>,
+    /// The `KEYWARD_SECRET` before a rotation (`KEYWARD_SECRET_PREVIOUS`): webhook secrets
+    /// it sealed still open, and `serve` seals them again under the current one.
+    pub(crate) secret_previous: Option<Sensitive>,
     /// The bearer token a scraper presents to `GET /metrics` (`KEYWARD_METRICS_TOKEN`);
     /// without one the route does not exist.
     pub(crate) metrics_token: Option<Sensitive>,
@@ -283,6 +286,7 @@ impl Default for Config {
             redis_ca_file: None,
             github_keys_file: None,
             secret: None,
+            secret_previous: None,
             metrics_token: None,
             smtp_url: None,
             mail_from: None,
@@ -407,22 +411,42 @@ impl Config {
     }
 
     pub(crate) fn secret(&self) -> Result<Option<[u8; 32]>, ConfigError> {
-        let Some(text) = self.secret.as_ref().map(Sensitive::expose) else { return Ok(None) };
-        let invalid = || ConfigError::Invalid("secret (KEYWARD_SECRET) must be 64 hexadecimal digits".into());
-        // Bytes, never string slices: a multi-byte character must be refused, not sliced
-        // through (a panic whose message would print the secret).
-        let digits = text.as_bytes();
-        if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
-            return Err(invalid());
-        }
-        let value = |digit: u8| (digit as char).to_digit(16).map_or(0, |d| d as u8);
-        let mut secret = [0u8; 32];
-        for (byte, pair) in secret.iter_mut().zip(digits.chunks_exact(2)) {
-            *byte = value(pair[0]) << 4 | value(pair[1]);
-        }
-        Ok(Some(secret))
+        secret_of(self.secret.as_ref(), "secret (KEYWARD_SECRET)")
     }
 
+    /// What seals secrets at rest: keys derived from `KEYWARD_SECRET` (and the previous one
+    /// after a rotation); none without a secret.
+    pub(crate) fn at_rest(&self) -> Result<Option<keyward_domain::at_rest::AtRest>, ConfigError> {
+        let previous = secret_of(self.secret_previous.as_ref(), "secret_previous (KEYWARD_SECRET_PREVIOUS)")?;
+        match self.secret()? {
+            Some(secret) => Ok(Some(keyward_domain::at_rest::AtRest::new(&secret, previous.as_ref()))),
+            None if previous.is_some() => Err(ConfigError::Invalid(
+                "secret_previous (KEYWARD_SECRET_PREVIOUS) is set without KEYWARD_SECRET".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+/// 64 hexadecimal digits as 32 bytes; the error names `what`, never the value.
+fn secret_of(secret: Option<&Sensitive>, what: &str) -> Result<Option<[u8; 32]>, ConfigError> {
+    let Some(text) = secret.map(Sensitive::expose) else { return Ok(None) };
+    let invalid = || ConfigError::Invalid(format!("{what} must be 64 hexadecimal digits"));
+    // Bytes, never string slices: a multi-byte character must be refused, not sliced
+    // through (a panic whose message would print the secret).
+    let digits = text.as_bytes();
+    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(invalid());
+    }
+    let value = |digit: u8| (digit as char).to_digit(16).map_or(0, |d| d as u8);
+    let mut secret = [0u8; 32];
+    for (byte, pair) in secret.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = value(pair[0]) << 4 | value(pair[1]);
+    }
+    Ok(Some(secret))
+}
+
+impl Config {
     pub(crate) fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         self.trusted_proxies
             .iter()
@@ -476,6 +500,23 @@ mod tests {
         }
         let config: Config = toml::from_str(&format!("secret = {:?}", "0aF9".repeat(16))).unwrap();
         assert_eq!(config.secret().unwrap().unwrap()[..2], [0x0a, 0xf9]);
+    }
+
+    #[test]
+    fn a_previous_secret_needs_a_current_one_and_is_checked_like_it() {
+        let previous = "ab".repeat(32);
+        let alone: Config = toml::from_str(&format!("secret_previous = {previous:?}")).unwrap();
+        let refused = alone.at_rest().unwrap_err().to_string();
+        assert!(refused.contains("without KEYWARD_SECRET") && !refused.contains(&previous), "{refused}");
+        let malformed = format!("{}zz", "ab".repeat(31));
+        let both: Config =
+            toml::from_str(&format!("secret = {:?}\nsecret_previous = {malformed:?}", "cd".repeat(32))).unwrap();
+        let refused = both.at_rest().unwrap_err().to_string();
+        assert!(refused.contains("KEYWARD_SECRET_PREVIOUS") && !refused.contains(&malformed), "{refused}");
+        let rotated: Config =
+            toml::from_str(&format!("secret = {:?}\nsecret_previous = {previous:?}", "cd".repeat(32))).unwrap();
+        assert!(rotated.at_rest().unwrap().is_some());
+        assert!(Config::default().at_rest().unwrap().is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod background;
 mod config;
 mod files;
+mod postgres;
 mod telemetry;
 
 use std::{
@@ -26,8 +27,8 @@ use keyward_http::{AppState, HttpSettings, Policies, TrustedProxies, audit::Requ
 use keyward_ratelimit::Limits;
 use keyward_runtime::password::BlockingPasswordHasher;
 use keyward_store_mem::MemStore;
-use keyward_store_pg::PgStore;
 use keyward_telemetry::Telemetry;
+use postgres::pg_state;
 
 #[derive(Debug, Parser)]
 #[command(name = "keyward", version, about = "Self-hostable API key management")]
@@ -52,9 +53,13 @@ struct Cli {
     /// Let webhook URLs reach private, loopback and link-local addresses (default: refused).
     #[arg(long, global = true, env = "KEYWARD_WEBHOOKS_ALLOW_PRIVATE")]
     webhooks_allow_private: Option<bool>,
-    /// 64 hex digits sealing stored idempotent responses; shared by every instance.
+    /// 64 hex digits sealing stored idempotent responses and webhook secrets; shared by
+    /// every instance.
     #[arg(long, global = true, env = "KEYWARD_SECRET", hide_env_values = true)]
     secret: Option<Sensitive>,
+    /// The KEYWARD_SECRET before a rotation: what it sealed still opens, and is sealed again.
+    #[arg(long, global = true, env = "KEYWARD_SECRET_PREVIOUS", hide_env_values = true)]
+    secret_previous: Option<Sensitive>,
     /// The mail server: smtp://[user:password@]host[:port] (STARTTLS), smtps://… (TLS), or
     /// smtp://127.0.0.1:port?tls=none for a test sink on this machine.
     #[arg(long, global = true, env = "KEYWARD_SMTP_URL", hide_env_values = true)]
@@ -315,17 +320,6 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
     Ok(())
 }
 
-async fn pg_state(config: &Config, telemetry: &Telemetry) -> Result<AppState<PgStore, Limits>, CliError> {
-    let url = config.database_url().ok_or(CliError::NoDatabase)?;
-    let mut store =
-        PgStore::connect(url, &config.database.pool_config()).map_err(|e| CliError::Other(e.to_string()))?;
-    if config.cache.enabled {
-        store = store.with_key_cache(config.cache.config());
-    }
-    telemetry::observe_store(telemetry, &store);
-    state(store, config, telemetry)
-}
-
 const BOOTSTRAP_OWNER: &str = "admin@keyward.local";
 
 async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>, telemetry: &Telemetry) -> Result<(), CliError> {
@@ -336,32 +330,8 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>, telemetry: &
                 "{pending} database migrations are pending: run `keyward migrate` first"
             )));
         }
-        if config.secret.is_none() {
-            tracing::warn!(
-                "no KEYWARD_SECRET: idempotent replays will not survive a restart nor cross instances, \
-                 and imported legacy key hashes stay plain SHA-256"
-            );
-        }
         let state = pg_state(&config, telemetry).await?;
-        if state.service.store().audit_trail_owned_by_this_role().await.unwrap_or(false) {
-            tracing::warn!(
-                "this database role owns audit_events, so it could disable the append-only trigger: \
-                 have a superuser hand it to keyward_audit_owner (docs/decisions.md, \"The audit trail's owner\")"
-            );
-        }
-        // Imported legacy hashes stored before a secret was configured get its pepper now,
-        // so that a dump of the database alone cannot be used to guess them.
-        if let Some(pepper) = &state.service.config().legacy_pepper {
-            let peppered = state
-                .service
-                .store()
-                .pepper_legacy_hashes(pepper)
-                .await
-                .map_err(|e| CliError::Other(format!("cannot pepper the imported legacy key hashes: {e}")))?;
-            if peppered > 0 {
-                tracing::info!(peppered, "imported legacy key hashes now keyed with the server's secret");
-            }
-        }
+        postgres::at_start(&state, &config).await?;
         // Verification reads keys through the cache; other instances' changes reach it
         // through LISTEN/NOTIFY (the CLI commands need neither).
         state.service.store().start_invalidation_listener();
@@ -406,6 +376,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if cli.secret.is_some() {
         config.secret = cli.secret;
+    }
+    if cli.secret_previous.is_some() {
+        config.secret_previous = cli.secret_previous;
     }
     if cli.smtp_url.is_some() {
         config.smtp_url = cli.smtp_url;

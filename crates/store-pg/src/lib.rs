@@ -114,6 +114,8 @@ pub struct PgStore {
     cache: Option<Arc<KeyCache>>,
     /// Opens the invalidation listener's own connection, as the pool's.
     connector: tls::Connector,
+    /// Seals webhook signing secrets at rest; `None` until `with_secrets_at_rest`.
+    at_rest: Option<Arc<keyward_domain::at_rest::AtRest>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -175,7 +177,21 @@ impl PgStore {
             unit_wait: config.wait_timeout,
             cache: None,
             connector,
+            at_rest: None,
         })
+    }
+
+    /// Seals the secrets Keyward must keep readable (webhook signing secrets) with keys
+    /// derived from `KEYWARD_SECRET` from now on; [`PgStore::seal_webhook_secrets`] seals
+    /// those written before.
+    #[must_use]
+    pub fn with_secrets_at_rest(mut self, at_rest: keyward_domain::at_rest::AtRest) -> Self {
+        self.at_rest = Some(Arc::new(at_rest));
+        self
+    }
+
+    pub(crate) fn at_rest(&self) -> Option<&keyward_domain::at_rest::AtRest> {
+        self.at_rest.as_deref()
     }
 
     /// Whether the connecting role owns `audit_events` — what migration 000011 undoes when

@@ -2,7 +2,8 @@
 
 use diesel::prelude::*;
 use keyward_domain::{
-    AccountId, AttemptId, MessageId, WebhookId,
+    AccountId, AttemptId, MessageId, OsRandom, WebhookId,
+    at_rest::AtRest,
     webhook::{Attempt, Message, RetiringSecret, WebhookEndpoint, WebhookSecret, WebhookUrl},
 };
 use time::OffsetDateTime;
@@ -45,6 +46,45 @@ impl From<&WebhookEndpoint> for EndpointRow {
             updated_at: e.updated_at,
         }
     }
+}
+
+impl EndpointRow {
+    /// `e` as stored: its secrets sealed when `at_rest` is set (`KEYWARD_SECRET`).
+    pub(crate) fn new(e: &WebhookEndpoint, at_rest: Option<&AtRest>) -> Self {
+        let mut row = Self::from(e);
+        if let Some(at_rest) = at_rest {
+            row.secret = at_rest.seal(&sealing_context(row.id, "secret"), &row.secret, &OsRandom);
+            row.previous_secret =
+                row.previous_secret.map(|p| at_rest.seal(&sealing_context(row.id, "previous_secret"), &p, &OsRandom));
+        }
+        row
+    }
+
+    /// The endpoint this row holds, its secrets opened.
+    pub(crate) fn open(mut self, at_rest: Option<&AtRest>) -> Result<WebhookEndpoint, CorruptRow> {
+        let bad = corrupt("webhook_endpoints", self.id);
+        self.secret = reveal(at_rest, self.id, "secret", self.secret).map_err(&bad)?;
+        self.previous_secret =
+            self.previous_secret.map(|p| reveal(at_rest, self.id, "previous_secret", p)).transpose().map_err(&bad)?;
+        WebhookEndpoint::try_from(self)
+    }
+}
+
+/// What a sealed secret is bound to: its row and column.
+pub(crate) fn sealing_context(id: Uuid, column: &str) -> Vec<u8> {
+    format!("webhook_endpoints/{id}/{column}").into_bytes()
+}
+
+/// A stored secret's bytes: opened when sealed, as they are when written before sealing
+/// was configured (24 bytes, never taken for a sealed value).
+fn reveal(at_rest: Option<&AtRest>, id: Uuid, column: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    if !AtRest::is_sealed(&stored) {
+        return Ok(stored);
+    }
+    let Some(at_rest) = at_rest else {
+        return Err(format!("{column} is sealed: set the KEYWARD_SECRET that sealed it"));
+    };
+    at_rest.open(&sealing_context(id, column), &stored).map(|(plain, _)| plain).map_err(|e| format!("{column}: {e}"))
 }
 
 impl TryFrom<EndpointRow> for WebhookEndpoint {

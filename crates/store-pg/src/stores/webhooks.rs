@@ -58,7 +58,7 @@ struct ClaimedRow {
 
 impl WebhookStore for PgStore {
     async fn insert_webhook(&self, endpoint: &WebhookEndpoint) -> Result<(), StorageError> {
-        let row = EndpointRow::from(endpoint);
+        let row = EndpointRow::new(endpoint, self.at_rest());
         let mut conn = self.conn().await?;
         diesel::insert_into(webhook_endpoints::table)
             .values(&row)
@@ -80,7 +80,7 @@ impl WebhookStore for PgStore {
             .await
             .optional()
             .map_err(db_error)?;
-        row.map(WebhookEndpoint::try_from).transpose().map_err(corrupt)
+        row.map(|row| row.open(self.at_rest())).transpose().map_err(corrupt)
     }
 
     async fn list_webhooks(&self, account: AccountId) -> Result<Vec<WebhookEndpoint>, StorageError> {
@@ -93,11 +93,11 @@ impl WebhookStore for PgStore {
             .instrument(span("list_webhooks"))
             .await
             .map_err(db_error)?;
-        rows.into_iter().map(WebhookEndpoint::try_from).collect::<Result<_, _>>().map_err(corrupt)
+        rows.into_iter().map(|row| row.open(self.at_rest())).collect::<Result<_, _>>().map_err(corrupt)
     }
 
     async fn update_webhook(&self, endpoint: &WebhookEndpoint) -> Result<(), UpdateError> {
-        let row = EndpointRow::from(endpoint);
+        let row = EndpointRow::new(endpoint, self.at_rest());
         let mut conn = self.conn().await?;
         let updated = diesel::update(webhook_endpoints::table)
             .filter(webhook_endpoints::id.eq(row.id))
@@ -239,7 +239,7 @@ impl WebhookStore for PgStore {
         .and_then(|(claimed, endpoints, messages)| {
             let endpoints = endpoints
                 .into_iter()
-                .map(|row| WebhookEndpoint::try_from(row).map(|e| (*e.id.as_uuid().as_bytes(), e)))
+                .map(|row| row.open(self.at_rest()).map(|e| (*e.id.as_uuid().as_bytes(), e)))
                 .collect::<Result<std::collections::HashMap<_, _>, _>>()
                 .map_err(corrupt)?;
             let messages = messages
@@ -448,5 +448,76 @@ impl WebhookStore for PgStore {
             .await
             .map_err(db_error)?;
         if updated == 0 { Err(UpdateError::NotFound) } else { Ok(()) }
+    }
+}
+
+impl PgStore {
+    /// Seals, under the current `KEYWARD_SECRET`, every webhook secret stored in plaintext
+    /// (written before sealing was configured) or sealed under `KEYWARD_SECRET_PREVIOUS`;
+    /// answers how many endpoints it wrote. `serve` runs it at start. Without sealing
+    /// configured it does nothing; a secret that opens with neither key is an error, and
+    /// nothing is written.
+    pub async fn seal_webhook_secrets(&self) -> Result<u32, StorageError> {
+        use keyward_domain::at_rest::{AtRest, Opened};
+
+        use crate::rows::webhooks::sealing_context;
+
+        let Some(at_rest) = self.at_rest.clone() else { return Ok(0) };
+        // The column's bytes under the current key, or `None` when they are already.
+        let resealed = |id: Uuid, column: &str, stored: &[u8]| -> Result<Option<Vec<u8>>, StorageError> {
+            let context = sealing_context(id, column);
+            let plain = if AtRest::is_sealed(stored) {
+                match at_rest.open(&context, stored) {
+                    Ok((_, Opened::Current)) => return Ok(None),
+                    Ok((plain, Opened::Previous)) => plain,
+                    Err(e) => {
+                        return Err(StorageError::Internal(format!("webhook endpoint {id}: {column}: {e}").into()));
+                    }
+                }
+            } else {
+                stored.to_vec()
+            };
+            Ok(Some(at_rest.seal(&context, &plain, &keyward_domain::OsRandom)))
+        };
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, DieselError, _>(async |conn| {
+            let rows: Vec<(Uuid, Vec<u8>, Option<Vec<u8>>)> = webhook_endpoints::table
+                .select((webhook_endpoints::id, webhook_endpoints::secret, webhook_endpoints::previous_secret))
+                .for_update()
+                .load(conn)
+                .await?;
+            let mut written = 0u32;
+            for (id, secret, previous) in rows {
+                let secret = resealed(id, "secret", &secret).map_err(|e| DieselError::QueryBuilderError(e.into()))?;
+                let previous = previous
+                    .map(|p| resealed(id, "previous_secret", &p))
+                    .transpose()
+                    .map_err(|e| DieselError::QueryBuilderError(e.into()))?
+                    .flatten();
+                if secret.is_none() && previous.is_none() {
+                    continue;
+                }
+                let target = diesel::update(webhook_endpoints::table.filter(webhook_endpoints::id.eq(id)));
+                match (secret, previous) {
+                    (Some(s), Some(p)) => {
+                        target
+                            .set((webhook_endpoints::secret.eq(s), webhook_endpoints::previous_secret.eq(Some(p))))
+                            .execute(conn)
+                            .await?
+                    }
+                    (Some(s), None) => target.set(webhook_endpoints::secret.eq(s)).execute(conn).await?,
+                    (None, Some(p)) => target.set(webhook_endpoints::previous_secret.eq(Some(p))).execute(conn).await?,
+                    (None, None) => 0,
+                };
+                written += 1;
+            }
+            Ok(written)
+        })
+        .instrument(span("seal_webhook_secrets"))
+        .await
+        .map_err(|e| match e {
+            DieselError::QueryBuilderError(inner) => StorageError::Internal(inner.to_string().into()),
+            other => db_error(other),
+        })
     }
 }
