@@ -63,6 +63,7 @@ macro_rules! conformance_tests {
             keyspace_delete_refuses_active_keys,
             key_counts_ignore_revoked_and_expired,
             leak_reports_follow_the_keyspace_policy,
+            a_processed_report_is_remembered_once,
             a_key_revokes_itself,
             users_are_unique_by_email,
             the_last_owner_stays,

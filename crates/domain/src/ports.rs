@@ -35,10 +35,12 @@ pub use crate::{
 };
 
 mod mail;
+mod reports;
 mod resets;
 mod webhooks;
 
 pub use mail::{MailSender, MailStore};
+pub use reports::ReportStore;
 pub use resets::{PasswordReset, PasswordResetStore};
 pub use webhooks::WebhookStore;
 
@@ -557,6 +559,7 @@ pub trait Store:
     + WebhookStore
     + MailStore
     + PasswordResetStore
+    + ReportStore
     + Atomic
     + Clone
     + 'static

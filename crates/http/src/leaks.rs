@@ -135,11 +135,25 @@ pub async fn github_report<S: Store, L: Admission>(
         .into());
     }
     let context = request_context(&req);
-    tracing::info!(tokens = reports.len(), "a signed GitHub secret-scanning report");
+    // The body's digest, not the signature's: an ECDSA signature has a second valid form
+    // (s and n - s), so a replay could come with a signature never seen.
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &body).as_ref());
+    let replayed = state.service.report_seen(&digest).await.map_err(ManageError::from)?;
+    if replayed {
+        tracing::info!(tokens = reports.len(), "a GitHub secret-scanning report seen before: answered, nothing done");
+    } else {
+        tracing::info!(tokens = reports.len(), "a signed GitHub secret-scanning report");
+    }
     let mut labels = Vec::with_capacity(reports.len());
     for report in reports {
-        let reporter = LeakReporter::Scanner { name: "github", source: report.source, url: report.url };
-        let finding = state.service.report_leak(&report.token, &reporter, &context).await.map_err(ManageError::from)?;
+        let finding = if replayed {
+            state.service.recognise_leak(&report.token).await
+        } else {
+            let reporter = LeakReporter::Scanner { name: "github", source: report.source, url: report.url };
+            state.service.report_leak(&report.token, &reporter, &context).await
+        }
+        .map_err(ManageError::from)?;
         labels.push(GitHubTokenLabel {
             token_hash: hex::encode(ring::digest::digest(&ring::digest::SHA256, report.token.as_bytes())),
             token_type: report.token_type.unwrap_or_default(),
@@ -148,6 +162,9 @@ pub async fn github_report<S: Store, L: Admission>(
                 LeakFinding::NotAKey => "false_positive",
             },
         });
+    }
+    if !replayed {
+        state.service.report_done(&digest).await.map_err(ManageError::from)?;
     }
     Ok(HttpResponse::Ok().json(labels))
 }

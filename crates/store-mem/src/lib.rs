@@ -67,6 +67,8 @@ struct State {
     notices: Journaled<HashMap<(KeyId, &'static str, String), ()>>,
     mails: Journaled<BTreeMap<keyward_domain::MailId, mail::Outgoing>>,
     resets: Journaled<HashMap<[u8; 32], keyward_domain::ports::PasswordReset>>,
+    /// Digests of the signed leak reports processed, and when.
+    reports: Journaled<HashMap<[u8; 32], OffsetDateTime>>,
     /// Per-request records as stored, oldest first, each with its position (`seq`: the
     /// order of writing, never reused, so a purge moves no cursor).
     usage: VecDeque<UsageEntry>,
@@ -97,6 +99,7 @@ macro_rules! each_journaled {
         state.notices.$method($($arg),*);
         state.mails.$method($($arg),*);
         state.resets.$method($($arg),*);
+        state.reports.$method($($arg),*);
     }};
 }
 

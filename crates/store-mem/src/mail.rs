@@ -125,3 +125,22 @@ impl PasswordResetStore for MemStore {
         ready(Ok(self.write(|state| state.resets.remove(token_hash))))
     }
 }
+
+impl keyward_domain::ports::ReportStore for MemStore {
+    fn report_processed(&self, digest: &[u8; 32]) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        ready(Ok(self.read(|state| state.reports.contains_key(digest))))
+    }
+
+    fn remember_report(
+        &self,
+        digest: &[u8; 32],
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.write(|state| {
+            if !state.reports.contains_key(digest) {
+                state.reports.insert(*digest, at);
+            }
+        });
+        ready(Ok(()))
+    }
+}

@@ -172,6 +172,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    processed_reports (digest) {
+        digest -> Bytea,
+        processed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Uuid,
         token_hash -> Bytea,
@@ -296,6 +303,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_outbox,
     memberships,
     password_resets,
+    processed_reports,
     sessions,
     usage_records,
     users,

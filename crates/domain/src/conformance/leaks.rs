@@ -163,3 +163,14 @@ pub async fn a_key_revokes_itself<S: Store>(store: S) {
         Err(crate::error::AuthError::Unauthorized)
     ));
 }
+
+/// A signed report's digest, once processed, is remembered (recording it again changes
+/// nothing), and only that digest.
+pub async fn a_processed_report_is_remembered_once<S: Store>(store: S) {
+    let (digest, other) = ([7u8; 32], [8u8; 32]);
+    assert!(!store.report_processed(&digest).await.unwrap());
+    store.remember_report(&digest, START).await.unwrap();
+    store.remember_report(&digest, START + Duration::seconds(5)).await.unwrap();
+    assert!(store.report_processed(&digest).await.unwrap());
+    assert!(!store.report_processed(&other).await.unwrap());
+}

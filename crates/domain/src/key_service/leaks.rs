@@ -65,15 +65,7 @@ impl<S: Store> KeyService<S> {
         reporter: &LeakReporter,
         context: &RequestContext,
     ) -> Result<LeakFinding, StorageError> {
-        if key_format::parse(token).is_err() {
-            return Ok(LeakFinding::NotAKey);
-        }
-        let Some(found) = self.store.find_by_hash(&KeyHash::blake3(token)).await? else {
-            return Ok(LeakFinding::NotAKey);
-        };
-        let Some(key) = self.store.get_key(found.account_id, found.id).await? else {
-            return Ok(LeakFinding::NotAKey);
-        };
+        let Some(key) = self.reported_key(token).await? else { return Ok(LeakFinding::NotAKey) };
         let policy = match (reporter, key.kind, key.keyspace_id) {
             (LeakReporter::Scanner { .. }, KeyKind::Service, Some(keyspace)) => {
                 let configured = self.store.get_keyspace(key.account_id, keyspace).await?.and_then(|k| k.leak_policy);
@@ -110,6 +102,35 @@ impl<S: Store> KeyService<S> {
         let event = self.key_event(Action::KeyLeak, &key, Actor::System, context, metadata, now);
         self.change_with_event(&key, &after, &event).await?;
         Ok(LeakFinding::Key)
+    }
+
+    /// The key a reported string is, if it is one of ours (checksum first: a string that is
+    /// not a key costs no lookup).
+    async fn reported_key(&self, token: &str) -> Result<Option<Key>, StorageError> {
+        if key_format::parse(token).is_err() {
+            return Ok(None);
+        }
+        let Some(found) = self.store.find_by_hash(&KeyHash::blake3(token)).await? else { return Ok(None) };
+        self.store.get_key(found.account_id, found.id).await
+    }
+
+    /// What a reported string is, acting on nothing: the answer to a replayed report.
+    pub async fn recognise_leak(&self, token: &str) -> Result<LeakFinding, StorageError> {
+        Ok(if self.reported_key(token).await?.is_some() { LeakFinding::Key } else { LeakFinding::NotAKey })
+    }
+
+    /// Whether the signed report whose body hashes to `digest` was processed before. A
+    /// scanner's report carries no timestamp: one captured and sent again (after the owner
+    /// turned a disabled key on, say) must change nothing, so it is answered with
+    /// [`KeyService::recognise_leak`] instead.
+    pub async fn report_seen(&self, digest: &[u8; 32]) -> Result<bool, StorageError> {
+        self.store.report_processed(digest).await
+    }
+
+    /// Records the report as processed, once all its strings were handled (a report that
+    /// failed halfway is processed again when the scanner retries it).
+    pub async fn report_done(&self, digest: &[u8; 32]) -> Result<(), StorageError> {
+        self.store.remember_report(digest, self.now()).await
     }
 
     /// Revokes the key `presented` names, on the word of whoever presents it: proof of

@@ -129,6 +129,29 @@ async fn github_reports<S: keyward_domain::Store>(app: TestApp<S>, github: GitHu
     let count = app.account_trail().await.into_iter().filter(|r| r.event.action == "key.leak").count();
     assert_eq!(count, 3);
 
+    // The owner turns the disabled key on again; the captured report, replayed (its body
+    // and signature as they were, or the signature in its other valid ECDSA form), is
+    // answered and changes nothing: GitHub's reports carry no timestamp (issue #29).
+    let disabled_id = app.get("/v1/keys").await.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "d")
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let enabled = app.patch(&format!("/v1/keys/{disabled_id}"), json!({"is_active": true})).await;
+    assert_eq!(enabled.status.as_u16(), 200, "{:#}", enabled.body);
+    assert_eq!(verify(&disabled).await, "VALID");
+    let replayed = app.send(report(body.as_bytes(), Some(("gh-1", &signature)))).await;
+    assert_eq!((replayed.status.as_u16(), &replayed.body), (200, &reply.body));
+    let resigned = github.sign(body.as_bytes());
+    assert_ne!(resigned, signature, "ECDSA signs anew each time");
+    let replayed = app.send(report(body.as_bytes(), Some(("gh-1", &resigned)))).await;
+    assert_eq!((replayed.status.as_u16(), &replayed.body), (200, &reply.body));
+    assert_eq!(verify(&disabled).await, "VALID", "a replayed report disabled the key again");
+    let count = app.account_trail().await.into_iter().filter(|r| r.event.action == "key.leak").count();
+    assert_eq!(count, 3);
+
     // A body that is not a report, correctly signed: refused.
     let junk = br#"{"token": 1}"#;
     let signature = github.sign(junk);

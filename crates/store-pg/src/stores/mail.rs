@@ -10,7 +10,7 @@ use keyward_domain::{
     ports::{PasswordReset, PasswordResetStore},
 };
 
-use crate::schema::{mail_outbox, password_resets};
+use crate::schema::{mail_outbox, password_resets, processed_reports};
 use crate::*;
 
 #[derive(Debug, Queryable, Selectable, QueryableByName)]
@@ -223,5 +223,28 @@ impl PasswordResetStore for PgStore {
             created_at,
             expires_at,
         }))
+    }
+}
+
+impl keyward_domain::ports::ReportStore for PgStore {
+    #[tracing::instrument(target = "keyward::otel", name = "store.report_processed", skip_all, fields(db.system.name = "postgresql"))]
+    async fn report_processed(&self, digest: &[u8; 32]) -> Result<bool, StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::select(diesel::dsl::exists(processed_reports::table.filter(processed_reports::digest.eq(&digest[..]))))
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)
+    }
+
+    #[tracing::instrument(target = "keyward::otel", name = "store.remember_report", skip_all, fields(db.system.name = "postgresql"))]
+    async fn remember_report(&self, digest: &[u8; 32], at: OffsetDateTime) -> Result<(), StorageError> {
+        let mut conn = self.conn().await?;
+        diesel::insert_into(processed_reports::table)
+            .values((processed_reports::digest.eq(&digest[..]), processed_reports::processed_at.eq(at)))
+            .on_conflict_do_nothing()
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 }
