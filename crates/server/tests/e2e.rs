@@ -196,6 +196,20 @@ async fn serve_refuses_a_database_with_pending_migrations() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("keyward migrate"));
 }
 
+/// redis-rs's `#insecure` is refused at start, never silently turned into in-process
+/// limits (issue #29), and the refusal does not echo the URL's password.
+#[test]
+fn a_redis_url_that_skips_the_certificate_check_stops_the_start() {
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("REDIS_URL", "rediss://:hunter2-secret@127.0.0.1:6390/#insecure")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started with an unverified Redis");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REDIS_CA_FILE") && !stderr.contains("hunter2"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_share_one_limit_exactly_through_redis_and_survive_its_loss() {
     let db = TestDatabase::new().await;

@@ -7,7 +7,9 @@
 //! (`rediss+cluster://` over TLS): the seed nodes, from which the client learns the rest.
 //! Anything else is a single server's URL. `rediss://` is TLS (rustls): the server's
 //! certificate must chain to the system's authorities or to the given ones, and name the
-//! host (`#insecure` at the end of the URL skips both, as redis-rs allows).
+//! host. redis-rs's `#insecure`, which would skip both, is refused when the connection is
+//! made (at start): an unverified TLS connection is a man in the middle's, and this build
+//! has no way to honour it — give a private authority in `REDIS_CA_FILE` instead.
 
 use std::{
     sync::{
@@ -46,6 +48,13 @@ impl Connection {
     /// The connection `url` names; nothing is contacted yet. `ca_pem`: the certificate
     /// authorities (PEM) a TLS server's certificate must chain to, instead of the system's.
     pub(super) fn open(url: &str, timeout: Duration, ca_pem: Option<&[u8]>) -> Result<Self, RedisError> {
+        if skips_verification(url) {
+            return Err(RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "`insecure` (skipping the check of the Redis server's certificate) is refused: \
+                 give the authority that signed it in REDIS_CA_FILE",
+            )));
+        }
         // redis-rs builds its TLS configuration with the process's default provider: make
         // it ring (the one this build has), unless the embedding program chose already.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -149,6 +158,15 @@ fn cluster_nodes(url: &str) -> Option<Vec<String>> {
     )
 }
 
+/// Whether `url` asks for TLS without checking the server's certificate: redis-rs's
+/// `#insecure` fragment, or `insecure` in the query (how a cluster's seed URL carries it).
+fn skips_verification(url: &str) -> bool {
+    let (rest, fragment) = url.split_once('#').unwrap_or((url, ""));
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    fragment.eq_ignore_ascii_case("insecure")
+        || query.split('&').any(|pair| pair.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("insecure")))
+}
+
 /// The cluster slot of a hash tag: CRC16 (XMODEM) modulo 16384, as Redis computes it for a
 /// key whose `{…}` holds `tag`.
 pub fn slot(tag: &[u8]) -> u16 {
@@ -185,6 +203,22 @@ mod tests {
         );
         assert_eq!(cluster_nodes("redis://127.0.0.1:6379"), None);
         assert_eq!(cluster_nodes("rediss://127.0.0.1:6379"), None);
+    }
+
+    #[test]
+    fn a_url_that_skips_the_certificate_check_is_refused_without_echoing_it() {
+        for url in [
+            "rediss://:hunter2@cache.example:6380/#insecure",
+            "rediss://cache.example:6380/0#INSECURE",
+            "rediss+cluster://:hunter2@a.example:7000,b.example:7001/?insecure",
+            "rediss+cluster://a.example:7000/?protocol=resp3&insecure=true",
+        ] {
+            let refused = Connection::open(url, Duration::from_secs(1), None).err().expect(url).to_string();
+            assert!(refused.contains("REDIS_CA_FILE") && !refused.contains("hunter2"), "{url}: {refused}");
+        }
+        for url in ["rediss://cache.example:6380/", "redis://127.0.0.1:6379/0", "rediss://h:1/?protocol=resp3"] {
+            assert!(!skips_verification(url), "{url}");
+        }
     }
 
     #[test]
