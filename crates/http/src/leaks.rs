@@ -6,8 +6,10 @@
 //! in the same unit of work as the change, and a report that changes nothing writes nothing.
 
 mod github;
+mod keyring;
 
 pub use github::{GitHubKeys, InvalidGitHubKeys};
+pub use keyring::{Checked, FetchedKeys, GitHubKeyring, KEYS_TTL, KeysDocument, REFETCH_AT_MOST_EVERY};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use keyward_domain::{
@@ -112,7 +114,7 @@ pub async fn github_report<S: Store, L: Admission>(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     crate::session::limit_ip(&state, &req).await?;
-    if state.github_keys.is_empty() {
+    if state.github_keys.is_off() {
         return Err(ApiError::new(ErrorCode::NotFound, "secret-scanning reports are not configured (docs/leaks.md)"));
     }
     let body = read_bounded(req.headers(), &mut payload, GITHUB_BODY_LIMIT).await?;
@@ -122,8 +124,18 @@ pub async fn github_report<S: Store, L: Admission>(
     else {
         return Err(ApiError::new(ErrorCode::InvalidSignature, "the report is not signed"));
     };
-    if !state.github_keys.verify(identifier, signature, &body) {
-        return Err(ApiError::new(ErrorCode::InvalidSignature, "the signature does not match the report"));
+    match state.github_keys.check(identifier, signature, &body).await {
+        Checked::Genuine => {}
+        Checked::Forged => {
+            return Err(ApiError::new(ErrorCode::InvalidSignature, "the signature does not match the report"));
+        }
+        // GitHub retries what does not succeed: a report is never refused for our outage.
+        Checked::NoKeys => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "GitHub's public keys could not be fetched yet; the report can be sent again",
+            ));
+        }
     }
     let reports: Vec<GitHubTokenReport> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "the report is not a JSON array of tokens"))?;

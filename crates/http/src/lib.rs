@@ -82,7 +82,7 @@ pub struct AppState<S, L> {
     /// Requests, verifications and limiter decisions, for OpenTelemetry and `/metrics`.
     pub instruments: telemetry::Instruments,
     /// The keys GitHub signs secret-scanning reports with; empty: such reports are refused.
-    pub github_keys: leaks::GitHubKeys,
+    pub github_keys: leaks::GitHubKeyring,
 }
 
 /// The policies of the HTTP layer: who may try how often, and the secret that seals
@@ -99,7 +99,7 @@ pub struct Policies {
     pub telemetry: Option<keyward_telemetry::Telemetry>,
     /// GitHub's secret-scanning public keys (docs/leaks.md); empty: `POST /v1/leaks/github`
     /// answers 404.
-    pub github_keys: leaks::GitHubKeys,
+    pub github_keys: leaks::GitHubKeyring,
     /// A mailer sends invitations' and resets' links (to the public URL); without one the
     /// inviting admin is shown the link, and no reset mail goes out.
     pub mail: bool,
@@ -113,7 +113,7 @@ impl Default for Policies {
             secret: None,
             usage_buffer: 100_000,
             telemetry: None,
-            github_keys: leaks::GitHubKeys::default(),
+            github_keys: leaks::GitHubKeyring::Off,
             mail: false,
         }
     }

@@ -204,6 +204,11 @@ pub(crate) struct Config {
     /// `https://api.github.com/meta/public_keys/secret_scanning` (`KEYWARD_GITHUB_KEYS_FILE`);
     /// without it, GitHub's reports are refused.
     pub(crate) github_keys_file: Option<std::path::PathBuf>,
+    /// Accept GitHub's reports, checked with keys fetched from `github_keys_url`
+    /// (`KEYWARD_GITHUB_SECRET_SCANNING`); a `github_keys_file` pins them instead.
+    pub(crate) github_secret_scanning: bool,
+    /// Where those keys are fetched (`KEYWARD_GITHUB_KEYS_URL`); GitHub's by default.
+    pub(crate) github_keys_url: Option<String>,
     /// 64 hex digits (32 bytes) sealing the responses kept for idempotent replay
     /// (`KEYWARD_SECRET`). Instances behind one load balancer must share it; without it,
     /// each process makes its own and replays do not survive a restart.
@@ -285,6 +290,8 @@ impl Default for Config {
             redis_timeout_ms: 250,
             redis_ca_file: None,
             github_keys_file: None,
+            github_secret_scanning: false,
+            github_keys_url: None,
             secret: None,
             secret_previous: None,
             metrics_token: None,
@@ -341,16 +348,6 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
         toml::from_str(&text).map_err(|error| parse_error(display, &text, &error))
-    }
-
-    /// The GitHub keys file, read and checked now: a bad file stops the start, not a report.
-    pub(crate) fn github_keys(&self) -> Result<keyward_http::leaks::GitHubKeys, ConfigError> {
-        let Some(path) = &self.github_keys_file else { return Ok(keyward_http::leaks::GitHubKeys::default()) };
-        let display = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
-        keyward_http::leaks::GitHubKeys::from_json(&text)
-            .map_err(|e| ConfigError::Invalid(format!("github_keys_file {display}: {e}")))
     }
 
     pub(crate) fn database_url(&self) -> Option<&str> {

@@ -4,6 +4,7 @@
 mod background;
 mod config;
 mod files;
+mod github;
 mod postgres;
 mod telemetry;
 
@@ -50,6 +51,12 @@ struct Cli {
     /// serves them (docs/leaks.md); without it, POST /v1/leaks/github answers 404.
     #[arg(long, global = true, env = "KEYWARD_GITHUB_KEYS_FILE")]
     github_keys_file: Option<PathBuf>,
+    /// Accept GitHub's secret-scanning reports, with its keys fetched (docs/leaks.md).
+    #[arg(long, global = true, env = "KEYWARD_GITHUB_SECRET_SCANNING")]
+    github_secret_scanning: Option<bool>,
+    /// Where GitHub's secret-scanning keys are fetched from (default: GitHub's API).
+    #[arg(long, global = true, env = "KEYWARD_GITHUB_KEYS_URL")]
+    github_keys_url: Option<String>,
     /// Let webhook URLs reach private, loopback and link-local addresses (default: refused).
     #[arg(long, global = true, env = "KEYWARD_WEBHOOKS_ALLOW_PRIVATE")]
     webhooks_allow_private: Option<bool>,
@@ -253,7 +260,7 @@ fn state<S: Store>(store: S, config: &Config, telemetry: &Telemetry) -> Result<A
         secret,
         usage_buffer: config.usage_buffer,
         telemetry: Some(telemetry.clone()),
-        github_keys: config.github_keys()?,
+        github_keys: github::keyring(config)?,
         mail: config.smtp()?.is_some(),
     };
     let mut state = AppState::new(service, hasher, Arc::new(RequestAuditSink), limits, policies, &config.public_url());
@@ -373,6 +380,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if cli.github_keys_file.is_some() {
         config.github_keys_file = cli.github_keys_file;
+    }
+    if let Some(on) = cli.github_secret_scanning {
+        config.github_secret_scanning = on;
+    }
+    if cli.github_keys_url.is_some() {
+        config.github_keys_url = cli.github_keys_url;
     }
     if cli.secret.is_some() {
         config.secret = cli.secret;

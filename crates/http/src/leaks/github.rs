@@ -69,12 +69,25 @@ impl GitHubKeys {
         self.0.is_empty()
     }
 
+    /// Whether the set holds the key `identifier`.
+    pub fn knows(&self, identifier: &str) -> bool {
+        self.0.iter().any(|(id, _)| id == identifier)
+    }
+
     /// Whether `signature` (base64 DER) is the key `identifier`'s signature of `body`.
     pub fn verify(&self, identifier: &str, signature: &str, body: &[u8]) -> bool {
         let Some((_, point)) = self.0.iter().find(|(id, _)| id == identifier) else { return false };
         let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else { return false };
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point).verify(body, &signature).is_ok()
     }
+}
+
+/// The PEM `PUBLIC KEY` of a P-256 point, as GitHub's document writes it (tests).
+#[cfg(test)]
+pub(crate) fn pem_of(point: &[u8]) -> String {
+    let der = [&P256_SPKI_HEADER[..], point].concat();
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n", &text[..64], &text[64..])
 }
 
 /// The uncompressed point of a PEM `PUBLIC KEY` on P-256.
@@ -94,12 +107,6 @@ mod tests {
     };
 
     use super::*;
-
-    fn pem_of(point: &[u8]) -> String {
-        let der = [&P256_SPKI_HEADER[..], point].concat();
-        let text = base64::engine::general_purpose::STANDARD.encode(der);
-        format!("-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n", &text[..64], &text[64..])
-    }
 
     #[test]
     fn a_report_signed_by_a_configured_key_verifies_and_nothing_else_does() {

@@ -162,7 +162,7 @@ mod github_reports_are_signed_and_follow_the_policy {
     use super::*;
 
     fn policies(github: &GitHub) -> Policies {
-        Policies { github_keys: github.keys(), ..Policies::default() }
+        Policies { github_keys: github.keys().into(), ..Policies::default() }
     }
 
     #[actix_web::test]
