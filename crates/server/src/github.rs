@@ -50,17 +50,8 @@ struct UreqDocument {
 
 impl UreqDocument {
     fn new(url: String) -> Self {
-        let roots: Vec<_> = rustls_native_certs::load_native_certs()
-            .certs
-            .into_iter()
-            .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-            .collect();
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
         let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
+            .tls_config(keyward_webhooks::sender::system_tls())
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
             .user_agent(concat!("Keyward/", env!("CARGO_PKG_VERSION")))

@@ -49,6 +49,23 @@ impl Resolver for GuardedResolver {
     }
 }
 
+/// TLS as Keyward's outbound HTTP uses it: the system's certificate authorities, rustls
+/// with ring (the webhook sender's, and the binary's fetch of GitHub's keys).
+pub fn system_tls() -> ureq::tls::TlsConfig {
+    let roots: Vec<_> = rustls_native_certs::load_native_certs()
+        .certs
+        .into_iter()
+        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    if roots.is_empty() {
+        tracing::warn!("no system certificate authorities found: https requests will fail");
+    }
+    ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build()
+}
+
 /// Posts webhooks over HTTP(S).
 #[derive(Debug, Clone)]
 pub struct HttpSender {
@@ -59,18 +76,7 @@ impl HttpSender {
     /// `allow_private`: whether destinations on private networks are allowed
     /// (`[webhooks] allow_private`). Trusts the system's certificate authorities.
     pub fn new(allow_private: bool) -> Self {
-        let roots: Vec<_> = rustls_native_certs::load_native_certs()
-            .certs
-            .into_iter()
-            .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-            .collect();
-        if roots.is_empty() {
-            tracing::warn!("no system certificate authorities found: https webhooks will fail");
-        }
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
+        let tls = system_tls();
         let config = ureq::Agent::config_builder()
             // Every status is an answer to record, not an error.
             .http_status_as_error(false)

@@ -8,12 +8,7 @@
 //! `DELETE /v1/invitations/{token}`, `POST /v1/auth/login`).
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use keyward_domain::{
-    Store,
-    password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS},
-    people_service::LinkToken,
-    ratelimit::Admission,
-};
+use keyward_domain::{Store, password::MIN_PASSWORD_CHARS, people_service::LinkToken, ratelimit::Admission};
 use keyward_http::AppState;
 use maud::{Markup, html};
 
@@ -98,12 +93,7 @@ fn choose_password(email: &str, accept: &str) -> Markup {
             p { "Choose a password for " strong { (email) } ": " (MIN_PASSWORD_CHARS) " characters at least." }
             // For password managers: whose password this is (no name: not sent).
             input type="email" autocomplete="username" value=(email) hidden;
-            label for="password" { "Password" }
-            input #password type="password" name="password" autocomplete="new-password" required
-                minlength=(MIN_PASSWORD_CHARS) maxlength=(MAX_PASSWORD_BYTES) aria-describedby="password-error";
-            p.field-error #password-error data-error-for="password" {}
-            label for="repeat_password" { "Password, again" }
-            input #repeat_password type="password" autocomplete="new-password" required data-same-as="password";
+            (super::new_password_fields("password", "Password"))
             p.error role="alert" data-error {}
             div.actions { button type="submit" { "Accept and create my login" } }
         }

@@ -54,6 +54,20 @@ pub fn filled(field: Option<&String>) -> Option<&str> {
     field.map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
+/// A new password and its repetition: the field `name` (the policy's lengths, its error
+/// slot) and `repeat_password`, which the page's script checks is the same.
+pub fn new_password_fields(name: &str, label: &str) -> maud::Markup {
+    use keyward_domain::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+    maud::html! {
+        label for=(name) { (label) }
+        input id=(name) type="password" name=(name) autocomplete="new-password" required
+            minlength=(MIN_PASSWORD_CHARS) maxlength=(MAX_PASSWORD_BYTES) aria-describedby={ (name) "-error" };
+        p.field-error id={ (name) "-error" } data-error-for=(name) {}
+        label for="repeat_password" { (label) ", again" }
+        input #repeat_password type="password" autocomplete="new-password" required data-same-as=(name);
+    }
+}
+
 /// Whether a filter's text holds a control character (U+0000 among them): no stored
 /// value does, and PostgreSQL's text cannot be asked about one.
 pub fn unprintable(text: &str) -> bool {

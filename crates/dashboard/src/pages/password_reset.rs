@@ -6,7 +6,7 @@
 //! address, and a link that does not work is only found out by using it.
 
 use actix_web::{HttpResponse, web};
-use keyward_domain::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+use keyward_domain::password::MIN_PASSWORD_CHARS;
 use maud::html;
 
 use crate::{BASE, layout};
@@ -48,12 +48,7 @@ pub async fn choose(token: web::Path<String>) -> HttpResponse {
                 data-not-found="This link does not work: it was used, or it expired. Ask for a new one." {
                 p { (MIN_PASSWORD_CHARS) " characters at least. Every session of your login ends, on every device." }
                 input type="email" autocomplete="username" hidden;
-                label for="password" { "New password" }
-                input #password type="password" name="password" autocomplete="new-password" required autofocus
-                    minlength=(MIN_PASSWORD_CHARS) maxlength=(MAX_PASSWORD_BYTES) aria-describedby="password-error";
-                p.field-error #password-error data-error-for="password" {}
-                label for="repeat_password" { "New password, again" }
-                input #repeat_password type="password" autocomplete="new-password" required data-same-as="password";
+                (super::new_password_fields("password", "New password"))
                 p.error role="alert" data-error {}
                 div.actions { button type="submit" { "Set my password" } }
                 p.small { a href={ (BASE) "/password-reset" } { "Ask for a new link" } }

@@ -3,7 +3,7 @@
 //! the API's answer — wrong password, the login throttle's wait — beside the form.
 
 use actix_web::HttpResponse;
-use keyward_domain::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+use keyward_domain::password::MIN_PASSWORD_CHARS;
 use maud::html;
 
 use crate::{BASE, layout};
@@ -45,12 +45,7 @@ pub async fn password_page() -> HttpResponse {
                 input type="email" autocomplete="username" hidden;
                 label for="current_password" { "Current password" }
                 input #current_password type="password" name="current_password" autocomplete="current-password" required;
-                label for="new_password" { "New password" }
-                input #new_password type="password" name="new_password" autocomplete="new-password" required
-                    minlength=(MIN_PASSWORD_CHARS) maxlength=(MAX_PASSWORD_BYTES) aria-describedby="new_password-error";
-                p.field-error #new_password-error data-error-for="new_password" {}
-                label for="repeat_password" { "New password, again" }
-                input #repeat_password type="password" autocomplete="new-password" required data-same-as="new_password";
+                (super::new_password_fields("new_password", "New password"))
                 p.error role="alert" data-error {}
                 div.actions { button type="submit" { "Save and continue" } }
             }
