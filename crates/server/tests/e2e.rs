@@ -202,6 +202,8 @@ async fn serve_refuses_a_database_with_pending_migrations() {
 fn a_redis_url_that_skips_the_certificate_check_stops_the_start() {
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        // The embedded store: what stops the start must be the Redis URL alone.
+        .env_remove("DATABASE_URL")
         .env("REDIS_URL", "rediss://:hunter2-secret@127.0.0.1:6390/#insecure")
         .output()
         .unwrap();
