@@ -9,7 +9,7 @@
 //!
 //! Rotation: [`AtRest::new`] takes the previous secret too (`KEYWARD_SECRET_PREVIOUS`);
 //! values sealed under it still open, and [`AtRest::open`] says so, for the adapter to
-//! seal them again under the current one (docs/operations.md).
+//! seal them again under the current one (docs/decisions.md, "Secrets at rest").
 
 use std::fmt;
 

@@ -369,35 +369,27 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>, telemetry: &
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     let mut config = Config::load(cli.config.as_deref())?;
-    if cli.database_url.is_some() {
-        config.database_url = cli.database_url;
+    // A flag or variable given replaces the file's value.
+    macro_rules! given {
+        ($($field:ident),+) => {
+            $(if cli.$field.is_some() {
+                config.$field = cli.$field;
+            })+
+        };
     }
-    if cli.redis_url.is_some() {
-        config.redis_url = cli.redis_url;
-    }
-    if cli.redis_ca_file.is_some() {
-        config.redis_ca_file = cli.redis_ca_file;
-    }
-    if cli.github_keys_file.is_some() {
-        config.github_keys_file = cli.github_keys_file;
-    }
+    given!(
+        database_url,
+        redis_url,
+        redis_ca_file,
+        github_keys_file,
+        github_keys_url,
+        secret,
+        secret_previous,
+        smtp_url,
+        mail_from
+    );
     if let Some(on) = cli.github_secret_scanning {
         config.github_secret_scanning = on;
-    }
-    if cli.github_keys_url.is_some() {
-        config.github_keys_url = cli.github_keys_url;
-    }
-    if cli.secret.is_some() {
-        config.secret = cli.secret;
-    }
-    if cli.secret_previous.is_some() {
-        config.secret_previous = cli.secret_previous;
-    }
-    if cli.smtp_url.is_some() {
-        config.smtp_url = cli.smtp_url;
-    }
-    if cli.mail_from.is_some() {
-        config.mail_from = cli.mail_from;
     }
     if let Some(allow) = cli.webhooks_allow_private {
         config.webhooks.allow_private = allow;

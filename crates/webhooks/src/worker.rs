@@ -70,7 +70,7 @@ async fn run<S: Store, W: WebhookSender + 'static>(
                 tracing::warn!(%error, "webhook notice scan failed; retrying");
             }
         }
-        let free = settings.slots.saturating_sub(in_flight.total);
+        let free = settings.slots.saturating_sub(in_flight.total());
         if free > 0 {
             match service.claim_due_deliveries(free, &in_flight.fairness(settings.per_account)).await {
                 Ok(claimed) => {
@@ -107,13 +107,15 @@ async fn run<S: Store, W: WebhookSender + 'static>(
 #[derive(Debug, Default)]
 struct InFlight {
     per_account: HashMap<AccountId, u32>,
-    total: u32,
 }
 
 impl InFlight {
+    fn total(&self) -> u32 {
+        self.per_account.values().sum()
+    }
+
     fn start(&mut self, account: AccountId) {
         *self.per_account.entry(account).or_default() += 1;
-        self.total += 1;
     }
 
     fn end(&mut self, account: AccountId) {
@@ -122,7 +124,6 @@ impl InFlight {
             if *n == 0 {
                 self.per_account.remove(&account);
             }
-            self.total -= 1;
         }
     }
 

@@ -55,10 +55,6 @@ impl Filters {
             since: moment(self.since.as_ref(), "From")?,
             until: moment(self.until.as_ref(), "Until")?,
         };
-        let texts = [&filter.actor_id, &filter.resource_type, &filter.resource_id, &filter.action];
-        if texts.iter().any(|t| t.as_deref().is_some_and(super::unprintable)) {
-            return Err(bad("A filter holds no control characters."));
-        }
         let before = filled(self.cursor.as_ref()).map(cursor::decode::<AuditCursor>).transpose().map_err(refusal)?;
         Ok((filter, before))
     }

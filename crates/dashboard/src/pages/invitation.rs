@@ -15,11 +15,6 @@ use maud::{Markup, html};
 use super::refusal;
 use crate::{BASE, format::moment, layout};
 
-/// The link's token as the path gave it; anything else is no invitation.
-fn token_of(raw: &str) -> Option<LinkToken> {
-    (raw.len() == 43 && raw.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| LinkToken::new(raw.to_owned()))
-}
-
 fn dead_link() -> HttpResponse {
     layout::error_page(
         StatusCode::NOT_FOUND,
@@ -33,7 +28,7 @@ pub async fn page<S: Store, L: Admission>(
     req: HttpRequest,
     token: web::Path<String>,
 ) -> HttpResponse {
-    let Some(token) = token_of(&token) else { return dead_link() };
+    let Some(token) = LinkToken::parse(&token) else { return dead_link() };
     if let Err(refused) = keyward_http::session::limit_ip(&state, &req).await {
         return refusal(refused);
     }

@@ -51,13 +51,6 @@ impl Filters {
             status: parsed::<KeyStatus>(filled(self.status.as_ref()), "status")?,
             owner_id: filled(self.owner_id.as_ref()).map(str::to_owned),
         };
-        if filter.owner_id.as_deref().is_some_and(super::unprintable) {
-            return Err(layout::error_page(
-                StatusCode::BAD_REQUEST,
-                "Unknown filter",
-                "An owner id holds no control characters.",
-            ));
-        }
         let before = filled(self.cursor.as_ref()).map(cursor::decode::<KeyId>).transpose().map_err(refusal)?;
         Ok((filter, before))
     }

@@ -45,6 +45,8 @@ pub fn refusal(error: impl Into<ApiError>) -> HttpResponse {
         ErrorCode::NotFound => {
             layout::error_page(error.status, "Not found", "Your account has nothing at this address.")
         }
+        // A filter the use case refuses (a control character, say): what it said.
+        ErrorCode::ValidationFailed => layout::error_page(error.status, "Unknown filter", &error.message),
         _ => layout::error_page(error.status, "This page cannot be shown right now", &error.message),
     }
 }
@@ -66,12 +68,6 @@ pub fn new_password_fields(name: &str, label: &str) -> maud::Markup {
         label for="repeat_password" { (label) ", again" }
         input #repeat_password type="password" autocomplete="new-password" required data-same-as=(name);
     }
-}
-
-/// Whether a filter's text holds a control character (U+0000 among them): no stored
-/// value does, and PostgreSQL's text cannot be asked about one.
-pub fn unprintable(text: &str) -> bool {
-    text.chars().any(char::is_control)
 }
 
 /// The query string of a filter form's `fields` (empty ones left out) on the page `cursor`

@@ -36,11 +36,9 @@ pub async fn ask() -> HttpResponse {
 /// `GET /password-reset/{token}`: the token is only sent to the API, by the page's script
 /// from its own address, never put in the page's links.
 pub async fn choose(token: web::Path<String>) -> HttpResponse {
-    let token = token.into_inner();
-    // Anything but a link's 43 letters and digits is no link (and nothing to echo).
-    if token.len() != 43 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return dead_link();
-    }
+    // Anything but a link's token is no link (and nothing to echo).
+    let Some(token) = keyward_domain::people_service::LinkToken::parse(&token) else { return dead_link() };
+    let token = token.expose_secret();
     let body = html! {
         section.card.narrow #choose-password {
             h1 { "Choose a new password" }

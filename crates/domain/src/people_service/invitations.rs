@@ -19,6 +19,11 @@ impl LinkToken {
         Self(value)
     }
 
+    /// A link's token as a path carries it: 43 ASCII letters and digits, or no token.
+    pub fn parse(raw: &str) -> Option<Self> {
+        (raw.len() == 43 && raw.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| Self(raw.to_owned()))
+    }
+
     pub(super) fn generate(rng: &dyn crate::random::RandomSource) -> Self {
         Self(random_token(rng))
     }

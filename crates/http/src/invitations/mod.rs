@@ -36,11 +36,7 @@ pub const LINK_PATH: &str = "/invitations/";
 /// A link's token as the path gave it: 43 base62 characters, or no invitation at all (404,
 /// without a lookup).
 pub(crate) fn link_token(raw: &str) -> Result<LinkToken> {
-    if raw.len() == 43 && raw.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Ok(LinkToken::new(raw.to_owned()))
-    } else {
-        Err(ApiError::not_found())
-    }
+    LinkToken::parse(raw).ok_or_else(ApiError::not_found)
 }
 
 #[utoipa::path(post, path = "/v1/account/users", tag = "users", request_body(content = InviteRequest, example = json!({"email": "grace@example.com", "role": "admin"})),

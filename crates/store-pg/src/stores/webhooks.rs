@@ -455,8 +455,9 @@ impl PgStore {
     /// Seals, under the current `KEYWARD_SECRET`, every webhook secret stored in plaintext
     /// (written before sealing was configured) or sealed under `KEYWARD_SECRET_PREVIOUS`;
     /// answers how many endpoints it wrote. `serve` runs it at start. Without sealing
-    /// configured it does nothing; a secret that opens with neither key is an error, and
-    /// nothing is written.
+    /// configured it does nothing; a secret that opens with neither key is an error, found
+    /// before anything is written. Each row is written only if it still holds what was
+    /// read, so instances starting together do not undo each other.
     pub async fn seal_webhook_secrets(&self) -> Result<u32, StorageError> {
         use keyward_domain::at_rest::{AtRest, Opened};
 
@@ -480,44 +481,35 @@ impl PgStore {
             Ok(Some(at_rest.seal(&context, &plain, &keyward_domain::OsRandom)))
         };
         let mut conn = self.conn().await?;
-        conn.transaction::<_, DieselError, _>(async |conn| {
-            let rows: Vec<(Uuid, Vec<u8>, Option<Vec<u8>>)> = webhook_endpoints::table
-                .select((webhook_endpoints::id, webhook_endpoints::secret, webhook_endpoints::previous_secret))
-                .for_update()
-                .load(conn)
-                .await?;
-            let mut written = 0u32;
-            for (id, secret, previous) in rows {
-                let secret = resealed(id, "secret", &secret).map_err(|e| DieselError::QueryBuilderError(e.into()))?;
-                let previous = previous
-                    .map(|p| resealed(id, "previous_secret", &p))
-                    .transpose()
-                    .map_err(|e| DieselError::QueryBuilderError(e.into()))?
-                    .flatten();
-                if secret.is_none() && previous.is_none() {
-                    continue;
-                }
-                let target = diesel::update(webhook_endpoints::table.filter(webhook_endpoints::id.eq(id)));
-                match (secret, previous) {
-                    (Some(s), Some(p)) => {
-                        target
-                            .set((webhook_endpoints::secret.eq(s), webhook_endpoints::previous_secret.eq(Some(p))))
-                            .execute(conn)
-                            .await?
-                    }
-                    (Some(s), None) => target.set(webhook_endpoints::secret.eq(s)).execute(conn).await?,
-                    (None, Some(p)) => target.set(webhook_endpoints::previous_secret.eq(Some(p))).execute(conn).await?,
-                    (None, None) => 0,
-                };
-                written += 1;
+        let rows: Vec<(Uuid, Vec<u8>, Option<Vec<u8>>)> = webhook_endpoints::table
+            .select((webhook_endpoints::id, webhook_endpoints::secret, webhook_endpoints::previous_secret))
+            .load(&mut conn)
+            .instrument(span("seal_webhook_secrets"))
+            .await
+            .map_err(db_error)?;
+        let mut changes = Vec::new();
+        for (id, secret, previous) in rows {
+            let new_secret = resealed(id, "secret", &secret)?;
+            let new_previous = previous.as_ref().map(|p| resealed(id, "previous_secret", p)).transpose()?.flatten();
+            if new_secret.is_some() || new_previous.is_some() {
+                let sealed_previous = new_previous.or_else(|| previous.clone());
+                changes.push((id, secret.clone(), new_secret.unwrap_or(secret), sealed_previous));
             }
-            Ok(written)
-        })
-        .instrument(span("seal_webhook_secrets"))
-        .await
-        .map_err(|e| match e {
-            DieselError::QueryBuilderError(inner) => StorageError::Internal(inner.to_string().into()),
-            other => db_error(other),
-        })
+        }
+        let mut written = 0u32;
+        for (id, read, secret, previous) in changes {
+            let updated = diesel::update(
+                webhook_endpoints::table
+                    .filter(webhook_endpoints::id.eq(id))
+                    .filter(webhook_endpoints::secret.eq(read)),
+            )
+            .set((webhook_endpoints::secret.eq(secret), webhook_endpoints::previous_secret.eq(previous)))
+            .execute(&mut conn)
+            .instrument(span("seal_webhook_secrets"))
+            .await
+            .map_err(db_error)?;
+            written += u32::try_from(updated).unwrap_or(0);
+        }
+        Ok(written)
     }
 }
