@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use crate::ratelimit::{Limit, Rule};
 
 /// The limits; all configurable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginLimits {
     pub failures_per_email: u64,

@@ -33,6 +33,7 @@ const PAGES: &[(&str, &str)] = &[
     ("quota_exhausted", include_str!("../../../docs/errors/quota_exhausted.md")),
     ("internal", include_str!("../../../docs/errors/internal.md")),
     ("unavailable", include_str!("../../../docs/errors/unavailable.md")),
+    ("shutting_down", include_str!("../../../docs/errors/shutting_down.md")),
 ];
 
 /// The Markdown page of `code`, if it is one of ours.

@@ -100,6 +100,7 @@ error_codes! {
     QuotaExhausted => ("quota_exhausted", 429, TOO_MANY_REQUESTS, "The quota is spent."),
     Internal => ("internal", 500, INTERNAL_SERVER_ERROR, "Something failed inside Keyward; the request id identifies it in the logs."),
     Unavailable => ("unavailable", 503, SERVICE_UNAVAILABLE, "Storage cannot be reached right now; retry later."),
+    ShuttingDown => ("shutting_down", 503, SERVICE_UNAVAILABLE, "This instance is stopping; another one answers."),
 }
 
 /// An error answer: a status, a stable code, a message for people, and the extra fields

@@ -39,6 +39,9 @@ pub async fn healthz() -> web::Json<HealthResponse> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = HealthResponse), (status = 503, body = ErrorEnvelope)))]
 pub async fn readyz<S: Store, L: Admission>(state: web::Data<AppState<S, L>>) -> Result<web::Json<HealthResponse>> {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "this instance is shutting down"));
+    }
     state.service.store().ping().await.map_err(|e| ApiError::from(keyward_domain::error::ManageError::Storage(e)))?;
     Ok(web::Json(HealthResponse { status: "ok" }))
 }

@@ -83,6 +83,9 @@ pub struct AppState<S, L> {
     pub instruments: telemetry::Instruments,
     /// The keys GitHub signs secret-scanning reports with; empty: such reports are refused.
     pub github_keys: leaks::GitHubKeyring,
+    /// Set when the process has been asked to stop: `/readyz` answers 503 from then on, so
+    /// that load balancers take this instance out while it finishes what it has.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The policies of the HTTP layer: who may try how often, and the secret that seals
@@ -155,6 +158,7 @@ impl<S: Store, L: Admission> AppState<S, L> {
             anonymous_refusals,
             instruments,
             github_keys: policies.github_keys,
+            draining: Arc::default(),
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use actix_web::{HttpMessage, HttpRequest};
 use keyward_domain::ratelimit::{Decision, Limit, RateLimiter, Rule};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{
@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketSetting {
     pub burst: u64,
@@ -37,7 +37,7 @@ impl BucketSetting {
 }
 
 /// A sub-limit on one endpoint, per account: `limit` per `period_seconds`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSetting {
     pub method: String,
@@ -48,7 +48,7 @@ pub struct EndpointSetting {
 }
 
 /// The HTTP API's limits; SPEC §5 defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiLimits {
     pub ip: BucketSetting,
@@ -67,7 +67,7 @@ pub struct ApiLimits {
 }
 
 /// A budget counted per item (per imported key), per account: `limit` per `period_seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ItemSetting {
     pub limit: u64,

@@ -41,18 +41,20 @@ pub struct MailGauges {
     pub sent: AtomicU64,
 }
 
-/// Starts the worker; it runs until the process ends.
+/// Starts the worker. It runs until `stop` turns true (or its sender is dropped), after the
+/// round in progress.
 pub fn spawn_worker<S: Store, M: MailSender + 'static>(
     store: S,
     sender: Arc<M>,
     gauges: Arc<MailGauges>,
     settings: WorkerSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new().name("keyward-mail".into()).spawn(move || {
         runtime.block_on(async move {
             let mut counted: Option<std::time::Instant> = None;
-            loop {
+            while !*stop.borrow() {
                 if counted.is_none_or(|at| at.elapsed() >= settings.count_every) {
                     counted = Some(std::time::Instant::now());
                     match store.mail_backlog().await {
@@ -87,8 +89,12 @@ pub fn spawn_worker<S: Store, M: MailSender + 'static>(
                     }
                     Err(error) => tracing::warn!(%error, "mail round failed; retrying"),
                 }
-                tokio::time::sleep(settings.idle).await;
+                tokio::select! {
+                    () = tokio::time::sleep(settings.idle) => {}
+                    changed = stop.changed() => if changed.is_err() { break },
+                }
             }
+            tracing::info!("the mail worker stopped");
         });
     })
 }

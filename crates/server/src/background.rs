@@ -1,6 +1,6 @@
 //! What runs beside the HTTP server: the usage flusher, the retention purges, the
-//! webhook worker and, with a mailer, the mail worker. Each keeps going whatever a round of it meets; the flusher alone is
-//! stopped (and drained) on shutdown.
+//! webhook worker and, with a mailer, the mail worker. Each keeps going whatever a round of
+//! it meets; on shutdown the flusher writes what is left and the workers end their tries.
 
 use std::sync::Arc;
 
@@ -11,8 +11,28 @@ use keyward_runtime::{retention::Retention, usage::Flusher};
 
 use crate::{CliError, config::Config, telemetry};
 
-/// Starts the background work for `state`; answers the flusher, to stop after the server.
-pub(crate) fn spawn<S: Store>(state: &AppState<S, Limits>, config: &Config) -> Result<Flusher, CliError> {
+/// The background work, to stop after the server.
+pub(crate) struct Background {
+    flusher: Flusher,
+    stop: tokio::sync::watch::Sender<bool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Writes the usage left in memory and ends the workers' tries, by `deadline` at the
+    /// latest; answers the records written, or `None` when the deadline came first.
+    pub(crate) async fn stop(self, deadline: tokio::time::Instant) -> Option<usize> {
+        let _ = self.stop.send(true);
+        let workers = self.workers;
+        let joined = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join())));
+        let (flushed, joined) =
+            tokio::time::timeout_at(deadline, async { tokio::join!(self.flusher.stop(), joined) }).await.ok()?;
+        joined.ok().map(|()| flushed)
+    }
+}
+
+/// Starts the background work for `state`.
+pub(crate) fn spawn<S: Store>(state: &AppState<S, Limits>, config: &Config) -> Result<Background, CliError> {
     // Usage leaves memory in one batch a second.
     let flusher = keyward_runtime::usage::spawn_observed_flusher(
         state.meter.clone(),
@@ -24,10 +44,15 @@ pub(crate) fn spawn<S: Store>(state: &AppState<S, Limits>, config: &Config) -> R
         state.service.clone(),
         Retention { usage: time::Duration::days(i64::from(config.usage_retention_days)) },
     );
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
     // Every instance delivers webhooks; the outbox hands each delivery to one of them.
     let sender = Arc::new(keyward_webhooks::HttpSender::new(config.webhooks.allow_private));
-    keyward_webhooks::spawn_worker(state.service.clone(), sender, keyward_webhooks::WorkerSettings::default())
-        .map_err(|e| CliError::Other(format!("cannot start the webhook worker: {e}")))?;
+    let settings = keyward_webhooks::WorkerSettings::default();
+    workers.push(
+        keyward_webhooks::spawn_worker(state.service.clone(), sender, settings, stopping.clone())
+            .map_err(|e| CliError::Other(format!("cannot start the webhook worker: {e}")))?,
+    );
     // With a mailer, every instance sends mail; the outbox hands each mail to one of them.
     if let Some(settings) = config.smtp()? {
         let sender = keyward_mail::SmtpSender::new(&settings).map_err(|e| CliError::Other(e.to_string()))?;
@@ -53,11 +78,14 @@ pub(crate) fn spawn<S: Store>(state: &AppState<S, Limits>, config: &Config) -> R
         meter.observe_counter("keyward.mail.sent", "Mails this instance handed to the mail server.", move || {
             sent.sent.load(std::sync::atomic::Ordering::Relaxed)
         });
-        keyward_mail::spawn_worker(state.service.store().clone(), Arc::new(sender), gauges, Default::default())
-            .map_err(|e| CliError::Other(format!("cannot start the mail worker: {e}")))?;
+        let store = state.service.store().clone();
+        workers.push(
+            keyward_mail::spawn_worker(store, Arc::new(sender), gauges, Default::default(), stopping)
+                .map_err(|e| CliError::Other(format!("cannot start the mail worker: {e}")))?,
+        );
         tracing::info!(host = %settings.host, port = settings.port, tls = ?settings.tls, "mail goes out through SMTP");
     }
-    Ok(flusher)
+    Ok(Background { flusher, stop, workers })
 }
 
 fn mail_pending(g: &keyward_mail::MailGauges) -> u64 {

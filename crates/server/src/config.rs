@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use keyward_domain::{
     PlanTable, TierTable, key_format::KeyPrefix, key_service::DomainConfig, password::HashParams, throttle::LoginLimits,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A setting that is a secret or may hold one (a URL's password): read like any string,
 /// never shown by `Debug`, so a configuration logged whole shows no secret.
@@ -17,6 +17,13 @@ pub(crate) struct Sensitive(String);
 impl Sensitive {
     pub(crate) fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// How `keyward config check` and the settings' documentation show it: never the value.
+impl Serialize for Sensitive {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("(redacted)")
     }
 }
 
@@ -35,7 +42,7 @@ impl std::str::FromStr for Sensitive {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum LogFormat {
     #[default]
@@ -43,7 +50,7 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct DatabaseSettings {
     pub(crate) max_connections: usize,
@@ -75,7 +82,7 @@ impl DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct KeySettings {
     pub(crate) default_keyspace_prefix: String,
@@ -95,7 +102,7 @@ impl Default for KeySettings {
 
 /// The verification cache of key records (PostgreSQL only; memory needs none). The TTL is
 /// the backstop for a missed invalidation and is capped at 30 seconds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct CacheSettings {
     pub(crate) enabled: bool,
@@ -132,7 +139,7 @@ impl CacheSettings {
 
 /// Password hashing: argon2id parameters (OWASP minimum by default; raising them rehashes
 /// each password at its next login) and how many hashes may run at once.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct PasswordSettings {
     pub(crate) memory_kib: u32,
@@ -184,7 +191,7 @@ mod hashing_tests {
 }
 
 /// The whole configuration file. Every field is optional.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
@@ -234,6 +241,15 @@ pub(crate) struct Config {
     pub(crate) log_format: LogFormat,
     /// HTTP worker threads; 0 means one per CPU core.
     pub(crate) workers: usize,
+    /// Seconds from SIGTERM to exit: requests in flight finish, usage is flushed, the
+    /// workers' tries end (docs/deploy.md).
+    pub(crate) shutdown_grace_seconds: u64,
+    /// Seconds `/readyz` answers 503 after SIGTERM while requests are still taken, so that a
+    /// load balancer stops sending them before the listener closes.
+    pub(crate) shutdown_delay_seconds: u64,
+    /// With PostgreSQL: `keyward migrate` creates a first account with an owner when there
+    /// is none, and writes its login and account key to this file (mode 0600).
+    pub(crate) bootstrap_file: Option<std::path::PathBuf>,
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) database: DatabaseSettings,
@@ -247,7 +263,7 @@ pub(crate) struct Config {
 }
 
 /// `[webhooks]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct WebhookSettings {
     /// Whether webhook URLs may reach private, loopback and link-local addresses
@@ -302,6 +318,9 @@ impl Default for Config {
             rate_limits: keyward_http::ApiLimits::default(),
             log_format: LogFormat::default(),
             workers: 0,
+            shutdown_grace_seconds: 10,
+            shutdown_delay_seconds: 0,
+            bootstrap_file: None,
             trusted_proxies: Vec::new(),
             database: DatabaseSettings::default(),
             keys: KeySettings::default(),
@@ -322,11 +341,16 @@ fn parse_error(path: String, text: &str, error: &toml::de::Error) -> ConfigError
     let before = text.get(..at).unwrap_or_default();
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    let mut message = String::new();
-    for (i, part) in error.message().trim().split(['"', '`']).enumerate() {
-        message.push_str(if i % 2 == 1 { "[value]" } else { part });
+    ConfigError::Parse { path, line, column, message: without_quotes(error.message()) }
+}
+
+/// serde's message with every quoted value taken out (it quotes the string it did not expect).
+fn without_quotes(message: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in message.trim().split(['"', '`']).enumerate() {
+        out.push_str(if i % 2 == 1 { "[value]" } else { part });
     }
-    ConfigError::Parse { path, line, column, message }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -342,12 +366,20 @@ pub(crate) enum ConfigError {
 }
 
 impl Config {
-    pub(crate) fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else { return Ok(Self::default()) };
+    /// The file's settings as a table, checked whole first (so that a mistake in it is
+    /// reported by line and column); no file is an empty table.
+    pub(crate) fn file_table(path: Option<&Path>) -> Result<toml::Table, ConfigError> {
+        let Some(path) = path else { return Ok(toml::Table::new()) };
         let display = path.display().to_string();
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        toml::from_str::<Self>(&text).map_err(|error| parse_error(display.clone(), &text, &error))?;
         toml::from_str(&text).map_err(|error| parse_error(display, &text, &error))
+    }
+
+    /// The configuration a table (the file's, with the environment's settings over it) makes.
+    pub(crate) fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        Self::deserialize(table).map_err(|error| ConfigError::Invalid(without_quotes(&error.to_string())))
     }
 
     pub(crate) fn database_url(&self) -> Option<&str> {
@@ -457,135 +489,5 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Issue #29: a file that does not parse is reported by line and column, never by
-    /// quoting the line, which may hold a password or the secret.
-    #[test]
-    fn a_file_that_does_not_parse_echoes_no_secret() {
-        let dir = std::env::temp_dir().join(format!("keyward-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for (text, line) in [
-            ("listen = \"127.0.0.1:8080\"\ndatabase_url = \"postgres://u:s3cretpw@h/db\n", 2),
-            ("secret = 12\nredis_url = \"redis://:s3cretpw@h\"\n", 1),
-            ("metrics_token = [\"s3cretpw\"]\n", 1),
-            ("[keys]\nservice_prefix = \"s3cretpw\"\nnope = 1\n", 3),
-        ] {
-            let path = dir.join("keyward.toml");
-            std::fs::write(&path, text).unwrap();
-            let shown = Config::load(Some(&path)).unwrap_err().to_string();
-            assert!(!shown.contains("s3cretpw") && !shown.contains("postgres://"), "{shown}");
-            assert!(shown.contains(&format!("line {line},")), "{shown}");
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// Found by the `config` fuzz target: 64 bytes with a multi-byte character panicked
-    /// (slicing inside a character), and the panic message printed the secret.
-    #[test]
-    fn a_secret_that_is_not_hex_is_refused_without_a_panic() {
-        for secret in [
-            "0011223344556677889Ǟabeitddeeff00112233445566778899aabbccddeeff".to_owned(),
-            "é".repeat(32),
-            "+f".repeat(32),
-        ] {
-            assert_eq!(secret.len(), 64);
-            let config: Config = toml::from_str(&format!("secret = {secret:?}")).unwrap();
-            let refused = config.secret().unwrap_err().to_string();
-            assert!(refused.contains("64 hexadecimal digits") && !refused.contains(&secret), "{refused}");
-        }
-        let config: Config = toml::from_str(&format!("secret = {:?}", "0aF9".repeat(16))).unwrap();
-        assert_eq!(config.secret().unwrap().unwrap()[..2], [0x0a, 0xf9]);
-    }
-
-    #[test]
-    fn a_previous_secret_needs_a_current_one_and_is_checked_like_it() {
-        let previous = "ab".repeat(32);
-        let alone: Config = toml::from_str(&format!("secret_previous = {previous:?}")).unwrap();
-        let refused = alone.at_rest().unwrap_err().to_string();
-        assert!(refused.contains("without KEYWARD_SECRET") && !refused.contains(&previous), "{refused}");
-        let malformed = format!("{}zz", "ab".repeat(31));
-        let both: Config =
-            toml::from_str(&format!("secret = {:?}\nsecret_previous = {malformed:?}", "cd".repeat(32))).unwrap();
-        let refused = both.at_rest().unwrap_err().to_string();
-        assert!(refused.contains("KEYWARD_SECRET_PREVIOUS") && !refused.contains(&malformed), "{refused}");
-        let rotated: Config =
-            toml::from_str(&format!("secret = {:?}\nsecret_previous = {previous:?}", "cd".repeat(32))).unwrap();
-        assert!(rotated.at_rest().unwrap().is_some());
-        assert!(Config::default().at_rest().unwrap().is_none());
-    }
-
-    #[test]
-    fn a_full_file_parses_and_unknown_keys_are_rejected() {
-        let config: Config = toml::from_str(
-            r#"
-            listen = "0.0.0.0:9000"
-            public_url = "https://keys.example.com"
-            log_format = "json"
-            trusted_proxies = ["10.0.0.0/8"]
-            [database]
-            max_connections = 4
-            [keys]
-            default_keyspace_prefix = "acme"
-            [plans.free]
-            max_keys = 5
-            audit_retention_days = 7
-            account_keys_allowed = false
-            default_tier = "free"
-            [tiers]
-            free = 20
-            [webhooks]
-            allow_private = true
-            key_expiring_days = [30, 3]
-            quota_low_percent = 25
-            "#,
-        )
-        .unwrap();
-        assert_eq!(config.listen.port(), 9000);
-        assert_eq!(config.plans.free.max_keys, Some(5));
-        assert_eq!(config.plans.pro.max_keys, Some(10_000), "unset plans keep their defaults");
-        assert_eq!(config.tiers.free, 20);
-        assert_eq!(config.domain().unwrap().default_keyspace_prefix.as_str(), "acme");
-        assert!(config.domain().unwrap().webhooks_allow_private);
-        let notices = config.domain().unwrap().webhook_notices;
-        assert_eq!(
-            (notices.expiring_leads, notices.quota_low_percent),
-            (vec![time::Duration::days(30), time::Duration::days(3)], 25)
-        );
-        let bad: Config = toml::from_str("[webhooks]\nquota_low_percent = 101").unwrap();
-        assert!(bad.domain().is_err(), "a percentage past 100 is refused at start");
-        assert!(!Config::default().domain().unwrap().webhooks_allow_private, "refused unless allowed");
-        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
-    }
-
-    #[test]
-    fn debug_output_shows_no_secret_setting() {
-        let secret = "ab".repeat(32);
-        let config: Config = toml::from_str(&format!(
-            r#"
-            database_url = "postgres://keyward:db-password-1@db/keyward"
-            redis_url = "redis://:redis-password-2@cache:6379"
-            secret = "{secret}"
-            metrics_token = "scrape-token-3-long-enough"
-            "#
-        ))
-        .unwrap();
-        let shown = format!("{config:?}");
-        for hidden in ["db-password-1", "redis-password-2", secret.as_str(), "scrape-token-3"] {
-            assert!(!shown.contains(hidden), "{hidden} in {shown}");
-        }
-        assert_eq!(config.database_url(), Some("postgres://keyward:db-password-1@db/keyward"));
-        assert!(config.secret().unwrap().is_some(), "still read as the secret it is");
-    }
-
-    #[test]
-    fn a_metrics_token_must_be_long_and_is_never_shown() {
-        let with = |token: &str| Config { metrics_token: token.parse().ok(), ..Config::default() }.metrics_token();
-        assert!(Config::default().metrics_token().unwrap().is_none(), "no token: no route");
-        assert!(with("short").is_err());
-        assert!(with("sixteen chars ok").is_err(), "no spaces: it travels in a header");
-        let token = with("a-scrape-token-of-32-characters!").unwrap().unwrap();
-        assert!(!format!("{token:?}").contains("scrape"));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

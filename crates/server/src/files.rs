@@ -1,6 +1,6 @@
 //! The files the CLI writes a secret to (a bootstrap key, an account key).
 
-use std::{io::Write, path::PathBuf};
+use std::{io::Write, path::Path};
 
 use crate::CliError;
 
@@ -9,7 +9,7 @@ use crate::CliError;
 /// user reads, or one the secret must not overwrite); an existing regular file is replaced
 /// by a new one rather than rewritten, so its old mode and other hard links keep nothing.
 /// The new file is created with `O_CREAT | O_EXCL`, which follows no link planted meanwhile.
-pub(crate) fn write_secret_file(path: &PathBuf, secret: &str) -> Result<(), CliError> {
+pub(crate) fn write_secret_file(path: &Path, secret: &str) -> Result<(), CliError> {
     let shown = path.display();
     let failed = |e: std::io::Error| CliError::Other(format!("cannot write {shown}: {e}"));
     match std::fs::symlink_metadata(path) {

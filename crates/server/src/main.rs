@@ -2,10 +2,14 @@
 //! HTTP application, and runs it. No business logic lives here.
 
 mod background;
+mod cli;
 mod config;
 mod files;
 mod github;
+mod ops;
 mod postgres;
+mod settings;
+mod shutdown;
 mod telemetry;
 
 use std::{
@@ -16,181 +20,16 @@ use std::{
 };
 
 use actix_web::{HttpServer, web};
-use clap::{Parser, Subcommand};
-use config::{Config, LogFormat, Sensitive};
-use keyward_domain::{
-    AccountId, OsRandom, Plan, Store, SystemClock,
-    key_service::KeyService,
-    password::Password,
-    people::{Email, Role},
-};
+use clap::Parser as _;
+use cli::{AccountCommand, AuditCommand, Cli, Command, ConfigCommand, UserCommand};
+use config::Config;
+use keyward_domain::{OsRandom, Plan, Store, SystemClock, key_service::KeyService, password::Password, people::Email};
 use keyward_http::{AppState, HttpSettings, Policies, TrustedProxies, audit::RequestAuditSink};
 use keyward_ratelimit::Limits;
 use keyward_runtime::password::BlockingPasswordHasher;
 use keyward_store_mem::MemStore;
 use keyward_telemetry::Telemetry;
 use postgres::pg_state;
-
-#[derive(Debug, Parser)]
-#[command(name = "keyward", version, about = "Self-hostable API key management")]
-struct Cli {
-    /// TOML configuration file.
-    #[arg(long, global = true, env = "KEYWARD_CONFIG")]
-    config: Option<PathBuf>,
-    /// PostgreSQL URL; without one, `serve` keeps everything in memory.
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<Sensitive>,
-    /// Redis URL (`redis://…`, or `redis+cluster://host:port,…` for a Redis Cluster); rate
-    /// limits and quotas are then shared by every instance.
-    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<Sensitive>,
-    /// PEM file of the certificate authorities a `rediss://` server must chain to (default: the system's).
-    #[arg(long, global = true, env = "REDIS_CA_FILE")]
-    redis_ca_file: Option<PathBuf>,
-    /// GitHub's secret-scanning public keys, as https://api.github.com/meta/public_keys/secret_scanning
-    /// serves them (docs/leaks.md); without it, POST /v1/leaks/github answers 404.
-    #[arg(long, global = true, env = "KEYWARD_GITHUB_KEYS_FILE")]
-    github_keys_file: Option<PathBuf>,
-    /// Accept GitHub's secret-scanning reports, with its keys fetched (docs/leaks.md).
-    #[arg(long, global = true, env = "KEYWARD_GITHUB_SECRET_SCANNING")]
-    github_secret_scanning: Option<bool>,
-    /// Where GitHub's secret-scanning keys are fetched from (default: GitHub's API).
-    #[arg(long, global = true, env = "KEYWARD_GITHUB_KEYS_URL")]
-    github_keys_url: Option<String>,
-    /// Let webhook URLs reach private, loopback and link-local addresses (default: refused).
-    #[arg(long, global = true, env = "KEYWARD_WEBHOOKS_ALLOW_PRIVATE")]
-    webhooks_allow_private: Option<bool>,
-    /// 64 hex digits sealing stored idempotent responses and webhook secrets; shared by
-    /// every instance.
-    #[arg(long, global = true, env = "KEYWARD_SECRET", hide_env_values = true)]
-    secret: Option<Sensitive>,
-    /// The KEYWARD_SECRET before a rotation: what it sealed still opens, and is sealed again.
-    #[arg(long, global = true, env = "KEYWARD_SECRET_PREVIOUS", hide_env_values = true)]
-    secret_previous: Option<Sensitive>,
-    /// The mail server: smtp://[user:password@]host[:port] (STARTTLS), smtps://… (TLS), or
-    /// smtp://127.0.0.1:port?tls=none for a test sink on this machine.
-    #[arg(long, global = true, env = "KEYWARD_SMTP_URL", hide_env_values = true)]
-    smtp_url: Option<Sensitive>,
-    /// The From: of every mail, e.g. "Keyward <keys@example.com>".
-    #[arg(long, global = true, env = "KEYWARD_MAIL_FROM")]
-    mail_from: Option<String>,
-    #[arg(long, global = true, env = "KEYWARD_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve the HTTP API.
-    Serve {
-        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
-        #[arg(long, env = "KEYWARD_LISTEN")]
-        listen: Option<std::net::SocketAddr>,
-        /// Base URL clients use (documentation links in errors; https makes the session
-        /// cookie `__Host-` and Secure).
-        #[arg(long, env = "KEYWARD_PUBLIC_URL")]
-        public_url: Option<String>,
-        /// In-memory mode: also write the bootstrap account key to this file (mode 0600).
-        #[arg(long)]
-        bootstrap_key_file: Option<PathBuf>,
-        /// The bearer token a scraper presents to `GET /metrics`; without one the route
-        /// does not exist.
-        #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true)]
-        metrics_token: Option<Sensitive>,
-    },
-    /// Apply the embedded database migrations.
-    Migrate,
-    /// Manage accounts.
-    Account {
-        #[command(subcommand)]
-        command: AccountCommand,
-    },
-    /// Manage people.
-    User {
-        #[command(subcommand)]
-        command: UserCommand,
-    },
-    /// The audit trail.
-    Audit {
-        #[command(subcommand)]
-        command: AuditCommand,
-    },
-    /// Print the OpenAPI document.
-    #[command(hide = true)]
-    Openapi,
-}
-
-#[derive(Debug, Subcommand)]
-enum AuditCommand {
-    /// Walk the hash chains and name the first broken link of each; exits 1 if any is broken.
-    Verify {
-        /// Only this account's chain.
-        #[arg(long)]
-        account: Option<AccountId>,
-        /// A head printed earlier by `keyward audit head` (`<acct_… or none>:<seq>:<hash>`):
-        /// the trail must still hold that event unchanged, so deleting the newest events is
-        /// caught. Repeatable.
-        #[arg(long = "expect-head")]
-        expect_head: Vec<keyward_domain::audit::AnchoredHead>,
-    },
-    /// Print each chain's newest event as `<acct_… or none>:<seq>:<hash>`, to keep outside
-    /// the database and check later with `verify --expect-head`.
-    Head,
-    /// Delete events older than each account's plan retention (`serve` does this hourly).
-    Purge,
-}
-
-#[derive(Debug, Subcommand)]
-enum AccountCommand {
-    /// Create an account with its default keyspace and a first account key (printed once),
-    /// and optionally its owner (a one-time password is printed unless --password-stdin).
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long, default_value = "free", value_parser = parse_plan)]
-        plan: Plan,
-        /// Create the account's owner with this email.
-        #[arg(long)]
-        owner_email: Option<String>,
-        /// Read the owner's password from standard input instead of generating one.
-        #[arg(long, requires = "owner_email")]
-        password_stdin: bool,
-        /// Also write the account key to this file (mode 0600).
-        #[arg(long)]
-        key_file: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum UserCommand {
-    /// Add a person to an account (a new user gets a one-time password unless --password-stdin).
-    Add {
-        #[arg(long)]
-        account: AccountId,
-        #[arg(long)]
-        email: String,
-        #[arg(long, default_value = "member", value_parser = parse_role)]
-        role: Role,
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Set a user's password (generated and printed once unless --password-stdin).
-    SetPassword {
-        #[arg(long)]
-        email: String,
-        #[arg(long)]
-        password_stdin: bool,
-    },
-}
-
-fn parse_plan(s: &str) -> Result<Plan, String> {
-    s.parse().map_err(|e| format!("{e}"))
-}
-
-fn parse_role(s: &str) -> Result<Role, String> {
-    s.parse().map_err(|e| format!("{e}"))
-}
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -228,14 +67,9 @@ fn parse_email(value: &str) -> Result<Email, CliError> {
     Email::new(value).map_err(|e| CliError::Other(format!("--email {e}")))
 }
 
-fn state<S: Store>(store: S, config: &Config, telemetry: &Telemetry) -> Result<AppState<S, Limits>, CliError> {
-    // Host names in IP allowlists resolve through the system resolver, cached briefly.
-    let resolver = Arc::new(keyward_resolver::SystemResolver::new(keyward_resolver::ResolverConfig::default()));
-    let service = KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?))
-        .with_resolver(resolver);
-    let hasher = BlockingPasswordHasher::new(config.passwords.params(), config.passwords.concurrency())
-        .map_err(|e| CliError::Other(format!("invalid password hashing settings: {e}")))?;
-    let limits = match config.redis_url() {
+/// The rate limiter and quota ledger the configuration asks for (made, not yet connected).
+fn limits(config: &Config) -> Result<Limits, CliError> {
+    Ok(match config.redis_url() {
         Some(url) => {
             let mut options =
                 keyward_ratelimit::redis::Options::new(std::time::Duration::from_millis(config.redis_timeout_ms));
@@ -250,7 +84,17 @@ fn state<S: Store>(store: S, config: &Config, telemetry: &Telemetry) -> Result<A
             limits
         }
         None => Limits::in_process(),
-    };
+    })
+}
+
+fn state<S: Store>(store: S, config: &Config, telemetry: &Telemetry) -> Result<AppState<S, Limits>, CliError> {
+    // Host names in IP allowlists resolve through the system resolver, cached briefly.
+    let resolver = Arc::new(keyward_resolver::SystemResolver::new(keyward_resolver::ResolverConfig::default()));
+    let service = KeyService::new(store, Arc::new(SystemClock), Arc::new(OsRandom), Arc::new(config.domain()?))
+        .with_resolver(resolver);
+    let hasher = BlockingPasswordHasher::new(config.passwords.params(), config.passwords.concurrency())
+        .map_err(|e| CliError::Other(format!("invalid password hashing settings: {e}")))?;
+    let limits = limits(config)?;
     let secret = config.secret()?;
     let limits = Arc::new(limits);
     telemetry::observe_limits(telemetry, &limits);
@@ -292,7 +136,9 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
         state.people = state.people.with_mail(links);
     }
     let state = web::Data::new(state);
-    let flusher = background::spawn(&state, config)?;
+    let background = background::spawn(&state, config)?;
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
+    let delay = std::time::Duration::from_secs(config.shutdown_delay_seconds.min(config.shutdown_grace_seconds));
     let factory_settings = settings.clone();
     let factory_state = state.clone();
     let mut server = HttpServer::new(move || {
@@ -306,6 +152,9 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
     // is one half of the slow-client defence; the body's deadline is the other, in
     // `keyward_http::extract::BODY_READ_TIMEOUT`).
     .client_request_timeout(std::time::Duration::from_secs(5))
+    // Signals are ours (shutdown.rs): readiness goes first, then the listener.
+    .disable_signals()
+    .shutdown_timeout(grace.saturating_sub(delay).as_secs().max(1))
     .listen(listener)
     .map_err(|e| CliError::Other(format!("cannot listen on {bound}: {e}")))?;
     if config.workers > 0 {
@@ -314,13 +163,18 @@ async fn run_server<S: Store>(state: AppState<S, Limits>, config: &Config) -> Re
     for addr in server.addrs() {
         tracing::info!(%addr, public_url = %settings.public_url, "listening");
     }
-    // actix-web stops gracefully on SIGTERM and SIGINT: it stops accepting, lets requests
-    // in flight finish (30 s at most), then returns.
-    server.run().await.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
-    // The requests in flight are done: write the usage they left in memory, after the
-    // flush that may be running now.
-    let flushed = flusher.stop().await;
-    tracing::info!(usage_records_flushed = flushed, usage_records_dropped = state.meter.dropped(), "stopped");
+    let server = server.run();
+    let signalled = shutdown::on_signal(server.handle(), state.draining.clone(), delay);
+    server.await.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
+    // The requests in flight are done: write the usage they left in memory and let the
+    // outbox workers end their tries, within what is left of the grace.
+    let deadline = shutdown::deadline(signalled, grace);
+    match background.stop(deadline).await {
+        Some(flushed) => {
+            tracing::info!(usage_records_flushed = flushed, usage_records_dropped = state.meter.dropped(), "stopped");
+        }
+        None => tracing::warn!("the grace period ended before the usage was flushed and the workers stopped"),
+    }
     // The last spans and a last collection of the metrics, to the collector if there is one.
     let telemetry = state.instruments.telemetry().clone();
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
@@ -367,8 +221,30 @@ async fn serve(config: Config, bootstrap_key_file: Option<PathBuf>, telemetry: &
     run_server(state, &config).await
 }
 
+/// The first account of an empty PostgreSQL database, with its owner: the login and the
+/// account key are printed once and written to `path` (mode 0600) for the operator.
+async fn bootstrap_postgres(config: &Config, telemetry: &Telemetry, path: &std::path::Path) -> Result<(), CliError> {
+    let state = pg_state(config, telemetry).await?;
+    let owner = parse_email(BOOTSTRAP_OWNER)?;
+    let (account, member, issued) = state
+        .people
+        .create_account_with_owner("default", Plan::Enterprise, owner, None, true)
+        .await
+        .map_err(|e| other("cannot create the first account")(&e))?;
+    let issued = issued.ok_or_else(|| CliError::Other("the first account has no key".into()))?;
+    let password = member.initial_password.as_ref().map_or("", |p| p.expose_secret());
+    let text = format!(
+        "First account {} (enterprise).\nOwner login, one-time password: {BOOTSTRAP_OWNER} / {password}\nAccount key: {}\n",
+        account.id,
+        issued.plaintext.expose_secret()
+    );
+    files::write_secret_file(path, &text)?;
+    print_once(&format!("\n{text}(also written to {}, mode 0600)\n", path.display()));
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let mut config = Config::load(cli.config.as_deref())?;
+    let mut config = settings::load(cli.config.as_deref(), &|name| std::env::var(name).ok())?;
     // A flag or variable given replaces the file's value.
     macro_rules! given {
         ($($field:ident),+) => {
@@ -413,8 +289,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Migrate => {
             let url = config.database_url().ok_or(CliError::NoDatabase)?;
-            let applied = keyward_store_pg::run_migrations(url).await.map_err(|e| CliError::Other(e.to_string()))?;
+            // Several instances or jobs may start at once: one migrates (and bootstraps)
+            // at a time.
+            let mut lock =
+                keyward_store_pg::MigrationLock::acquire(url).await.map_err(|e| other("cannot migrate")(&e))?;
+            let applied = lock.migrate().await.map_err(|e| other("cannot migrate")(&e))?;
             tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied; the schema is current");
+            if let Some(path) = &config.bootstrap_file
+                && !lock.has_accounts().await.map_err(|e| other("cannot read the accounts")(&e))?
+            {
+                bootstrap_postgres(&config, &telemetry, path).await?;
+            }
+            drop(lock);
             Ok(())
         }
         Command::Account { command: AccountCommand::Create { name, plan, owner_email, password_stdin, key_file } } => {
@@ -528,6 +414,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             print_once(&format!("Purged {removed} audit events past their retention."));
             Ok(())
         }
+        Command::Healthcheck { addr } => {
+            ops::healthcheck(addr.unwrap_or(config.listen)).map_err(|e| CliError::Other(format!("unhealthy: {e}")))
+        }
+        Command::Config { command: ConfigCommand::Check } => ops::config_check(&config),
         Command::Openapi => {
             print_once(keyward_http::openapi::document_json().trim_end());
             Ok(())
@@ -544,34 +434,5 @@ fn main() -> ExitCode {
             eprintln!("keyward: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Flags and environment variables holding secrets parse, and `Debug` shows none.
-    #[test]
-    fn the_command_line_debug_shows_no_secret() {
-        let cli = Cli::try_parse_from([
-            "keyward",
-            "--database-url",
-            "postgres://keyward:cli-db-password@db/keyward",
-            "--redis-url",
-            "redis://:cli-redis-password@cache",
-            "serve",
-            "--metrics-token",
-            "cli-scrape-token-long-enough",
-        ])
-        .unwrap();
-        let shown = format!("{cli:?}");
-        for hidden in ["cli-db-password", "cli-redis-password", "cli-scrape-token"] {
-            assert!(!shown.contains(hidden), "{hidden} in {shown}");
-        }
-        assert_eq!(
-            cli.database_url.as_ref().map(Sensitive::expose),
-            Some("postgres://keyward:cli-db-password@db/keyward")
-        );
     }
 }

@@ -62,7 +62,7 @@ use keyward_domain::{
         AccountStats, KeyUse, TOP_KEYS, UsageEntry, UsagePosition, UsageRecord, UsageSummary, day_and_month_start,
     },
 };
-pub use migrate::{MigrationError, pending_migrations, run_migrations};
+pub use migrate::{MigrationError, MigrationLock, pending_migrations, run_migrations};
 use rows::{
     AccountRow, AuditRow, CorruptRow, InvitationRow, KeyChanges, KeyRow, KeyspaceRow, MembershipRow, SessionRow,
     UserRow,

@@ -123,6 +123,15 @@ impl TestDatabase {
         Self { name, url }
     }
 
+    /// A database with nothing in it, not even the migrations (for `keyward migrate`).
+    pub async fn empty() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = format!("keyward_empty_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        admin().await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let url = with_database(&admin_url(), &name);
+        Self { name, url }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

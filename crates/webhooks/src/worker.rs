@@ -41,16 +41,19 @@ impl Default for WorkerSettings {
     }
 }
 
-/// Starts the worker on a thread of its own; it runs until the process ends.
+/// Starts the worker on a thread of its own. It runs until `stop` turns true (or its sender
+/// is dropped): then it claims nothing more, waits for the tries in flight (each ends
+/// within [`SEND_TIMEOUT`]) and returns, so that a SIGTERM loses no try half-recorded.
 pub fn spawn_worker<S: Store, W: WebhookSender + 'static>(
     service: KeyService<S>,
     sender: Arc<W>,
     settings: WorkerSettings,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new().name("keyward-webhooks".into()).spawn(move || {
         let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, run(service, Bounded(sender), settings));
+        local.block_on(&runtime, run(service, Bounded(sender), settings, stop));
     })
 }
 
@@ -58,12 +61,14 @@ async fn run<S: Store, W: WebhookSender + 'static>(
     service: KeyService<S>,
     sender: Bounded<W>,
     settings: WorkerSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let (service, sender) = (Rc::new(service), Rc::new(sender));
     let (ended, mut endings) = mpsc::unbounded_channel::<AccountId>();
     let mut in_flight = InFlight::default();
     let mut scanned: Option<std::time::Instant> = None;
-    loop {
+    let mut stopping = false;
+    while !stopping && !*stop.borrow() {
         if scanned.is_none_or(|at| at.elapsed() >= settings.notice_scan) {
             scanned = Some(std::time::Instant::now());
             if let Err(error) = service.announce_notices().await {
@@ -96,11 +101,20 @@ async fn run<S: Store, W: WebhookSender + 'static>(
         tokio::select! {
             Some(account) = endings.recv() => in_flight.end(account),
             () = tokio::time::sleep(settings.idle) => {}
+            changed = stop.changed() => stopping = changed.is_err() || *stop.borrow(),
         }
         while let Ok(account) = endings.try_recv() {
             in_flight.end(account);
         }
     }
+    // Stopping: the tries in flight end (recorded, or given up at the send timeout).
+    while in_flight.total() > 0 {
+        match endings.recv().await {
+            Some(account) => in_flight.end(account),
+            None => break,
+        }
+    }
+    tracing::info!("the webhook worker stopped");
 }
 
 /// What the worker is trying now.

@@ -150,6 +150,16 @@ impl Server {
         Ok((status, cookie, response.body_mut().read_json().unwrap_or(Value::Null)))
     }
 
+    /// SIGTERM, without waiting.
+    pub fn terminate(&self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+    }
+
+    /// Waits for the process to end; its exit status.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     /// SIGKILL: no shutdown hook runs, as when the machine loses power.
     pub fn kill_9(&self) {
         Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap();
