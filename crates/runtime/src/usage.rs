@@ -13,6 +13,11 @@ use keyward_domain::ports::UsageStore;
 /// many records were written.
 #[tracing::instrument(target = "keyward::otel", name = "usage.flush", skip_all, fields(written = tracing::field::Empty))]
 pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
+    flush_kept(meter, store).await.0
+}
+
+/// [`flush`], also answering how many records it had to keep for lack of storage.
+async fn flush_kept<S: UsageStore>(meter: &UsageMeter, store: &S) -> (usize, usize) {
     if let Some(dropped) = meter.drops_to_report(time::OffsetDateTime::now_utc()) {
         tracing::warn!(
             dropped,
@@ -34,7 +39,8 @@ pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
         tracing::warn!(%error, kept = outcome.kept, "could not write usage; keeping it for the next flush");
     }
     tracing::Span::current().record("written", outcome.written);
-    outcome.written
+    let kept = if outcome.error.is_some() { outcome.kept } else { 0 };
+    (outcome.written, kept)
 }
 
 /// The running flusher. [`Flusher::stop`] lets a flush in progress finish before the last
@@ -43,7 +49,8 @@ pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
 #[derive(Debug)]
 #[must_use = "dropping the flusher stops it after one last flush"]
 pub struct Flusher {
-    stop: tokio::sync::oneshot::Sender<()>,
+    /// When the last flush must be done by.
+    stop: tokio::sync::oneshot::Sender<tokio::time::Instant>,
     task: tokio::task::JoinHandle<usize>,
     /// Held for each flush, the schedule's and [`Flusher::flush_now`]'s: a flush takes the
     /// whole buffer, so one that did not wait for another in progress could return before
@@ -53,10 +60,17 @@ pub struct Flusher {
 
 impl Flusher {
     /// Stops flushing on a schedule, waits for a flush in progress, then writes what is
-    /// left; returns how many records that last flush wrote.
+    /// left, once; returns how many records that last flush wrote.
     pub async fn stop(self) -> usize {
+        self.stop_by(tokio::time::Instant::now()).await
+    }
+
+    /// [`Flusher::stop`], trying the last flush again while storage is unavailable (a
+    /// connection that died with a runtime being shut down, a database restarting) until
+    /// `deadline`; returns how many records the last flushes wrote.
+    pub async fn stop_by(self, deadline: tokio::time::Instant) -> usize {
         // Refused only when the task has already ended, which is what this asks for.
-        let _ = self.stop.send(());
+        let _ = self.stop.send(deadline);
         self.task.await.unwrap_or(0)
     }
 
@@ -81,18 +95,19 @@ pub fn spawn_observed_flusher<S: UsageStore + 'static>(
     every: Duration,
     observe: impl Fn(Duration) + Send + 'static,
 ) -> Flusher {
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let flushing = Arc::new(tokio::sync::Mutex::new(()));
     let task = tokio::spawn({
         let flushing = flushing.clone();
         async move {
             let mut interval = tokio::time::interval(every);
-            loop {
+            let deadline = loop {
                 // Only the wait for the next tick is raced against the stop signal: a flush,
                 // once begun, runs to its end.
                 tokio::select! {
                     biased;
-                    _ = &mut stopped => break,
+                    // A dropped handle stops at once, with one last try.
+                    deadline = &mut stopped => break deadline.unwrap_or_else(|_| tokio::time::Instant::now()),
                     _ = interval.tick() => {
                         let _flushing = flushing.lock().await;
                         let started = std::time::Instant::now();
@@ -100,9 +115,17 @@ pub fn spawn_observed_flusher<S: UsageStore + 'static>(
                         observe(started.elapsed());
                     }
                 }
-            }
+            };
             let _flushing = flushing.lock().await;
-            flush(&meter, &store).await
+            let (mut written, mut kept) = flush_kept(&meter, &store).await;
+            let mut pause = Duration::from_millis(50);
+            while kept > 0 && tokio::time::Instant::now() + pause < deadline {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                let (more, still) = flush_kept(&meter, &store).await;
+                (written, kept) = (written + more, still);
+            }
+            written
         }
     });
     Flusher { stop, task, flushing }
@@ -225,6 +248,60 @@ mod tests {
         assert_eq!(stopping.await.ok(), Some(1), "the last flush writes the record that came later");
         assert_eq!(store.written.load(Ordering::SeqCst), 4, "nothing taken from the meter is lost");
     }
+    /// A store that is unavailable for its first `failures` writes, then writes.
+    #[derive(Debug, Clone, Default)]
+    struct FlakyStore(Arc<Flaky>);
+
+    #[derive(Debug, Default)]
+    struct Flaky {
+        failures: AtomicUsize,
+        written: AtomicUsize,
+    }
+
+    impl std::ops::Deref for FlakyStore {
+        type Target = Flaky;
+
+        fn deref(&self) -> &Flaky {
+            &self.0
+        }
+    }
+
+    impl UsageStore for FlakyStore {
+        async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StorageError> {
+            if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                return Err(StorageError::Unavailable("connection closed".into()));
+            }
+            self.written.fetch_add(batch.len(), Ordering::SeqCst);
+            Ok(())
+        }
+        nothing_to_read!();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_flush_is_tried_again_until_the_deadline_while_storage_is_unavailable() {
+        let meter = Arc::new(UsageMeter::new(10));
+        let store = FlakyStore::default();
+        let flusher = spawn_flusher(meter.clone(), store.clone(), Duration::from_secs(3600));
+        tokio::task::yield_now().await;
+        for _ in 0..3 {
+            meter.record(record());
+        }
+        store.failures.store(3, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        assert_eq!(flusher.stop_by(deadline).await, 3, "the records are written once storage answers");
+        assert_eq!((store.written.load(Ordering::SeqCst), meter.buffered()), (3, 0));
+
+        // Past the deadline, what storage never took stays in the meter (and is logged).
+        let flusher = spawn_flusher(meter.clone(), store.clone(), Duration::from_secs(3600));
+        tokio::task::yield_now().await;
+        meter.record(record());
+        store.failures.store(usize::MAX, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        assert_eq!(flusher.stop_by(deadline).await, 0);
+        assert!(tokio::time::Instant::now() <= deadline, "the tries end by the deadline");
+        assert_eq!(meter.buffered(), 1);
+    }
+
     /// A store that refuses (as PostgreSQL refuses a NUL in text) every batch holding a
     /// record whose endpoint has a NUL, and writes the others; or refuses everything.
     #[derive(Debug, Default)]

@@ -261,8 +261,10 @@ pub(crate) fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) ->
 }
 
 /// The variable's text, or for a secret the text of the file `<env>_FILE` names (one
-/// trailing line break taken off, as `echo` and editors leave one).
+/// trailing line break taken off, as `echo` and editors leave one). An empty variable is
+/// an unset one (what compose's `${VAR:-}` gives).
 fn read(setting: &Setting, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let env = |name: &str| env(name).filter(|text| !text.is_empty());
     let direct = env(&setting.env);
     if !setting.secret {
         return Ok(direct);
@@ -382,7 +384,7 @@ pub(crate) fn document() -> String {
          dotted keys are `[sections]`) or in the environment; the environment wins over the file, \
          and a flag over both. A setting marked *secret* can also be read from a file named by \
          the variable with `_FILE` appended (`DATABASE_URL_FILE=/run/secrets/database_url`), \
-         the Docker and Kubernetes secrets convention; setting both is an error. \
+         the Docker and Kubernetes secrets convention; setting both is an error. An empty variable counts as unset. \
          `keyward config check` reads the configuration as `serve` would, checks it, and prints it \
          with secrets redacted, without starting.\n\n\
          Lists are comma-separated in the environment (`KEYWARD_TRUSTED_PROXIES=10.0.0.0/8,192.168.0.0/16`) \

@@ -103,6 +103,9 @@ fn the_environment_wins_over_the_file_and_is_typed() {
     assert_eq!(config.plans.pro.max_keys, Some(10_000), "the rest of the plan keeps its default");
     assert_eq!(config.rate_limits.ip.burst, 77);
     assert_eq!(config.log_format, crate::config::LogFormat::Json);
+    let empty = load(None, &env_from(&[("KEYWARD_SMTP_URL", ""), ("KEYWARD_MAIL_FROM", ""), ("KEYWARD_WORKERS", "")]));
+    let empty = empty.unwrap();
+    assert!(empty.smtp_url.is_none() && empty.mail_from.is_none() && empty.workers == 0, "empty is unset");
     let refused = load(None, &env_from(&[("KEYWARD_WORKERS", "many")])).unwrap_err().to_string();
     assert!(refused.contains("KEYWARD_WORKERS must be a whole number"), "{refused}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -412,5 +412,5 @@ async fn usage_counts_are_exact_after_a_graceful_shutdown_under_load() {
     .get_result(&mut conn)
     .await
     .unwrap();
-    assert_eq!((counts.usage_count, counts.daily, counts.records), (300, 300, 300));
+    assert_eq!((counts.usage_count, counts.daily, counts.records), (300, 300, 300), "{logs}");
 }
