@@ -20,12 +20,21 @@ pub struct Answer {
 /// `POST`s `body` as JSON to `http://{addr}{path}`, sending `cookie` (`name=value`) if
 /// given, and returns the answer with the value of the cookie named `cookie_name`.
 pub fn post_json(addr: &str, path: &str, cookie: Option<&str>, cookie_name: &str, body: &str) -> Result<Answer> {
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    post(addr, path, &cookie, cookie_name, body)
+}
+
+/// `POST`s `body` as JSON with `key` as the bearer credential.
+pub fn post_bearer(addr: &str, path: &str, key: &str, body: &str) -> Result<Answer> {
+    post(addr, path, &format!("Authorization: Bearer {key}\r\n"), "", body)
+}
+
+fn post(addr: &str, path: &str, header: &str, cookie_name: &str, body: &str) -> Result<Answer> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n{cookie}\r\n{body}",
+         Content-Length: {}\r\n{header}\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).map_err(|e| format!("POST {path}: {e}"))?;

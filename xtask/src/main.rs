@@ -13,6 +13,9 @@
 //!   `docs/performance.md`.
 //! - `contract [seconds]`: schemathesis (pinned, in a virtualenv it creates) against the
 //!   release binary on both stores.
+//! - `image`: the container image built from `Dockerfile` with buildah over base images
+//!   assembled here, run against PostgreSQL and Redis with compose.yaml's environment, and
+//!   the deployment files linted (`image.rs`).
 //! - `fuzz [seconds]`: every cargo-fuzz target in `fuzz/` for `seconds` each (60 by
 //!   default), from the committed corpus.
 //!
@@ -33,6 +36,7 @@ mod contract;
 mod cycles;
 mod fuzz;
 mod http;
+mod image;
 mod tidy;
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -54,8 +58,9 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(args.get(1).map(String::as_str)),
         Some("contract") => contract::contract(args.get(1).map(String::as_str)),
         Some("fuzz") => fuzz::fuzz(args.get(1).map(String::as_str)),
+        Some("image") => image::image(),
         _ => Err("usage: cargo xtask <ci | dev | codegen [--check] | tidy | bench [criterion | http] \
-                  | contract [seconds] | fuzz [seconds]>"
+                  | contract [seconds] | fuzz [seconds] | image>"
             .into()),
     };
     match result {
@@ -121,6 +126,13 @@ fn ci() -> Result {
     contract::run_contract(&contract::Budget::Examples(CONTRACT_EXAMPLES))?;
     // Every parser of outside input, briefly, from the committed corpus.
     fuzz::run_fuzz(CI_FUZZ_SECONDS)?;
+    // The deployment files always; the image where buildah works.
+    image::lint()?;
+    if image::buildah_works() {
+        image::build_and_run()?;
+    } else {
+        eprintln!("warning: buildah does not work on this machine; the image was not built (cargo xtask image)");
+    }
     step("dependency policy (cargo deny check bans licenses sources)");
     if succeeds("cargo", &["deny", "--version"]) || install_cargo_deny() {
         run("cargo", &["deny", "--all-features", "check", "bans", "licenses", "sources"], &[])?;
