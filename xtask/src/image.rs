@@ -136,7 +136,9 @@ pub fn buildah_works() -> bool {
 pub fn image() -> Result {
     lint()?;
     if !buildah_works() {
-        return Err("buildah (and debootstrap) are needed to build the image: apt-get install buildah debootstrap".into());
+        return Err(
+            "buildah (and debootstrap) are needed to build the image: apt-get install buildah debootstrap".into()
+        );
     }
     build_and_run()
 }
@@ -261,16 +263,18 @@ fn runtime_tree(rootfs: &Path, staging: &Path) -> Result {
         let from = std::fs::canonicalize(rootfs.join(lib).join(file)).map_err(|e| format!("{file}: {e}"))?;
         std::fs::copy(&from, staging.join(lib).join(file)).map_err(|e| format!("{file}: {e}"))?;
     }
-    let link = |target: &str, at: &str| {
-        std::os::unix::fs::symlink(target, staging.join(at)).map_err(|e| format!("{at}: {e}"))
-    };
+    let link =
+        |target: &str, at: &str| std::os::unix::fs::symlink(target, staging.join(at)).map_err(|e| format!("{at}: {e}"));
     link("usr/lib", "lib")?;
     link("usr/lib64", "lib64")?;
     link("../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "usr/lib64/ld-linux-x86-64.so.2")?;
     std::fs::copy(rootfs.join("etc/ssl/certs/ca-certificates.crt"), staging.join("etc/ssl/certs/ca-certificates.crt"))
         .map_err(|e| format!("ca-certificates.crt: {e}"))?;
     let write = |at: &str, text: &str| std::fs::write(staging.join(at), text).map_err(|e| format!("{at}: {e}"));
-    write("etc/passwd", "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")?;
+    write(
+        "etc/passwd",
+        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
+    )?;
     write("etc/group", "root:x:0:\nnonroot:x:65532:\n")?;
     write("etc/nsswitch.conf", "hosts: files dns\n")?;
     write("etc/hosts", "127.0.0.1 localhost\n::1 localhost\n")?;
@@ -325,7 +329,9 @@ fn smoke_test() -> Result {
     }
     let environment = compose_environment()?;
     psql(&format!("DROP DATABASE IF EXISTS {SMOKE_DB} WITH (FORCE)"))?;
-    psql("DO $$ BEGIN CREATE ROLE keyward LOGIN PASSWORD 'keyward'; EXCEPTION WHEN duplicate_object THEN NULL; END $$")?;
+    psql(
+        "DO $$ BEGIN CREATE ROLE keyward LOGIN PASSWORD 'keyward'; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    )?;
     psql(&format!("CREATE DATABASE {SMOKE_DB} OWNER keyward"))?;
 
     let size = image_size()?;
@@ -476,7 +482,8 @@ fn server_pid(parent: u32) -> Option<u32> {
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let is_serve = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>();
+            let is_serve =
+                cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>();
             if is_serve.first().map(String::as_str) == Some("/usr/local/bin/keyward")
                 && is_serve.get(1).map(String::as_str) == Some("serve")
                 && descends_from(pid, parent)
