@@ -11,6 +11,7 @@
 
 pub use crate::key::tests_support::sample_key;
 mod audit;
+mod gateway;
 mod keys;
 mod leaks;
 mod mail;
@@ -20,6 +21,7 @@ mod units;
 mod webhooks;
 
 pub use audit::*;
+pub use gateway::*;
 pub use keys::*;
 pub use leaks::*;
 pub use mail::*;
@@ -42,6 +44,7 @@ use crate::{
     plan::Plan,
     ports::{DeleteKeyspaceError, InsertKeyError, InsertKeyspaceError, KeyFilter, PageRequest, Store, UpdateError},
     random::SeededRandom,
+    ratelimit::{Decision, Rule},
 };
 
 /// Runs every conformance test against the store `$make` (an async expression) yields.
@@ -95,6 +98,7 @@ macro_rules! conformance_tests {
             failures_are_retried_listed_and_end_in_a_disabled_endpoint,
             a_rotated_secret_signs_beside_the_new_one_for_its_overlap,
             expiry_and_quota_notices_are_sent_once_per_threshold,
+            route_tables_are_kept_per_keyspace_and_bind_forward_auth,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -110,6 +114,36 @@ macro_rules! conformance_tests {
 }
 
 const START: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
+
+/// A limiter and ledger that admit everything, for tests about who may pass rather than how
+/// often (native keys, which count nothing).
+#[derive(Debug)]
+struct Unlimited;
+
+impl crate::ratelimit::RateLimiter for Unlimited {
+    async fn check(&self, _: &[u8], _: &[Rule], _: u64, _: OffsetDateTime) -> Decision {
+        Decision::UNLIMITED
+    }
+
+    async fn peek(&self, _: &[u8], _: &[Rule], _: u64, _: OffsetDateTime) -> Decision {
+        Decision::UNLIMITED
+    }
+}
+
+impl crate::ratelimit::QuotaLedger for Unlimited {
+    async fn spend(
+        &self,
+        _: KeyId,
+        _: &crate::quota::Quota,
+        _: Option<&crate::quota::QuotaBalance>,
+        _: u64,
+        _: OffsetDateTime,
+    ) -> crate::ratelimit::QuotaDecision {
+        crate::ratelimit::QuotaDecision { allowed: true, remaining: i64::MAX }
+    }
+}
+
+impl crate::ratelimit::Admission for Unlimited {}
 
 struct Fixture<S> {
     service: KeyService<S>,

@@ -3,6 +3,7 @@
 //! and embedded in another service.
 
 mod accounts;
+mod gateway;
 mod keys;
 mod leaks;
 pub mod mail;
@@ -44,6 +45,7 @@ use crate::{
     webhook::EventType,
 };
 
+pub use gateway::ForwardRequest;
 pub use leaks::{LeakFinding, LeakReporter, MAX_LEAK_REPORT};
 pub use webhooks::{
     DELIVERY_LEASE, MAX_RESPONSE_BYTES, NewWebhook, SEND_TIMEOUT, SendResult, WebhookPatch, WebhookRequest,
@@ -253,6 +255,18 @@ pub struct VerifyOutcome {
     pub quota_remaining: Option<i64>,
     /// The credits this request spent, for the usage record (the flush keeps the balance).
     pub quota_spent: Option<crate::quota::QuotaSpend>,
+}
+
+impl VerifyOutcome {
+    /// No such key (in the caller's account).
+    pub fn not_found() -> Self {
+        Self::refused(VerifyCode::NotFound, None)
+    }
+
+    /// Refused with `code`, before any budget was looked at.
+    pub(crate) fn refused(code: VerifyCode, key: Option<Arc<VerifiableKey>>) -> Self {
+        Self { code, key, ratelimit: None, quota_remaining: None, quota_spent: None }
+    }
 }
 
 /// What `keyward audit verify` found in one chain.

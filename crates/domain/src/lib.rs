@@ -12,6 +12,8 @@
 pub mod account;
 pub mod at_rest;
 pub mod audit;
+/// Gateways: the route rules a keyspace gives the forward-auth route, and request paths.
+pub mod gateway;
 pub mod id;
 pub mod idempotency;
 pub mod key;

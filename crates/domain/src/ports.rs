@@ -6,8 +6,8 @@
 //! The other ports are declared beside the types they speak of, and listed here so this
 //! module names every port: [`Clock`] (time), [`RandomSource`] (entropy), [`RateLimiter`] and
 //! [`QuotaLedger`] (limits), [`AuditSink`] (events a use case reports), [`WebhookStore`]
-//! (webhook endpoints, the outbox and the notices), and below,
-//! [`PasswordHasher`] and [`HostResolver`].
+//! (webhook endpoints, the outbox and the notices), [`GatewayStore`] (route tables), and
+//! below, [`PasswordHasher`] and [`HostResolver`].
 
 use std::{future::Future, sync::Arc};
 
@@ -34,11 +34,13 @@ pub use crate::{
     ratelimit::{QuotaLedger, RateLimiter},
 };
 
+mod gateway;
 mod mail;
 mod reports;
 mod resets;
 mod webhooks;
 
+pub use gateway::GatewayStore;
 pub use mail::{MailSender, MailStore};
 pub use reports::ReportStore;
 pub use resets::{PasswordReset, PasswordResetStore};
@@ -560,6 +562,7 @@ pub trait Store:
     + MailStore
     + PasswordResetStore
     + ReportStore
+    + GatewayStore
     + Atomic
     + Clone
     + 'static

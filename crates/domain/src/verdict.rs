@@ -23,6 +23,8 @@ pub enum VerifyCode {
     IpNotAllowed,
     WrongResource,
     InsufficientScope,
+    /// Forward auth only: the keyspace's route table lets no key through to this route.
+    RouteNotAllowed,
     RateLimited,
     QuotaExhausted,
 }
@@ -36,6 +38,7 @@ text_enum!(VerifyCode {
     IpNotAllowed => "IP_NOT_ALLOWED",
     WrongResource => "WRONG_RESOURCE",
     InsufficientScope => "INSUFFICIENT_SCOPE",
+    RouteNotAllowed => "ROUTE_NOT_ALLOWED",
     RateLimited => "RATE_LIMITED",
     QuotaExhausted => "QUOTA_EXHAUSTED",
 });

@@ -17,6 +17,7 @@ const PAGES: &[(&str, &str)] = &[
     ("key_limit_reached", include_str!("../../../docs/errors/key_limit_reached.md")),
     ("password_change_required", include_str!("../../../docs/errors/password_change_required.md")),
     ("csrf_rejected", include_str!("../../../docs/errors/csrf_rejected.md")),
+    ("route_not_allowed", include_str!("../../../docs/errors/route_not_allowed.md")),
     ("forbidden", include_str!("../../../docs/errors/forbidden.md")),
     ("not_found", include_str!("../../../docs/errors/not_found.md")),
     ("method_not_allowed", include_str!("../../../docs/errors/method_not_allowed.md")),

@@ -84,6 +84,7 @@ error_codes! {
     KeyLimitReached => ("key_limit_reached", 403, FORBIDDEN, "The account's plan allows no more active keys."),
     PasswordChangeRequired => ("password_change_required", 403, FORBIDDEN, "Change the password someone else chose first (POST /v1/account/password)."),
     CsrfRejected => ("csrf_rejected", 403, FORBIDDEN, "A cookie-authenticated request came from another origin or was not JSON."),
+    RouteNotAllowed => ("route_not_allowed", 403, FORBIDDEN, "A gateway asked about a route the keyspace's route rules open to no key."),
     Forbidden => ("forbidden", 403, FORBIDDEN, "The operation is not allowed."),
     NotFound => ("not_found", 404, NOT_FOUND, "No such route, or no such object in your account."),
     MethodNotAllowed => ("method_not_allowed", 405, METHOD_NOT_ALLOWED, "The route exists but does not accept this method."),
@@ -391,7 +392,10 @@ pub async fn envelope(
     let public_url = req.app_data::<web::Data<PublicUrl>>().cloned();
     // The API answers in what the client accepts; other paths (error pages, metrics) as
     // they are.
-    let api = uri.path() == "/v1" || uri.path().starts_with("/v1/");
+    // A gateway's check carries its client's Accept (a browser's text/html): answered in
+    // JSON whatever it asks, never 406, which a gateway would turn into a 500.
+    let api = (uri.path() == "/v1" || uri.path().starts_with("/v1/"))
+        && !uri.path().starts_with(crate::routes::FORWARD_AUTH_PREFIX);
     let representation = media::negotiate(req.headers().get(header::ACCEPT));
     let response = if representation.is_none() && api {
         let refusal = ApiError::new(

@@ -279,7 +279,8 @@ fn serde_urlencoded_path<T: DeserializeOwned>(query: &str) -> Result<T, ApiError
 pub struct TrustedProxies(pub Vec<IpNet>);
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then
-/// `X-Forwarded-For` read right to left, skipping trusted hops.
+/// `X-Forwarded-For` read right to left, skipping trusted hops, or without one nginx's
+/// `X-Real-IP`.
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     // Borrowed, not cloned: this runs on every verification.
@@ -298,7 +299,8 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
         .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
         .filter(|ip| !is_trusted(ip))
         .last();
-    Some(rightmost_untrusted.unwrap_or(peer))
+    let real_ip = || req.headers().get("x-real-ip").and_then(|v| v.to_str().ok()?.trim().parse::<IpAddr>().ok());
+    Some(rightmost_untrusted.or_else(real_ip).unwrap_or(peer))
 }
 
 /// The API key a request presents, from whichever of the three SPEC §3 forms it uses.

@@ -203,6 +203,8 @@ fn refusal(outcome: &VerifyOutcome) -> ApiError {
         VerifyCode::InsufficientScope => {
             forbidden(ErrorCode::InsufficientScope, "the key lacks a scope this route requires")
         }
+        // Forward auth only; a guard has no route rules.
+        VerifyCode::RouteNotAllowed => forbidden(ErrorCode::RouteNotAllowed, "no key may pass to this route"),
         VerifyCode::RateLimited => ApiError {
             retry: Some(("key", retry_after)),
             ..ApiError::new(ErrorCode::RateLimited, "the key's rate limit is reached")

@@ -15,6 +15,7 @@ pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod guard;
 pub mod handlers;
 pub mod headers;
@@ -188,14 +189,34 @@ where
 /// Every route it registers must be in the route table ([`routes::ROUTES`]); a test
 /// calls every route of the table.
 fn resource(path: &str, routes: Vec<(Method, Route)>) -> actix_web::Resource {
+    resource_as(path, path, routes)
+}
+
+/// [`resource`] for a pattern the route table lists otherwise (`{path:.*}`, a regular
+/// expression, as `{path}`).
+fn resource_as(path: &str, listed: &str, routes: Vec<(Method, Route)>) -> actix_web::Resource {
     for (method, _) in &routes {
-        assert!(routes::find(method, path).is_some(), "{method} {path} is missing from routes::ROUTES");
+        assert!(routes::find(method, listed).is_some(), "{method} {listed} is missing from routes::ROUTES");
     }
     let allow = routes.iter().map(|(method, _)| method.as_str()).collect::<Vec<_>>().join(", ");
     routes
         .into_iter()
         .fold(web::resource(path), |r, (_, route)| r.route(route))
         .default_service(web::to(move || std::future::ready(h::method_not_allowed(&allow))))
+}
+
+/// One handler for each method a gateway asks with.
+fn forward_auth_methods<F, Args>(handler: F) -> Vec<(Method, Route)>
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    gateway::FORWARD_AUTH_METHODS
+        .iter()
+        .filter_map(|name| Method::from_bytes(name.as_bytes()).ok())
+        .map(|method| on(method, handler.clone()))
+        .collect()
 }
 
 /// The application, for `HttpServer::new` and for `actix_web::test::init_service`.
@@ -247,6 +268,13 @@ pub fn app_with<S: Store, L: Admission>(
         // idempotency; the CSRF check is the handler's `CsrfChecked` extractor).
         .service(resource("/v1/keys/verify", vec![on(Method::POST, h::verify_key::<S, L>)]))
         .service(resource("/v1/keys/self", vec![on(Method::GET, h::key_self::<S, L>)]))
+        // Forward auth: verification for gateways, any method a client uses, no body read.
+        .service(resource("/v1/forward-auth/{id}", forward_auth_methods(gateway::forward_auth::<S, L>)))
+        .service(resource_as(
+            "/v1/forward-auth/{id}/{path:.*}",
+            "/v1/forward-auth/{id}/{path}",
+            forward_auth_methods(gateway::forward_auth_path::<S, L>),
+        ))
         // Leak response: anonymous or key-authenticated, never a management call; what a
         // report changes is audited by its use case (leaks.rs).
         .service(resource("/v1/keys/self/revoke", vec![on(Method::POST, leaks::self_revoke::<S, L>)]))
@@ -367,6 +395,10 @@ fn management_routes<S: Store, L: Admission>() -> actix_web::Scope<
                 on(Method::PATCH, h::update_keyspace::<S, L>),
                 on(Method::DELETE, h::delete_keyspace::<S, L>),
             ],
+        ))
+        .service(resource(
+            "/v1/keyspaces/{id}/routes",
+            vec![on(Method::GET, gateway::get_routes::<S, L>), on(Method::PUT, gateway::put_routes::<S, L>)],
         ))
         .service(resource(
             "/v1/keys",

@@ -145,6 +145,12 @@ pub(crate) async fn enforce_in_instance(
     record(req, tier, decision, now)
 }
 
+/// Records `decision` for the response's headers, if it is the tightest so far (a refusal
+/// is the caller's to answer).
+pub(crate) fn note(req: &HttpRequest, tier: &'static str, decision: Decision, now: OffsetDateTime) {
+    let _ = record(req, tier, decision, now);
+}
+
 /// Records `decision` for the response's headers, if it is the tightest so far, and turns
 /// a refusal into a 429.
 fn record(req: &HttpRequest, tier: &'static str, decision: Decision, now: OffsetDateTime) -> Result<(), ApiError> {

@@ -15,6 +15,7 @@ use crate::{
     consent::*,
     dto::*,
     error::{ApiError, ERROR_CODES, ErrorCode},
+    gateway::*,
     handlers::*,
     invitations::*,
     leaks::*,
@@ -115,6 +116,7 @@ impl Modify for ApiKeyAuth {
         list_audit, key_usage, stats, metrics,
         create_webhook, list_webhooks, get_webhook, update_webhook, delete_webhook, rotate_webhook_secret,
         list_webhook_attempts, retry_webhook_message,
+        forward_auth, forward_auth_path, get_routes, put_routes,
     ),
     // Besides what the operations name themselves: the enums query parameters refer to.
     components(schemas(ErrorEnvelope, FieldErrorDto, schema::KeyStatusName, schema::AuditResultName)),
@@ -124,6 +126,7 @@ impl Modify for ApiKeyAuth {
         (name = "verification", description = "The hot path: is this key valid for this request?"),
         (name = "leaks", description = "Leak response: secret-scanning reports and public reports of keys found in the wild."),
         (name = "keyspaces", description = "Groups of service keys with their own prefix and defaults."),
+        (name = "gateways", description = "Forward auth for reverse proxies (nginx, Caddy, Traefik, Envoy) and the keyspaces' route rules (docs/gateways.md)."),
         (name = "account", description = "The calling account."),
         (name = "auth", description = "Login sessions (cookie) and the step-up window."),
         (name = "users", description = "People in the account, their roles, and the invitations it sent."),
@@ -144,7 +147,44 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     declare_error_statuses(&mut doc);
     declare_security(&mut doc);
+    name_each_method(&mut doc);
     doc
+}
+
+/// A path's operations by method, each possibly absent.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> [(&'static str, &mut Option<utoipa::openapi::path::Operation>); 7] {
+    [
+        ("GET", &mut item.get),
+        ("POST", &mut item.post),
+        ("PATCH", &mut item.patch),
+        ("PUT", &mut item.put),
+        ("DELETE", &mut item.delete),
+        ("HEAD", &mut item.head),
+        ("OPTIONS", &mut item.options),
+    ]
+}
+
+/// An operation served for several methods (forward auth) gets an id per method
+/// (`forward_auth_get`): OpenAPI wants each id once.
+fn name_each_method(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = operations(item);
+        let served = operations.iter().filter(|(_, o)| o.is_some()).count();
+        let ids: Vec<Option<String>> =
+            operations.iter().map(|(_, o)| o.as_ref().and_then(|o| o.operation_id.clone())).collect();
+        let shared = served > 1 && ids.iter().flatten().all(|id| Some(id) == ids.iter().flatten().next());
+        if !shared {
+            continue;
+        }
+        for (method, operation) in operations {
+            if let Some(operation) = operation {
+                let method = method.to_lowercase();
+                operation.operation_id = operation.operation_id.take().map(|id| format!("{id}_{method}"));
+            }
+        }
+    }
 }
 
 /// Declares each operation's security from the route table's `credentials`
@@ -191,14 +231,7 @@ fn declare_error_statuses(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, path::ParameterIn};
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = PUBLIC.contains(&path.as_str());
-        let operations = [
-            ("GET", &mut item.get),
-            ("POST", &mut item.post),
-            ("PATCH", &mut item.patch),
-            ("PUT", &mut item.put),
-            ("DELETE", &mut item.delete),
-        ];
-        for (method, operation) in operations {
+        for (method, operation) in operations(item) {
             let Some(operation) = operation.as_mut() else { continue };
             let mut statuses = vec![429, 500, 503];
             if !public {

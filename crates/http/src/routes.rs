@@ -72,8 +72,28 @@ const fn allowed_before_password_change(spec: RouteSpec) -> RouteSpec {
 
 use Action as A;
 
+/// The prefix of the forward-auth routes (`gateway`), which answer in JSON whatever the
+/// client accepts: a gateway passes its client's `Accept` on.
+pub const FORWARD_AUTH_PREFIX: &str = "/v1/forward-auth/";
+
 pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/v1/keys/verify", None),
+    // Forward auth, for each method a gateway asks with (`gateway::FORWARD_AUTH_METHODS`):
+    // public (the key is the client's, not the caller's) and unaudited, as verification.
+    public(route("GET", "/v1/forward-auth/{id}", None)),
+    public(route("HEAD", "/v1/forward-auth/{id}", None)),
+    public(route("POST", "/v1/forward-auth/{id}", None)),
+    public(route("PUT", "/v1/forward-auth/{id}", None)),
+    public(route("PATCH", "/v1/forward-auth/{id}", None)),
+    public(route("DELETE", "/v1/forward-auth/{id}", None)),
+    public(route("OPTIONS", "/v1/forward-auth/{id}", None)),
+    public(route("GET", "/v1/forward-auth/{id}/{path}", None)),
+    public(route("HEAD", "/v1/forward-auth/{id}/{path}", None)),
+    public(route("POST", "/v1/forward-auth/{id}/{path}", None)),
+    public(route("PUT", "/v1/forward-auth/{id}/{path}", None)),
+    public(route("PATCH", "/v1/forward-auth/{id}/{path}", None)),
+    public(route("DELETE", "/v1/forward-auth/{id}/{path}", None)),
+    public(route("OPTIONS", "/v1/forward-auth/{id}/{path}", None)),
     key_only(route("GET", "/v1/keys/self", None)),
     key_only(route("POST", "/v1/keys/self/revoke", None)),
     public(route("POST", "/v1/leaks/github", None)),
@@ -117,6 +137,8 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/v1/keyspaces/{id}", Some(A::KeyspaceRead)),
     route("PATCH", "/v1/keyspaces/{id}", Some(A::KeyspaceUpdate)),
     route("DELETE", "/v1/keyspaces/{id}", Some(A::KeyspaceDelete)),
+    route("GET", "/v1/keyspaces/{id}/routes", Some(A::KeyspaceRoutesRead)),
+    route("PUT", "/v1/keyspaces/{id}/routes", Some(A::KeyspaceRoutesUpdate)),
     route("GET", "/v1/keys", Some(A::KeyList)),
     route("POST", "/v1/keys", Some(A::KeyCreate)),
     route("POST", "/v1/keys/import", Some(A::KeyImport)),

@@ -37,7 +37,7 @@ pub struct Instruments {
 }
 
 /// Every verification outcome, in the order of [`VerifyCode`]'s variants.
-const OUTCOMES: [VerifyCode; 10] = [
+const OUTCOMES: [VerifyCode; 11] = [
     VerifyCode::Valid,
     VerifyCode::NotFound,
     VerifyCode::Revoked,
@@ -48,6 +48,7 @@ const OUTCOMES: [VerifyCode; 10] = [
     VerifyCode::InsufficientScope,
     VerifyCode::RateLimited,
     VerifyCode::QuotaExhausted,
+    VerifyCode::RouteNotAllowed,
 ];
 
 #[derive(Default)]
@@ -67,6 +68,7 @@ impl Outcomes {
             VerifyCode::InsufficientScope => 7,
             VerifyCode::RateLimited => 8,
             VerifyCode::QuotaExhausted => 9,
+            VerifyCode::RouteNotAllowed => 10,
         };
         &self.0[index]
     }

@@ -26,7 +26,9 @@ impl Background {
         let workers = self.workers;
         let joined = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join())));
         let (flushed, joined) =
-            tokio::time::timeout_at(deadline, async { tokio::join!(self.flusher.stop_by(deadline), joined) }).await.ok()?;
+            tokio::time::timeout_at(deadline, async { tokio::join!(self.flusher.stop_by(deadline), joined) })
+                .await
+                .ok()?;
         joined.ok().map(|()| flushed)
     }
 }

@@ -101,6 +101,7 @@ impl KeyspaceStore for MemStore {
                 state.by_hash.remove(&hash);
             }
             state.keyspaces.remove(&id);
+            state.gates.remove(&id);
             Ok(())
         }))
     }

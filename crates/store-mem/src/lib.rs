@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod gateway;
 mod keys;
 mod mail;
 mod people;
@@ -48,6 +49,8 @@ type ChainHead = (i64, [u8; 32]);
 struct State {
     accounts: Journaled<HashMap<AccountId, Account>>,
     keyspaces: Journaled<BTreeMap<KeyspaceId, Keyspace>>,
+    /// The route tables written, as the forward-auth route reads them.
+    gates: Journaled<HashMap<KeyspaceId, Arc<keyward_domain::gateway::Gate>>>,
     keys: Journaled<BTreeMap<KeyId, Key>>,
     by_hash: Journaled<HashMap<KeyHash, KeyId>>,
     users: Journaled<BTreeMap<UserId, User>>,
@@ -83,6 +86,7 @@ macro_rules! each_journaled {
         let state = $state;
         state.accounts.$method($($arg),*);
         state.keyspaces.$method($($arg),*);
+        state.gates.$method($($arg),*);
         state.keys.$method($($arg),*);
         state.by_hash.$method($($arg),*);
         state.users.$method($($arg),*);

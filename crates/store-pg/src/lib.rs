@@ -14,6 +14,7 @@
 
 mod cache;
 pub mod embedded;
+mod gate_cache;
 mod migrate;
 mod rows;
 mod schema;
@@ -112,6 +113,8 @@ pub struct PgStore {
     unit_wait: Duration,
     /// Key records by hash for verification; `None` until `with_key_cache`.
     cache: Option<Arc<KeyCache>>,
+    /// Keyspaces' gates for the forward-auth route, beside the keys (`gate_cache.rs`).
+    gates: Option<Arc<gate_cache::GateCache>>,
     /// Opens the invalidation listener's own connection, as the pool's.
     connector: tls::Connector,
     /// Seals webhook signing secrets at rest; `None` until `with_secrets_at_rest`.
@@ -176,6 +179,7 @@ impl PgStore {
             units: Arc::new(tokio::sync::Semaphore::new(units)),
             unit_wait: config.wait_timeout,
             cache: None,
+            gates: None,
             connector,
             at_rest: None,
         })
@@ -252,6 +256,7 @@ impl PgStore {
     #[must_use]
     pub fn with_key_cache(mut self, config: CacheConfig) -> Self {
         self.cache = Some(Arc::new(KeyCache::new(config)));
+        self.gates = Some(Arc::new(gate_cache::GateCache::new(&config)));
         self
     }
 
@@ -287,7 +292,7 @@ impl PgStore {
     /// notifications may have been missed — but not before: while the database is away,
     /// cached keys keep verifying. Runs until the process ends.
     pub fn start_invalidation_listener(&self) {
-        let Some(cache) = self.cache.clone() else { return };
+        let (Some(cache), Some(gates)) = (self.cache.clone(), self.gates.clone()) else { return };
         let connector = self.connector.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -296,7 +301,7 @@ impl PgStore {
                 // The cache is kept while the listener is away — cached keys keep verifying
                 // through a database restart — and flushed by `listen` once it listens
                 // again, since it cannot know what it missed meanwhile.
-                let ended = listen(&connector, &cache).await;
+                let ended = listen(&connector, &cache, &gates).await;
                 match ended {
                     Ok(()) => tracing::warn!("the cache invalidation listener lost its connection; reconnecting"),
                     Err(error) => tracing::warn!(%error, "the cache invalidation listener failed; reconnecting"),
@@ -320,6 +325,20 @@ impl PgStore {
                 .bind::<diesel::sql_types::Text, _>(payload)
                 .execute(conn)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells every instance (this one included) that a keyspace's gate changed, when the
+    /// transaction on `conn` commits; and evicts it here at once.
+    async fn announce_gate(&self, conn: &mut AsyncPgConnection, keyspace: Uuid) -> QueryResult<()> {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(cache::CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(gate_cache::payload(keyspace))
+            .execute(conn)
+            .await?;
+        if let Some(gates) = &self.gates {
+            gates.evict(keyspace).await;
         }
         Ok(())
     }
@@ -379,16 +398,25 @@ impl PgStore {
     }
 }
 
-async fn listen(connector: &tls::Connector, cache: &KeyCache) -> Result<(), DieselError> {
+async fn listen(
+    connector: &tls::Connector,
+    cache: &KeyCache,
+    gates: &gate_cache::GateCache,
+) -> Result<(), DieselError> {
     use futures_util::StreamExt as _;
     let mut conn = connector.connect().await.map_err(|e| DieselError::QueryBuilderError(Box::new(e)))?;
     conn.batch_execute(&format!("SET application_name = 'keyward-listener'; LISTEN {}", cache::CHANNEL)).await?;
     // Whatever was cached before this connection listened may have changed unannounced.
     cache.flush();
+    gates.flush();
     let mut notifications = std::pin::pin!(conn.notifications_stream());
     while let Some(notification) = notifications.next().await {
-        for hash in cache::parse_payload(&notification?.payload) {
+        let payload = notification?.payload;
+        for hash in cache::parse_payload(&payload) {
             cache.evict(&hash).await;
+        }
+        for keyspace in gate_cache::parse_payload(&payload) {
+            gates.evict(keyspace).await;
         }
     }
     Ok(())

@@ -121,6 +121,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    keyspace_routes (keyspace_id) {
+        keyspace_id -> Uuid,
+        routes -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     keyspaces (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -275,6 +283,7 @@ diesel::joinable!(invitations -> accounts (account_id));
 diesel::joinable!(key_notices -> keys (key_id));
 diesel::joinable!(keys -> accounts (account_id));
 diesel::joinable!(keys -> keyspaces (keyspace_id));
+diesel::joinable!(keyspace_routes -> keyspaces (keyspace_id));
 diesel::joinable!(keyspaces -> accounts (account_id));
 diesel::joinable!(mail_outbox -> accounts (account_id));
 diesel::joinable!(memberships -> accounts (account_id));
@@ -299,6 +308,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_notices,
     key_usage_daily,
     keys,
+    keyspace_routes,
     keyspaces,
     mail_outbox,
     memberships,

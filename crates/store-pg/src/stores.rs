@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit;
+mod gateway;
 mod idempotency;
 mod keys;
 mod mail;

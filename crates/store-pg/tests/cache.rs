@@ -237,3 +237,34 @@ async fn cached_keys_keep_verifying_while_the_database_is_unreachable() {
         "B sees a revocation made after the database came back"
     );
 }
+
+/// A keyspace's route table is cached with the keys (the forward-auth route reads it on
+/// every check) and a change on one instance reaches another's cache without its TTL; a
+/// deleted keyspace's gate goes too.
+#[tokio::test(flavor = "multi_thread")]
+async fn route_tables_changed_on_one_instance_reach_another() {
+    use keyward_domain::{
+        gateway::{RouteDefault, RouteTableInput},
+        key_service::NewKeyspace,
+        ports::GatewayStore,
+    };
+    let db = TestDatabase::new().await;
+    let a = service(db.store().with_key_cache(LONG));
+    let b = db.store().with_key_cache(LONG);
+    b.start_invalidation_listener();
+    wait_for_listener(db.url(), None).await;
+    let (_, issued) = a.create_account("Acme", Plan::Pro, true).await.unwrap();
+    let principal = Principal::for_key(&issued.unwrap().key);
+    let space = NewKeyspace { name: "api".into(), prefix: Some("gw".into()), ..Default::default() };
+    let keyspace = a.create_keyspace(&principal, space).await.unwrap();
+    assert_eq!(b.gate(keyspace.id).await.unwrap().unwrap().routes.default, RouteDefault::AnyKey, "B caches it");
+
+    let deny = RouteTableInput { default: RouteDefault::Deny, ..Default::default() };
+    a.put_routes(&principal, keyspace.id, &deny).await.unwrap();
+    assert!(
+        eventually(async || b.gate(keyspace.id).await.unwrap().unwrap().routes.default == RouteDefault::Deny).await,
+        "B sees the new table long before its one-hour TTL"
+    );
+    a.delete_keyspace(&principal, keyspace.id).await.unwrap();
+    assert!(eventually(async || b.gate(keyspace.id).await.unwrap().is_none()).await, "and the keyspace's end");
+}

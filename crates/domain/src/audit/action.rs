@@ -41,6 +41,10 @@ actions! {
     KeyspaceRead => ("keyspace.read", "keyspace"),
     KeyspaceUpdate => ("keyspace.update", "keyspace"),
     KeyspaceDelete => ("keyspace.delete", "keyspace"),
+    /// A keyspace's route rules for gateways read (`GET /v1/keyspaces/{id}/routes`).
+    KeyspaceRoutesRead => ("keyspace.routes_read", "keyspace"),
+    /// A keyspace's route rules replaced.
+    KeyspaceRoutesUpdate => ("keyspace.routes_update", "keyspace"),
     KeyList => ("key.list", "key"),
     KeyCreate => ("key.create", "key"),
     KeyImport => ("key.import", "key"),

@@ -7,21 +7,7 @@ use crate::{
     audit::{AuditFilter, RequestContext},
     key_service::{LeakFinding, LeakReporter},
     keyspace::LeakPolicy,
-    ratelimit::{Decision, RateLimiter, Rule},
 };
-
-/// A limiter that admits everything: these tests use native keys, which count nothing.
-struct Unlimited;
-
-impl RateLimiter for Unlimited {
-    async fn check(&self, _: &[u8], _: &[Rule], _: u64, _: OffsetDateTime) -> Decision {
-        Decision::UNLIMITED
-    }
-
-    async fn peek(&self, _: &[u8], _: &[Rule], _: u64, _: OffsetDateTime) -> Decision {
-        Decision::UNLIMITED
-    }
-}
 
 fn github(url: &str) -> LeakReporter {
     LeakReporter::Scanner { name: "github", source: Some("content".into()), url: Some(url.into()) }

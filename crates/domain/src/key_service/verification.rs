@@ -31,77 +31,53 @@ impl<S: Store> KeyService<S> {
         }
         errors.into_result()?;
 
-        let not_found = VerifyOutcome {
-            code: VerifyCode::NotFound,
-            key: None,
-            ratelimit: None,
-            quota_remaining: None,
-            quota_spent: None,
+        let Some(key) = self.find_service_key(account, input.key.expose_secret(), input.ip, admission).await? else {
+            return Ok(VerifyOutcome::not_found());
         };
-        let Some((hash, legacy)) = self.lookup_hash(input.key.expose_secret()) else { return Ok(not_found) };
-        if legacy {
-            return self.verify_legacy(account, input, hash, admission, (scopes, resource)).await;
-        }
-        let Some(key) = self.store.find_by_hash(&hash).await? else {
-            return Ok(not_found);
-        };
-        // Only the caller's own service keys exist, as far as the caller can tell.
-        if key.account_id != account || key.kind != KeyKind::Service {
-            return Ok(not_found);
-        }
-        self.decide(key, input, admission, (scopes, resource)).await
-    }
-
-    /// A legacy string: looked up only within the failed-lookup budgets of the calling
-    /// account and of the client, and counted against them when it matches nothing.
-    async fn verify_legacy<A: Admission>(
-        &self,
-        account: AccountId,
-        input: &VerifyInput,
-        hash: KeyHash,
-        admission: &A,
-        wanted: (Option<ScopeSet>, Option<ResourceBinding>),
-    ) -> Result<VerifyOutcome, ManageError> {
-        let (limits, now) = (&self.config.legacy_misses, self.clock.now());
-        crate::legacy::admit(admission, limits, Some(account), input.ip, now)
-            .await
-            .map_err(|retry_after_seconds| ManageError::LegacyGuessing { retry_after_seconds })?;
-        let found = self.store.find_by_hash(&hash).await?;
-        match found.filter(|key| key.account_id == account && key.kind == KeyKind::Service) {
-            Some(key) => self.decide(key, input, admission, wanted).await,
-            None => {
-                crate::legacy::count_miss(admission, limits, Some(account), input.ip, now).await;
-                Ok(VerifyOutcome {
-                    code: VerifyCode::NotFound,
-                    key: None,
-                    ratelimit: None,
-                    quota_remaining: None,
-                    quota_spent: None,
-                })
-            }
-        }
-    }
-
-    /// The checks of SPEC §4 after the lookup, then the budgets.
-    async fn decide<A: Admission>(
-        &self,
-        key: Arc<VerifiableKey>,
-        input: &VerifyInput,
-        admission: &A,
-        (scopes, resource): (Option<ScopeSet>, Option<ResourceBinding>),
-    ) -> Result<VerifyOutcome, ManageError> {
-        let now = self.clock.now();
         let wanted = scopes.as_ref().map_or(&[][..], ScopeSet::as_slice);
         let request = VerifyRequest { scopes: wanted, resource: resource.as_ref(), ip: input.ip, resolved: &[] };
+        self.decide(key, request, input.cost, admission).await
+    }
+
+    /// The service key of `account` that `plaintext` is, if any. A legacy string is looked
+    /// up only within the failed-lookup budgets of the account and of the client, and
+    /// counted against them when it matches nothing.
+    pub(crate) async fn find_service_key<A: Admission>(
+        &self,
+        account: AccountId,
+        plaintext: &str,
+        ip: Option<std::net::IpAddr>,
+        admission: &A,
+    ) -> Result<Option<Arc<VerifiableKey>>, ManageError> {
+        let Some((hash, legacy)) = self.lookup_hash(plaintext) else { return Ok(None) };
+        let (limits, now) = (&self.config.legacy_misses, self.clock.now());
+        if legacy {
+            crate::legacy::admit(admission, limits, Some(account), ip, now)
+                .await
+                .map_err(|retry_after_seconds| ManageError::LegacyGuessing { retry_after_seconds })?;
+        }
+        // Only the caller's own service keys exist, as far as the caller can tell.
+        let found = self.store.find_by_hash(&hash).await?;
+        let found = found.filter(|key| key.account_id == account && key.kind == KeyKind::Service);
+        if legacy && found.is_none() {
+            crate::legacy::count_miss(admission, limits, Some(account), ip, now).await;
+        }
+        Ok(found)
+    }
+
+    /// The checks of SPEC §4 after the lookup, then the budgets (`cost` credits of the
+    /// quota).
+    pub(crate) async fn decide<A: Admission>(
+        &self,
+        key: Arc<VerifiableKey>,
+        request: VerifyRequest<'_>,
+        cost: u32,
+        admission: &A,
+    ) -> Result<VerifyOutcome, ManageError> {
+        let now = self.clock.now();
         let code = self.check_key(&key, request, now).await;
         if code != VerifyCode::Valid {
-            return Ok(VerifyOutcome {
-                code,
-                key: Some(key),
-                ratelimit: None,
-                quota_remaining: None,
-                quota_spent: None,
-            });
+            return Ok(VerifyOutcome::refused(code, Some(key)));
         }
         // Budgets are consumed only once every static check passed: first the rate limit
         // (one request), then the quota (`cost` credits), which a refused request never spends.
@@ -110,7 +86,7 @@ impl<S: Store> KeyService<S> {
             key: key.id,
             quota,
             stored: key.quota_balance(),
-            cost: u64::from(input.cost),
+            cost: u64::from(cost),
         });
         let (decision, spent) = admission.admit(key.id.as_uuid().as_bytes(), &rules, charge, now).await;
         if !decision.allowed {
@@ -124,7 +100,7 @@ impl<S: Store> KeyService<S> {
         }
         let (code, quota_remaining) = match (key.quota(), spent) {
             (Some(quota), Some(spent)) if spent.allowed => {
-                let spend = crate::quota::QuotaSpend::of(quota, u64::from(input.cost), now);
+                let spend = crate::quota::QuotaSpend::of(quota, u64::from(cost), now);
                 (VerifyCode::Valid, Some((spent.remaining, Some(spend))))
             }
             (Some(_), Some(spent)) => (VerifyCode::QuotaExhausted, Some((spent.remaining, None))),

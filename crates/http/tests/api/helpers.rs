@@ -111,7 +111,23 @@ impl<S: Store> TestApp<S> {
         Self::build(store, Plan::Enterprise, None, Policies::default()).await
     }
 
+    /// An app that believes `X-Forwarded-For` and `X-Real-IP` from peers in `proxies`.
+    pub async fn behind_proxy(store: S, proxies: &str) -> Self {
+        let trusted = TrustedProxies(vec![proxies.parse().unwrap()]);
+        Self::build_with(store, Plan::Enterprise, Some(METRICS_TOKEN), Policies::default(), trusted).await
+    }
+
     async fn build(store: S, plan: Plan, metrics_token: Option<&str>, policies: Policies) -> Self {
+        Self::build_with(store, plan, metrics_token, policies, TrustedProxies::default()).await
+    }
+
+    async fn build_with(
+        store: S,
+        plan: Plan,
+        metrics_token: Option<&str>,
+        policies: Policies,
+        trusted_proxies: TrustedProxies,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(START));
         let service = KeyService::new(
             store,
@@ -124,7 +140,7 @@ impl<S: Store> TestApp<S> {
         let root_key = issued.unwrap().plaintext.expose_secret().to_owned();
         let settings = HttpSettings {
             public_url: "http://keyward.test/".into(),
-            trusted_proxies: TrustedProxies::default(),
+            trusted_proxies,
             metrics_token: metrics_token.map(keyward_http::metrics::MetricsToken::new),
         };
         let audit = Arc::new(keyward_http::audit::RequestAuditSink);

@@ -6,6 +6,7 @@
 mod audit;
 mod bytes;
 mod errors;
+mod gateway;
 mod hardening;
 mod helpers;
 mod idempotency;

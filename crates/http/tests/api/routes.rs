@@ -19,7 +19,8 @@ async fn every_route_of_the_table_is_served() {
             .replace("{id}", "key_x")
             .replace("{account_id}", "acct_x")
             .replace("{token}", "0000000000000000000000000000000000000000000")
-            .replace("{code}", "not_found");
+            .replace("{code}", "not_found")
+            .replace("{path}", "v1/anything");
         let method = Method::from_bytes(route.method.as_bytes()).unwrap();
         let mut request = TestRequest::default().method(method.clone()).uri(&path);
         if method == Method::POST || method == Method::PATCH {
@@ -71,7 +72,8 @@ async fn the_credentials_of_the_table_are_what_the_routes_take() {
             .replace("{user_id}", "usr_0000000000000000000000")
             .replace("{account_id}", &app.account_id)
             .replace("{token}", "0000000000000000000000000000000000000000000")
-            .replace("{code}", "not_found");
+            .replace("{code}", "not_found")
+            .replace("{path}", "v1/anything");
         let method = Method::from_bytes(route.method.as_bytes()).unwrap();
         // A key revoking itself would leave the rest of the table without a credential.
         let key = if route.path == "/v1/keys/self/revoke" {

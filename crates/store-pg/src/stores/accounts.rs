@@ -160,15 +160,7 @@ impl KeyspaceStore for PgStore {
         conn.transaction::<_, TxError<DeleteKeyspaceError>, _>(async |conn| {
             // Locking the keyspace row makes a concurrent key creation in it wait for us
             // (its foreign key check needs a share lock on the same row).
-            let found = keyspaces::table
-                .filter(keyspaces::id.eq(id.as_uuid()))
-                .filter(keyspaces::account_id.eq(account.as_uuid()))
-                .select(keyspaces::id)
-                .for_update()
-                .first::<Uuid>(conn)
-                .await
-                .optional()?;
-            if found.is_none() {
+            if !lock_keyspace(conn, account, id).await? {
                 return Err(TxError::Domain(DeleteKeyspaceError::NotFound));
             }
             let live: i64 = keys::table
@@ -187,9 +179,28 @@ impl KeyspaceStore for PgStore {
                 .await?;
             self.announce(conn, &gone.iter().map(Vec::as_slice).collect::<Vec<_>>()).await?;
             diesel::delete(keyspaces::table.filter(keyspaces::id.eq(id.as_uuid()))).execute(conn).await?;
+            self.announce_gate(conn, id.as_uuid()).await?;
             Ok(())
         })
         .await
         .map_err(TxError::into_domain)
     }
+}
+
+/// Locks the account's keyspace row for the transaction on `conn`; `false`: no such
+/// keyspace in the account.
+pub(crate) async fn lock_keyspace(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    id: KeyspaceId,
+) -> QueryResult<bool> {
+    let found = keyspaces::table
+        .filter(keyspaces::id.eq(id.as_uuid()))
+        .filter(keyspaces::account_id.eq(account.as_uuid()))
+        .select(keyspaces::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
 }
