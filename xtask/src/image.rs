@@ -85,7 +85,9 @@ fn compose_bin() -> Result<PathBuf> {
 
 /// The lints: the Dockerfile, the compose file, the Kubernetes manifests, the workflow.
 pub fn lint() -> Result {
-    step("deployment files: hadolint, docker-compose config, Kubernetes schemas, GitHub workflow schema");
+    step(
+        "deployment files: hadolint, docker-compose config, Kubernetes schemas, GitHub workflow schema, gateway configurations",
+    );
     let bin = venv("lint-venv", LINT_TOOLS, &[])?;
     let tool = |name: &str| bin.join(name).to_string_lossy().into_owned();
     run(&tool("hadolint"), &["Dockerfile"], &[])?;
@@ -99,6 +101,10 @@ pub fn lint() -> Result {
         let path = workflow.map_err(|e| e.to_string())?.path().to_string_lossy().into_owned();
         run(&tool("check-jsonschema"), &["--builtin-schema", "vendor.github-workflows", &path], &[])?;
     }
+    // The gateway configurations nothing here can run (nginx's and Caddy's run in the tests).
+    let python = compose_bin()?.join("python").to_string_lossy().into_owned();
+    let examples = root().join("examples/gateways").to_string_lossy().into_owned();
+    run(&python, &["xtask/lint/gateway_configs.py", &examples], &[])?;
     Ok(())
 }
 

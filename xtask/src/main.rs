@@ -106,6 +106,7 @@ fn ci() -> Result {
     let redis_url = ensure_redis()?;
     browsers::ensure_browsers()?;
     ensure_openssl()?;
+    ensure_proxies()?;
     let db = [("DATABASE_URL", database_url.as_str()), ("REDIS_URL", redis_url.as_str())];
 
     step("format");
@@ -167,6 +168,15 @@ pub(crate) fn ensure_packages(what: &str, packages: &[&str], have: impl Fn() -> 
 /// The openssl command line: the TLS tests make their certificates with it.
 fn ensure_openssl() -> Result {
     ensure_packages("the openssl command", &["openssl"], || succeeds("openssl", &["version"]), "put it on PATH")
+}
+
+/// nginx and Caddy: the gateway tests run the configurations of `examples/gateways/` in them.
+fn ensure_proxies() -> Result {
+    let have = || {
+        ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"].iter().any(|p| std::path::Path::new(p).exists())
+            && succeeds("caddy", &["version"])
+    };
+    ensure_packages("nginx and Caddy", &["nginx", "caddy"], have, "put nginx and caddy on PATH")
 }
 
 fn install_cargo_deny() -> bool {

@@ -174,19 +174,19 @@ fn query_key(uri: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(n, _)| n == name).map(|(_, v)| v.into_owned())
 }
 
-/// `200` with the key's identity for the upstream.
+/// `200` with the key's identity for the upstream: every header, empty when the key has no
+/// such value, so that a proxy that copies them (Caddy 2.6 writes its placeholder's text
+/// for a header the answer lacks) overwrites whatever the client sent.
 fn allowed(gate: &Gate, key: Option<&VerifiableKey>) -> HttpResponse {
     let mut response = HttpResponse::Ok().finish();
     let headers = response.headers_mut();
     let Some(key) = key else { return response };
     let mut set = |name: HeaderName, value: Option<HeaderValue>| {
-        if let Some(value) = value {
-            headers.insert(name, value);
-        }
+        headers.insert(name, value.unwrap_or_else(|| HeaderValue::from_static("")));
     };
     set(KEY_ID, crate::headers::header_value(format_args!("{}", key.id)));
     set(KEYSPACE_ID, crate::headers::header_value(format_args!("{}", gate.keyspace_id)));
-    // An owner id that is no header value (a control character, say) is left out.
+    // An owner id that is no header value (a control character, say) is sent empty.
     set(OWNER_ID, key.owner_id().and_then(|owner| HeaderValue::from_str(owner).ok()));
     let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
     set(SCOPES, HeaderValue::from_str(&scopes.join(" ")).ok());

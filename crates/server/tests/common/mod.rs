@@ -142,6 +142,7 @@ impl Server {
             ("DELETE", _) => with_headers(agent.delete(&url), headers).call(),
             ("POST", Some(body)) => with_headers(agent.post(&url), headers).send_json(body),
             ("PATCH", Some(body)) => with_headers(agent.patch(&url), headers).send_json(body),
+            ("PUT", Some(body)) => with_headers(agent.put(&url), headers).send_json(body),
             _ => unreachable!(),
         }?;
         let status = response.status().as_u16();
