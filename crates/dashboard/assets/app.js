@@ -88,6 +88,21 @@
         return Number(raw);
       case "list":
         return raw.split(/[,\n]/).map((item) => item.trim()).filter(Boolean);
+      case "routes":
+        // One rule a line: methods (comma-separated, * for all), a path pattern, scopes.
+        return raw
+          .split("\n")
+          .map((line) => line.trim())
+          .filter(Boolean)
+          .map((line) => {
+            const [methods, path, ...scopes] = line.split(/\s+/);
+            if (!path) throw new FieldError(element.name, `needs methods and a path: “${line}”`);
+            return {
+              methods: methods === "*" ? [] : methods.split(",").filter(Boolean),
+              path,
+              scopes: scopes.join(" ").split(/[\s,]+/).filter(Boolean),
+            };
+          });
       case "json":
         try {
           return JSON.parse(raw);

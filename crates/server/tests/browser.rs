@@ -342,6 +342,29 @@ fn person_manages_keys(server: &Server, login: &Login, store: &str, engine: Engi
     browser.fill("#name", "Payments EU");
     browser.click("#edit-keyspace button[type=submit]");
     browser.wait("the new name", || browser.text("h1").starts_with("Payments EU").then_some(()));
+    // Its gateway routes: a bad pattern is refused, naming it; then a table is saved.
+    let routes_path = format!("/v1/keyspaces/{}/routes", payments.rsplit('/').next().unwrap());
+    browser.fill("#rules", "GET /v1/**/x");
+    browser.click("#edit-routes button[type=submit]");
+    browser
+        .wait("the refused rule", || browser.text("#edit-routes").contains("[0].path: ** may only end").then_some(()));
+    browser.fill("#rules", "GET,HEAD /v1/payments/** payments:read\n* /v1/status");
+    browser.select("#route_default", "deny");
+    browser.click("#edit-routes button[type=submit]");
+    let saved = browser.wait("the saved routes", || {
+        let (_, table) = server.call("GET", &routes_path, &login.account_key, None);
+        (table["rules"].as_array().is_some_and(|r| r.len() == 2)).then_some(table)
+    });
+    assert_eq!(saved["default"], "deny");
+    assert_eq!(
+        saved["rules"][0],
+        serde_json::json!({"methods": ["GET", "HEAD"], "path": "/v1/payments/**", "scopes": ["payments:read"]})
+    );
+    assert_eq!(saved["rules"][1], serde_json::json!({"methods": [], "path": "/v1/status", "scopes": []}));
+    browser.wait("the page shows them", || {
+        let shown = browser.script("return document.querySelector('#rules').value;");
+        shown.as_str().is_some_and(|rules| rules.contains("/v1/payments/**")).then_some(())
+    });
     shot("keyspace");
     browser.click("button.danger");
     assert!(browser.accept_prompt().contains("Payments EU"));

@@ -89,6 +89,8 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
     let id: KeyspaceId = id.parse().map_err(|_| not_found())?;
     let keyspace = state.service.get_keyspace(&viewer.principal, id).await.map_err(refusal)?;
     let keyspace = KeyspaceResponse::from(&keyspace);
+    let routes = state.service.routes(&viewer.principal, id).await.map_err(refusal)?;
+    let routes = keyward_http::gateway::RouteTableResponse::from(&*routes);
     let path = format!("/v1/keyspaces/{}", keyspace.id);
     let body = html! {
         p.crumbs { a href={ (BASE) "/keyspaces" } { "Keyspaces" } " / " }
@@ -112,6 +114,7 @@ async fn render<S: Store, L: Admission>(state: &web::Data<AppState<S, L>>, req: 
         } @else {
             p.forbidden { "Your role (" (viewer.role) ") can read this keyspace but not change it." }
         }
+        (gateway_routes(&routes, &path, writes(&viewer)))
         p { a href={ (BASE) "/keys?keyspace_id=" (keyspace.id) } { "This keyspace's keys" } }
     };
     Ok(layout::page(&keyspace.name, &viewer, Section::Keyspaces, body))
@@ -163,5 +166,60 @@ fn fields(current: Option<&KeyspaceResponse>) -> Markup {
                 (current.and_then(|k| k.allowed_scopes.as_deref()).map(list).unwrap_or_default())
             }
         }))
+    }
+}
+
+/// The keyspace's route rules for gateways (docs/gateways.md): an editor, one rule a line,
+/// or for a reader the table.
+fn gateway_routes(routes: &keyward_http::gateway::RouteTableResponse, path: &str, writes: bool) -> Markup {
+    use keyward_http::gateway::RouteDefaultName;
+    let methods = |m: &[String]| if m.is_empty() { "*".to_owned() } else { m.join(",") };
+    let lines: Vec<String> = routes
+        .rules
+        .iter()
+        .map(|r| format!("{} {} {}", methods(&r.methods), r.path, r.scopes.join(" ")).trim_end().to_owned())
+        .collect();
+    html! {
+        section.card.wide #gateway-routes aria-label="Gateway routes" {
+            h2 { "Gateway routes" }
+            p.muted {
+                "What a key of this keyspace needs at a gateway that asks "
+                code { "/v1/forward-auth/" (routes.keyspace_id) } ": the first rule whose methods and path match \
+                 decides. One rule a line — methods (comma-separated, " code { "*" } " for all), a path pattern (" code { "*" }
+                " is one segment, a final " code { "**" } " any number), then the scopes a key needs (none: any key)."
+            }
+            @if writes {
+                form #edit-routes data-api={ "PUT " (path) "/routes" } data-then="reload" {
+                    div.row {
+                        (field("route_default", "Paths no rule matches", html! {
+                            select #route_default name="default" aria-describedby="route_default-error" {
+                                option value="any_key" selected[routes.default == RouteDefaultName::AnyKey] { "any valid key passes" }
+                                option value="deny" selected[routes.default == RouteDefaultName::Deny] { "denied" }
+                            }
+                        }))
+                        (field("query_parameter", "Key in a query parameter (empty: headers only)", html! {
+                            input #query_parameter type="text" name="query_parameter" maxlength="64" data-empty="null"
+                                value=[routes.query_parameter.as_deref()] placeholder="api_key" aria-describedby="query_parameter-error";
+                        }))
+                    }
+                    (field("rules", "Rules", html! {
+                        textarea #rules name="rules" data-type="routes" data-empty="[]" rows="6"
+                            placeholder="GET,HEAD /v1/servers/** servers:read" aria-describedby="rules-error" { (lines.join("\n")) }
+                    }))
+                    p.error role="alert" data-error {}
+                    div.actions { button type="submit" { "Save routes" } }
+                }
+            } @else {
+                table.routes {
+                    thead { tr { th scope="col" { "Methods" } th scope="col" { "Path" } th scope="col" { "Scopes" } } }
+                    tbody {
+                        @for rule in &routes.rules {
+                            tr { td { (methods(&rule.methods)) } td { code { (rule.path) } } td.scopes { (scopes(&rule.scopes)) } }
+                        }
+                    }
+                }
+                p { "Paths no rule matches: " @if routes.default == RouteDefaultName::Deny { "denied" } @else { "any valid key passes" } "." }
+            }
+        }
     }
 }
