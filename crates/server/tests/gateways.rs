@@ -281,6 +281,11 @@ fn scenario(setup: &Setup, trusted: &Proxy, untrusted: &Proxy, name: &str) {
     let meta = public.upstream_saw("x-keyward-meta").filter(|v| !v.is_empty());
     assert_eq!(meta, None, "{name}: no metadata, no header: {}", public.body);
     assert_eq!(get(p, "/v2/closed", &[(n, &v)]).status, 403, "{name}: the route's default");
+    // The client's own X-Forwarded-* / X-Original-* do not move the check to another route.
+    for (header, value) in [("x-forwarded-uri", "/v1/public/x"), ("x-original-uri", "/v1/public/x")] {
+        let smuggled = get(p, "/v1/servers/1", &[(n, &v), (header, value)]);
+        assert_eq!(smuggled.status, 403, "{name}: {header}: {smuggled:?}");
+    }
 
     // Revoked through the other instance: refused through this one within a second (two,
     // for a loaded machine).

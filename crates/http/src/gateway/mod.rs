@@ -98,23 +98,32 @@ async fn check<S: Store, L: Admission>(
     let started = std::time::Instant::now();
     let keyspace: KeyspaceId = id.parse().map_err(|_| ApiError::not_found())?;
     let gate = state.service.gate(keyspace).await?;
-    let headers = req.headers();
-    let text = |names: [&str; 2]| names.iter().find_map(|n| headers.get(*n)).and_then(|v| v.to_str().ok());
-    let method = text(["x-forwarded-method", "x-original-method"]).unwrap_or_else(|| req.method().as_str());
-    // Envoy's original path is the rest of ours, and its query is ours.
+    // Envoy's original request is ours: its method, the rest of our path, our query. Any
+    // header claiming otherwise is the client's, passed on.
     let rebuilt;
-    let uri = match (text(["x-forwarded-uri", "x-original-uri"]), tail) {
-        (Some(uri), _) => uri,
-        (None, Some(tail)) => {
+    let original = match tail {
+        Some(tail) => {
             rebuilt = match req.query_string() {
                 "" => format!("/{tail}"),
                 query => format!("/{tail}?{query}"),
             };
-            &rebuilt
+            Ok((req.method().as_str(), rebuilt.as_str()))
         }
-        (None, None) => "/",
+        None => original_request(req),
     };
     let ip = client_ip(req);
+    let Ok((method, uri)) = original else {
+        // The two conventions disagree: one of them is the client's own header, passed on
+        // by a proxy that sets only the other. Refused, whatever either says.
+        state.instruments.verification(VerifyCode::RouteNotAllowed);
+        let refused = ApiError {
+            message: "the original method or URI arrived twice, differently (X-Forwarded-* and X-Original-*)".into(),
+            ..refusal(VerifyCode::RouteNotAllowed, None)
+        };
+        let mut response = HttpResponse::from_error(refused);
+        decorate(&mut response, VerifyCode::RouteNotAllowed);
+        return Ok(response);
+    };
     let Ok(path) = normalize_path(uri) else {
         // Not a path that can be compared safely with the rules: refused, as a route no
         // rule opens. No key is looked at, and nothing is metered under one.
@@ -151,6 +160,29 @@ async fn check<S: Store, L: Admission>(
     let mut response = answer.unwrap_or_else(HttpResponse::from_error);
     decorate(&mut response, outcome.code);
     Ok(response)
+}
+
+/// The original method and URI from the proxy's headers: `X-Forwarded-Method` /
+/// `X-Forwarded-Uri` (Traefik, Caddy) or `X-Original-Method` / `X-Original-URI` (nginx), and
+/// without them this request's own method and `/`. A proxy sets one convention and passes
+/// the client's headers on, so a client could send the other: when both arrive and differ,
+/// `Err`.
+fn original_request(req: &HttpRequest) -> Result<(&str, &str), ()> {
+    let headers = req.headers();
+    let one = |names: [&str; 2]| -> Result<Option<&str>, ()> {
+        let values = names.map(|n| headers.get(n).map(|v| v.to_str().map_err(|_| ())));
+        match values {
+            [Some(a), Some(b)] => {
+                let (a, b) = (a?, b?);
+                if a == b { Ok(Some(a)) } else { Err(()) }
+            }
+            [Some(one), None] | [None, Some(one)] => one.map(Some),
+            [None, None] => Ok(None),
+        }
+    };
+    let method = one(["x-forwarded-method", "x-original-method"])?.unwrap_or_else(|| req.method().as_str());
+    let uri = one(["x-forwarded-uri", "x-original-uri"])?.unwrap_or("/");
+    Ok((method, uri))
 }
 
 /// What every verdict carries: its code, no caching, and on a 401 the scheme to use.

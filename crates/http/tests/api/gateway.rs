@@ -122,6 +122,25 @@ both_stores! {
             .insert_header(("authorization", format!("Bearer {reader}")));
         assert_eq!(app.send(envoy_denied).await.status, 403);
 
+        // A client's own header of the other convention, passed on by the proxy, changes
+        // nothing: disagreeing conventions are refused, and Envoy's path is its path.
+        let smuggled = TestRequest::get()
+            .uri(&format!("/v1/forward-auth/{ks}"))
+            .insert_header(("x-original-method", "GET"))
+            .insert_header(("x-original-uri", "/v1/servers/1"))
+            .insert_header(("x-forwarded-uri", "/v1/public/x"))
+            .insert_header(("x-api-key", plain.as_str()));
+        let smuggled = app.send(smuggled).await;
+        smuggled.assert_error(403, "route_not_allowed");
+        let agreeing = check(&ks, Some(&plain), "GET", "/v1/public/x").insert_header(("x-original-uri", "/v1/public/x"));
+        assert_eq!(app.send(agreeing).await.status, 200, "the same URI twice is one URI");
+        let envoy_smuggled = TestRequest::post()
+            .uri(&format!("/v1/forward-auth/{ks}/v1/servers/7"))
+            .insert_header(("x-forwarded-method", "GET"))
+            .insert_header(("x-forwarded-uri", "/v1/public/x"))
+            .insert_header(("authorization", format!("Bearer {plain}")));
+        assert_eq!(app.send(envoy_smuggled).await.status, 403, "Envoy's own path and method decide");
+
         // A browser's Accept, passed on by the gateway, still gets JSON, never 406.
         let html = check(&ks, None, "GET", "/v1/servers/1").insert_header(("accept", "text/html"));
         app.send(html).await.assert_error(401, "unauthorized");
