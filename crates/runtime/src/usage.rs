@@ -13,11 +13,12 @@ use keyward_domain::ports::UsageStore;
 /// many records were written.
 #[tracing::instrument(target = "keyward::otel", name = "usage.flush", skip_all, fields(written = tracing::field::Empty))]
 pub async fn flush<S: UsageStore>(meter: &UsageMeter, store: &S) -> usize {
-    flush_kept(meter, store).await.0
+    flush_kept(meter, store, true).await.0
 }
 
-/// [`flush`], also answering how many records it had to keep for lack of storage.
-async fn flush_kept<S: UsageStore>(meter: &UsageMeter, store: &S) -> (usize, usize) {
+/// [`flush`], also answering how many records it had to keep for lack of storage; with
+/// `warn_kept` false, keeping them is the caller's to report (it tries again).
+async fn flush_kept<S: UsageStore>(meter: &UsageMeter, store: &S, warn_kept: bool) -> (usize, usize) {
     if let Some(dropped) = meter.drops_to_report(time::OffsetDateTime::now_utc()) {
         tracing::warn!(
             dropped,
@@ -36,7 +37,11 @@ async fn flush_kept<S: UsageStore>(meter: &UsageMeter, store: &S) -> (usize, usi
     if let Some(error) = &outcome.error
         && outcome.kept > 0
     {
-        tracing::warn!(%error, kept = outcome.kept, "could not write usage; keeping it for the next flush");
+        if warn_kept {
+            tracing::warn!(%error, kept = outcome.kept, "could not write usage; keeping it for the next flush");
+        } else {
+            tracing::debug!(%error, kept = outcome.kept, "could not write usage yet; trying again");
+        }
     }
     tracing::Span::current().record("written", outcome.written);
     let kept = if outcome.error.is_some() { outcome.kept } else { 0 };
@@ -117,13 +122,18 @@ pub fn spawn_observed_flusher<S: UsageStore + 'static>(
                 }
             };
             let _flushing = flushing.lock().await;
-            let (mut written, mut kept) = flush_kept(&meter, &store).await;
+            // A connection that died with a runtime being shut down fails one try; a
+            // database restarting, several. Only what is still kept at the end is news.
+            let (mut written, mut kept) = flush_kept(&meter, &store, false).await;
             let mut pause = Duration::from_millis(50);
             while kept > 0 && tokio::time::Instant::now() + pause < deadline {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
-                let (more, still) = flush_kept(&meter, &store).await;
+                let (more, still) = flush_kept(&meter, &store, false).await;
                 (written, kept) = (written + more, still);
+            }
+            if kept > 0 {
+                tracing::error!(kept, "could not write usage before the deadline; it is lost when the process ends");
             }
             written
         }
