@@ -101,7 +101,7 @@ impl Drop for StoresAside {
 }
 
 /// Runs a `keyward-bench` command and returns the `name=value` pairs of its `result` line.
-fn measure(mut command: Command) -> Result<std::collections::BTreeMap<String, String>> {
+pub(crate) fn measure(mut command: Command) -> Result<std::collections::BTreeMap<String, String>> {
     let out = command.output().map_err(|e| format!("cannot run the load generator: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -152,7 +152,7 @@ fn closed_run_with_cpu(
     Ok(result)
 }
 
-fn figure(result: &std::collections::BTreeMap<String, String>, name: &str) -> f64 {
+pub(crate) fn figure(result: &std::collections::BTreeMap<String, String>, name: &str) -> f64 {
     result.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
 

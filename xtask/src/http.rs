@@ -26,28 +26,37 @@ pub fn post_json(addr: &str, path: &str, cookie: Option<&str>, cookie_name: &str
 
 /// `POST`s `body` as JSON with `key` as the bearer credential.
 pub fn post_bearer(addr: &str, path: &str, key: &str, body: &str) -> Result<Answer> {
-    post(addr, path, &format!("Authorization: Bearer {key}\r\n"), "", body)
+    send_bearer("POST", addr, path, key, body)
+}
+
+/// Sends `body` as JSON with `method` and `key` as the bearer credential.
+pub fn send_bearer(method: &str, addr: &str, path: &str, key: &str, body: &str) -> Result<Answer> {
+    send(method, addr, path, &format!("Authorization: Bearer {key}\r\n"), "", body)
 }
 
 fn post(addr: &str, path: &str, header: &str, cookie_name: &str, body: &str) -> Result<Answer> {
+    send("POST", addr, path, header, cookie_name, body)
+}
+
+fn send(method: &str, addr: &str, path: &str, header: &str, cookie_name: &str, body: &str) -> Result<Answer> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n{header}\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).map_err(|e| format!("POST {path}: {e}"))?;
+    stream.write_all(request.as_bytes()).map_err(|e| format!("{method} {path}: {e}"))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| format!("POST {path}: {e}"))?;
+    stream.read_to_end(&mut raw).map_err(|e| format!("{method} {path}: {e}"))?;
     let raw = String::from_utf8_lossy(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| format!("POST {path}: no HTTP answer"))?;
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| format!("{method} {path}: no HTTP answer"))?;
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|line| line.split(' ').nth(1))
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("POST {path}: no status line"))?;
+        .ok_or_else(|| format!("{method} {path}: no status line"))?;
     let cookie = lines
         .filter_map(|line| line.split_once(':'))
         .filter(|(name, _)| name.trim().eq_ignore_ascii_case("set-cookie"))

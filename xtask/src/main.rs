@@ -31,6 +31,7 @@ use std::{
 };
 
 mod bench;
+mod bench_gateway;
 mod browsers;
 mod contract;
 mod cycles;
@@ -55,6 +56,9 @@ fn main() -> ExitCode {
         Some("dev") => dev(),
         Some("codegen") => codegen(args.iter().any(|a| a == "--check")),
         Some("tidy") => tidy::tidy(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("gateway") => {
+            ensure_postgres().and_then(|url| bench_gateway::gateway_bench(&url))
+        }
         Some("bench") => bench::bench(args.get(1).map(String::as_str)),
         Some("contract") => contract::contract(args.get(1).map(String::as_str)),
         Some("fuzz") => fuzz::fuzz(args.get(1).map(String::as_str)),

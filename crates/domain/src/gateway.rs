@@ -303,9 +303,11 @@ pub fn normalize_path(uri: &str) -> Result<Cow<'_, str>, MalformedPath> {
     if path == "/" {
         return Ok(Cow::Borrowed(path));
     }
+    // Printable ASCII only on the fast path: anything else (a C1 control is two bytes of
+    // UTF-8) is looked at character by character below.
     let clean = path[1..].split('/').all(|segment| {
         !matches!(segment, "" | "." | "..")
-            && !segment.bytes().any(|b| matches!(b, b'%' | b'\\' | b';') || b.is_ascii_control())
+            && segment.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'\\' | b';'))
     });
     if clean {
         return Ok(Cow::Borrowed(path));
@@ -341,7 +343,8 @@ pub fn normalize_path(uri: &str) -> Result<Cow<'_, str>, MalformedPath> {
 
 fn strip_authority(uri: &str) -> &str {
     for scheme in ["http://", "https://"] {
-        if uri.len() > scheme.len() && uri[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // `get`, not an index: the bytes at the scheme's length may be inside a character.
+        if uri.get(..scheme.len()).is_some_and(|head| head.eq_ignore_ascii_case(scheme)) {
             let rest = &uri[scheme.len()..];
             return rest.find('/').map_or("/", |at| &rest[at..]);
         }

@@ -112,6 +112,21 @@ fn a_path_that_cannot_be_compared_safely_is_refused() {
 }
 
 #[test]
+fn any_text_is_a_path_or_refused_never_a_panic() {
+    // Found by schemathesis: a multi-byte character where a scheme's `://` would end.
+    for uri in
+        ["/Ä\u{F1}\u{49}\u{0096}ã", "/ÄÄÄÄ", "httpÄ://x/a", "https://", "http://host", "/%C3%84/ok", "/a/\u{0096}"]
+    {
+        let normal = normalize_path(uri);
+        if let Ok(path) = normal {
+            assert!(path.starts_with('/') && !path.chars().any(char::is_control), "{uri:?} → {path:?}");
+        }
+    }
+    assert_eq!(normalize_path("/%C3%84/ok").unwrap(), "/Ä/ok");
+    assert_eq!(normalize_path("http://host").unwrap(), "/");
+}
+
+#[test]
 fn a_clean_path_is_borrowed() {
     assert!(matches!(normalize_path("/v1/servers/1?x=2"), Ok(Cow::Borrowed("/v1/servers/1"))));
     assert!(matches!(normalize_path("/"), Ok(Cow::Borrowed("/"))));

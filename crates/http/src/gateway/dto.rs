@@ -47,7 +47,7 @@ pub struct RouteRuleDto {
     #[schema(max_items = 16, example = json!(["GET", "HEAD"]))]
     pub methods: Vec<String>,
     /// `/` and segments: literal, `*` (one segment) or, last, `**` (any number of them).
-    #[schema(max_length = 512, example = "/v1/servers/**")]
+    #[schema(max_length = 512, pattern = "^/[^%?#\\\\;\\s]*$", example = "/v1/servers/**")]
     pub path: String,
     /// The scopes a key needs; empty: any valid key.
     #[serde(default)]

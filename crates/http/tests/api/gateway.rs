@@ -228,6 +228,22 @@ async fn an_allowlist_believes_forwarded_addresses_only_from_trusted_proxies() {
     }
 }
 
+/// Found by schemathesis: Envoy's appended path with multi-byte characters and a C1 control
+/// answered 500 (a slice inside a character); any path is now answered, never a panic.
+#[actix_web::test]
+async fn any_appended_path_is_answered() {
+    let app = TestApp::new(MemStore::new()).await;
+    let ks = keyspace(&app).await;
+    let (_, key) = app.create_key(json!({"name": "k", "keyspace_id": ks})).await;
+    for tail in ["%C3%84%F1%89%8F%93%C3%81%F1%93%8C%9E7%C2%96%C3%A3", "%C3%84%C3%84%C3%84%C3%84/x", "%F1%A7%B8%B6%C2%89"] {
+        let request = TestRequest::delete()
+            .uri(&format!("/v1/forward-auth/{ks}/{tail}"))
+            .insert_header(("authorization", format!("Bearer {key}")));
+        let reply = app.send(request).await;
+        assert!(matches!(reply.status.as_u16(), 200 | 403), "{tail}: {} {:#}", reply.status, reply.body);
+    }
+}
+
 #[actix_web::test]
 async fn an_exhausted_limit_is_429_with_retry_after() {
     let app = TestApp::new(MemStore::new()).await;
