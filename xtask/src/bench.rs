@@ -156,37 +156,56 @@ pub(crate) fn figure(result: &std::collections::BTreeMap<String, String>, name: 
     result.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
 
+/// What a benchmark of release binaries starts from: `keyward` and `keyward-bench` built,
+/// a work directory, a fresh database with an enterprise account (its key in a file), and
+/// a configuration (`keyward.toml` there) that keeps the limits out of the way.
+pub(crate) struct Setup {
+    pub(crate) keyward: PathBuf,
+    pub(crate) tool: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) database_url: String,
+    pub(crate) root_key_file: String,
+}
+
+impl Setup {
+    pub(crate) fn new(database_url: &str, work: &str, database: &str, account: &str) -> Result<Self> {
+        run("cargo", &["build", "--release", "--locked", "-p", "keyward", "-p", "keyward-bench"], &[])?;
+        let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+        let (keyward, tool) = (target.join("release/keyward"), target.join("release/keyward-bench"));
+        let work = target.join(work);
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let (base, _) = database_url.rsplit_once('/').ok_or("DATABASE_URL has no database name")?;
+        for sql in [format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"), format!("CREATE DATABASE {database}")] {
+            run("psql", &[database_url, "-q", "-c", &sql], &[])?;
+        }
+        // Limits out of the way: the benchmarks measure verification, not refusals.
+        let unlimited = "{ burst = 1000000000, per_second = 1000000000 }";
+        std::fs::write(
+            work.join("keyward.toml"),
+            format!(
+                "workers = 1\n[rate_limits]\nip = {unlimited}\nkey = {unlimited}\naccount = {unlimited}\n\
+                 verify = {unlimited}\nendpoints = []\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let database_url = format!("{base}/{database}");
+        let root_key_file = work.join("root.key").to_string_lossy().into_owned();
+        let db = [("DATABASE_URL", database_url.as_str()), ("KEYWARD_LOG", "warn")];
+        migrated_account(&keyward, &db, account, &root_key_file, None)?;
+        Ok(Self { keyward, tool, work, database_url, root_key_file })
+    }
+}
+
 /// Release binaries, keyward against PostgreSQL with 10,000 keys and the bare actix-web
 /// ceiling, both driven by the same load generator; then cache misses and revocation
 /// propagation between two keyward instances. Method and results: docs/performance.md.
 fn http_bench(database_url: &str, redis_url: &str) -> Result {
-    step("HTTP benchmark: release binaries");
-    run("cargo", &["build", "--release", "--locked", "-p", "keyward", "-p", "keyward-bench"], &[])?;
-    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    let (keyward, tool) = (target.join("release/keyward"), target.join("release/keyward-bench"));
-    let work = target.join("http-bench");
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    step("HTTP benchmark: release binaries, a fresh database with 10,000 keys");
+    let setup = Setup::new(database_url, "http-bench", "keyward_bench", "Bench")?;
+    let (keyward, tool, work) = (setup.keyward.clone(), setup.tool.clone(), setup.work.clone());
     let path = |name: &str| work.join(name).to_string_lossy().into_owned();
-
-    step("HTTP benchmark: a fresh database with 10,000 keys");
-    let (base, _) = database_url.rsplit_once('/').ok_or("DATABASE_URL has no database name")?;
-    let bench_url = format!("{base}/keyward_bench");
-    for sql in ["DROP DATABASE IF EXISTS keyward_bench WITH (FORCE)", "CREATE DATABASE keyward_bench"] {
-        run("psql", &[database_url, "-q", "-c", sql], &[])?;
-    }
-    // Limits out of the way: the benchmark measures verification, not refusals.
-    let unlimited = "{ burst = 1000000000, per_second = 1000000000 }";
-    std::fs::write(
-        path("keyward.toml"),
-        format!(
-            "workers = 1\n[rate_limits]\nip = {unlimited}\nkey = {unlimited}\naccount = {unlimited}\n\
-             verify = {unlimited}\nendpoints = []\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let db = [("DATABASE_URL", bench_url.as_str()), ("KEYWARD_LOG", "warn")];
-    let root_key = path("root.key");
-    migrated_account(&keyward, &db, "Bench", &root_key, None)?;
+    let db = [("DATABASE_URL", setup.database_url.as_str()), ("KEYWARD_LOG", "warn")];
+    let root_key = setup.root_key_file.clone();
     // With `redis`, the shared-limits shape: the keys' rate limits (and quotas) in Redis.
     let serve_with = |port: u16, redis: Option<&str>, otlp: Option<&str>| {
         let listen = format!("127.0.0.1:{port}");

@@ -6,14 +6,14 @@
 //! docs/performance.md says what the figures mean.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
 };
 
 use crate::{
     Result,
-    bench::{figure, measure},
-    free_port, migrated_account, root, run, start, step,
+    bench::{Setup, figure, measure},
+    free_port, root, start, step,
 };
 
 /// nginx with `server` (a `server {}` block) as its only site, from `dir`.
@@ -39,32 +39,12 @@ fn nginx(dir: &Path, name: &str, server: &str, port: u16) -> Result<crate::Runni
 }
 
 pub fn gateway_bench(database_url: &str) -> Result {
-    step("gateway benchmark: release binaries");
-    run("cargo", &["build", "--release", "--locked", "-p", "keyward", "-p", "keyward-bench"], &[])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    let (keyward, tool) = (target.join("release/keyward"), target.join("release/keyward-bench"));
-    let work = target.join("gateway-bench");
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    step("gateway benchmark: release binaries, a fresh database, a keyspace with one rule, 1,000 keys");
+    let setup = Setup::new(database_url, "gateway-bench", "keyward_bench_gateway", "Gateway bench")?;
+    let (keyward, tool, work) = (setup.keyward.clone(), setup.tool.clone(), setup.work.clone());
     let path = |name: &str| work.join(name).to_string_lossy().into_owned();
-
-    step("gateway benchmark: a fresh database, a keyspace with one rule, 1,000 keys");
-    let (base, _) = database_url.rsplit_once('/').ok_or("DATABASE_URL has no database name")?;
-    let bench_url = format!("{base}/keyward_bench_gateway");
-    for sql in ["DROP DATABASE IF EXISTS keyward_bench_gateway WITH (FORCE)", "CREATE DATABASE keyward_bench_gateway"] {
-        run("psql", &[database_url, "-q", "-c", sql], &[])?;
-    }
-    let unlimited = "{ burst = 1000000000, per_second = 1000000000 }";
-    std::fs::write(
-        path("keyward.toml"),
-        format!(
-            "workers = 1\n[rate_limits]\nip = {unlimited}\nkey = {unlimited}\naccount = {unlimited}\n\
-             verify = {unlimited}\nendpoints = []\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let db = [("DATABASE_URL", bench_url.as_str()), ("KEYWARD_LOG", "warn")];
-    let root_key_file = path("root.key");
-    migrated_account(&keyward, &db, "Gateway bench", &root_key_file, None)?;
+    let db = [("DATABASE_URL", setup.database_url.as_str()), ("KEYWARD_LOG", "warn")];
+    let root_key_file = setup.root_key_file.clone();
     let root_key = std::fs::read_to_string(&root_key_file).map_err(|e| e.to_string())?.trim().to_owned();
     let (keyward_port, echo_port, plain_port, auth_port) = (free_port()?, free_port()?, free_port()?, free_port()?);
     let keyward_addr = format!("127.0.0.1:{keyward_port}");

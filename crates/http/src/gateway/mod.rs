@@ -115,26 +115,15 @@ async fn check<S: Store, L: Admission>(
     let Ok((method, uri)) = original else {
         // The two conventions disagree: one of them is the client's own header, passed on
         // by a proxy that sets only the other. Refused, whatever either says.
-        state.instruments.verification(VerifyCode::RouteNotAllowed);
-        let refused = ApiError {
-            message: "the original method or URI arrived twice, differently (X-Forwarded-* and X-Original-*)".into(),
-            ..refusal(VerifyCode::RouteNotAllowed, None)
-        };
-        let mut response = HttpResponse::from_error(refused);
-        decorate(&mut response, VerifyCode::RouteNotAllowed);
-        return Ok(response);
+        return Ok(unmatchable(
+            state,
+            "the original method or URI arrived twice, differently (X-Forwarded-* and X-Original-*)",
+        ));
     };
     let Ok(path) = normalize_path(uri) else {
         // Not a path that can be compared safely with the rules: refused, as a route no
-        // rule opens. No key is looked at, and nothing is metered under one.
-        state.instruments.verification(VerifyCode::RouteNotAllowed);
-        let refused = ApiError {
-            message: "the original URI's path cannot be compared safely with the route rules".into(),
-            ..refusal(VerifyCode::RouteNotAllowed, None)
-        };
-        let mut response = HttpResponse::from_error(refused);
-        decorate(&mut response, VerifyCode::RouteNotAllowed);
-        return Ok(response);
+        // rule opens.
+        return Ok(unmatchable(state, "the original URI's path cannot be compared safely with the route rules"));
     };
     let presented = credential(req).ok().flatten();
     // A Basic user name binds the key to that account.
@@ -183,6 +172,16 @@ fn original_request(req: &HttpRequest) -> Result<(&str, &str), ()> {
     let method = one(["x-forwarded-method", "x-original-method"])?.unwrap_or_else(|| req.method().as_str());
     let uri = one(["x-forwarded-uri", "x-original-uri"])?.unwrap_or("/");
     Ok((method, uri))
+}
+
+/// The refusal of a request no rule can be matched against, before any key is looked at
+/// (nothing is metered under one): `403 route_not_allowed` saying why.
+fn unmatchable<S: Store, L: Admission>(state: &AppState<S, L>, why: &str) -> HttpResponse {
+    state.instruments.verification(VerifyCode::RouteNotAllowed);
+    let refused = ApiError { message: why.into(), ..refusal(VerifyCode::RouteNotAllowed, None) };
+    let mut response = HttpResponse::from_error(refused);
+    decorate(&mut response, VerifyCode::RouteNotAllowed);
+    response
 }
 
 /// What every verdict carries: its code, no caching, and on a 401 the scheme to use.

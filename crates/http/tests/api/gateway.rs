@@ -235,7 +235,9 @@ async fn any_appended_path_is_answered() {
     let app = TestApp::new(MemStore::new()).await;
     let ks = keyspace(&app).await;
     let (_, key) = app.create_key(json!({"name": "k", "keyspace_id": ks})).await;
-    for tail in ["%C3%84%F1%89%8F%93%C3%81%F1%93%8C%9E7%C2%96%C3%A3", "%C3%84%C3%84%C3%84%C3%84/x", "%F1%A7%B8%B6%C2%89"] {
+    for tail in
+        ["%C3%84%F1%89%8F%93%C3%81%F1%93%8C%9E7%C2%96%C3%A3", "%C3%84%C3%84%C3%84%C3%84/x", "%F1%A7%B8%B6%C2%89"]
+    {
         let request = TestRequest::delete()
             .uri(&format!("/v1/forward-auth/{ks}/{tail}"))
             .insert_header(("authorization", format!("Bearer {key}")));
