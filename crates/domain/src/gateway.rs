@@ -284,7 +284,8 @@ pub struct Gate {
 }
 
 /// A request path a gateway forwarded that cannot be compared safely: its segments decode
-/// to a `/`, a `\`, a control character or bytes that are not UTF-8, or it is not a path.
+/// to a `/`, `\`, `?`, `#` or `%` (a second level of encoding), a control character or
+/// bytes that are not UTF-8, or it is not a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the original URI is not a path that can be compared with the route rules")]
 pub struct MalformedPath;
@@ -315,7 +316,9 @@ pub fn normalize_path(uri: &str) -> Result<Cow<'_, str>, MalformedPath> {
     let mut segments: Vec<Cow<'_, str>> = Vec::new();
     for raw in path[1..].split('/') {
         let decoded = percent_decode(raw)?;
-        if decoded.chars().any(|c| c.is_control() || matches!(c, '/' | '\\')) {
+        // Encoded delimiters and a second level of encoding are refused: an upstream that
+        // decodes once more (or splits on a decoded `/`) would see another path.
+        if decoded.chars().any(|c| c.is_control() || matches!(c, '/' | '\\' | '?' | '#' | '%')) {
             return Err(MalformedPath);
         }
         let segment = match decoded.find(';') {
