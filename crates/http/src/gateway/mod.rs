@@ -219,8 +219,15 @@ fn allowed(gate: &Gate, key: Option<&VerifiableKey>) -> HttpResponse {
     set(KEYSPACE_ID, crate::headers::header_value(format_args!("{}", gate.keyspace_id)));
     // An owner id that is no header value (a control character, say) is sent empty.
     set(OWNER_ID, key.owner_id().and_then(|owner| HeaderValue::from_str(owner).ok()));
-    let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
-    set(SCOPES, HeaderValue::from_str(&scopes.join(" ")).ok());
+    // One buffer, not a vector of the scopes and then their join.
+    let mut scopes = String::with_capacity(key.scopes.iter().map(|s| s.as_str().len() + 1).sum());
+    for scope in key.scopes.iter() {
+        if !scopes.is_empty() {
+            scopes.push(' ');
+        }
+        scopes.push_str(scope.as_str());
+    }
+    set(SCOPES, HeaderValue::from_str(&scopes).ok());
     set(
         META,
         key.metadata_json().and_then(|json| {
